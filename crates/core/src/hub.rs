@@ -1,0 +1,224 @@
+//! The consumer's side: one [`Hub`] per consumer thread (per Lua state).
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use crate::error::{CancelReason, PostErrorKind};
+use crate::port::Port;
+use crate::state::{Entry, Shared, DEFAULT_CAPACITY};
+use crate::stats::Stats;
+use crate::sync::Arc;
+
+/// The consumer's end of a FIFO that any number of threads post into.
+///
+/// A hub belongs to one consumer thread, the one that created it (rebind
+/// with [`bind_consumer`](Hub::bind_consumer) when the consumer moves).
+/// Libraries [`register`](Hub::register) a [`Port`] each; ports are the
+/// thread-safe handles producers post and call through.
+///
+/// Dropping the hub [closes](Hub::close) it.
+///
+/// ```
+/// use darksidesync_core::{Batch, Hub};
+///
+/// let hub: Hub<String> = Hub::new();
+/// let port = hub.register("greeter", |_| {}).unwrap();
+/// let producer = std::thread::spawn({
+///     let port = port.clone();
+///     move || port.post("hello".to_string()).unwrap()
+/// });
+/// producer.join().unwrap();
+///
+/// assert!(hub.wait(None));
+/// let mut batch = Batch::new();
+/// hub.drain(usize::MAX, &mut batch);
+/// assert_eq!(batch.pop().as_deref(), Some("hello"));
+/// ```
+pub struct Hub<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// A consumer-owned buffer that [`Hub::drain`] fills; reuse it across drains
+/// so steady-state draining does not allocate.
+///
+/// Items still in a batch when it is dropped are dropped with it (their drop
+/// path runs), so nothing is leaked.
+pub struct Batch<T> {
+    entries: VecDeque<Entry<T>>,
+}
+
+impl<T> Batch<T> {
+    /// An empty batch.
+    pub fn new() -> Batch<T> {
+        Batch { entries: VecDeque::new() }
+    }
+
+    /// Takes the oldest item.
+    #[inline]
+    pub fn pop(&mut self) -> Option<T> {
+        self.entries.pop_front().map(|e| e.item)
+    }
+
+    /// Items left in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no item is left.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl<T> Iterator for Batch<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.pop()
+    }
+}
+
+impl<T: Send + 'static> Hub<T> {
+    /// A hub with the [default capacity](DEFAULT_CAPACITY), bound to the
+    /// calling thread as its consumer.
+    pub fn new() -> Hub<T> {
+        Hub::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A hub bounded to `capacity` items (at least 1).
+    pub fn with_capacity(capacity: usize) -> Hub<T> {
+        Hub { shared: Arc::new(Shared::new(capacity)) }
+    }
+
+    /// Registers a library and returns its port. `on_cancel` runs once, on
+    /// whichever thread closes the hub or unregisters the port, after the
+    /// port's queued items were dropped.
+    ///
+    /// Fails with [`PostErrorKind::Closed`] once the hub is closed.
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        on_cancel: impl FnOnce(CancelReason) + Send + 'static,
+    ) -> Result<Port<T>, PostErrorKind> {
+        let key = self.shared.register(name.into(), Some(Box::new(on_cancel)))?;
+        Ok(Port::new(self.shared.clone(), key))
+    }
+
+    /// Marks the calling thread as the consumer, for the would-deadlock check.
+    pub fn bind_consumer(&self) {
+        self.shared.bind_consumer();
+    }
+
+    /// Moves up to `max` queued items into `batch`, oldest first, under one
+    /// lock acquisition. Returns how many were moved.
+    pub fn drain(&self, max: usize, batch: &mut Batch<T>) -> usize {
+        self.shared.drain(max, &mut batch.entries)
+    }
+
+    /// Blocks until an item is queued (true) or the timeout passes, the hub
+    /// closes or the last keep-alive reference is released (false).
+    /// `None` waits without a time limit; `Some(Duration::ZERO)` only checks.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
+        self.shared.wait(deadline)
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when nothing is queued and no library holds a keep-alive
+    /// reference: nothing can arrive any more, a run loop may end.
+    pub fn is_idle(&self) -> bool {
+        self.shared.keep_alive_count() == 0 && self.is_empty()
+    }
+
+    /// The queue's bound.
+    pub fn capacity(&self) -> usize {
+        self.shared.stats().capacity
+    }
+
+    /// Sets the queue's bound. Returns false (and changes nothing) for 0.
+    /// Lowering it below the current depth keeps the queued items; posts
+    /// then wait or refuse until the depth falls below the new bound.
+    pub fn set_capacity(&self, capacity: usize) -> bool {
+        if capacity == 0 {
+            return false;
+        }
+        self.shared.set_capacity(capacity);
+        true
+    }
+
+    /// A descriptor that is readable while work is pending, created on first
+    /// use (posts before then cost no descriptor write). The same descriptor
+    /// every call, valid until the hub and all its ports are dropped; do not
+    /// read or close it.
+    pub fn fd(&self) -> io::Result<RawFd> {
+        self.shared.fd()
+    }
+
+    /// Whether the descriptor is readable now; `None` before [`fd`](Hub::fd)
+    /// created it.
+    pub fn fd_readable(&self) -> Option<bool> {
+        self.shared.fd_readable()
+    }
+
+    /// Sends a UDP datagram to `127.0.0.1:port` on every wake-up; `None` or
+    /// `Some(0)` turns it off.
+    pub fn set_udp_port(&self, port: Option<u16>) -> io::Result<()> {
+        self.shared.set_udp_port(port)
+    }
+
+    /// The UDP wake-up port, if any.
+    pub fn udp_port(&self) -> Option<u16> {
+        self.shared.udp_port()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Closes the hub: drops every queued item (their drop paths run, which
+    /// releases their blocked callers with [`CallError::Closed`](crate::CallError::Closed)),
+    /// wakes every blocked producer with `Closed`, fires every port's cancel
+    /// notification (last registered first) and refuses later posts.
+    /// Returns false when it was already closed.
+    pub fn close(&self) -> bool {
+        self.shared.close()
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+}
+
+impl<T: Send + 'static> Default for Hub<T> {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl<T> Drop for Hub<T> {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}

@@ -1,0 +1,154 @@
+//! The producers' side: a [`Port`] per registered library.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::error::{CallError, PostError, PostErrorKind};
+use crate::hub::far_future;
+use crate::reply::{self, Outcome, Reply};
+use crate::state::{PortKey, Posted, Shared, WhenFull};
+use crate::sync::{Arc, Ordering};
+
+/// A library's handle on a hub: `Send + Sync + Clone`, cheap to clone, and
+/// safe to keep after the hub is gone (every use then fails with `Closed`).
+///
+/// A port is identified by a slot and a generation, so a port that was
+/// unregistered stays unregistered even when its slot is reused.
+pub struct Port<T> {
+    shared: Arc<Shared<T>>,
+    key: PortKey,
+}
+
+impl<T> Clone for Port<T> {
+    fn clone(&self) -> Self {
+        Port { shared: self.shared.clone(), key: self.key }
+    }
+}
+
+impl<T> fmt::Debug for Port<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Port").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Port<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>, key: PortKey) -> Port<T> {
+        Port { shared, key }
+    }
+
+    /// This port's identity (slot and generation).
+    pub fn key(&self) -> PortKey {
+        self.key
+    }
+
+    /// The name given at registration, while the port is live.
+    pub fn name(&self) -> Option<String> {
+        self.shared.port_name(self.key)
+    }
+
+    /// True while the port is registered and its hub open.
+    pub fn is_live(&self) -> bool {
+        self.shared.port_live(self.key)
+    }
+
+    /// True once the hub closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Queues `item`, waiting for room while the queue is full. Fails at once
+    /// with `WouldDeadlock` instead of waiting on the consumer thread.
+    pub fn post(&self, item: T) -> Result<Posted, PostError<T>> {
+        self.shared.push(self.key, item, WhenFull::Block(None))
+    }
+
+    /// Queues `item`, or refuses at once with `Full` when there is no room.
+    pub fn try_post(&self, item: T) -> Result<Posted, PostError<T>> {
+        self.shared.push(self.key, item, WhenFull::Refuse)
+    }
+
+    /// Queues `item`, waiting at most `timeout` for room (`Full` after that).
+    pub fn post_timeout(&self, item: T, timeout: Duration) -> Result<Posted, PostError<T>> {
+        self.shared.push(self.key, item, WhenFull::Block(Some(deadline(timeout))))
+    }
+
+    /// Queues the item built by `make` around a [`Reply`] and blocks until
+    /// the consumer answers it, waiting for room when the queue is full.
+    /// `timeout` bounds the whole call (room and answer).
+    ///
+    /// Issued from the consumer thread it fails at once with
+    /// [`CallError::WouldDeadlock`] and `make` is not called.
+    pub fn call<R>(&self, make: impl FnOnce(Reply<R>) -> T, timeout: Option<Duration>) -> Result<R, CallError> {
+        let deadline = timeout.map(deadline);
+        self.call_inner(make, WhenFull::Block(deadline), deadline)
+    }
+
+    /// Like [`call`](Port::call), but fails at once with
+    /// [`CallError::Full`] instead of waiting for room.
+    pub fn try_call<R>(&self, make: impl FnOnce(Reply<R>) -> T, timeout: Option<Duration>) -> Result<R, CallError> {
+        self.call_inner(make, WhenFull::Refuse, timeout.map(deadline))
+    }
+
+    fn call_inner<R>(
+        &self,
+        make: impl FnOnce(Reply<R>) -> T,
+        when_full: WhenFull,
+        deadline: Option<Instant>,
+    ) -> Result<R, CallError> {
+        if self.shared.on_consumer_thread() {
+            return Err(CallError::WouldDeadlock);
+        }
+        let (reply, waiter) = reply::pair();
+        if let Err(e) = self.shared.push(self.key, make(reply), when_full) {
+            return Err(e.kind.into());
+        }
+        match waiter.wait(deadline) {
+            Outcome::Replied(r) => {
+                self.shared.replies.fetch_add(1, Ordering::Relaxed);
+                r.map_err(CallError::Handler)
+            }
+            Outcome::Dropped if self.shared.is_closed() => Err(CallError::Closed),
+            Outcome::Dropped => Err(CallError::Cancelled),
+            Outcome::TimedOut => Err(CallError::TimedOut),
+        }
+    }
+
+    /// Takes a keep-alive reference: while any is held, the hub is not idle
+    /// and a run loop keeps waiting for this library's deliveries.
+    pub fn keep_alive(&self) -> Result<KeepAlive<T>, PostErrorKind> {
+        if !self.is_live() {
+            return Err(if self.is_closed() { PostErrorKind::Closed } else { PostErrorKind::Unregistered });
+        }
+        self.shared.acquire_keep_alive();
+        Ok(KeepAlive { shared: self.shared.clone() })
+    }
+
+    /// Unregisters the port: its queued items are dropped (their callers see
+    /// `Cancelled`) and its cancel notification fires. Every clone becomes
+    /// stale. Returns false when it already was.
+    pub fn unregister(&self) -> bool {
+        self.shared.unregister(self.key)
+    }
+}
+
+/// A keep-alive reference (see [`Port::keep_alive`]); released on drop.
+/// Releasing the last one wakes a consumer blocked in [`Hub::wait`](crate::Hub::wait).
+pub struct KeepAlive<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Drop for KeepAlive<T> {
+    fn drop(&mut self) {
+        self.shared.release_keep_alive();
+    }
+}
+
+impl<T> fmt::Debug for KeepAlive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeepAlive")
+    }
+}
+
+fn deadline(timeout: Duration) -> Instant {
+    Instant::now().checked_add(timeout).unwrap_or_else(far_future)
+}

@@ -1,0 +1,160 @@
+//! The reply slot of a blocking call: a one-shot hand-off from the consumer
+//! (which holds the [`Reply`]) to the producer blocked in
+//! [`Port::call`](crate::Port::call) (which holds the [`Waiter`]).
+//!
+//! # Invariants
+//!
+//! * The slot leaves `Waiting` exactly once: to `Replied` (by [`Reply::send`]
+//!   or [`Reply::fail`]), to `Dropped` (the `Reply` was dropped unanswered:
+//!   its item was cancelled, or the consumer discarded it), or to `Abandoned`
+//!   (the waiter timed out first). Whoever moves it does so under the lock,
+//!   so a late reply to an abandoned call is refused, never lost in a slot
+//!   nobody reads.
+//! * `settled` is set (release) after the state left `Waiting`; the waiter
+//!   may spin on it (acquire) before taking the lock and sleeping, which is
+//!   what keeps a round trip with a busy consumer in the low microseconds.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::sync::{condvar_wait_timeout, lock, spin_hint, Arc, AtomicBool, Condvar, Mutex, Ordering};
+
+/// How many times the waiter polls `settled` before sleeping on the condvar.
+/// A futex wake-up costs several microseconds; a consumer that is already
+/// running answers sooner than that.
+const SPINS: u32 = 4_000;
+
+enum State<R> {
+    Waiting,
+    Replied(Result<R, String>),
+    Dropped,
+    Abandoned,
+    Taken,
+}
+
+struct Slot<R> {
+    state: Mutex<State<R>>,
+    cv: Condvar,
+    settled: AtomicBool,
+}
+
+/// The consumer's half of a blocking call: answer it once with
+/// [`send`](Reply::send) or [`fail`](Reply::fail). Dropping it unanswered
+/// releases the caller with [`CallError::Cancelled`](crate::CallError::Cancelled)
+/// (or `Closed` when the hub has closed).
+pub struct Reply<R> {
+    slot: Arc<Slot<R>>,
+    answered: bool,
+}
+
+/// What a waiter learned.
+pub(crate) enum Outcome<R> {
+    Replied(Result<R, String>),
+    Dropped,
+    TimedOut,
+}
+
+/// The caller's half; private to the crate, driven by `Port::call`.
+pub(crate) struct Waiter<R> {
+    slot: Arc<Slot<R>>,
+}
+
+pub(crate) fn pair<R>() -> (Reply<R>, Waiter<R>) {
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State::Waiting),
+        cv: Condvar::new(),
+        settled: AtomicBool::new(false),
+    });
+    (Reply { slot: slot.clone(), answered: false }, Waiter { slot })
+}
+
+impl<R> Reply<R> {
+    /// Answers the call with a value. Returns the value back when the caller
+    /// has already given up (timed out), so the consumer can dispose of it.
+    pub fn send(self, value: R) -> Result<(), R> {
+        self.settle(Ok(value)).map_err(|r| match r {
+            Ok(v) => v,
+            Err(_) => unreachable!("settle returns what it was given"),
+        })
+    }
+
+    /// Answers the call with a handler error; the caller receives
+    /// [`CallError::Handler`](crate::CallError::Handler) with this text.
+    /// Returns `false` when the caller had already given up.
+    pub fn fail(self, text: impl Into<String>) -> bool {
+        self.settle(Err(text.into())).is_ok()
+    }
+
+    /// True once the caller stopped waiting (its timeout passed). A consumer
+    /// may skip the work of such an item; answering it is harmless.
+    pub fn is_abandoned(&self) -> bool {
+        matches!(*lock(&self.slot.state), State::Abandoned)
+    }
+
+    fn settle(mut self, result: Result<R, String>) -> Result<(), Result<R, String>> {
+        self.answered = true;
+        let mut state = lock(&self.slot.state);
+        if !matches!(*state, State::Waiting) {
+            return Err(result);
+        }
+        *state = State::Replied(result);
+        self.slot.settled.store(true, Ordering::Release);
+        drop(state);
+        self.slot.cv.notify_one();
+        Ok(())
+    }
+}
+
+impl<R> Drop for Reply<R> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let mut state = lock(&self.slot.state);
+        if matches!(*state, State::Waiting) {
+            *state = State::Dropped;
+            self.slot.settled.store(true, Ordering::Release);
+            drop(state);
+            self.slot.cv.notify_one();
+        }
+    }
+}
+
+impl<R> fmt::Debug for Reply<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply").field("abandoned", &self.is_abandoned()).finish()
+    }
+}
+
+impl<R> Waiter<R> {
+    /// Blocks until the slot settles or `deadline` passes. On timeout the
+    /// slot becomes `Abandoned` so a late answer is refused, not stored.
+    pub(crate) fn wait(self, deadline: Option<Instant>) -> Outcome<R> {
+        for _ in 0..SPINS {
+            if self.slot.settled.load(Ordering::Acquire) {
+                break;
+            }
+            spin_hint();
+        }
+        let mut state = lock(&self.slot.state);
+        loop {
+            match std::mem::replace(&mut *state, State::Taken) {
+                State::Replied(r) => return Outcome::Replied(r),
+                State::Dropped => return Outcome::Dropped,
+                State::Waiting => *state = State::Waiting,
+                State::Abandoned | State::Taken => unreachable!("only the waiter abandons or takes"),
+            }
+            state = match deadline {
+                None => self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        *state = State::Abandoned;
+                        return Outcome::TimedOut;
+                    }
+                    condvar_wait_timeout(&self.slot.cv, state, deadline - now)
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The one place that chooses between `std` and `loom` primitives.
+//!
+//! Every other module imports its locks and atomics from here, so the code
+//! never branches on `cfg(loom)` and the model tests in `tests/loom.rs`
+//! exercise exactly the code that ships.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Locks `m`, ignoring poisoning.
+///
+/// The core never runs user code while holding one of its locks (payload
+/// drops and cancel callbacks run after the guard is released), so a poisoned
+/// lock can only come from a panic inside the core's own bookkeeping, which
+/// leaves the protected state consistent at every await point.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Busy-waits briefly; a no-op under loom, where spinning explodes the model.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// A small number that identifies the calling OS thread for the
+/// would-deadlock check (never 0).
+pub(crate) fn thread_token() -> u64 {
+    #[cfg(not(loom))]
+    {
+        use std::cell::Cell;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        thread_local!(static TOKEN: Cell<u64> = const { Cell::new(0) });
+        TOKEN.with(|t| {
+            if t.get() == 0 {
+                t.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            }
+            t.get()
+        })
+    }
+    #[cfg(loom)]
+    {
+        // loom threads are modelled; each has its own thread-local.
+        use std::cell::Cell;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        loom::thread_local!(static TOKEN: Cell<u64> = Cell::new(0));
+        TOKEN.with(|t| {
+            if t.get() == 0 {
+                t.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            }
+            t.get()
+        })
+    }
+}
+
+/// A timed condvar wait that ignores poisoning (see [`lock`]).
+#[cfg(not(loom))]
+pub(crate) fn condvar_wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    dur: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    cv.wait_timeout(guard, dur).unwrap_or_else(|p| p.into_inner()).0
+}
+
+/// A timed condvar wait; loom does not model time, so there it is untimed.
+#[cfg(loom)]
+pub(crate) fn condvar_wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    _dur: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    // loom does not model time; a timed wait is an untimed one there.
+    cv.wait(guard).unwrap_or_else(|p| p.into_inner())
+}
+

@@ -1,0 +1,135 @@
+//! Ways to wake the consumer from outside the process's own condvars: a file
+//! descriptor for poll loops and an optional UDP packet for `select()` loops.
+//!
+//! The hub decides *when* to wake (once per burst, see `state.rs`); this file
+//! only knows *how*.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A descriptor that is readable while it is set: an eventfd on Linux, the
+/// read end of a non-blocking pipe elsewhere.
+#[derive(Debug)]
+pub(crate) struct FdSignal {
+    read: OwnedFd,
+    /// The write end of the pipe; `None` for an eventfd, which is both.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    write: Option<OwnedFd>,
+}
+
+impl FdSignal {
+    #[cfg(target_os = "linux")]
+    pub(crate) fn new() -> io::Result<FdSignal> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a fresh
+        // descriptor that nothing else owns, so OwnedFd may take it.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: see above: `fd` is valid and owned by nobody else.
+        Ok(FdSignal { read: unsafe { OwnedFd::from_raw_fd(fd) }, write: None })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn new() -> io::Result<FdSignal> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe succeeded, both descriptors are fresh and ours.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
+            // SAFETY: fcntl on a descriptor we own, with integer flags only.
+            unsafe {
+                let fl = libc::fcntl(fd, libc::F_GETFL);
+                libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        Ok(FdSignal { read, write: Some(write) })
+    }
+
+    /// The descriptor to poll for readability.
+    pub(crate) fn raw(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Makes the descriptor readable. Called at most once per burst, so an
+    /// extra byte or count can never accumulate past what `clear` removes.
+    pub(crate) fn set(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to a descriptor we own.
+            // A full counter (EAGAIN) still leaves it readable, which is all
+            // we want, so the result is deliberately ignored.
+            unsafe { libc::write(self.read.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let byte = 1u8;
+            let fd = self.write.as_ref().map_or(-1, |w| w.as_raw_fd());
+            // SAFETY: writes one byte from a live u8 to a descriptor we own;
+            // EAGAIN means the pipe is already readable, which is enough.
+            unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        }
+    }
+
+    /// Makes the descriptor unreadable again.
+    pub(crate) fn clear(&self) {
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reads into a live 64-byte buffer (an eventfd needs 8)
+            // from a non-blocking descriptor we own.
+            let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 || cfg!(target_os = "linux") {
+                break;
+            }
+        }
+    }
+
+    /// True when the descriptor is readable now (for tests and assertions).
+    pub fn is_readable(&self) -> bool {
+        poll_readable(self.raw(), 0)
+    }
+}
+
+/// Polls one descriptor for readability; `timeout_ms` < 0 waits forever.
+pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    n > 0 && (p.revents & libc::POLLIN) != 0
+}
+
+/// Sends one short text datagram to a loopback port per wake-up.
+#[derive(Debug)]
+pub(crate) struct UdpNotifier {
+    socket: UdpSocket,
+    port: u16,
+}
+
+/// The datagram's payload: plain text (the original sent pointer bytes).
+pub const UDP_PAYLOAD: &[u8] = b"darksidesync";
+
+impl UdpNotifier {
+    pub(crate) fn new(port: u16) -> io::Result<UdpNotifier> {
+        let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+        socket.set_nonblocking(true)?;
+        Ok(UdpNotifier { socket, port })
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends the wake-up datagram; `false` when the send failed (the item
+    /// was still queued: this is a warning, DSS's -99).
+    pub(crate) fn send(&self) -> bool {
+        self.socket
+            .send_to(UDP_PAYLOAD, SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+            .is_ok()
+    }
+}
