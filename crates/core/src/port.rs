@@ -95,6 +95,10 @@ impl<T: Send + 'static> Port<T> {
         when_full: WhenFull,
         deadline: Option<Instant>,
     ) -> Result<R, CallError> {
+        // A closed hub is the more useful answer, even on the consumer thread.
+        if self.shared.is_closed() {
+            return Err(CallError::Closed);
+        }
         if self.shared.on_consumer_thread() {
             return Err(CallError::WouldDeadlock);
         }
