@@ -22,7 +22,8 @@ use crate::sync::{condvar_wait_timeout, lock, spin_hint, Arc, AtomicBool, Condva
 /// How many times the waiter polls `settled` before sleeping on the condvar.
 /// A futex wake-up costs several microseconds; a consumer that is already
 /// running answers sooner than that.
-const SPINS: u32 = 4_000;
+/// Zero under loom, where every poll would be a modelled scheduling point.
+const SPINS: u32 = if cfg!(loom) { 0 } else { 4_000 };
 
 enum State<R> {
     Waiting,
