@@ -1,0 +1,28 @@
+//! The whole test suite, in the order that fails fastest.
+
+use crate::cmd::{cargo, run, Result};
+use crate::deps;
+
+pub fn all() -> Result {
+    deps::ensure()?;
+    // Rust: unit, integration and doc tests of every crate.
+    run(cargo().args(["test", "--workspace", "--release"]))?;
+    loom()?;
+    eprintln!("xtask test: all stages passed");
+    Ok(())
+}
+
+
+/// loom model checks of the core's hand-offs, in their own target dir so the
+/// `--cfg loom` build does not evict the normal one.
+pub fn loom() -> Result {
+    run(cargo()
+        .args(["test", "-p", "darksidesync-core", "--test", "loom", "--release", "--target-dir", "target/loom"])
+        .env("RUSTFLAGS", "--cfg loom"))
+}
+
+/// The core's criterion benchmarks.
+pub fn bench_core(args: &[String]) -> Result {
+    run(cargo().args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"]).args(args))
+}
+
