@@ -1,13 +1,20 @@
 //! Project tasks that cargo alone cannot express. Run as `cargo xtask <task>`.
+//! Each task lives in its own file.
 //!
-//! * `test`  — the whole test suite, installing what it needs (CI runs this).
-//! * `deps`  — only the install step of `test`.
-//! * `loom`  — the core's loom model checks.
-//! * `bench` — the core's benchmarks.
+//! * `test`      — the whole test suite, installing what it needs (CI runs this).
+//! * `deps`      — only the install step of `test`.
+//! * `loom`      — the core's loom model checks.
+//! * `bench`     — the core's benchmarks.
+//! * `module`    — build the Lua module for one Lua version into a folder.
+//! * `lua-specs` — build the module for every Lua and run the busted specs.
 
 mod cmd;
 mod deps;
+mod lua_specs;
+mod module;
 mod test;
+
+pub(crate) use cmd::root;
 
 use std::process::ExitCode;
 
@@ -22,8 +29,10 @@ fn main() -> ExitCode {
         "deps" => deps::ensure(),
         "loom" => test::loom(),
         "bench" => test::bench_core(rest),
+        "module" => module::main(rest),
+        "lua-specs" => lua_specs::main(rest),
         _ => {
-            eprintln!("usage: cargo xtask <test|deps|loom|bench>");
+            eprintln!("{}", usage());
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };
@@ -34,4 +43,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <task>\n\
+     \x20 test                                           the whole suite (installs what it needs)\n\
+     \x20 deps                                           install the Debian packages the suite needs\n\
+     \x20 loom                                           the core's loom model checks\n\
+     \x20 bench [criterion args]                         the core's benchmarks\n\
+     \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
+     \x20 lua-specs                                      build the module for every Lua and run the busted specs"
 }

@@ -8,10 +8,11 @@ pub fn all() -> Result {
     // Rust: unit, integration and doc tests of every crate.
     run(cargo().args(["test", "--workspace", "--release"]))?;
     loom()?;
+    // The Lua module on every interpreter, adapters in their real loops.
+    crate::lua_specs::main(&[])?;
     eprintln!("xtask test: all stages passed");
     Ok(())
 }
-
 
 /// loom model checks of the core's hand-offs, in their own target dir so the
 /// `--cfg loom` build does not evict the normal one.
@@ -20,9 +21,7 @@ pub fn loom() -> Result {
         .args(["test", "-p", "darksidesync-core", "--test", "loom", "--release", "--target-dir", "target/loom"])
         .env("RUSTFLAGS", "--cfg loom"))
 }
-
 /// The core's criterion benchmarks.
 pub fn bench_core(args: &[String]) -> Result {
     run(cargo().args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"]).args(args))
 }
-
