@@ -1,14 +1,19 @@
 //! Project tasks that cargo alone cannot express. Run as `cargo xtask <task>`.
 //!
-//! * `test`  — the whole test suite, installing what it needs (CI runs this).
-//! * `deps`  — only the install step of `test`.
-//! * `loom`  — the core's loom model checks.
-//! * `bench` — the core's benchmarks.
+//! * `test`      — the whole test suite, installing what it needs (CI runs this).
+//! * `deps`      — only the install step of `test`.
+//! * `loom`      — the core's loom model checks.
+//! * `bench`     — the core's benchmarks.
+//! * `module`    — build the Lua module for one Lua version into a directory.
+//! * `lua-specs` — build the module for every Lua and run the busted specs.
 
 mod cmd;
 mod deps;
+mod lua_specs;
+mod module;
 mod test;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,8 +27,10 @@ fn main() -> ExitCode {
         "deps" => deps::ensure(),
         "loom" => test::loom(),
         "bench" => test::bench_core(rest),
+        "module" => module::main(rest),
+        "lua-specs" => lua_specs::main(rest),
         _ => {
-            eprintln!("usage: cargo xtask <test|deps|loom|bench>");
+            eprintln!("{}", usage());
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };
@@ -34,4 +41,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn usage() -> String {
+    "usage: cargo xtask <command>\n\
+     \x20 test                                           the whole test suite (CI)\n\
+     \x20 deps                                           install the system packages the suite needs\n\
+     \x20 loom                                           the core's loom model checks\n\
+     \x20 bench                                          the core's benchmarks\n\
+     \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
+     \x20 lua-specs                                      build the module for every Lua and run the busted specs"
+        .to_string()
+}
+
+/// The workspace root (the parent of this crate).
+pub(crate) fn root() -> PathBuf {
+    cmd::root()
 }

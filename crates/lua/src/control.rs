@@ -1,0 +1,78 @@
+//! Settings and counters: `setport`/`getport` (DSS UDP notification),
+//! `setcapacity`/`capacity`, `stats`.
+
+use mlua::{Lua, MultiValue, Value};
+
+use crate::args;
+use crate::state::StateHub;
+use crate::Ret;
+
+/// The largest capacity `setcapacity` accepts.
+pub const MAX_CAPACITY: usize = 1 << 24;
+
+/// DarkSideSync 1.0's exact message.
+pub(crate) const BAD_PORT: &str =
+    "Invalid UDP port number, use an integer value from 1 to 65535, or 0 to disable UDP notification";
+
+fn one(v: Value) -> MultiValue {
+    MultiValue::from_iter([v])
+}
+
+/// `setport(port)` → 1. Every wake-up then sends one datagram to
+/// `127.0.0.1:port`; 0 disables.
+pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+    let port = match a.front().and_then(args::integer) {
+        Some(p) if (0..=65535).contains(&p) => p as u16,
+        _ => return Err(BAD_PORT.to_string().into()),
+    };
+    st.hub
+        .set_udp_port(Some(port))
+        .map_err(|e| format!("darksidesync.setport: cannot create the UDP socket: {e}"))?;
+    Ok(one(Value::Integer(1)))
+}
+
+/// `getport()` → the UDP port, or 0 when disabled.
+pub(crate) fn getport(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+    Ok(one(Value::Integer(st.hub.udp_port().map_or(0, i64::from))))
+}
+
+/// `setcapacity(n)` → the previous capacity.
+pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+    let v = a.front().unwrap_or(&Value::Nil);
+    let n = match args::integer(v) {
+        Some(n) if n >= 1 && n as u64 <= MAX_CAPACITY as u64 => n as usize,
+        _ => {
+            return Err(format!(
+                "darksidesync.setcapacity: capacity must be an integer from 1 to {MAX_CAPACITY}, got {}",
+                args::describe(v)
+            )
+            .into())
+        }
+    };
+    let old = st.hub.capacity();
+    st.hub.set_capacity(n);
+    Ok(one(Value::Integer(old as i64)))
+}
+
+/// `capacity()` → the queue's bound.
+pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+    Ok(one(Value::Integer(st.hub.capacity() as i64)))
+}
+
+/// `stats()` → a table of counters.
+pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+    let s = st.hub.stats();
+    let t = lua.create_table_with_capacity(0, 11)?;
+    t.raw_set("posted", s.posted)?;
+    t.raw_set("delivered", s.delivered)?;
+    t.raw_set("dropped", s.dropped)?;
+    t.raw_set("cancelled", s.cancelled)?;
+    t.raw_set("replies", s.replies)?;
+    t.raw_set("peak_depth", s.peak_depth)?;
+    t.raw_set("wakeups", s.wakeups)?;
+    t.raw_set("depth", st.pending())?;
+    t.raw_set("capacity", s.capacity)?;
+    t.raw_set("keep_alive", s.keep_alive)?;
+    t.raw_set("ports", s.ports)?;
+    Ok(one(Value::Table(t)))
+}

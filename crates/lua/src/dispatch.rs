@@ -1,0 +1,177 @@
+//! Running items on the Lua thread: `dispatch([max])`, `run()`, `stop()`
+//! and the error handler.
+//!
+//! A dispatched callback runs under `xpcall`:
+//!
+//! * fire-and-forget: the message handler is the state's error handler
+//!   (`seterrorhandler`), so it runs in the failing callback's context;
+//! * blocking delivery: the message handler is `tostring`, the callback's
+//!   return values become the reply, its error text the handler error.
+//!
+//! Either way the error stops at that item: the next one runs.
+
+use mlua::{Function, Lua, MultiValue, Value};
+
+use crate::args;
+use crate::item::Item;
+use crate::state::StateHub;
+use crate::Ret;
+
+/// Counts a running callback; `forbid_in_callback` sees it.
+struct CallbackGuard<'a>(&'a StateHub);
+
+impl<'a> CallbackGuard<'a> {
+    fn enter(st: &'a StateHub) -> CallbackGuard<'a> {
+        st.in_callback.set(st.in_callback.get() + 1);
+        CallbackGuard(st)
+    }
+}
+
+impl Drop for CallbackGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_callback.set(self.0.in_callback.get() - 1);
+    }
+}
+
+/// Runs one item to completion. Errors of the callback never escape; an
+/// `Err` here is a failure of the Lua machinery itself (out of memory).
+pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()> {
+    let prepared = match item.prepare(lua) {
+        Ok(p) => p,
+        Err(e) => return report(lua, st, Value::String(lua.create_string(e.to_string())?)),
+    };
+    let Some((callback, mut values)) = prepared.call else {
+        return Ok(());
+    };
+    let _guard = CallbackGuard::enter(st);
+    match prepared.reply {
+        None => {
+            let handler = current_handler(st);
+            values.push_front(Value::Function(handler));
+            values.push_front(callback);
+            // The handler already ran inside xpcall; nothing more to do.
+            let _ = st.helpers.xpcall.call::<MultiValue>(values)?;
+        }
+        Some(sink) => {
+            values.push_front(Value::Function(st.helpers.reply_handler.clone()));
+            values.push_front(callback);
+            let mut results = st.helpers.xpcall.call::<MultiValue>(values)?;
+            let ok = matches!(results.pop_front(), Some(Value::Boolean(true)));
+            if ok {
+                if let Err(e) = sink.send(lua, results) {
+                    report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
+                }
+            } else {
+                let text = match results.pop_front() {
+                    Some(Value::String(s)) => s.to_string_lossy(),
+                    Some(other) => format!("{other:?}"),
+                    None => "error".to_string(),
+                };
+                sink.fail(lua, text);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn current_handler(st: &StateHub) -> Function {
+    st.error_handler.borrow().clone().unwrap_or_else(|| st.helpers.default_handler.clone())
+}
+
+/// Hands an error that did not come from inside a callback (a task that
+/// failed to prepare) to the error handler.
+fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
+    let handler = current_handler(st);
+    let _guard = CallbackGuard::enter(st);
+    let _ = st.helpers.xpcall.call::<MultiValue>((handler, st.helpers.reply_handler.clone(), err))?;
+    Ok(())
+}
+
+/// Runs up to `max` items (all queued now when `max` is `None`).
+pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
+    let max = max.unwrap_or_else(|| st.pending());
+    let mut ran = 0;
+    {
+        let mut batch = st.batch.borrow_mut();
+        let have = batch.len();
+        if have < max {
+            st.hub.drain(max - have, &mut batch);
+        }
+    }
+    while ran < max {
+        // The borrow ends before the callback runs: callbacks may poll().
+        let item = st.batch.borrow_mut().pop();
+        let Some(item) = item else { break };
+        run_item(lua, st, item)?;
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// `dispatch([max])` → number of items run.
+pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+    st.forbid_in_callback("dispatch")?;
+    let max = args::count(a.front().unwrap_or(&Value::Nil), "dispatch", usize::MAX)?;
+    let max = if max == usize::MAX { None } else { Some(max) };
+    let ran = dispatch_n(lua, st, max)?;
+    Ok(MultiValue::from_iter([Value::Integer(ran as i64)]))
+}
+
+/// `run()`: dispatches until `stop()` or until nothing can arrive any more
+/// (no keep-alive reference and an empty queue). Returns the number run.
+pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+    st.forbid_in_callback("run")?;
+    if st.running.get() {
+        return Err("darksidesync.run: already running".to_string().into());
+    }
+    st.running.set(true);
+    st.stop_requested.set(false);
+    let result = (|| -> mlua::Result<usize> {
+        let mut total = 0;
+        loop {
+            if st.stop_requested.get() || st.hub.is_closed() {
+                break;
+            }
+            if st.batch.borrow().is_empty() && st.hub.is_idle() {
+                break;
+            }
+            if st.batch.borrow().is_empty() && !st.hub.wait(None) {
+                continue; // closed, or the last keep-alive went: re-check
+            }
+            total += dispatch_n(lua, st, None)?;
+        }
+        Ok(total)
+    })();
+    st.running.set(false);
+    st.stop_requested.set(false);
+    Ok(MultiValue::from_iter([Value::Integer(result? as i64)]))
+}
+
+/// `stop()`: makes a running `run()` return after the current callback.
+/// Returns true when a `run()` was running.
+pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+    let running = st.running.get();
+    if running {
+        st.stop_requested.set(true);
+    }
+    Ok(MultiValue::from_iter([Value::Boolean(running)]))
+}
+
+/// `seterrorhandler(f)`: `f` handles errors of fire-and-forget callbacks;
+/// `nil` restores the default. Returns the previous handler (nil for the
+/// default).
+pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+    let new = match a.front() {
+        None | Some(Value::Nil) => None,
+        Some(Value::Function(f)) => Some(f.clone()),
+        Some(other) => {
+            return Err(format!(
+                "darksidesync.seterrorhandler: expected a function or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
+    };
+    let old = st.error_handler.replace(new);
+    Ok(MultiValue::from_iter([old.map_or(Value::Nil, Value::Function)]))
+}

@@ -1,0 +1,132 @@
+//! What the hub carries: an [`Item`] wraps a [`Task`], the one extension
+//! point every kind of producer plugs into.
+//!
+//! # The contract
+//!
+//! A task is built on any thread and is `Send`. On the Lua thread the module
+//! calls [`Task::prepare`] exactly once, which turns it into a [`Prepared`]:
+//! the Lua callback plus its arguments (what DarkSideSync's *decoder*
+//! pushed), and for a blocking delivery a [`ReplySink`] (what its *return
+//! callback* did). Then:
+//!
+//! * `poll()` hands callback and arguments to Lua; the sink becomes the
+//!   callable reply userdata in `args[1]` (see `reply.rs`).
+//! * `dispatch()` calls the callback itself; its return values go to
+//!   [`ReplySink::send`], its error text to [`ReplySink::fail`].
+//!
+//! **Drop is the cancel path.** A task that is never prepared (the state
+//! closed, its port was unregistered) is dropped, on whatever thread did
+//! that, with no Lua state at hand: free its data and tell its library there
+//! (DarkSideSync's "decoder called with `L == NULL`"). Likewise a sink
+//! dropped unanswered releases its waiter (the reply userdata was collected
+//! uncalled: DSS's `garbage = 1`; or the callback never ran).
+//!
+//! # Plugging in producers
+//!
+//! * **Rust closures in this crate** (the test library, examples):
+//!   [`Item::from_fn`], or a struct implementing [`Task`]; a blocking call
+//!   uses a core [`Reply`] as its sink, see [`DataReply`].
+//! * **C-ABI utilities (DSS 1v0, 2v0)**: a task struct holding the
+//!   utility's `decoder`/`return`/`free` function pointers and its `pData`.
+//!   `prepare` calls the decoder with the real `lua_State*` (through
+//!   `Lua::exec_raw`) and collects what it pushed; its sink calls the return
+//!   callback (`garbage = 0`) or, from `Drop`, with `garbage = 1`; the
+//!   task's `Drop` calls the decoder with `NULL` (1v0) or the free callback
+//!   (2v0). No change to the queue, `poll` or `dispatch` is needed.
+//! * **Rust closures from separately built cdylibs**: trait objects cannot
+//!   cross independently compiled Rust libraries, so such a library talks
+//!   to this module through the 2v0 C ABI (function pointers found in the
+//!   registry) and its closure travels as a 2v0 item whose run callback is a
+//!   monomorphised `extern "C"` trampoline in the binding author's crate.
+
+use darksidesync_core::Reply;
+use mlua::{Lua, MultiValue, Value};
+
+use crate::data::Data;
+
+/// One unit of work from a background thread, run on the Lua thread.
+///
+/// Implementors must be `Send`: they are built and possibly dropped on
+/// foreign threads. `prepare` runs on the Lua thread only.
+pub trait Task: Send + 'static {
+    /// Turns the task into a callback, its arguments and an optional reply
+    /// sink. Runs exactly once, on the Lua thread, only if the task is
+    /// delivered. An error is reported to the state's error handler; the
+    /// task's reply (if any) is then released unanswered.
+    fn prepare(self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared>;
+}
+
+/// A delivered task, ready to run.
+pub struct Prepared {
+    /// The callback and its arguments; `None` when there is nothing to call
+    /// (a DSS decoder that pushed nothing). The callback is not checked to
+    /// be a function: calling a non-callable value is the callback's error.
+    pub call: Option<(Value, MultiValue)>,
+    /// Present for a blocking delivery.
+    pub reply: Option<Box<dyn ReplySink>>,
+}
+
+/// The answer path of a blocking delivery, used on the Lua thread only.
+///
+/// Dropping it unanswered must release the waiting thread ("garbage").
+pub trait ReplySink: 'static {
+    /// Hands the callback's results (or the reply userdata's call
+    /// arguments) to the waiter. The values returned go back to the Lua
+    /// code that called the reply userdata (DSS: what the return callback
+    /// pushed).
+    fn send(self: Box<Self>, lua: &Lua, values: MultiValue) -> mlua::Result<MultiValue>;
+
+    /// Answers with the callback's error text.
+    fn fail(self: Box<Self>, lua: &Lua, message: String);
+}
+
+/// What the hub queues: a boxed [`Task`].
+pub struct Item(Box<dyn Task>);
+
+impl Item {
+    /// Wraps a task.
+    pub fn new(task: impl Task) -> Item {
+        Item(Box::new(task))
+    }
+
+    /// A task from a closure; dropping the item undelivered drops the
+    /// closure (and what it captured) on the dropping thread.
+    pub fn from_fn<F>(f: F) -> Item
+    where
+        F: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        Item::new(FnTask(f))
+    }
+
+    /// Prepares the task (Lua thread only).
+    pub(crate) fn prepare(self, lua: &Lua) -> mlua::Result<Prepared> {
+        self.0.prepare(lua)
+    }
+}
+
+struct FnTask<F>(F);
+
+impl<F> Task for FnTask<F>
+where
+    F: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+{
+    fn prepare(self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared> {
+        (self.0)(lua)
+    }
+}
+
+/// A core [`Reply`] carrying [`Data`] values, as a [`ReplySink`]: the reply
+/// of a Rust producer's `Port::call`.
+pub struct DataReply(pub Reply<Vec<Data>>);
+
+impl ReplySink for DataReply {
+    fn send(self: Box<Self>, _lua: &Lua, values: MultiValue) -> mlua::Result<MultiValue> {
+        // A caller that already timed out gets nothing; that is not an error.
+        let _ = self.0.send(Data::from_multi(&values));
+        Ok(MultiValue::new())
+    }
+
+    fn fail(self: Box<Self>, _lua: &Lua, message: String) {
+        let _ = self.0.fail(message);
+    }
+}

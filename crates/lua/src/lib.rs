@@ -1,0 +1,163 @@
+//! The Lua module `darksidesync`: background threads hand work to a Lua
+//! state, and the Lua side takes it when it is ready.
+//!
+//! `require "darksidesync"` returns the module table documented in
+//! `doc/lua-api.md`. This crate is the glue between that table and the
+//! Lua-agnostic core (`darksidesync-core`).
+//!
+//! # Layout
+//!
+//! | file | concept |
+//! | --- | --- |
+//! | `state.rs` | one [`StateHub`] per Lua state: the hub, the local batch, the error handler, closed at `lua_close` |
+//! | `item.rs` | what the hub carries: [`Item`] = boxed [`Task`]; [`ReplySink`] for blocking deliveries |
+//! | `poll.rs` | `poll()`, `queuesize()` (DSS 1.0) |
+//! | `reply.rs` | the callable reply userdata of `poll()` |
+//! | `dispatch.rs` | `dispatch()`, `run()`, `stop()`, `seterrorhandler()` |
+//! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
+//! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
+//! | `args.rs` | argument checking |
+//! | `data.rs` | [`Data`], Lua scalars that can cross threads |
+//! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
+//! | `prelude.lua` | Lua helpers compiled once per state |
+//!
+//! # Items and tasks
+//!
+//! The hub's item type is [`Item`], a `Box<dyn Task>`. A task is built on
+//! any thread; on the Lua thread [`Task::prepare`] turns it into a callback,
+//! its arguments and, for a blocking delivery, a [`ReplySink`]. `poll()`
+//! hands these to Lua (the sink becomes the reply userdata in `args[1]`);
+//! `dispatch()` calls the callback and feeds its results or error text to
+//! the sink. A task dropped undelivered (state closed, port unregistered)
+//! runs its `Drop`, which is its cancel path; a sink dropped unanswered
+//! releases its waiter. See `item.rs` for how C-ABI (DSS 1v0/2v0) items
+//! and Rust closures from other cdylibs plug in without changing the queue.
+//!
+//! # Errors
+//!
+//! Bad arguments raise plain string errors (the raw Rust functions return
+//! a sentinel and a message, and a thin Lua wrapper from `prelude.lua`
+//! raises it with level 0, as `luaL_error` does from C). Panics never
+//! cross into Lua's C frames: mlua catches them in every callback.
+//!
+//! # Lifetime
+//!
+//! The hub is created on the first `require` in a state and stored in
+//! mlua's app data, so every later call from that state finds it. It is
+//! closed when the state closes. The shared object is linked with
+//! `-z nodelete` (see `build.rs`) so that Lua's `dlclose` at `lua_close`
+//! cannot unmap code that foreign threads still reach through their ports.
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+mod args;
+mod control;
+mod data;
+mod dispatch;
+mod item;
+mod poll;
+mod reply;
+mod state;
+pub mod testlib;
+mod wait;
+
+use std::ffi::c_void;
+
+use mlua::{LightUserData, Lua, MultiValue, Table, Value};
+
+pub use control::MAX_CAPACITY;
+pub use darksidesync_core::DEFAULT_CAPACITY;
+pub use data::Data;
+pub use item::{DataReply, Item, Prepared, ReplySink, Task};
+pub use state::StateHub;
+
+/// The module's version, also `darksidesync._VERSION`.
+pub const VERSION: &str = concat!("darksidesync ", env!("CARGO_PKG_VERSION"));
+
+/// Why a raw Lua-facing function did not return normally.
+pub(crate) enum Fail {
+    /// Raise this text as a plain Lua error.
+    Raise(String),
+    /// A failure of the Lua machinery, propagated as mlua reports it.
+    Lua(mlua::Error),
+}
+
+impl From<String> for Fail {
+    fn from(text: String) -> Fail {
+        Fail::Raise(text)
+    }
+}
+
+impl From<mlua::Error> for Fail {
+    fn from(e: mlua::Error) -> Fail {
+        Fail::Lua(e)
+    }
+}
+
+/// What every raw Lua-facing function returns.
+pub(crate) type Ret = Result<MultiValue, Fail>;
+
+type RawFn = fn(&Lua, &StateHub, MultiValue) -> Ret;
+
+/// The sentinel a raw function returns first to ask the Lua wrapper to
+/// raise; its address is unique to this library.
+static FAIL_TAG: u8 = 0;
+
+fn fail_sentinel() -> Value {
+    Value::LightUserData(LightUserData(&FAIL_TAG as *const u8 as *mut c_void))
+}
+
+/// Wraps raw functions into a table of Lua functions that raise plain
+/// string errors.
+pub(crate) fn make_table(lua: &Lua, st: &StateHub, fns: &[(&str, RawFn)]) -> mlua::Result<Table> {
+    let raw = lua.create_table()?;
+    for &(name, f) in fns {
+        let func = lua.create_function(move |lua, args: MultiValue| {
+            let st = StateHub::get(lua)?;
+            match f(lua, &st, args) {
+                Ok(values) => Ok(values),
+                Err(Fail::Raise(text)) => Ok(MultiValue::from_iter([fail_sentinel(), Value::String(lua.create_string(text)?)])),
+                Err(Fail::Lua(e)) => Err(e),
+            }
+        })?;
+        raw.raw_set(name, func)?;
+    }
+    st.helpers.wrap.call((raw, fail_sentinel()))
+}
+
+/// Builds the module table for `lua`, creating the state's hub on first use.
+pub fn open(lua: &Lua) -> mlua::Result<Table> {
+    let st = StateHub::get(lua)?;
+    let fns: &[(&str, RawFn)] = &[
+        ("poll", poll::poll),
+        ("queuesize", poll::queuesize),
+        ("getport", control::getport),
+        ("setport", control::setport),
+        ("dispatch", dispatch::dispatch),
+        ("fd", wait::fd),
+        ("wait", wait::wait),
+        ("event_fd", wait::fd),
+        ("wait_events", wait::wait_events),
+        ("yield", wait::yield_),
+        ("run", dispatch::run),
+        ("stop", dispatch::stop),
+        ("setcapacity", control::setcapacity),
+        ("capacity", control::capacity),
+        ("stats", control::stats),
+        ("seterrorhandler", dispatch::seterrorhandler),
+    ];
+    let t = make_table(lua, &st, fns)?;
+    t.raw_set("_VERSION", VERSION)?;
+    Ok(t)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync", skip_memory_check)]
+fn luaopen_module(lua: &Lua) -> mlua::Result<Table> {
+    open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_testlib", skip_memory_check)]
+fn luaopen_testlib(lua: &Lua) -> mlua::Result<Table> {
+    testlib::open(lua)
+}

@@ -1,0 +1,50 @@
+-- Lua helpers of the darksidesync module, compiled once per state.
+-- Returns a table of helpers; see state.rs.
+local error, select, tostring, xpcall, pairs = error, select, tostring, xpcall, pairs
+local traceback = debug and debug.traceback
+local stderr = io and io.stderr
+
+local H = {}
+
+-- xpcall with arguments. Lua 5.2+ and LuaJIT take them natively; PUC Lua
+-- 5.1 does not, so wrap the call in a closure there.
+local native = select(2, xpcall(function(a) return a end, tostring, 42)) == 42
+if native then
+  H.xpcall = xpcall
+else
+  local unpack = unpack or table.unpack
+  H.xpcall = function(f, handler, ...)
+    local n, args = select("#", ...), { ... }
+    return xpcall(function() return f(unpack(args, 1, n)) end, handler)
+  end
+end
+
+-- The default error handler: runs as the message handler of the failing
+-- callback, so the traceback shows where it failed. Writes, never raises.
+function H.default_handler(err)
+  local text = "darksidesync: error in callback: " .. tostring(err)
+  if traceback then text = traceback(text, 2) end
+  if stderr then stderr:write(text, "\n") end
+  return err
+end
+
+-- Message handler of blocking deliveries: the error text becomes the reply.
+function H.reply_handler(err)
+  return tostring(err)
+end
+
+-- Wraps the raw Rust functions: they return (FAIL, message) to raise a
+-- plain string error (a bare message, as luaL_error gives from C).
+function H.wrap(raw, FAIL)
+  local function check(...)
+    if ... == FAIL then error((select(2, ...)), 0) end
+    return ...
+  end
+  local M = {}
+  for name, f in pairs(raw) do
+    M[name] = function(...) return check(f(...)) end
+  end
+  return M
+end
+
+return H

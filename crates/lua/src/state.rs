@@ -1,0 +1,115 @@
+//! One hub per Lua state: created on first use, found again through mlua's
+//! app data, closed when the state closes.
+//!
+//! mlua keeps app data in a registry userdata whose finaliser runs at
+//! `lua_close`, so dropping [`StateHub`] is the state's close path: it
+//! closes the hub (queued items are dropped, their blocked callers get
+//! `Closed`, every port's cancel notification fires) and only then drops
+//! the items still waiting in the local batch.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use darksidesync_core::{Batch, Hub};
+use mlua::{Function, Lua, Table};
+
+use crate::item::Item;
+
+/// The Lua helpers compiled once per state from `prelude.lua`.
+pub(crate) struct Helpers {
+    /// `xpcall(f, handler, ...)`, with arguments even on PUC Lua 5.1.
+    pub(crate) xpcall: Function,
+    /// The default error handler (writes a traceback to stderr).
+    pub(crate) default_handler: Function,
+    /// The message handler for blocking deliveries: `tostring(err)`.
+    pub(crate) reply_handler: Function,
+    /// Builds the module table from the raw functions.
+    pub(crate) wrap: Function,
+}
+
+/// Everything darksidesync keeps per Lua state.
+pub struct StateHub {
+    /// The consumer end of the state's FIFO.
+    pub(crate) hub: Hub<Item>,
+    /// Items drained from the hub but not yet run, oldest first. `poll`
+    /// and `dispatch` both take from here before draining more, so FIFO
+    /// holds across both. Only `dispatch` fills it with more than one item,
+    /// and it runs them all before returning.
+    pub(crate) batch: RefCell<Batch<Item>>,
+    /// The error handler set by `seterrorhandler`; `None` is the default.
+    pub(crate) error_handler: RefCell<Option<Function>>,
+    /// How many dispatched callbacks are running now (nesting depth).
+    pub(crate) in_callback: Cell<u32>,
+    /// True while `run()` is looping.
+    pub(crate) running: Cell<bool>,
+    /// Set by `stop()`; read and cleared by `run()`.
+    pub(crate) stop_requested: Cell<bool>,
+    pub(crate) helpers: Helpers,
+}
+
+impl StateHub {
+    /// The state's hub, created on first use. Binds the calling thread as
+    /// the hub's consumer: a host may drive one state from different
+    /// threads over its life, and the would-deadlock check must follow.
+    pub fn get(lua: &Lua) -> mlua::Result<Rc<StateHub>> {
+        if let Some(st) = lua.app_data_ref::<Rc<StateHub>>() {
+            st.hub.bind_consumer();
+            return Ok(Rc::clone(&st));
+        }
+        let st = Rc::new(StateHub::new(lua)?);
+        lua.set_app_data(Rc::clone(&st));
+        Ok(st)
+    }
+
+    fn new(lua: &Lua) -> mlua::Result<StateHub> {
+        let prelude: Table = lua.load(include_str!("prelude.lua")).set_name("=darksidesync.prelude").call(())?;
+        let helpers = Helpers {
+            xpcall: prelude.get("xpcall")?,
+            default_handler: prelude.get("default_handler")?,
+            reply_handler: prelude.get("reply_handler")?,
+            wrap: prelude.get("wrap")?,
+        };
+        Ok(StateHub {
+            hub: Hub::new(),
+            batch: RefCell::new(Batch::new()),
+            error_handler: RefCell::new(None),
+            in_callback: Cell::new(0),
+            running: Cell::new(false),
+            stop_requested: Cell::new(false),
+            helpers,
+        })
+    }
+
+    /// Items queued: those drained but not run, plus the hub's.
+    pub(crate) fn pending(&self) -> usize {
+        self.batch.borrow().len() + self.hub.len()
+    }
+
+    /// Takes the oldest item, draining at most one from the hub so the
+    /// descriptor keeps reporting what is left.
+    pub(crate) fn next_item(&self) -> Option<Item> {
+        let mut batch = self.batch.borrow_mut();
+        if batch.is_empty() {
+            self.hub.drain(1, &mut batch);
+        }
+        batch.pop()
+    }
+
+    /// Raises when called from inside a dispatched callback: `what` would
+    /// block the state or break FIFO order.
+    pub(crate) fn forbid_in_callback(&self, what: &str) -> Result<(), String> {
+        if self.in_callback.get() > 0 {
+            return Err(format!("darksidesync.{what}: cannot be called from inside a dispatched callback"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StateHub {
+    fn drop(&mut self) {
+        // Close first so that the items still in the batch release their
+        // callers with `Closed`, not `Cancelled`.
+        self.hub.close();
+        drop(std::mem::take(&mut *self.batch.borrow_mut()));
+    }
+}

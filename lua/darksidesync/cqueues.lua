@@ -1,0 +1,43 @@
+--- darksidesync.cqueues: run darksidesync's queue from a cqueues controller.
+--
+--   local cqueues = require "cqueues"
+--   local dsscq = require "darksidesync.cqueues"
+--   local cq = cqueues.new()
+--   local watcher = dsscq.attach(cq)  -- a coroutine in cq polling darksidesync.fd()
+--   assert(cq:loop())                  -- items are dispatched as they arrive
+--   watcher:detach()                   -- ends the coroutine (cq:loop() can return)
+--
+-- `attach(cq, opts)`: `cq` defaults to a new controller; `opts.max` limits
+-- the items run per wake-up. Returns a watcher with `detach()` and the
+-- field `cq`. The coroutine waits with
+-- `cqueues.poll({pollfd = fd, events = "r"}, cond)`, where `cond` is the
+-- condition `detach()` signals.
+local cqueues = require "cqueues"
+local condition = require "cqueues.condition"
+local darksidesync = require "darksidesync"
+
+local M = {}
+
+function M.attach(cq, opts)
+  cq = cq or cqueues.new()
+  opts = opts or {}
+  local max = opts.max
+  local watcher = { cq = cq, active = true }
+  local stopped = condition.new()
+  local pollable = { pollfd = darksidesync.fd(), events = "r" }
+  function watcher.detach()
+    if not watcher.active then return false end
+    watcher.active = false
+    stopped:signal()
+    return true
+  end
+  cq:wrap(function()
+    while watcher.active do
+      cqueues.poll(pollable, stopped)
+      if watcher.active then darksidesync.dispatch(max) end
+    end
+  end)
+  return watcher
+end
+
+return M

@@ -1,0 +1,106 @@
+//! `cargo xtask lua-specs`
+//!
+//! Builds the module for every supported Lua into
+//! `target/lua-modules/<ver>` (its own cargo target directory under
+//! `target/lua-modules/<ver>/cargo`, the installed files under
+//! `target/lua-modules/<ver>/lib`) and runs the busted specs of
+//! `tests/lua/` under each Debian interpreter, with `LUA_PATH`/`LUA_CPATH`
+//! pointing at our files first and the system modules after (`;;`).
+//!
+//! Fails when any interpreter, busted or an event-loop library (luv,
+//! cqueues, LuaSocket, Copas) is missing: nothing is skipped.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::module::{self, LuaVersion, VERSIONS};
+use crate::root;
+
+const BUSTED: &str = "/usr/bin/busted";
+const LOOP_LIBS: &str = "require'luv' require'cqueues' require'socket' require'copas'";
+
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
+    let only: Vec<LuaVersion> = match args {
+        [] => VERSIONS.to_vec(),
+        [flag, v] if flag == "--lua" => vec![module::version(v)?],
+        _ => return Err("usage: cargo xtask lua-specs [--lua <5.1|5.2|5.3|5.4|jit>]".into()),
+    };
+    if !Path::new(BUSTED).is_file() {
+        return Err(format!("{BUSTED} is missing (Debian package lua-busted)"));
+    }
+    let mut summary = Vec::new();
+    let mut failed = false;
+    for lua in only {
+        let (ok, line) = match run_one(lua) {
+            Ok(line) => (true, line),
+            Err(e) => (false, e),
+        };
+        failed |= !ok;
+        summary.push(format!("{:<8} {} {}", lua.interpreter, if ok { "PASS" } else { "FAIL" }, line));
+    }
+    println!("\n== lua-specs summary ==");
+    for line in &summary {
+        println!("{line}");
+    }
+    if failed {
+        Err("some Lua specs failed".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Builds, installs and runs the specs for one Lua; returns busted's
+/// summary line.
+fn run_one(lua: LuaVersion) -> Result<String, String> {
+    let base = root().join("target/lua-modules").join(lua.name);
+    let lib = base.join("lib");
+    let so = module::build(lua, &base.join("cargo"), "dev")?;
+    module::install(&so, &lib)?;
+
+    let specs = root().join("tests/lua");
+    let lua_path = format!("{0}/?.lua;{0}/?/init.lua;{1}/?.lua;;", lib.display(), specs.display());
+    let lua_cpath = format!("{}/?.so;;", lib.display());
+    let env = |cmd: &mut Command| {
+        cmd.env("LUA_PATH", &lua_path).env("LUA_CPATH", &lua_cpath);
+        // Interpreter-specific variables would override ours.
+        for v in ["LUA_PATH_5_2", "LUA_CPATH_5_2", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT"] {
+            cmd.env_remove(v);
+        }
+    };
+
+    let mut check = Command::new(lua.interpreter);
+    check.args(["-e", LOOP_LIBS]);
+    env(&mut check);
+    match check.status() {
+        Err(e) => return Err(format!("interpreter {} is missing: {e}", lua.interpreter)),
+        Ok(s) if !s.success() => {
+            return Err(format!("{} cannot load the loop libraries (luv, cqueues, socket, copas)", lua.interpreter))
+        }
+        Ok(_) => {}
+    }
+
+    println!("== {} ({}) ==", lua.interpreter, lib.display());
+    let mut busted = Command::new(lua.interpreter);
+    busted
+        .current_dir(root())
+        .arg(BUSTED)
+        .args(["--output=plainTerminal", "--pattern=_spec", "--no-auto-insulate"])
+        .arg(&specs);
+    env(&mut busted);
+    let out = busted.output().map_err(|e| format!("cannot run busted: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("success"))
+        .unwrap_or("(no busted summary)")
+        .trim()
+        .to_string();
+    if out.status.success() {
+        Ok(line)
+    } else {
+        Err(line)
+    }
+}

@@ -1,0 +1,112 @@
+//! `cargo xtask module --lua <5.1|5.2|5.3|5.4|jit> --out DIR`
+//!
+//! Builds the loadable Lua module for one Lua version (mlua's `module`
+//! feature, which cannot be combined with the workspace's default
+//! `vendored` build, hence its own target directory) and installs it with
+//! the Lua helper files, so that
+//! `LUA_CPATH='DIR/?.so;;' LUA_PATH='DIR/?.lua;DIR/?/init.lua;;'` is all a
+//! stock interpreter needs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::root;
+
+/// A supported Lua, by the name used on the command line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LuaVersion {
+    /// `5.1` ... `jit`.
+    pub(crate) name: &'static str,
+    /// The crate feature selecting it.
+    pub(crate) feature: &'static str,
+    /// The Debian interpreter.
+    pub(crate) interpreter: &'static str,
+}
+
+pub(crate) const VERSIONS: [LuaVersion; 5] = [
+    LuaVersion { name: "5.1", feature: "lua51", interpreter: "lua5.1" },
+    LuaVersion { name: "5.2", feature: "lua52", interpreter: "lua5.2" },
+    LuaVersion { name: "5.3", feature: "lua53", interpreter: "lua5.3" },
+    LuaVersion { name: "5.4", feature: "lua54", interpreter: "lua5.4" },
+    LuaVersion { name: "jit", feature: "luajit", interpreter: "luajit" },
+];
+
+pub(crate) fn version(name: &str) -> Result<LuaVersion, String> {
+    VERSIONS
+        .iter()
+        .copied()
+        .find(|v| v.name == name)
+        .ok_or_else(|| format!("unknown Lua version {name:?}; use one of 5.1, 5.2, 5.3, 5.4, jit"))
+}
+
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
+    let (mut lua, mut out) = (None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--lua" => lua = Some(version(it.next().ok_or("--lua needs a value")?)?),
+            "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a value")?)),
+            other => return Err(format!("module: unexpected argument {other:?}")),
+        }
+    }
+    let lua = lua.ok_or("module: --lua <5.1|5.2|5.3|5.4|jit> is required")?;
+    let out = out.ok_or("module: --out DIR is required")?;
+    let so = build(lua, &root().join("target/module").join(lua.name), "release")?;
+    install(&so, &out)?;
+    println!("installed darksidesync for Lua {} into {}", lua.name, out.display());
+    Ok(())
+}
+
+/// Builds the module into `target_dir` with `profile` ("release" or
+/// "dev") and returns the path of the shared object.
+pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--package", "darksidesync-lua", "--lib", "--no-default-features"])
+        .args(["--features", &format!("module,{}", lua.feature)])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the module for Lua {} failed", lua.name));
+    }
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let so = target_dir.join(dir).join(format!("{}darksidesync{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    if !so.is_file() {
+        return Err(format!("expected {} after the build", so.display()));
+    }
+    Ok(so)
+}
+
+/// Copies the module to `out/darksidesync.so` and the Lua files of `lua/`
+/// (keeping their relative paths) into `out`.
+pub(crate) fn install(so: &Path, out: &Path) -> Result<(), String> {
+    fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    // Copy to a temporary name and rename, so a running interpreter that
+    // has the old file mapped keeps a valid mapping.
+    let dest = out.join("darksidesync.so");
+    let tmp = out.join(".darksidesync.so.tmp");
+    fs::copy(so, &tmp).map_err(|e| format!("cannot copy {}: {e}", so.display()))?;
+    fs::rename(&tmp, &dest).map_err(|e| format!("cannot install {}: {e}", dest.display()))?;
+    copy_lua_tree(&root().join("lua"), out)
+}
+
+fn copy_lua_tree(from: &Path, to: &Path) -> Result<(), String> {
+    let entries = fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            fs::create_dir_all(&dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+            copy_lua_tree(&path, &dest)?;
+        } else if path.extension().is_some_and(|e| e == "lua") {
+            fs::copy(&path, &dest).map_err(|e| format!("cannot copy {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
