@@ -6,7 +6,10 @@
 //! * `bench`     — the core's benchmarks.
 //! * `module`    — build the Lua module for one Lua version into a directory.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
+//! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
+//! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 
+mod capi;
 mod cmd;
 mod deps;
 mod lua_specs;
@@ -28,6 +31,8 @@ fn main() -> ExitCode {
         "loom" => test::loom(),
         "bench" => test::bench_core(rest),
         "module" => module::main(rest),
+        "capi" => capi::main(false),
+        "capi-sanitize" => capi::main(true),
         "lua-specs" => lua_specs::main(rest),
         _ => {
             eprintln!("{}", usage());
@@ -50,7 +55,9 @@ fn usage() -> String {
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench                                          the core's benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
-     \x20 lua-specs                                      build the module for every Lua and run the busted specs"
+     \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
+     \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4 and 5.1)\n\
+     \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer"
         .to_string()
 }
 
