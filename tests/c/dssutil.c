@@ -40,6 +40,7 @@
  *   u.codes()                        -> table of codes of the argument-checking paths
  *   u.counters([ctx])                -> table of per-context counters
  *   u.v1_unreg([ctx]) / u.v2_unreg([ctx]) -> code
+ *   u.v1_reregister() / u.v2_reregister() -> code (after unreg)
  *   u.v2_status([ctx]) / u.v2_hold() / u.v2_release() -> code
  *   u.v2_stats()                     -> table (or nil, code)
  *   u.set_unreg_on_cancel(v1, v2)    whether cancel callbacks call unreg()
@@ -193,6 +194,7 @@ static void v1_cancel(void *utilid) {
         if (ctxs[i]->utilid == utilid) cx = ctxs[i];
     if (cx) cx->c.v1_cancel_calls++;
     pthread_mutex_unlock(&mu);
+    fprintf(stderr, "dssutil: 1v0 cancel of context %d\n", cx ? cx->id : -1);
     if (cx && cx->v1_unreg_on_cancel) api1->unreg(utilid);
 }
 
@@ -246,6 +248,8 @@ static void v2_cancel(dss2_handle h, void *ud) {
     cx->c.v2_cancel_calls++;
     cx->v2_status_at_cancel = st;
     pthread_mutex_unlock(&mu);
+    fprintf(stderr, "dssutil: 2v0 cancel of context %d (%ld items cancelled so far)\n", cx->id,
+            cx->c.v1_cancelled + cx->c.v2_freed_other);
     if (cx->v2_unreg_on_cancel) api2->unreg(h);
 }
 
@@ -732,6 +736,15 @@ static int l_v1_reregister(lua_State *L) {
     return 1;
 }
 
+static int l_v2_reregister(lua_State *L) {
+    ctx *cx = ctx_of(L);
+    dss2_handle h = 0;
+    int rc = api2->reg(L, &libid2, "dssutil", v2_cancel, cx, &h);
+    if (rc == DSS2_OK) cx->h = h;
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
 static int l_v2_unreg(lua_State *L) {
     lua_pushinteger(L, api2->unreg(ctx_arg(L, 1)->h));
     return 1;
@@ -812,6 +825,7 @@ static const luaL_Reg funcs[] = {
     {"v1_deliver_stale", l_v1_deliver_stale},
     {"v1_reregister", l_v1_reregister},
     {"v2_unreg", l_v2_unreg},
+    {"v2_reregister", l_v2_reregister},
     {"v2_status", l_v2_status},
     {"v2_hold", l_v2_hold},
     {"v2_release", l_v2_release},

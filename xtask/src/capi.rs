@@ -58,12 +58,12 @@ pub fn main(sanitize: bool) -> Result {
         let mut cmd = Command::new(t.lua.interpreter);
         cmd.arg(root().join("tests/c/capi.lua")).arg(&dir);
         clean_env(&mut cmd);
-        run(&mut cmd)?;
+        run_expect_cancel(&mut cmd)?;
         if sanitize {
             let mut cmd = Command::new(VALGRIND[0]);
             cmd.args(&VALGRIND[1..]).arg(t.lua.interpreter).arg(root().join("tests/c/capi.lua")).arg(&dir);
             clean_env(&mut cmd);
-            run(&mut cmd)?;
+            run_expect_cancel(&mut cmd)?;
         }
         dirs.push(dir);
     }
@@ -82,6 +82,26 @@ pub fn main(sanitize: bool) -> Result {
         run(Command::new(&host).arg(&dir).env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=98"))?;
     }
     eprintln!("xtask capi: all C-ABI tests passed{}", if sanitize { " (valgrind and ASan clean)" } else { "" });
+    Ok(())
+}
+
+/// Runs the interpreter on capi.lua: it must succeed, and its lua_close
+/// must have called the utility's cancel callbacks (after Lua released
+/// dssutil.so's handle, which DarkSideSync 1.0 crashed on).
+fn run_expect_cancel(cmd: &mut Command) -> Result {
+    cmd.current_dir(root());
+    eprintln!("+ {cmd:?}");
+    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed with {}", out.status));
+    }
+    for line in ["dssutil: 1v0 cancel of context 0", "dssutil: 2v0 cancel of context 0"] {
+        if !stderr.contains(line) {
+            return Err(format!("lua_close did not cancel the utility: no {line:?} on stderr"));
+        }
+    }
     Ok(())
 }
 
