@@ -147,6 +147,17 @@ test("1v0 blocking deliver: callback error under dispatch is garbage for pReturn
     eq(r.code, -100, "code"); eq(r.garbage, true, "garbage")
 end)
 
+test("1v0 blocking deliver: a decoder that pushes nothing ends the cycle with -100", function()
+    local before = u.counters()
+    local j = u.v1_call(function() error("nothing to call") end, -1)
+    queued(1)
+    eq(dss.poll(), 0, "poll returns only the count")
+    local r = u.join(j)
+    eq(r.code, -100, "released"); eq(r.reply, nil, "no reply"); eq(r.garbage, false, "no return callback")
+    local after = u.counters()
+    eq(delta(before, after, "v1_returned") + delta(before, after, "v1_garbage"), 0, "pReturn not called")
+end)
+
 test("1v0 deliver from the Lua thread: non-blocking ok, blocking -109, full queue -104", function()
     local ran = 0
     local cb = function() ran = ran + 1 end
@@ -255,6 +266,15 @@ test("2v0 call: reply userdata collected uncalled is ECANCELLED", function()
     do local _ = { dss.poll() } end
     collectgarbage(); collectgarbage()
     eq(u.join(j).code, -11, "ECANCELLED")
+end)
+
+test("2v0 call: run() pushing nothing is ECANCELLED, reply() not called", function()
+    local before = u.counters()
+    local j = u.v2_call(function() error("nothing to call") end, -1, -1)
+    queued(1)
+    eq(dss.dispatch(), 1, "dispatched")
+    eq(u.join(j).code, -11, "ECANCELLED")
+    eq(delta(before, u.counters(), "v2_replied"), 0, "reply not called")
 end)
 
 test("2v0 call with NOWAIT on a full queue is EFULL", function()

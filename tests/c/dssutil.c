@@ -27,9 +27,10 @@
  *   u.ctx()                          -> context id
  *   u.v1_post(cb, n, threads)        -> job    fire-and-forget 1v0 items
  *   u.v1_call(cb, value)             -> job    one blocking 1v0 delivery
+ *                                            (value < 0: the decoder pushes nothing)
  *   u.v1_flood(cb)                   -> job    delivers until an error code
  *   u.v2_post(cb, n, threads, timeout_ms) -> job
- *   u.v2_call(cb, value, timeout_ms, nowait) -> job
+ *   u.v2_call(cb, value, timeout_ms, nowait) -> job  (value < 0: run pushes nothing)
  *   u.v2_flood(cb)                   -> job
  *   u.v2_hold_then(cb, ms)           -> job    hold(), sleep, post one item, release()
  *   u.join(job)                      -> { codes = {...}, reply = v, err = text, accepted = n, refused = n }
@@ -159,6 +160,7 @@ static int v1_decode(lua_State *L, void *pData, void *utilid) {
         return 0;
     }
     COUNT(it->cx, v1_decoded, 1);
+    if (it->blocking && it->value < 0) return 0; /* "nothing to call" */
     lua_rawgeti(L, LUA_REGISTRYINDEX, it->cbref);
     lua_pushinteger(L, it->thread);
     lua_pushinteger(L, it->seq);
@@ -207,6 +209,7 @@ static int v2_run(lua_State *L, void *data, dss2_handle h) {
         return 0;
     }
     COUNT(it->cx, v2_ran, 1);
+    if (it->blocking && it->value < 0) return 0; /* "nothing to call" */
     lua_rawgeti(L, LUA_REGISTRYINDEX, it->cbref);
     lua_pushinteger(L, it->thread);
     lua_pushinteger(L, it->seq);

@@ -8,6 +8,8 @@ pub fn all() -> Result {
     // Rust: unit, integration and doc tests of every crate.
     run(cargo().args(["test", "--workspace", "--release"]))?;
     loom()?;
+    // The C ABI: header, C utility and two-state C host (Lua 5.4 and 5.1).
+    crate::capi::main(false)?;
     eprintln!("xtask test: all stages passed");
     Ok(())
 }
