@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use darksidesync_core::{Batch, Hub};
+use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind};
 use mlua::{Function, Lua, Table};
 
 use crate::item::Item;
@@ -78,6 +78,18 @@ impl StateHub {
             stop_requested: Cell::new(false),
             helpers,
         })
+    }
+
+    /// Registers a library with this state's hub and returns its port, the
+    /// `Send + Sync + Clone` handle its threads post and call through.
+    /// `on_cancel` runs once when the state closes or the port is
+    /// unregistered.
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        on_cancel: impl FnOnce(CancelReason) + Send + 'static,
+    ) -> Result<Port<Item>, PostErrorKind> {
+        self.hub.register(name, on_cancel)
     }
 
     /// Items queued: those drained but not run, plus the hub's.
