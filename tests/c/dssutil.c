@@ -683,6 +683,21 @@ static int l_codes(lua_State *L) {
     SETINT("v1_deliver_garbage", api1->deliver((void *)(uintptr_t)0xdeadbeefUL, dummy_decode, NULL, NULL));
     SETINT("v1_deliver_nodecoder", api1->deliver(cx->utilid, NULL, NULL, NULL));
     SETINT("v1_unreg_null", api1->unreg(NULL));
+    {
+        /* A state without darksidesync: the API pointers are process-wide,
+         * so a utility could try; it must be told "not started". */
+        lua_State *bare = luaL_newstate();
+        if (bare != NULL) {
+            ec = 0;
+            id = api1->reg(bare, (void *)&libid1, dummy_cancel, &ec);
+            SETINT("v1_reg_bare", ec);
+            ec = 0;
+            (void)api1->getutilid(bare, (void *)&libid1, &ec);
+            SETINT("v1_getutilid_bare", ec);
+            SETINT("v2_reg_bare", api2->reg(bare, &libid2, "dssutil", NULL, NULL, &h));
+            lua_close(bare);
+        }
+    }
     SETINT("v1_unreg_garbage", api1->unreg((void *)(uintptr_t)0x12345678UL));
     /* 2v0 */
     SETINT("v2_reg_again", api2->reg(L, &libid2, "dssutil", v2_cancel, cx, &h));
