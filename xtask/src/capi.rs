@@ -3,7 +3,8 @@
 //! * The header `include/darksidesync.h` must compile on its own with
 //!   `gcc -std=c99 -Wall -Wextra -Werror -pedantic`, before and after
 //!   `lua.h`, and as C++.
-//! * For Lua 5.4 and 5.1 (the 1v0 drop-in check on the original's Lua):
+//! * For Lua 5.4, 5.1 (the 1v0 drop-in check on the original's Lua) and
+//!   LuaJIT (utility built against the 5.1 headers, as LuaJIT's ABI is):
 //!   the module is built (`target/lua-modules/<ver>`, shared with
 //!   `lua-specs`), the C utility `tests/c/dssutil.c` is compiled against
 //!   that version's headers into `target/capi/<ver>/dssutil.so`, and
@@ -29,13 +30,18 @@ const CFLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread",
 
 struct Target {
     lua: LuaVersion,
+    /// Headers the utility is compiled against (LuaJIT has the 5.1 ABI).
     include: &'static str,
+    /// Whether memcheck gives meaningful results (not for LuaJIT, whose
+    /// allocator and JIT confuse it).
+    valgrind: bool,
 }
 
 fn targets() -> Result<Vec<Target>> {
     Ok(vec![
-        Target { lua: module::version("5.4")?, include: "/usr/include/lua5.4" },
-        Target { lua: module::version("5.1")?, include: "/usr/include/lua5.1" },
+        Target { lua: module::version("5.4")?, include: "/usr/include/lua5.4", valgrind: true },
+        Target { lua: module::version("5.1")?, include: "/usr/include/lua5.1", valgrind: true },
+        Target { lua: module::version("jit")?, include: "/usr/include/lua5.1", valgrind: false },
     ])
 }
 
@@ -60,7 +66,7 @@ pub fn main(sanitize: bool) -> Result {
         cmd.arg(root().join("tests/c/capi.lua")).arg(&dir);
         clean_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
-        if sanitize {
+        if sanitize && t.valgrind {
             let mut cmd = Command::new(VALGRIND[0]);
             cmd.args(&VALGRIND[1..]).arg(t.lua.interpreter).arg(root().join("tests/c/capi.lua")).arg(&dir);
             clean_env(&mut cmd);
@@ -155,6 +161,7 @@ fn require_tools(sanitize: bool) -> Result {
         ("/usr/include/lua5.1/lua.h", "liblua5.1-0-dev"),
         ("/usr/bin/lua5.4", "lua5.4"),
         ("/usr/bin/lua5.1", "lua5.1"),
+        ("/usr/bin/luajit", "luajit"),
     ] {
         if !Path::new(file).exists() {
             missing.push(pkg);

@@ -8,7 +8,7 @@ pub fn all() -> Result {
     // Rust: unit, integration and doc tests of every crate.
     run(cargo().args(["test", "--workspace", "--release"]))?;
     loom()?;
-    // The C ABI: header, C utility and two-state C host (Lua 5.4 and 5.1).
+    // The C ABI: header, C utility and two-state C host (Lua 5.4, 5.1, LuaJIT).
     crate::capi::main(false)?;
     eprintln!("xtask test: all stages passed");
     Ok(())
