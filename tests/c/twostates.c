@@ -113,14 +113,15 @@ static const char *work_b =
 
 /* State B: what happened to A. */
 static const char *check_a =
+    /* join first: released threads finish (and free refused items) on their own time */
+    "local v1p, v2p = u.join(jobs.v1post), u.join(jobs.v2post)\n"
+    "local v1f, v2f = u.join(jobs.v1flood), u.join(jobs.v2flood)\n"
+    "local v1c, v2c = u.join(jobs.v1call), u.join(jobs.v2call)\n"
     "local c = u.counters(A)\n"
     "eq(c.double_calls, 0, 'no callback twice'); eq(c.null_state, 0, 'no 2v0 callback with NULL state')\n"
     "eq(c.v1_cancel_calls, 1, 'A 1v0 cancel'); eq(c.v2_cancel_calls, 1, 'A 2v0 cancel')\n"
     "eq(c.v2_status_at_cancel, -3, 'status inside cancel is ECLOSED')\n"
     "eq(c.v1_decoded + c.v2_ran, 0, 'nothing of A ran')\n"
-    "local v1p, v2p = u.join(jobs.v1post), u.join(jobs.v2post)\n"
-    "local v1f, v2f = u.join(jobs.v1flood), u.join(jobs.v2flood)\n"
-    "local v1c, v2c = u.join(jobs.v1call), u.join(jobs.v2call)\n"
     "eq(v1p.accepted, 20, 'v1 posted'); eq(v2p.accepted, 20, 'v2 posted')\n"
     "for _, code in ipairs(v1f.codes) do check(code == -102 or code == -101, 'v1 flood ended with %d', code) end\n"
     "for _, code in ipairs(v2f.codes) do eq(code, -3, 'v2 flood ended ECLOSED') end\n"
