@@ -125,6 +125,9 @@ static const char *check_a =
     "eq(v1p.accepted, 20, 'v1 posted'); eq(v2p.accepted, 20, 'v2 posted')\n"
     "for _, code in ipairs(v1f.codes) do check(code == -102 or code == -101, 'v1 flood ended with %d', code) end\n"
     "for _, code in ipairs(v2f.codes) do eq(code, -3, 'v2 flood ended ECLOSED') end\n"
+    /* and went on delivering after the close: every attempt an error code */
+    "eq(v1f.late_attempts, 1000, 'v1 late attempts'); eq(v1f.late_accepted, 0, 'v1 late deliveries refused')\n"
+    "eq(v2f.late_attempts, 1000, 'v2 late attempts'); eq(v2f.late_accepted, 0, 'v2 late posts/calls ECLOSED')\n"
     "eq(v1c.code, -102, 'v1 waiter released: not started (closed)'); check(v1c.cancelled, 'v1 waiter item cancelled')\n"
     "eq(v2c.code, -3, 'v2 waiter released: ECLOSED')\n"
     /* every accepted 1v0 item got decoder(NULL) exactly once (incl. the call) */
