@@ -914,8 +914,12 @@ int luaopen_dssutil(lua_State *L) {
     if (!lua_istable(L, -1)) return luaL_error(L, "dssutil: require \"darksidesync\" first");
     lua_getfield(L, -1, DSS_API_1v0_KEY);
     lua_getfield(L, -2, DSS_API_2v0_KEY);
+    /* States may open on different threads at once: publish under the lock
+     * (every state hands out the same process-wide tables). */
+    pthread_mutex_lock(&mu);
     api1 = (const DSS_api_1v0_t *)lua_touserdata(L, -2);
     api2 = (const dss_api_2v0_t *)lua_touserdata(L, -1);
+    pthread_mutex_unlock(&mu);
     lua_pop(L, 3);
     if (api1 == NULL || strcmp(api1->version, DSS_API_1v0_KEY) != 0) return luaL_error(L, "dssutil: no DSS API 1v0");
     if (api2 == NULL || strcmp(api2->version, DSS_API_2v0_KEY) != 0 || !DSS2_HAS(api2, strerror))
