@@ -7,7 +7,10 @@
 //! * `bench`     — the core's benchmarks.
 //! * `module`    — build the Lua module for one Lua version into a folder.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
+//! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
+//! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 
+mod capi;
 mod cmd;
 mod deps;
 mod lua_specs;
@@ -30,6 +33,8 @@ fn main() -> ExitCode {
         "loom" => test::loom(),
         "bench" => test::bench_core(rest),
         "module" => module::main(rest),
+        "capi" => capi::main(false),
+        "capi-sanitize" => capi::main(true),
         "lua-specs" => lua_specs::main(rest),
         _ => {
             eprintln!("{}", usage());
@@ -52,5 +57,7 @@ fn usage() -> &'static str {
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench [criterion args]                         the core's benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
-     \x20 lua-specs                                      build the module for every Lua and run the busted specs"
+     \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
+     \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\
+     \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer"
 }
