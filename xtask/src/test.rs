@@ -10,8 +10,9 @@ pub fn all() -> Result {
     loom()?;
     // The Lua module on every interpreter, adapters in their real loops.
     crate::lua_specs::main(&[])?;
-    // The C ABI: header, C utility and two-state C host (Lua 5.4, 5.1, LuaJIT).
-    crate::capi::main(false)?;
+    // The C ABI: header, C utility and two-state C host (Lua 5.4, 5.1,
+    // LuaJIT), also under valgrind and AddressSanitizer (about 2 minutes).
+    crate::capi::main(true)?;
     eprintln!("xtask test: all stages passed");
     Ok(())
 }
