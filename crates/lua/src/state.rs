@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use darksidesync_core::{Batch, Hub};
+use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind};
 use mlua::{Function, Lua, Table};
 
 use crate::item::Item;
@@ -78,6 +78,17 @@ impl StateHub {
             stop_requested: Cell::new(false),
             helpers,
         })
+    }
+
+    /// Registers a background library on this state's hub and returns its
+    /// port (see `darksidesync_core::Hub::register`): the way Rust code in
+    /// the same binary, such as an embedding host, posts [`Item`]s here.
+    pub fn register(
+        &self,
+        name: &str,
+        on_cancel: impl FnOnce(CancelReason) + Send + 'static,
+    ) -> Result<Port<Item>, PostErrorKind> {
+        self.hub.register(name, on_cancel)
     }
 
     /// Items queued: those drained but not run, plus the hub's.
