@@ -11,6 +11,14 @@ use mlua::{IntoLua, Lua, MultiValue, Value};
 /// Nesting deeper than this is refused (it is almost surely a cycle).
 pub const MAX_DEPTH: usize = 64;
 
+/// The Lua type name of a value, as `type()` says it.
+pub fn lua_type(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) | Value::Number(_) => "number",
+        other => other.type_name(),
+    }
+}
+
 /// A plain copy of a Lua value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {

@@ -10,7 +10,7 @@
 //! child:onexit(function(ok, err) end)  -- after the child's state closed
 //! child:send(value, ...)               --> true, or false and "closed"
 //! child:close()                        -- no more messages: the child may end
-//! child.id                             --> a number
+//! child:id()                           --> a number
 //! -- in the child:
 //! host.onmessage(function(...) end)    -- what the parent sends
 //! host.parent:send(value, ...)         --> true, or false and "closed"
@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use darksidesync::{Item, Prepared, ReplySink, StateHub};
 use darksidesync_core::{KeepAlive, Port, Reply};
-use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
 
 use crate::message::Msg;
 use crate::runtime::{self, Script};
@@ -232,25 +232,59 @@ fn closed(lua: &Lua) -> mlua::Result<MultiValue> {
 
 impl UserData for ChildHandle {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("id", |_, this| Ok(this.id));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("send", |lua, this, values: MultiValue| {
-            let msg = Msg::from_multi(&values, "child:send").map_err(mlua::Error::runtime)?;
-            if !this.link.is_open() {
-                return closed(lua);
-            }
-            match this.port.post(Item::from_fn(move |lua| from_parent(lua, msg))) {
-                Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
-                Err(_) => closed(lua),
-            }
+        fields.add_meta_field_with("__index", |lua| {
+            method_table::<ChildHandle>(
+                lua,
+                "child",
+                &[("send", child_send), ("onmessage", child_onmessage), ("onexit", child_onexit), ("close", child_close), ("id", child_id)],
+            )
         });
-        methods.add_method("onmessage", |lua, this, f: Option<Function>| set_slot(lua, this.id, |s| s.onmessage = f));
-        methods.add_method("onexit", |lua, this, f: Option<Function>| set_slot(lua, this.id, |s| s.onexit = f));
-        methods.add_method("close", |_, this, ()| Ok(this.link.close()));
-        methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("darksidesync.host state {}", this.id)));
+        fields.add_meta_field("__name", "darksidesync.host.child");
     }
+}
+
+fn arg_function(a: &MultiValue, i: usize, what: &str) -> mlua::Result<Option<Function>> {
+    match a.get(i) {
+        None | Some(Value::Nil) => Ok(None),
+        Some(Value::Function(f)) => Ok(Some(f.clone())),
+        Some(other) => Err(mlua::Error::runtime(format!("{what}: expected a function or nil, got {}", crate::message::lua_type(other)))),
+    }
+}
+
+/// `child:send(...)` → true, or false and "closed".
+fn child_send(lua: &Lua, this: &ChildHandle, values: MultiValue) -> mlua::Result<MultiValue> {
+    let msg = Msg::from_multi(&values, "child:send").map_err(mlua::Error::runtime)?;
+    if !this.link.is_open() {
+        return closed(lua);
+    }
+    match this.port.post(Item::from_fn(move |lua| from_parent(lua, msg))) {
+        Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
+        Err(_) => closed(lua),
+    }
+}
+
+/// `child:onmessage(fn)`.
+fn child_onmessage(lua: &Lua, this: &ChildHandle, a: MultiValue) -> mlua::Result<MultiValue> {
+    let f = arg_function(&a, 0, "child:onmessage")?;
+    set_slot(lua, this.id, |s| s.onmessage = f)?;
+    Ok(MultiValue::new())
+}
+
+/// `child:onexit(fn)`.
+fn child_onexit(lua: &Lua, this: &ChildHandle, a: MultiValue) -> mlua::Result<MultiValue> {
+    let f = arg_function(&a, 0, "child:onexit")?;
+    set_slot(lua, this.id, |s| s.onexit = f)?;
+    Ok(MultiValue::new())
+}
+
+/// `child:close()` → true when the link was open.
+fn child_close(_lua: &Lua, this: &ChildHandle, _a: MultiValue) -> mlua::Result<MultiValue> {
+    Ok(MultiValue::from_iter([Value::Boolean(this.link.close())]))
+}
+
+/// `child:id()` → the child's id.
+fn child_id(_lua: &Lua, this: &ChildHandle, _a: MultiValue) -> mlua::Result<MultiValue> {
+    Ok(MultiValue::from_iter([Value::Integer(this.id as i64)]))
 }
 
 fn set_slot(lua: &Lua, id: u64, set: impl FnOnce(&mut ChildSlot)) -> mlua::Result<()> {
@@ -272,25 +306,84 @@ struct ParentHandle {
 }
 
 impl UserData for ParentHandle {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("send", |lua, this, values: MultiValue| {
-            let msg = Msg::from_multi(&values, "host.parent:send").map_err(mlua::Error::runtime)?;
-            let id = this.id;
-            match this.port.post(Item::from_fn(move |lua| from_child(lua, id, msg, None))) {
-                Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
-                Err(_) => closed(lua),
-            }
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_meta_field_with("__index", |lua| {
+            method_table::<ParentHandle>(lua, "host.parent", &[("send", parent_send), ("call", parent_call)])
         });
-        methods.add_method("call", |lua, this, values: MultiValue| {
-            let msg = Msg::from_multi(&values, "host.parent:call").map_err(mlua::Error::runtime)?;
-            let id = this.id;
-            match this.port.call(|reply| Item::from_fn(move |lua| from_child(lua, id, msg, Some(reply))), None) {
-                Ok(values) => Msg::to_multi(&values, lua),
-                Err(e) => Err(mlua::Error::runtime(format!("host.parent:call: {e}"))),
-            }
-        });
-        methods.add_meta_method("__tostring", |_, _, ()| Ok("darksidesync.host parent"));
+        fields.add_meta_field("__name", "darksidesync.host.parent");
     }
+}
+
+/// `host.parent:send(...)` → true, or false and "closed".
+fn parent_send(lua: &Lua, this: &ParentHandle, values: MultiValue) -> mlua::Result<MultiValue> {
+    let msg = Msg::from_multi(&values, "host.parent:send").map_err(mlua::Error::runtime)?;
+    let id = this.id;
+    match this.port.post(Item::from_fn(move |lua| from_child(lua, id, msg, None))) {
+        Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
+        Err(_) => closed(lua),
+    }
+}
+
+/// `host.parent:call(...)` → the parent handler's return values.
+fn parent_call(lua: &Lua, this: &ParentHandle, values: MultiValue) -> mlua::Result<MultiValue> {
+    let msg = Msg::from_multi(&values, "host.parent:call").map_err(mlua::Error::runtime)?;
+    let id = this.id;
+    match this.port.call(|reply| Item::from_fn(move |lua| from_child(lua, id, msg, Some(reply))), None) {
+        Ok(values) => Msg::to_multi(&values, lua),
+        Err(e) => Err(mlua::Error::runtime(format!("host.parent:call: {e}"))),
+    }
+}
+
+// ----- plain string errors -------------------------------------------------
+
+/// Wraps a Rust function so that its errors reach Lua as plain strings
+/// (as the module's own functions raise them), not as mlua error objects.
+const PLAIN_ERRORS: &str = r#"
+local pcall, error, tostring, type = pcall, error, tostring, type
+local function check(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) ~= "string" then e = tostring(e) end
+  -- mlua's error objects read "runtime error: <text>", with a traceback
+  -- appended when raised from inside a callback; the caller's own
+  -- traceback is what matters.
+  e = e:gsub("^runtime error: ", ""):gsub("\nstack traceback:.*$", "")
+  error(e, 0)
+end
+return function(f) return function(...) return check(pcall(f, ...)) end end
+"#;
+
+fn plain(lua: &Lua, f: Function) -> mlua::Result<Function> {
+    let wrap: Function = match lua.named_registry_value::<Option<Function>>("darksidesync-host.plain")? {
+        Some(w) => w,
+        None => {
+            let w: Function = lua.load(PLAIN_ERRORS).set_name("=darksidesync.host").eval()?;
+            lua.set_named_registry_value("darksidesync-host.plain", w.clone())?;
+            w
+        }
+    };
+    wrap.call(f)
+}
+
+type Method<T> = fn(&Lua, &T, MultiValue) -> mlua::Result<MultiValue>;
+
+/// The `__index` table of a handle type: its methods, raising plain errors.
+fn method_table<T: 'static>(lua: &Lua, kind: &'static str, methods: &[(&'static str, Method<T>)]) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    for &(name, m) in methods {
+        let f = lua.create_function(move |lua, mut a: MultiValue| {
+            let this = match a.pop_front() {
+                Some(Value::UserData(ud)) => ud.borrow::<T>().ok(),
+                _ => None,
+            };
+            let Some(this) = this else {
+                return Err(mlua::Error::runtime(format!("{kind}:{name}: expected a handle as self (use the colon syntax)")));
+            };
+            m(lua, &this, a)
+        })?;
+        t.set(name, plain(lua, f)?)?;
+    }
+    Ok(t)
 }
 
 // ----- spawn ---------------------------------------------------------------
@@ -312,7 +405,7 @@ fn load_script(lua: &Lua, script: &Value) -> mlua::Result<Script> {
         other => {
             return Err(mlua::Error::runtime(format!(
                 "host.spawn: expected a script path or {{source = ...}}, got {}",
-                other.type_name()
+                crate::message::lua_type(other)
             )))
         }
     };
@@ -374,18 +467,17 @@ fn child_main(script: Script, parent: ParentInfo, parent_keep: KeepAlive<Item>, 
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let hs = host_state(lua)?;
     let t = lua.create_table()?;
-    t.set("spawn", lua.create_function(spawn)?)?;
-    t.set(
-        "onmessage",
-        lua.create_function(|lua, f: Option<Function>| {
+    t.set("spawn", plain(lua, lua.create_function(spawn)?)?)?;
+    let onmessage = lua.create_function(|lua, a: MultiValue| {
+            let f = arg_function(&a, 0, "host.onmessage")?;
             let hs = host_state(lua)?;
             if hs.parent.is_none() {
                 return Err(mlua::Error::runtime("host.onmessage: the root state has no parent to receive from"));
             }
             hs.onmessage.replace(f);
             Ok(())
-        })?,
-    )?;
+        })?;
+    t.set("onmessage", plain(lua, onmessage)?)?;
     t.set("id", hs.id)?;
     if let Some(p) = &hs.parent {
         t.set("parent", ParentHandle { id: p.id, port: p.port.clone() })?;
