@@ -7,9 +7,11 @@
 //! * `bench`     — the core's benchmarks.
 //! * `module`    — build the Lua module for one Lua version into a folder.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
+//! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
 
 mod cmd;
 mod deps;
+mod examples;
 mod lua_specs;
 mod module;
 mod test;
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         "bench" => test::bench_core(rest),
         "module" => module::main(rest),
         "lua-specs" => lua_specs::main(rest),
+        "examples" => examples::main(),
         _ => {
             eprintln!("{}", usage());
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
@@ -52,5 +55,6 @@ fn usage() -> &'static str {
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench [criterion args]                         the core's benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
-     \x20 lua-specs                                      build the module for every Lua and run the busted specs"
+     \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
+     \x20 examples                                       run every example in the embedded host and check its output"
 }

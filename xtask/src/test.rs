@@ -10,6 +10,8 @@ pub fn all() -> Result {
     loom()?;
     // The Lua module on every interpreter, adapters in their real loops.
     crate::lua_specs::main(&[])?;
+    // The embedded host's example programs, run and checked.
+    crate::examples::main()?;
     eprintln!("xtask test: all stages passed");
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! local d = signal.on("TERM", on_term, { keepalive = true }) -- run() waits for it
 //! h:cancel()           --> true when it was active
 //! signal.raise("USR1") -- sends a signal to this process
+//! signal.pid()         --> this process's id
 //! ```
 //!
 //! DarkSideSync's `luaexit` ran Lua from a signal handler; here the signal
@@ -234,8 +235,13 @@ fn raise(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     Ok(one(Value::Boolean(true)))
 }
 
+/// `pid()` → this process's id (what `kill` needs).
+fn pid(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+    Ok(one(Value::Integer(i64::from(std::process::id()))))
+}
+
 /// Builds the `darksidesync.signal` table.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let st = StateHub::get(lua)?;
-    make_table(lua, &st, &[("on", on), ("raise", raise)])
+    make_table(lua, &st, &[("on", on), ("raise", raise), ("pid", pid)])
 }
