@@ -41,7 +41,10 @@ local udpsocket, udpport
 -- 50000-50200, and tells darksidesync to notify it.
 -- @return socket, port; or nil, "Could not configure a UDP socket"
 function M.getsocket()
-  if udpsocket then return udpsocket, udpport end
+  if udpsocket then
+    darksidesync.setport(udpport)
+    return udpsocket, udpport
+  end
   for port = 50000, 50200 do
     local skt = socket.udp()
     if not skt then break end

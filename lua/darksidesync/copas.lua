@@ -25,6 +25,9 @@ function M.attach(opts)
   function obj.getfd() return fd end
   function obj.dirty() return not watcher.active or darksidesync.queuesize() > 0 end
   function obj.settimeout() return 1 end
+  -- Copas closes the object its thread last waited on when the thread
+  -- ends; darksidesync's descriptor must stay open.
+  function obj.close() return 1 end
   function obj.receivefrom()
     if not watcher.active or darksidesync.wait(0) then return "", "127.0.0.1", 0 end
     return nil, "timeout"

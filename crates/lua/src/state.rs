@@ -80,12 +80,13 @@ impl StateHub {
         })
     }
 
-    /// Registers a background library on this state's hub and returns its
-    /// port (see `darksidesync_core::Hub::register`): the way Rust code in
-    /// the same binary, such as an embedding host, posts [`Item`]s here.
+    /// Registers a library with this state's hub and returns its port, the
+    /// `Send + Sync + Clone` handle its threads post and call through.
+    /// `on_cancel` runs once when the state closes or the port is
+    /// unregistered.
     pub fn register(
         &self,
-        name: &str,
+        name: impl Into<String>,
         on_cancel: impl FnOnce(CancelReason) + Send + 'static,
     ) -> Result<Port<Item>, PostErrorKind> {
         self.hub.register(name, on_cancel)

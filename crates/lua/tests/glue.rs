@@ -1,0 +1,123 @@
+//! The Lua glue tested in-process with a vendored Lua 5.4: what the busted
+//! specs cannot observe from inside one interpreter (closing the state).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use darksidesync::{Data, DataReply, Item, Prepared, StateHub};
+use darksidesync_core::{CallError, PostErrorKind};
+use mlua::{Lua, Table, Value};
+
+fn lua_with_module() -> (Lua, Table) {
+    let lua = Lua::new();
+    let module = darksidesync::open(&lua).unwrap();
+    lua.globals().set("dss", module.clone()).unwrap();
+    (lua, module)
+}
+
+/// Counts its drops: the cancel path of an item.
+struct DropCount(Arc<AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn closing_the_state_releases_callers_and_drops_items_once() {
+    let (lua, _) = lua_with_module();
+    let st = StateHub::get(&lua).unwrap();
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let port = {
+        let cancelled = cancelled.clone();
+        st.register("test", move |_| {
+            cancelled.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap()
+    };
+    drop(st);
+
+    let drops = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let guard = DropCount(drops.clone());
+        port.post(Item::from_fn(move |_| {
+            drop(guard);
+            Ok(Prepared { call: None, reply: None })
+        }))
+        .unwrap();
+    }
+    let caller = {
+        let port = port.clone();
+        thread::spawn(move || {
+            port.call(|r| Item::from_fn(move |_| Ok(Prepared { call: None, reply: Some(Box::new(DataReply(r))) })), None)
+        })
+    };
+    while lua.load("return dss.queuesize()").eval::<i64>().unwrap() < 4 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(lua);
+
+    assert_eq!(caller.join().unwrap(), Err(CallError::Closed));
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    assert_eq!(cancelled.load(Ordering::SeqCst), 1);
+    let refused = port.post(Item::from_fn(|_| Ok(Prepared { call: None, reply: None }))).unwrap_err();
+    assert_eq!(refused.kind, PostErrorKind::Closed);
+}
+
+#[test]
+fn poll_shape_and_dispatch_reply_from_rust_items() {
+    let (lua, _) = lua_with_module();
+    let st = StateHub::get(&lua).unwrap();
+    let port = st.register("test", |_| {}).unwrap();
+    drop(st);
+    port.post(Item::from_fn(|lua| {
+        let cb: Value = lua.load("return function(...) return select('#', ...) end").eval()?;
+        Ok(Prepared { call: Some((cb, Data::to_multi(&[Data::Nil, Data::Integer(2), Data::Nil], lua)?)), reply: None })
+    }))
+    .unwrap();
+    let (count, n): (i64, i64) = lua.load("local c, f, a = dss.poll() return c, a.n").eval().unwrap();
+    assert_eq!((count, n), (0, 3));
+
+    let caller = thread::spawn(move || {
+        port.call(
+            |r| {
+                Item::from_fn(move |lua| {
+                    let cb: Value = lua.load("return function(a) return a * 2, 'ok' end").eval()?;
+                    Ok(Prepared { call: Some((cb, Data::to_multi(&[Data::Integer(21)], lua)?)), reply: Some(Box::new(DataReply(r))) })
+                })
+            },
+            None,
+        )
+    });
+    let ran: i64 = lua.load("assert(dss.wait(30)) return dss.dispatch()").eval().unwrap();
+    assert_eq!(ran, 1);
+    assert_eq!(caller.join().unwrap(), Ok(vec![Data::Integer(42), Data::String(b"ok".to_vec())]));
+}
+
+#[test]
+fn bad_arguments_raise_plain_string_errors() {
+    let (lua, _) = lua_with_module();
+    let (ok, err): (bool, Value) = lua.load("return pcall(dss.setport, 70000)").eval().unwrap();
+    assert!(!ok);
+    let Value::String(s) = err else { panic!("error is not a string: {err:?}") };
+    assert_eq!(
+        s.to_str().unwrap(),
+        "Invalid UDP port number, use an integer value from 1 to 65535, or 0 to disable UDP notification"
+    );
+}
+
+#[test]
+fn one_hub_per_state() {
+    let (a, _) = lua_with_module();
+    let (b, _) = lua_with_module();
+    let fa: i64 = a.load("return dss.fd()").eval().unwrap();
+    let fa2: i64 = a.load("return require and dss.fd()").eval().unwrap();
+    let fb: i64 = b.load("return dss.fd()").eval().unwrap();
+    assert_eq!(fa, fa2);
+    assert_ne!(fa, fb);
+    darksidesync::open(&a).unwrap();
+    let again: i64 = a.load("return dss.fd()").eval().unwrap();
+    assert_eq!(fa, again);
+}
