@@ -5,10 +5,13 @@
 //! * `deps`      — only the install step of `test`.
 //! * `loom`      — the core's loom model checks.
 //! * `bench`     — the core's benchmarks.
-//! * `module`    — build the Lua module for one Lua version into a folder.
+//! * `module`    — build the Lua module for one Lua version into a directory.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
+//! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
+//! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 //! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
 
+mod capi;
 mod cmd;
 mod deps;
 mod examples;
@@ -16,8 +19,7 @@ mod lua_specs;
 mod module;
 mod test;
 
-pub(crate) use cmd::root;
-
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
         "loom" => test::loom(),
         "bench" => test::bench_core(rest),
         "module" => module::main(rest),
+        "capi" => capi::main(false),
+        "capi-sanitize" => capi::main(true),
         "lua-specs" => lua_specs::main(rest),
         "examples" => examples::main(),
         _ => {
@@ -48,13 +52,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn usage() -> &'static str {
-    "usage: cargo xtask <task>\n\
-     \x20 test                                           the whole suite (installs what it needs)\n\
-     \x20 deps                                           install the Debian packages the suite needs\n\
+fn usage() -> String {
+    "usage: cargo xtask <command>\n\
+     \x20 test                                           the whole test suite (CI)\n\
+     \x20 deps                                           install the system packages the suite needs\n\
      \x20 loom                                           the core's loom model checks\n\
-     \x20 bench [criterion args]                         the core's benchmarks\n\
+     \x20 bench                                          the core's benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
      \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
+     \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4 and 5.1)\n\
+     \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\
      \x20 examples                                       run every example in the embedded host and check its output"
+        .to_string()
+}
+
+/// The workspace root (the parent of this crate).
+pub(crate) fn root() -> PathBuf {
+    cmd::root()
 }

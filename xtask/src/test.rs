@@ -10,6 +10,8 @@ pub fn all() -> Result {
     loom()?;
     // The Lua module on every interpreter, adapters in their real loops.
     crate::lua_specs::main(&[])?;
+    // The C ABI: header, C utility and two-state C host (Lua 5.4 and 5.1).
+    crate::capi::main(false)?;
     // The embedded host's example programs, run and checked.
     crate::examples::main()?;
     eprintln!("xtask test: all stages passed");

@@ -51,6 +51,7 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
+mod capi;
 mod control;
 mod data;
 mod dispatch;
@@ -149,6 +150,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     ];
     let t = make_table(lua, &st, fns)?;
     t.raw_set("_VERSION", VERSION)?;
+    capi::publish(lua)?;
     Ok(t)
 }
 

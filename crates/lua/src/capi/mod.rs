@@ -1,0 +1,229 @@
+//! The C ABI: DSS API 1v0 (DarkSideSync 1.0 compatible) and 2v0, published
+//! in the Lua registry when the module opens. `include/darksidesync.h` is
+//! the contract and the table of contents; this module implements it.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `mod.rs` | publishing the registry table, finding a state's hub from a raw `lua_State*`, registration, panic guard, pinning utility libraries |
+//! | `handles.rs` | the process-global generation-checked table of utilities: what a utilid / `dss2_handle` stands for |
+//! | `task.rs` | C items: the [`Task`](crate::item::Task) and [`ReplySink`](crate::item::ReplySink) that call a utility's callbacks |
+//! | `v1.rs` | `DSS_api_1v0_t` |
+//! | `v2.rs` | `dss_api_2v0_t` |
+//!
+//! # Rules every entry point keeps
+//!
+//! * Panics never cross the C boundary: every `extern "C"` function runs its
+//!   body in [`guard`], which turns a panic into an error code.
+//! * Arguments are validated; NULL, zero, stale and garbage handles return
+//!   codes (a handle is looked up in the table, never dereferenced).
+//! * No lock is held while a utility's callback runs.
+//! * A state's close cancels only its own utilities (each utility is a port
+//!   of that state's hub; the hub fires their cancel notifications, last
+//!   registered first).
+//! * Function pointers stay valid: this module is linked `-z nodelete`
+//!   (`build.rs`), and every registering utility's shared object is pinned
+//!   ([`pin`]), so Lua's `dlclose` at `lua_close` cannot unmap code that is
+//!   still called (DarkSideSync 1.0 crashed there).
+
+pub(crate) mod handles;
+pub(crate) mod task;
+pub(crate) mod v1;
+pub(crate) mod v2;
+
+use std::ffi::{c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use darksidesync_core::CancelReason;
+use mlua::{ffi, LightUserData, Lua, Table};
+
+use crate::state::StateHub;
+use handles::{Api, Cancel, Counters, Handle, Util};
+
+/// `registry["DSS.DarkSideSync"]`.
+pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
+/// `registry["DSS.DarkSideSync"]["Version"]`, as DarkSideSync 1.0 had it.
+pub(crate) const DSS_VERSION: &str = "0.1";
+const REGISTRY_NAME_C: &CStr = c"DSS.DarkSideSync";
+
+/// Why a lookup or registration failed, before mapping to a version's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// NULL `lua_State*`.
+    NoState,
+    /// darksidesync is not loaded in that state.
+    NotStarted,
+    /// The state's hub has closed.
+    Closed,
+    /// Out of memory.
+    NoMem,
+}
+
+/// This module's per-state identity, kept in mlua's app data.
+struct CapiState {
+    id: u64,
+}
+
+static NEXT_STATE: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `f`, turning a panic into `fallback` (never unwinding into C).
+pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// Publishes `registry["DSS.DarkSideSync"]` in `lua` (on every open; the
+/// pointers are the same process-wide statics).
+pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
+    if lua.app_data_ref::<CapiState>().is_none() {
+        lua.set_app_data(CapiState { id: NEXT_STATE.fetch_add(1, Ordering::Relaxed) });
+    }
+    let t: Table = lua.create_table()?;
+    t.raw_set("Version", DSS_VERSION)?;
+    t.raw_set("DSS API 1v0", LightUserData(&v1::API as *const v1::Api1 as *mut c_void))?;
+    t.raw_set("DSS API 2v0", LightUserData(&v2::API as *const v2::Api2 as *mut c_void))?;
+    lua.set_named_registry_value(REGISTRY_NAME, t)
+}
+
+/// The hub and identity of the darksidesync instance running in `l`.
+///
+/// # Safety
+/// `l` is a valid state (any thread/coroutine of it) and this is the Lua
+/// thread, not inside a Lua error unwind: the caller's C contract.
+pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u64), Code> {
+    if l.is_null() {
+        return Err(Code::NoState);
+    }
+    // SAFETY: `l` is valid on this thread (contract). We need one stack
+    // slot, then restore the stack. The registry has no metatable and the
+    // key string exists, so rawget cannot raise.
+    let published = unsafe {
+        if ffi::lua_checkstack(l, 2) == 0 {
+            return Err(Code::NoMem);
+        }
+        ffi::lua_pushstring(l, REGISTRY_NAME_C.as_ptr());
+        ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
+        let is_table = ffi::lua_type(l, -1) == ffi::LUA_TTABLE;
+        ffi::lua_pop(l, 1);
+        is_table
+    };
+    if !published {
+        return Err(Code::NotStarted);
+    }
+    // SAFETY: the table is there, so this module's mlua instance was
+    // initialised in this state (by our luaopen) and the pointer finds it.
+    let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+    let id = match lua.app_data_ref::<CapiState>() {
+        Some(s) => s.id,
+        None => return Err(Code::NotStarted),
+    };
+    let st = match lua.app_data_ref::<Rc<StateHub>>() {
+        Some(st) => Rc::clone(&st),
+        None => return Err(Code::NotStarted),
+    };
+    if st.hub.is_closed() {
+        return Err(Code::Closed);
+    }
+    Ok((st, id))
+}
+
+/// Registers a utility with the state's hub and the handle table.
+pub(crate) fn register(st: &StateHub, state: u64, api: Api, libid: usize, name: String, cancel: Cancel) -> Result<Arc<Util>, Code> {
+    let handle = handles::reserve();
+    let port = match st.hub.register(name, move |reason| on_cancel(handle, reason)) {
+        Ok(p) => p,
+        Err(_) => {
+            handles::release(handle);
+            return Err(Code::Closed);
+        }
+    };
+    let util = Arc::new(Util {
+        api,
+        state,
+        libid,
+        handle,
+        port,
+        closed: AtomicBool::new(false),
+        keep: Mutex::new(Vec::new()),
+        cancel,
+        counters: Counters::default(),
+        pinned: AtomicBool::new(false),
+    });
+    handles::fill(handle, util.clone());
+    Ok(util)
+}
+
+/// The hub's cancel notification of a utility's port.
+fn on_cancel(handle: Handle, reason: CancelReason) {
+    guard((), || {
+        if reason != CancelReason::HubClosed {
+            return; // unregistered by the utility itself: it knows
+        }
+        let Some(util) = handles::get(handle) else { return };
+        util.closed.store(true, Ordering::Release);
+        drop(std::mem::take(&mut *util.keep_alive()));
+        match util.cancel {
+            // SAFETY: the utility's cancel callback, called once (the hub
+            // fires each port's notification once), with its own utilid.
+            Cancel::V1(cancel) => unsafe { cancel(handles::to_utilid(handle)) },
+            // SAFETY: likewise, with the handle and the `ud` it gave us.
+            Cancel::V2(Some(cancel), ud) => unsafe { cancel(handle, ud.0) },
+            Cancel::V2(None, _) => {}
+        }
+    })
+}
+
+/// Unregisters (live) or forgets (closed) the utility of `h`. False when
+/// `h` is stale.
+pub(crate) fn unregister(h: Handle) -> bool {
+    let Some(util) = handles::release(h) else { return false };
+    // Queued items are cancelled here, on this thread; blocked callers
+    // are released. The port's cancel notification sees `Unregistered`.
+    util.port.unregister();
+    drop(std::mem::take(&mut *util.keep_alive()));
+    true
+}
+
+/// Pins the shared object that contains `f` for the life of the process,
+/// so Lua's `dlclose` (at `lua_close`) cannot unmap a utility whose
+/// callbacks darksidesync still holds.
+pub(crate) fn pin(f: *const c_void) {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct DlInfo {
+            fname: *const std::ffi::c_char,
+            fbase: *mut c_void,
+            sname: *const std::ffi::c_char,
+            saddr: *mut c_void,
+        }
+        extern "C" {
+            fn dladdr(addr: *const c_void, info: *mut DlInfo) -> std::ffi::c_int;
+            fn dlopen(filename: *const std::ffi::c_char, flags: std::ffi::c_int) -> *mut c_void;
+        }
+        const RTLD_NOW: std::ffi::c_int = 2;
+        const RTLD_NOLOAD: std::ffi::c_int = 4;
+        const RTLD_NODELETE: std::ffi::c_int = 0x1000;
+        let mut info = DlInfo { fname: std::ptr::null(), fbase: std::ptr::null_mut(), sname: std::ptr::null(), saddr: std::ptr::null_mut() };
+        // SAFETY: dladdr only reads the address value and fills `info`.
+        if unsafe { dladdr(f, &mut info) } == 0 || info.fname.is_null() {
+            return;
+        }
+        // SAFETY: fname is the NUL-terminated path dladdr returned for an
+        // object that is loaded now; NOLOAD never loads anything new, it
+        // only adds a reference and the NODELETE flag to that object. The
+        // handle is deliberately never closed.
+        unsafe { dlopen(info.fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = f;
+}
+
+/// Pins the object of `f` once per utility (2v0 utilities may register
+/// without a cancel callback; their first item's callback is pinned then).
+pub(crate) fn pin_once(util: &Util, f: *const c_void) {
+    if !util.pinned.swap(true, Ordering::AcqRel) {
+        pin(f);
+    }
+}

@@ -1,0 +1,429 @@
+//! DSS API 2v0 (`dss_api_2v0_t` in include/darksidesync.h): opaque
+//! generation-checked handles, explicit outcomes, bounded queue with the
+//! caller's choice, ownership through a free callback, keep-alive
+//! references and per-utility statistics.
+//!
+//! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`, `call`,
+//! `hold`, `release`, `stats`, `status`, `strerror` are the functions of
+//! the same names here; each runs its body under [`super::guard`].
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use darksidesync_core::{CallError, PostErrorKind};
+use mlua::ffi::lua_State;
+
+use super::handles::{self, Api, Cancel, Counters, Handle, SendPtr, Util};
+use super::task::{CTask, Ctl, Kind, Phase, Refusing};
+use super::{guard, Code};
+use crate::item::Item;
+
+pub(crate) type Run2 = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
+pub(crate) type Reply2 = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
+pub(crate) type Free2 = unsafe extern "C" fn(*mut c_void, c_int);
+pub(crate) type Cancel2 = unsafe extern "C" fn(Handle, *mut c_void);
+
+pub(crate) const OK: c_int = 0;
+pub(crate) const EINVAL: c_int = -1;
+pub(crate) const ESTALE: c_int = -2;
+pub(crate) const ECLOSED: c_int = -3;
+pub(crate) const ENOTSTARTED: c_int = -4;
+pub(crate) const EALREADY: c_int = -5;
+pub(crate) const EUNKNOWNLIB: c_int = -6;
+pub(crate) const ENOMEM: c_int = -7;
+pub(crate) const EFULL: c_int = -8;
+pub(crate) const ETIMEDOUT: c_int = -9;
+pub(crate) const EWOULDDEADLOCK: c_int = -10;
+pub(crate) const ECANCELLED: c_int = -11;
+pub(crate) const EHANDLER: c_int = -12;
+pub(crate) const EINTERNAL: c_int = -13;
+
+/// `call()` flag: refuse with `EFULL` instead of waiting for room.
+pub(crate) const NOWAIT: c_int = 1;
+
+/// `dss2_stats_t`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Stats2 {
+    size: usize,
+    posted: u64,
+    ran: u64,
+    cancelled: u64,
+    refused: u64,
+    replies: u64,
+    errors: u64,
+    timeouts: u64,
+    keep_alive: u64,
+}
+
+/// `dss_api_2v0_t`, field for field.
+#[repr(C)]
+pub(crate) struct Api2 {
+    size: usize,
+    version: *const c_char,
+    reg: unsafe extern "C" fn(*mut lua_State, *const c_void, *const c_char, Option<Cancel2>, *mut c_void, *mut Handle) -> c_int,
+    getid: unsafe extern "C" fn(*mut lua_State, *const c_void, *mut Handle) -> c_int,
+    unreg: unsafe extern "C" fn(Handle) -> c_int,
+    post: unsafe extern "C" fn(Handle, Option<Run2>, Option<Free2>, *mut c_void, c_long) -> c_int,
+    call: unsafe extern "C" fn(Handle, Option<Run2>, Option<Reply2>, *mut c_void, c_long, c_int, *mut c_char, usize) -> c_int,
+    hold: unsafe extern "C" fn(Handle) -> c_int,
+    release: unsafe extern "C" fn(Handle) -> c_int,
+    stats: unsafe extern "C" fn(Handle, *mut Stats2) -> c_int,
+    status: unsafe extern "C" fn(Handle) -> c_int,
+    strerror: unsafe extern "C" fn(c_int) -> *const c_char,
+}
+
+// SAFETY: immutable after initialisation; `version` points to a static
+// NUL-terminated string, the rest are function pointers.
+unsafe impl Sync for Api2 {}
+
+pub(crate) static API: Api2 = Api2 {
+    size: std::mem::size_of::<Api2>(),
+    version: c"DSS API 2v0".as_ptr(),
+    reg,
+    getid,
+    unreg,
+    post,
+    call,
+    hold,
+    release,
+    stats,
+    status,
+    strerror,
+};
+
+fn v2_code(c: Code) -> c_int {
+    match c {
+        Code::NoState => EINVAL,
+        Code::NotStarted => ENOTSTARTED,
+        Code::Closed => ECLOSED,
+        Code::NoMem => ENOMEM,
+    }
+}
+
+/// The record of `h` if it is a 2v0 handle: live, or `ECLOSED`/`ESTALE`.
+fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
+    match handles::get(h) {
+        Some(u) if u.api == Api::V2 => {
+            if u.is_closed() {
+                Err(ECLOSED)
+            } else {
+                Ok(u)
+            }
+        }
+        _ => Err(ESTALE),
+    }
+}
+
+unsafe extern "C" fn reg(
+    l: *mut lua_State,
+    libid: *const c_void,
+    name: *const c_char,
+    cancel: Option<Cancel2>,
+    ud: *mut c_void,
+    out: *mut Handle,
+) -> c_int {
+    guard(EINTERNAL, || {
+        if l.is_null() || libid.is_null() || out.is_null() {
+            return EINVAL;
+        }
+        // SAFETY: reg runs on the Lua thread with a valid state (contract).
+        let (st, state) = match unsafe { super::state_of(l) } {
+            Ok(v) => v,
+            Err(c) => return v2_code(c),
+        };
+        if let Some(h) = handles::find(state, Api::V2, libid as usize) {
+            // SAFETY: `out` is non-NULL and points to a handle (contract).
+            unsafe { *out = h };
+            return EALREADY;
+        }
+        let name = if name.is_null() {
+            format!("dss2v0:{libid:p}")
+        } else {
+            // SAFETY: a non-NULL name is a NUL-terminated string (contract).
+            unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+        };
+        match super::register(&st, state, Api::V2, libid as usize, name, Cancel::V2(cancel, SendPtr(ud))) {
+            Ok(util) => {
+                if let Some(c) = cancel {
+                    super::pin_once(&util, c as *const c_void);
+                }
+                // SAFETY: as above.
+                unsafe { *out = util.handle };
+                OK
+            }
+            Err(c) => v2_code(c),
+        }
+    })
+}
+
+unsafe extern "C" fn getid(l: *mut lua_State, libid: *const c_void, out: *mut Handle) -> c_int {
+    guard(EINTERNAL, || {
+        if l.is_null() || out.is_null() {
+            return EINVAL;
+        }
+        // SAFETY: as in `reg`.
+        let state = match unsafe { super::state_of(l) } {
+            Ok((_, id)) => id,
+            Err(c) => return v2_code(c),
+        };
+        match handles::find(state, Api::V2, libid as usize) {
+            Some(h) => {
+                // SAFETY: `out` is non-NULL and points to a handle (contract).
+                unsafe { *out = h };
+                OK
+            }
+            None => EUNKNOWNLIB,
+        }
+    })
+}
+
+unsafe extern "C" fn unreg(h: Handle) -> c_int {
+    guard(EINTERNAL, || match handles::get(h) {
+        Some(u) if u.api == Api::V2 => {
+            if super::unregister(h) {
+                OK
+            } else {
+                ESTALE
+            }
+        }
+        _ => ESTALE,
+    })
+}
+
+fn post_code(kind: PostErrorKind) -> c_int {
+    match kind {
+        PostErrorKind::Full => EFULL,
+        PostErrorKind::Closed => ECLOSED,
+        PostErrorKind::Unregistered => ESTALE,
+        PostErrorKind::WouldDeadlock => EWOULDDEADLOCK,
+    }
+}
+
+unsafe extern "C" fn post(h: Handle, run: Option<Run2>, free: Option<Free2>, data: *mut c_void, timeout_ms: c_long) -> c_int {
+    // A panic (a bug) returns EINTERNAL without calling `free`: leaking
+    // `data` is the safe side of not knowing whether it was queued.
+    guard(EINTERNAL, || {
+        let code = post_inner(h, run, free, data, timeout_ms);
+        if code != OK {
+            if let Some(free) = free {
+                // SAFETY: the 2v0 contract: post owns `data` and calls its
+                // free callback exactly once; a refused item was not
+                // queued (its Drop skipped `free`), so this is that once.
+                unsafe { free(data, code) };
+            }
+        }
+        code
+    })
+}
+
+fn post_inner(h: Handle, run: Option<Run2>, free: Option<Free2>, data: *mut c_void, timeout_ms: c_long) -> c_int {
+    let util = match lookup(h) {
+        Ok(u) => u,
+        Err(code) => return code,
+    };
+    let Some(run) = run else {
+        Counters::bump(&util.counters.refused);
+        return EINVAL;
+    };
+    super::pin_once(&util, run as *const c_void);
+    let item = Item::new(CTask::new(Kind::V2Post { run, free }, data, util.clone(), None, None));
+    let _refusing = Refusing::new();
+    let result = match timeout_ms {
+        t if t < 0 => util.port.post(item),
+        0 => util.port.try_post(item),
+        t => util.port.post_timeout(item, Duration::from_millis(t as u64)),
+    };
+    match result {
+        Ok(_) => OK,
+        // Dropping the refused item (inside `_refusing`) calls nothing.
+        Err(e) => post_code(e.into_kind()),
+    }
+}
+
+/// Copies `text` into the caller's buffer, truncated, NUL-terminated.
+///
+/// # Safety
+/// `buf` is NULL or valid for `len` bytes (the caller's contract).
+unsafe fn copy_text(buf: *mut c_char, len: usize, text: &str) {
+    if buf.is_null() || len == 0 {
+        return;
+    }
+    let n = text.len().min(len - 1);
+    // SAFETY: `n + 1 <= len` bytes of `buf` are written; the source is `n`
+    // bytes of `text`; the two cannot overlap (ours vs the caller's).
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), buf, n);
+        *buf.add(n) = 0;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn call(
+    h: Handle,
+    run: Option<Run2>,
+    reply: Option<Reply2>,
+    data: *mut c_void,
+    timeout_ms: c_long,
+    flags: c_int,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> c_int {
+    guard(EINTERNAL, || {
+        let util = match lookup(h) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        let Some(run) = run else {
+            Counters::bump(&util.counters.refused);
+            return EINVAL;
+        };
+        super::pin_once(&util, run as *const c_void);
+        let ctl = Ctl::new();
+        let made = Cell::new(false);
+        let make = |r| {
+            made.set(true);
+            Item::new(CTask::new(Kind::V2Call { run, reply }, data, util.clone(), Some(ctl.clone()), Some(r)))
+        };
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let refusing = Refusing::new();
+        let result = if flags & NOWAIT != 0 { util.port.try_call(make, timeout) } else { util.port.call(make, timeout) };
+        drop(refusing);
+        let c = &util.counters;
+        if !made.get() {
+            // Refused before the item existed (closed, or the Lua thread).
+            Counters::bump(&c.refused);
+        }
+        match result {
+            Ok(()) => OK,
+            Err(CallError::Handler(text)) => {
+                // SAFETY: errbuf is NULL or valid for errlen bytes (contract).
+                unsafe { copy_text(errbuf, errlen, &text) };
+                EHANDLER
+            }
+            Err(CallError::TimedOut) => {
+                if ctl.abandon() == Phase::Done {
+                    OK // the reply completed just as the timeout passed
+                } else {
+                    Counters::bump(&c.timeouts);
+                    ETIMEDOUT
+                }
+            }
+            Err(CallError::Cancelled) => ECANCELLED,
+            Err(CallError::Closed) => ECLOSED,
+            Err(CallError::Full) => EFULL,
+            Err(CallError::Unregistered) => ESTALE,
+            Err(CallError::WouldDeadlock) => EWOULDDEADLOCK,
+        }
+    })
+}
+
+unsafe extern "C" fn hold(h: Handle) -> c_int {
+    guard(EINTERNAL, || {
+        let util = match lookup(h) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        match util.port.keep_alive() {
+            Ok(k) => {
+                util.keep_alive().push(k);
+                OK
+            }
+            Err(kind) => post_code(kind),
+        }
+    })
+}
+
+unsafe extern "C" fn release(h: Handle) -> c_int {
+    guard(EINTERNAL, || {
+        let util = match lookup(h) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        let k = util.keep_alive().pop();
+        match k {
+            Some(k) => {
+                drop(k); // may wake a consumer waiting in run()
+                OK
+            }
+            None => EINVAL,
+        }
+    })
+}
+
+unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
+    guard(EINTERNAL, || {
+        if out.is_null() {
+            return EINVAL;
+        }
+        // SAFETY: `out` is non-NULL and points to a dss2_stats_t whose
+        // first field, `size`, the caller set (contract).
+        let size = unsafe { (*out).size };
+        if size < std::mem::size_of::<usize>() + std::mem::size_of::<u64>() {
+            return EINVAL;
+        }
+        let util = match handles::get(h) {
+            Some(u) if u.api == Api::V2 => u,
+            _ => return ESTALE,
+        };
+        let c = &util.counters;
+        let s = Stats2 {
+            size,
+            posted: c.posted.load(Ordering::Relaxed),
+            ran: c.ran.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            replies: c.replies.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            keep_alive: util.keep_alive().len() as u64,
+        };
+        let n = size.min(std::mem::size_of::<Stats2>());
+        // SAFETY: the caller's struct is at least `size` bytes (that is
+        // what `size` says), we write `n <= size` bytes, from a local.
+        unsafe { std::ptr::copy_nonoverlapping((&s as *const Stats2).cast::<u8>(), out.cast::<u8>(), n) };
+        OK
+    })
+}
+
+unsafe extern "C" fn status(h: Handle) -> c_int {
+    guard(EINTERNAL, || match lookup(h) {
+        Ok(_) => OK,
+        Err(code) => code,
+    })
+}
+
+unsafe extern "C" fn strerror(code: c_int) -> *const c_char {
+    let s: &'static CStr = match code {
+        OK => c"ok",
+        EINVAL => c"invalid argument",
+        ESTALE => c"stale or invalid handle",
+        ECLOSED => c"the Lua state has closed",
+        ENOTSTARTED => c"darksidesync is not loaded in this Lua state",
+        EALREADY => c"already registered",
+        EUNKNOWNLIB => c"library not registered in this Lua state",
+        ENOMEM => c"out of memory",
+        EFULL => c"queue full",
+        ETIMEDOUT => c"timed out",
+        EWOULDDEADLOCK => c"would deadlock (blocking on the Lua thread)",
+        ECANCELLED => c"cancelled",
+        EHANDLER => c"the Lua handler raised an error",
+        EINTERNAL => c"internal error in darksidesync",
+        super::v1::SUCCESS => c"DSS 1v0: success",
+        super::v1::ERR_UDP_SEND_FAILED => c"DSS 1v0: queued, but the UDP wake-up could not be sent",
+        super::v1::ERR_INVALID_UTILID => c"DSS 1v0: invalid utilid",
+        super::v1::ERR_NOT_STARTED => c"DSS 1v0: not started, or already stopped",
+        super::v1::ERR_NO_CANCEL_PROVIDED => c"DSS 1v0: no cancel callback",
+        super::v1::ERR_OUT_OF_MEMORY => c"DSS 1v0: out of memory (or queue full on the Lua thread)",
+        super::v1::ERR_NO_DECODE_PROVIDED => c"DSS 1v0: no decoder",
+        super::v1::ERR_NO_GLOBALS => c"DSS 1v0: no Lua state given",
+        super::v1::ERR_UNKNOWN_LIB => c"DSS 1v0: unknown library",
+        super::v1::ERR_ALREADY_REGISTERED => c"DSS 1v0: already registered",
+        super::v1::ERR_WOULD_DEADLOCK => c"DSS 1v0: would deadlock (blocking on the Lua thread)",
+        _ => c"unknown darksidesync result code",
+    };
+    s.as_ptr()
+}

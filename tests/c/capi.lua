@@ -1,0 +1,343 @@
+-- The C-ABI tests run by a stock interpreter: darksidesync plus the C
+-- utility dssutil (tests/c/dssutil.c), which delivers through DSS API 1v0
+-- and 2v0 from its own pthreads.
+--
+--   lua5.4 tests/c/capi.lua DIR     (DIR has darksidesync.so and dssutil.so)
+--
+-- Plain Lua (no busted) so that it runs quickly under valgrind. Prints one
+-- line per test and exits non-zero if any failed.
+
+local dir = assert(arg[1], "usage: capi.lua DIR")
+package.cpath = dir .. "/?.so;" .. package.cpath
+package.path = dir .. "/?.lua;" .. package.path
+
+local dss = require "darksidesync"
+local u = require "dssutil"
+
+local failed, passed = 0, 0
+local function test(name, f)
+    local ok, err = pcall(f)
+    if ok then
+        passed = passed + 1
+        io.stderr:write("ok   ", name, "\n")
+    else
+        failed = failed + 1
+        io.stderr:write("FAIL ", name, ": ", tostring(err), "\n")
+    end
+    -- leave a clean queue for the next test
+    dss.setcapacity(65536)
+    dss.dispatch()
+end
+
+local function eq(a, b, what)
+    if a ~= b then error((what or "value") .. ": expected " .. tostring(b) .. ", got " .. tostring(a), 2) end
+end
+local function check(c, what) if not c then error(what, 2) end end
+local function until_(pred, what)
+    for _ = 1, 20000 do
+        if pred() then return end
+        u.sleep(1)
+    end
+    error("gave up waiting for " .. what, 2)
+end
+local function queued(n) until_(function() return dss.queuesize() >= n end, n .. " queued") end
+local function delta(before, after, field) return after[field] - before[field] end
+
+-- 1v0 -------------------------------------------------------------------
+
+test("registry table as DarkSideSync 1.0 published it", function()
+    local t = debug.getregistry()["DSS.DarkSideSync"]
+    eq(type(t), "table", "registry entry")
+    eq(t.Version, "0.1", "Version")
+    eq(type(t["DSS API 1v0"]), "userdata", "1v0 pointer")
+    eq(type(t["DSS API 2v0"]), "userdata", "2v0 pointer")
+end)
+
+test("every argument-checking result code", function()
+    local c = u.codes()
+    eq(c.v1_reg_again, -108, "reg twice"); eq(c.v1_reg_again_same, true, "reg twice returns the same utilid")
+    eq(c.v1_reg_nocancel, -103, "no cancel"); eq(c.v1_reg_nocancel_null, true, "no cancel returns NULL")
+    eq(c.v1_reg_nostate, -106, "NULL state")
+    eq(c.v1_getutilid, -100, "getutilid"); eq(c.v1_getutilid_same, true, "getutilid id")
+    eq(c.v1_getutilid_unknown, -107, "unknown lib"); eq(c.v1_getutilid_nostate, -106, "getutilid NULL state")
+    eq(c.v1_deliver_null, -101, "NULL utilid"); eq(c.v1_deliver_garbage, -101, "garbage utilid")
+    eq(c.v1_deliver_nodecoder, -105, "no decoder")
+    eq(c.v1_unreg_null, -101, "unreg NULL"); eq(c.v1_unreg_garbage, -101, "unreg garbage")
+    eq(c.v2_reg_again, -5, "2v0 reg twice"); eq(c.v2_reg_again_same, true, "2v0 reg twice handle")
+    eq(c.v2_reg_noout, -1, "2v0 reg NULL out"); eq(c.v2_reg_nostate, -1, "2v0 reg NULL state")
+    eq(c.v2_reg_nolibid, -1, "2v0 reg NULL libid")
+    eq(c.v2_getid, 0, "2v0 getid"); eq(c.v2_getid_same, true, "2v0 getid handle")
+    eq(c.v2_getid_unknown, -6, "2v0 unknown lib")
+    eq(c.v2_post_zero, -2, "post 0"); eq(c.v2_post_garbage, -2, "post garbage"); eq(c.v2_post_norun, -1, "post no run")
+    eq(c.v2_call_zero, -2, "call 0"); eq(c.v2_call_norun, -1, "call no run")
+    eq(c.v2_hold_zero, -2, "hold 0"); eq(c.v2_release_zero, -2, "release 0"); eq(c.v2_release_none, -1, "release none held")
+    eq(c.v2_unreg_zero, -2, "unreg 0"); eq(c.v2_status_zero, -2, "status 0")
+    eq(c.v2_stats_null, -1, "stats NULL"); eq(c.v2_stats_small, -1, "stats size 0")
+    eq(c.v2_strerror_timedout, "timed out", "strerror")
+    eq(c.v2_strerror_unknown, "unknown darksidesync result code", "strerror unknown")
+    eq(c.v2_strerror_v1, "DSS 1v0: invalid utilid", "strerror 1v0")
+    eq(dss.queuesize(), 0, "nothing queued by the checks")
+end)
+
+test("1v0 fire-and-forget from two threads: FIFO per thread, decoder once each", function()
+    local before = u.counters()
+    local last = {}
+    local n = 0
+    local j = u.v1_post(function(t, s)
+        check(last[t] == nil or s == last[t] + 1, "per-thread order")
+        last[t] = s
+        n = n + 1
+    end, 100, 2)
+    local r = u.join(j)
+    eq(r.accepted, 200, "accepted"); eq(r.code, -100, "code")
+    eq(dss.dispatch(), 200, "dispatched")
+    eq(n, 200, "callbacks run")
+    local after = u.counters()
+    eq(delta(before, after, "v1_decoded"), 200, "decoded")
+    eq(after.double_calls, 0, "no double calls")
+end)
+
+test("1v0 poll(): count, callback and args with n; -1 when empty", function()
+    local cb = function() end
+    eq(u.join(u.v1_post(cb, 2, 1)).accepted, 2, "posted")
+    local n, f, args = dss.poll()
+    eq(n, 1, "left"); eq(f, cb, "callback"); eq(args.n, 2, "args.n"); eq(args[2], 0, "seq")
+    n, f, args = dss.poll()
+    eq(n, 0, "left"); eq(args[2], 1, "seq")
+    eq(dss.poll(), -1, "empty")
+end)
+
+test("1v0 blocking deliver answered through the poll() reply userdata", function()
+    local before = u.counters()
+    local j = u.v1_call(function() end, 5)
+    queued(1)
+    local n, f, args = dss.poll()
+    eq(args.n, 4, "reply + thread, seq, value"); eq(args[4], 5, "value")
+    eq(args[1](77), "ack", "the call returns what pReturn pushed")
+    eq(select("#", args[1](78)), 0, "later calls do nothing")
+    local r = u.join(j)
+    eq(r.code, -100, "code"); eq(r.reply, 77, "reply"); eq(r.garbage, false, "not garbage")
+    eq(delta(before, u.counters(), "v1_returned"), 1, "return callback once")
+end)
+
+test("1v0 blocking deliver answered by dispatch() with the callback's results", function()
+    local j = u.v1_call(function(t, s, v) return v * 2 end, 21)
+    queued(1)
+    eq(dss.dispatch(), 1, "dispatched")
+    local r = u.join(j)
+    eq(r.code, -100, "code"); eq(r.reply, 42, "reply")
+end)
+
+test("1v0 blocking deliver: reply userdata collected uncalled releases as garbage", function()
+    local j = u.v1_call(function() end, 1)
+    queued(1)
+    do local _ = { dss.poll() } end
+    collectgarbage(); collectgarbage()
+    local r = u.join(j)
+    eq(r.code, -100, "code"); eq(r.garbage, true, "garbage = 1")
+end)
+
+test("1v0 blocking deliver: callback error under dispatch is garbage for pReturn", function()
+    dss.seterrorhandler(function() end)
+    local j = u.v1_call(function() error("boom") end, 1)
+    queued(1)
+    dss.dispatch()
+    dss.seterrorhandler(nil)
+    local r = u.join(j)
+    eq(r.code, -100, "code"); eq(r.garbage, true, "garbage")
+end)
+
+test("1v0 blocking deliver: a decoder that pushes nothing ends the cycle with -100", function()
+    local before = u.counters()
+    local j = u.v1_call(function() error("nothing to call") end, -1)
+    queued(1)
+    eq(dss.poll(), 0, "poll returns only the count")
+    local r = u.join(j)
+    eq(r.code, -100, "released"); eq(r.reply, nil, "no reply"); eq(r.garbage, false, "no return callback")
+    local after = u.counters()
+    eq(delta(before, after, "v1_returned") + delta(before, after, "v1_garbage"), 0, "pReturn not called")
+end)
+
+test("1v0 deliver from the Lua thread: non-blocking ok, blocking -109, full queue -104", function()
+    local ran = 0
+    local cb = function() ran = ran + 1 end
+    eq(u.here_v1(cb, false), -100, "non-blocking")
+    eq(u.here_v1(cb, true), -109, "blocking would deadlock")
+    eq(dss.queuesize(), 1, "only the non-blocking one queued")
+    dss.setcapacity(1)
+    eq(u.here_v1(cb, false), -104, "full on the Lua thread")
+    eq(dss.dispatch(), 1, "dispatched"); eq(ran, 1, "ran")
+end)
+
+test("1v0 unreg cancels queued items (decoder with NULL, once) and stales the utilid", function()
+    local before = u.counters()
+    eq(u.join(u.v1_post(function() error("cancelled items must not run") end, 5, 1)).accepted, 5, "posted")
+    eq(u.v1_unreg(), -100, "unreg")
+    eq(dss.queuesize(), 0, "queue emptied")
+    local after = u.counters()
+    eq(delta(before, after, "v1_cancelled"), 5, "decoder(NULL) per item")
+    eq(after.double_calls, 0, "once")
+    eq(u.v1_deliver_stale(), -101, "stale utilid")
+    eq(u.v1_unreg(), -101, "unreg twice")
+    eq(u.v1_reregister(), -100, "register again")
+end)
+
+test("1v0 unreg releases a blocked deliver with -101", function()
+    local j = u.v1_call(function() error("must not run") end, 1)
+    queued(1)
+    eq(u.v1_unreg(), -100, "unreg")
+    local r = u.join(j)
+    eq(r.code, -101, "released"); eq(r.cancelled, true, "decoder(NULL)")
+    eq(u.v1_reregister(), -100, "register again")
+end)
+
+-- 2v0 -------------------------------------------------------------------
+
+test("2v0 post from two threads: run then free(OK), once each", function()
+    local before = u.counters()
+    local n = 0
+    local r = u.join(u.v2_post(function() n = n + 1 end, 50, 2, -1))
+    eq(r.accepted, 100, "accepted")
+    eq(dss.dispatch(), 100, "dispatched"); eq(n, 100, "ran")
+    local after = u.counters()
+    eq(delta(before, after, "v2_ran"), 100, "run"); eq(delta(before, after, "v2_freed_ok"), 100, "free(OK)")
+    eq(after.double_calls, 0, "once"); eq(after.null_state, 0, "never a NULL state")
+end)
+
+test("2v0 post on a full queue: EFULL at once (timeout 0) or after a timed wait; free still once", function()
+    local before = u.counters()
+    dss.setcapacity(1)
+    local r = u.join(u.v2_post(function() end, 3, 1, 0))
+    eq(r.accepted, 1, "accepted"); eq(r.refused, 2, "refused"); eq(r.code, -8, "EFULL")
+    r = u.join(u.v2_post(function() end, 1, 1, 30))
+    eq(r.code, -8, "EFULL after waiting")
+    eq(delta(before, u.counters(), "v2_freed_other"), 3, "refused items freed with their code")
+    eq(dss.dispatch(), 1, "dispatched")
+    eq(delta(before, u.counters(), "v2_freed_ok"), 1, "the queued one freed after running")
+end)
+
+test("2v0 post waits for room (timeout -1) and lands after a dispatch", function()
+    dss.setcapacity(1)
+    local j = u.v2_post(function() end, 2, 1, -1)
+    queued(1)
+    u.sleep(20)
+    eq(u.done(j), false, "blocked on the full queue")
+    eq(dss.dispatch(), 1, "made room")
+    local r = u.join(j)
+    eq(r.accepted, 2, "both accepted"); eq(r.code, 0, "OK")
+end)
+
+test("2v0 call answered by dispatch() and through the poll() reply userdata", function()
+    local j = u.v2_call(function(t, s, v) return v + 1 end, 41, -1)
+    queued(1)
+    eq(dss.dispatch(), 1, "dispatched")
+    local r = u.join(j)
+    eq(r.code, 0, "OK"); eq(r.reply, 42, "reply")
+    j = u.v2_call(function() end, 1, -1)
+    queued(1)
+    local _, _, args = dss.poll()
+    eq(args[1](9), "ack2", "what reply() pushed")
+    r = u.join(j)
+    eq(r.code, 0, "OK"); eq(r.reply, 9, "reply")
+end)
+
+test("2v0 call: the handler's error text reaches the caller", function()
+    local j = u.v2_call(function() error("boom-" .. 7, 0) end, 1, -1)
+    queued(1)
+    dss.dispatch()
+    local r = u.join(j)
+    eq(r.code, -12, "EHANDLER")
+    check(r.err:find("boom%-7"), "error text, got " .. r.err)
+end)
+
+test("2v0 call: timeout, and the abandoned item never runs", function()
+    local before = u.counters()
+    local called = false
+    local r = u.join(u.v2_call(function() called = true end, 1, 30))
+    eq(r.code, -9, "ETIMEDOUT")
+    dss.dispatch()
+    eq(called, false, "callback of an abandoned call")
+    eq(delta(before, u.counters(), "v2_ran"), 0, "run() not called after the caller left")
+end)
+
+test("2v0 call: reply userdata collected uncalled is ECANCELLED", function()
+    local j = u.v2_call(function() end, 1, -1)
+    queued(1)
+    do local _ = { dss.poll() } end
+    collectgarbage(); collectgarbage()
+    eq(u.join(j).code, -11, "ECANCELLED")
+end)
+
+test("2v0 call: run() pushing nothing is ECANCELLED, reply() not called", function()
+    local before = u.counters()
+    local j = u.v2_call(function() error("nothing to call") end, -1, -1)
+    queued(1)
+    eq(dss.dispatch(), 1, "dispatched")
+    eq(u.join(j).code, -11, "ECANCELLED")
+    eq(delta(before, u.counters(), "v2_replied"), 0, "reply not called")
+end)
+
+test("2v0 call with NOWAIT on a full queue is EFULL", function()
+    dss.setcapacity(1)
+    eq(u.here_v2_post(function() end, 0), 0, "fills the queue")
+    eq(u.join(u.v2_call(function() end, 1, -1, true)).code, -8, "EFULL")
+end)
+
+test("2v0 from the Lua thread: call EWOULDDEADLOCK, waiting post on a full queue EWOULDDEADLOCK", function()
+    eq(u.here_v2_call(), -10, "call")
+    dss.setcapacity(1)
+    eq(u.here_v2_post(function() end, -1), 0, "room: queued")
+    eq(u.here_v2_post(function() end, -1), -10, "full: would deadlock")
+    eq(u.here_v2_post(function() end, 0), -8, "full, no wait: EFULL")
+end)
+
+test("2v0 keep-alive: run() waits for a held utility, returns after release", function()
+    local ran = false
+    local j = u.v2_hold_then(function() ran = true end, 30)
+    until_(function() return u.v2_stats().keep_alive == 1 end, "hold")
+    dss.run()
+    eq(ran, true, "the item posted while held ran")
+    local r = u.join(j)
+    eq(r.code, 0, "hold/post/release OK")
+    eq(u.v2_stats().keep_alive, 0, "released")
+    eq(u.v2_hold(), 0, "hold"); eq(u.v2_release(), 0, "release"); eq(u.v2_release(), -1, "none left")
+end)
+
+test("2v0 stats count what happened", function()
+    local s0 = u.v2_stats()
+    u.join(u.v2_post(function() end, 3, 1, -1))
+    dss.dispatch()
+    local s1 = u.v2_stats()
+    eq(s1.posted - s0.posted, 3, "posted"); eq(s1.ran - s0.ran, 3, "ran")
+    eq(u.v2_status(), 0, "live")
+end)
+
+test("2v0 unreg cancels queued posts (free once, ECANCELLED) and stales the handle", function()
+    local before = u.counters()
+    eq(u.join(u.v2_post(function() error("must not run") end, 4, 1, -1)).accepted, 4, "posted")
+    eq(u.v2_unreg(), 0, "unreg")
+    eq(dss.queuesize(), 0, "queue emptied")
+    eq(delta(before, u.counters(), "v2_freed_other"), 4, "free per item")
+    eq(u.v2_status(), -2, "stale")
+    eq(u.v2_unreg(), -2, "unreg twice")
+    local r = u.join(u.v2_post(function() end, 1, 1, -1))
+    eq(r.code, -2, "post on a stale handle")
+    eq(delta(before, u.counters(), "v2_freed_other"), 5, "and its data freed")
+    eq(select(2, u.v2_stats()), -2, "stats on a stale handle")
+end)
+
+test("no callback was ever called twice or given a NULL state by mistake", function()
+    local c = u.counters()
+    eq(c.double_calls, 0, "double calls"); eq(c.null_state, 0, "NULL state")
+    eq(c.v1_cancel_calls + c.v2_cancel_calls, 0, "no cancel while the state is open")
+end)
+
+io.stderr:write(string.format("capi.lua (%s): %d passed, %d failed\n", _VERSION, passed, failed))
+-- Leave a queued item of each version and a registered utility behind:
+-- the interpreter's lua_close then cancels them (decoder(NULL), free,
+-- cancel callbacks) after Lua has unloaded dssutil.so's handle, which
+-- crashed DarkSideSync 1.0. No os.exit: it would skip lua_close.
+u.here_v1(function() end, false)
+u.here_v2_post(function() end, -1)
+u.v2_reregister()
+if failed > 0 then error(failed .. " test(s) failed", 0) end
