@@ -9,8 +9,10 @@
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
 //! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
+//! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
 //! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
 
+mod binding;
 mod capi;
 mod cmd;
 mod deps;
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         "capi-sanitize" => capi::main(true),
         "lua-specs" => lua_specs::main(rest),
         "examples" => examples::main(),
+        "binding" => binding::main(),
         _ => {
             eprintln!("{}", usage());
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
@@ -62,6 +65,7 @@ fn usage() -> String {
      \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
      \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4 and 5.1)\n\
      \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\
+     \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1\n\
      \x20 examples                                       run every example in the embedded host and check its output"
         .to_string()
 }

@@ -12,6 +12,8 @@ pub fn all() -> Result {
     crate::lua_specs::main(&[])?;
     // The C ABI: header, C utility and two-state C host (Lua 5.4 and 5.1).
     crate::capi::main(false)?;
+    // The Rust binding API from a separately built cdylib.
+    crate::binding::main()?;
     // The embedded host's example programs, run and checked.
     crate::examples::main()?;
     eprintln!("xtask test: all stages passed");

@@ -148,6 +148,6 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
 
 #[cfg(feature = "module")]
 #[mlua::lua_module(name = "dssrust", skip_memory_check)]
-fn luaopen_dssrust(lua: &Lua) -> mlua::Result<Table> {
+fn module_entry(lua: &Lua) -> mlua::Result<Table> {
     open(lua)
 }
