@@ -53,7 +53,8 @@ exit status:
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1).peekable();
-    while let Some(a) = args.peek() {
+    // Options come before the script; each one ends the command line.
+    if let Some(a) = args.peek() {
         match a.to_str() {
             Some("-h") | Some("--help") => {
                 print!("{USAGE}");
@@ -65,13 +66,12 @@ fn main() -> ExitCode {
             }
             Some("--") => {
                 args.next();
-                break;
             }
             Some(s) if s.starts_with('-') && s != "-" => {
                 eprintln!("darksidesync-host: unknown option {s}\n\n{USAGE}");
                 return ExitCode::from(2);
             }
-            _ => break,
+            _ => {}
         }
     }
     let Some(script) = args.next() else {
