@@ -247,3 +247,26 @@ c:onexit(function(ok) print("exit", ok) print(c:send("late")) end)
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "hi from\ttrue\nexit\ttrue\nfalse\tclosed\n");
 }
+
+#[test]
+fn a_state_that_stops_with_live_timers_signals_and_processes_closes_cleanly() {
+    let out = run(
+        "stopped.lua",
+        r#"local host = require "darksidesync.host"
+local c = host.spawn({ source = [[
+  local dss = require "darksidesync"
+  local timer = require "darksidesync.timer"
+  local signal = require "darksidesync.signal"
+  local process = require "darksidesync.process"
+  signal.on("USR2", function() end, { keepalive = true })
+  local p = process.spawn({ "sleep", "30" }, { exit = function() end })
+  timer.every(0.01, function() require("darksidesync.host").parent:send(p:pid()); dss.stop() end)
+]] })
+local pid
+c:onmessage(function(p) pid = p end)
+c:onexit(function(ok, err) print("exit", ok, err, pid ~= nil) end)
+"#,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "exit\ttrue\tnil\ttrue\n");
+}
