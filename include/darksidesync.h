@@ -30,9 +30,11 @@
  * The API structs are immutable, static, and valid for the life of the
  * process: the module pins itself in memory (it is linked `-z nodelete`),
  * so function pointers obtained once stay callable after `lua_close`, and
- * also pins every utility library that registers (its shared object is
- * re-opened with RTLD_NODELETE), so Lua cannot unload a utility's code
- * while darksidesync may still call it.
+ * also pins every utility library that registers (on Linux its shared
+ * object is re-opened with RTLD_NODELETE), so Lua cannot unload a
+ * utility's code while darksidesync may still call it (at lua_close,
+ * cancel callbacks and decoder(NULL) calls run after Lua has released
+ * the utility's library handle).
  *
  * Every function validates its arguments and returns a code; none of them
  * raises a Lua error, aborts, or lets a Rust panic escape.

@@ -276,6 +276,8 @@ typedef struct job {
     int started;
     int joined;
     int finished;           /* threads done */
+    long late_attempts;     /* floods: deliveries tried after the first error */
+    long late_accepted;     /* ... of which accepted: must stay 0 */
     int codes[MAX_THREADS]; /* last code seen by each thread */
     long accepted, refused;
     lua_Integer reply;
@@ -310,6 +312,17 @@ static void finish(job *j, int t, int code, long acc, long ref) {
     pthread_mutex_unlock(&mu);
 }
 
+/* Floods keep delivering this many times after their first error code,
+ * as a utility thread that has not noticed the close yet would. */
+#define LATE_TRIES 500
+
+static void late(job *j, long attempts, long accepted) {
+    pthread_mutex_lock(&mu);
+    j->late_attempts += attempts;
+    j->late_accepted += accepted;
+    pthread_mutex_unlock(&mu);
+}
+
 static void *job_thread(void *p) {
     targ *a = (targ *)p;
     job *j = a->j;
@@ -329,6 +342,17 @@ static void *job_thread(void *p) {
                 ref++;
                 if (j->kind == V1_FLOOD) break;
             }
+        }
+        if (j->kind == V1_FLOOD) {
+            long k, ok = 0;
+            for (k = 0; k < LATE_TRIES; k++) {
+                item *it = new_item(j, t, -1);
+                int r = api1->deliver(j->utilid, v1_decode, k % 2 ? v1_return : NULL, it);
+                if (r == DSS_SUCCESS || r == DSS_ERR_UDP_SEND_FAILED) ok++;
+                if (!(k % 2) && (r == DSS_SUCCESS || r == DSS_ERR_UDP_SEND_FAILED)) continue; /* queued: not ours */
+                free(it);
+            }
+            late(j, LATE_TRIES, ok);
         }
         break;
     case V1_CALL: {
@@ -357,6 +381,25 @@ static void *job_thread(void *p) {
                 ref++;
                 if (j->kind == V2_FLOOD) break;
             }
+        }
+        if (j->kind == V2_FLOOD) {
+            long k, ok = 0;
+            char err[32];
+            for (k = 0; k < LATE_TRIES; k++) {
+                int r;
+                if (k % 2) {
+                    item it;
+                    memset(&it, 0, sizeof it);
+                    it.cx = j->cx;
+                    r = api2->call(j->h, v2_run, v2_reply, &it, -1, 0, err, sizeof err);
+                } else {
+                    r = api2->post(j->h, v2_run, v2_free, new_item(j, t, -1), -1);
+                    if (r != DSS2_OK) ref++; /* freed by post, counted like the others */
+                }
+                if (r == DSS2_OK) ok++;
+                if (r != DSS2_ECLOSED && r != DSS2_ESTALE) ok++; /* any other answer is wrong too */
+            }
+            late(j, LATE_TRIES, ok);
         }
         break;
     case V2_CALL: {
@@ -550,6 +593,8 @@ static int l_join(lua_State *L) {
     SETINT("code", j->codes[0]);
     SETINT("accepted", j->accepted);
     SETINT("refused", j->refused);
+    SETINT("late_attempts", j->late_attempts);
+    SETINT("late_accepted", j->late_accepted);
     if (j->got_reply) SETINT("reply", j->reply);
     lua_pushboolean(L, j->garbage);
     lua_setfield(L, -2, "garbage");
@@ -683,6 +728,21 @@ static int l_codes(lua_State *L) {
     SETINT("v1_deliver_garbage", api1->deliver((void *)(uintptr_t)0xdeadbeefUL, dummy_decode, NULL, NULL));
     SETINT("v1_deliver_nodecoder", api1->deliver(cx->utilid, NULL, NULL, NULL));
     SETINT("v1_unreg_null", api1->unreg(NULL));
+    {
+        /* A state without darksidesync: the API pointers are process-wide,
+         * so a utility could try; it must be told "not started". */
+        lua_State *bare = luaL_newstate();
+        if (bare != NULL) {
+            ec = 0;
+            id = api1->reg(bare, (void *)&libid1, dummy_cancel, &ec);
+            SETINT("v1_reg_bare", ec);
+            ec = 0;
+            (void)api1->getutilid(bare, (void *)&libid1, &ec);
+            SETINT("v1_getutilid_bare", ec);
+            SETINT("v2_reg_bare", api2->reg(bare, &libid2, "dssutil", NULL, NULL, &h));
+            lua_close(bare);
+        }
+    }
     SETINT("v1_unreg_garbage", api1->unreg((void *)(uintptr_t)0x12345678UL));
     /* 2v0 */
     SETINT("v2_reg_again", api2->reg(L, &libid2, "dssutil", v2_cancel, cx, &h));
@@ -854,8 +914,12 @@ int luaopen_dssutil(lua_State *L) {
     if (!lua_istable(L, -1)) return luaL_error(L, "dssutil: require \"darksidesync\" first");
     lua_getfield(L, -1, DSS_API_1v0_KEY);
     lua_getfield(L, -2, DSS_API_2v0_KEY);
+    /* States may open on different threads at once: publish under the lock
+     * (every state hands out the same process-wide tables). */
+    pthread_mutex_lock(&mu);
     api1 = (const DSS_api_1v0_t *)lua_touserdata(L, -2);
     api2 = (const dss_api_2v0_t *)lua_touserdata(L, -1);
+    pthread_mutex_unlock(&mu);
     lua_pop(L, 3);
     if (api1 == NULL || strcmp(api1->version, DSS_API_1v0_KEY) != 0) return luaL_error(L, "dssutil: no DSS API 1v0");
     if (api2 == NULL || strcmp(api2->version, DSS_API_2v0_KEY) != 0 || !DSS2_HAS(api2, strerror))

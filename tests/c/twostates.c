@@ -15,12 +15,18 @@
  *    released with a closed/invalid code; every delivering thread stopped
  *    with an error code; B's utility was not cancelled; and B still works
  *    (fire-and-forget, poll + reply, dispatch + call, both versions).
- * 5. lua_close(B); B's utility is cancelled; exit 0 only if all held.
+ * 5. lua_close(B); B's utility is cancelled.
+ * 6. States C and D, each created, driven and closed by its own thread
+ *    (the embedded-host layout), run traffic of both versions at the same
+ *    time; C finishes and closes while D is still busy, D must complete.
+ *
+ * Exit 0 only if everything held.
  *
  * Every failure prints a line and makes the exit status non-zero.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +36,16 @@
 #include <lualib.h>
 
 static int failures;
+static pthread_mutex_t failures_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Runs chunk in L; a Lua error is a test failure. */
 static void run(lua_State *L, const char *name, const char *chunk) {
     if (luaL_loadbuffer(L, chunk, strlen(chunk), name) != 0 || lua_pcall(L, 0, 0, 0) != 0) {
         fprintf(stderr, "twostates: FAIL %s: %s\n", name, lua_tostring(L, -1));
         lua_pop(L, 1);
+        pthread_mutex_lock(&failures_mu);
         failures++;
+        pthread_mutex_unlock(&failures_mu);
     } else {
         fprintf(stderr, "twostates: ok   %s\n", name);
     }
@@ -113,17 +122,21 @@ static const char *work_b =
 
 /* State B: what happened to A. */
 static const char *check_a =
+    /* join first: released threads finish (and free refused items) on their own time */
+    "local v1p, v2p = u.join(jobs.v1post), u.join(jobs.v2post)\n"
+    "local v1f, v2f = u.join(jobs.v1flood), u.join(jobs.v2flood)\n"
+    "local v1c, v2c = u.join(jobs.v1call), u.join(jobs.v2call)\n"
     "local c = u.counters(A)\n"
     "eq(c.double_calls, 0, 'no callback twice'); eq(c.null_state, 0, 'no 2v0 callback with NULL state')\n"
     "eq(c.v1_cancel_calls, 1, 'A 1v0 cancel'); eq(c.v2_cancel_calls, 1, 'A 2v0 cancel')\n"
     "eq(c.v2_status_at_cancel, -3, 'status inside cancel is ECLOSED')\n"
     "eq(c.v1_decoded + c.v2_ran, 0, 'nothing of A ran')\n"
-    "local v1p, v2p = u.join(jobs.v1post), u.join(jobs.v2post)\n"
-    "local v1f, v2f = u.join(jobs.v1flood), u.join(jobs.v2flood)\n"
-    "local v1c, v2c = u.join(jobs.v1call), u.join(jobs.v2call)\n"
     "eq(v1p.accepted, 20, 'v1 posted'); eq(v2p.accepted, 20, 'v2 posted')\n"
     "for _, code in ipairs(v1f.codes) do check(code == -102 or code == -101, 'v1 flood ended with %d', code) end\n"
     "for _, code in ipairs(v2f.codes) do eq(code, -3, 'v2 flood ended ECLOSED') end\n"
+    /* and went on delivering after the close: every attempt an error code */
+    "eq(v1f.late_attempts, 1000, 'v1 late attempts'); eq(v1f.late_accepted, 0, 'v1 late deliveries refused')\n"
+    "eq(v2f.late_attempts, 1000, 'v2 late attempts'); eq(v2f.late_accepted, 0, 'v2 late posts/calls ECLOSED')\n"
     "eq(v1c.code, -102, 'v1 waiter released: not started (closed)'); check(v1c.cancelled, 'v1 waiter item cancelled')\n"
     "eq(v2c.code, -3, 'v2 waiter released: ECLOSED')\n"
     /* every accepted 1v0 item got decoder(NULL) exactly once (incl. the call) */
@@ -140,6 +153,43 @@ static const char *check_a =
 
 static const char *check_b_after =
     "eq(u.counters(B).v1_cancel_calls, 0, 'B untouched')\n";
+
+/* Phase 6: a state per thread. ROUNDS sets how much traffic (C: few, D: many). */
+static const char *threaded =
+    "local seen, replies = 0, 0\n"
+    "local cb = function(t, s, v) seen = seen + 1; return v and v * 3 end\n"
+    "local posts = { u.v1_post(cb, 50 * ROUNDS, 2), u.v2_post(cb, 50 * ROUNDS, 2, -1) }\n"
+    "local calls = {}\n"
+    "for i = 1, ROUNDS do calls[#calls + 1] = { u.v1_call(cb, i), i }; calls[#calls + 1] = { u.v2_call(cb, i, -1), i } end\n"
+    "local want = 200 * ROUNDS + 2 * ROUNDS\n"
+    "local done = 0\n"
+    "while done < want do dss.wait(1); done = done + dss.dispatch() end\n"
+    "eq(seen, want, 'every item ran once')\n"
+    "for _, j in ipairs(posts) do local r = u.join(j); check(r.code == -100 or r.code == 0, 'post code %d', r.code) end\n"
+    "for _, c in ipairs(calls) do local r = u.join(c[1]); check(r.code == -100 or r.code == 0, 'call code %d', r.code); eq(r.reply, c[2] * 3, 'reply') end\n"
+    "eq(u.here_v2_call(), -10, 'a blocking call on the thread of the state would deadlock')\n"
+    "local k = u.counters()\n"
+    "eq(k.double_calls + k.null_state + k.v1_cancel_calls + k.v2_cancel_calls, 0, 'clean')\n";
+
+typedef struct {
+    const char *dir;
+    int rounds;
+    const char *name;
+} state_thread_arg;
+
+static void *state_thread(void *p) {
+    state_thread_arg *a = (state_thread_arg *)p;
+    char name[64];
+    lua_State *L = open_state(a->dir);
+    run(L, "helpers", helpers);
+    lua_pushinteger(L, a->rounds);
+    lua_setglobal(L, "ROUNDS");
+    snprintf(name, sizeof name, "state %s on its own thread", a->name);
+    run(L, name, threaded);
+    lua_close(L);
+    fprintf(stderr, "twostates: %s closed by its thread\n", a->name);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     lua_State *a, *b;
@@ -174,6 +224,16 @@ int main(int argc, char **argv) {
     run(b, "B works after", work_b);
     run(b, "B untouched", check_b_after);
     lua_close(b);
+    {
+        pthread_t tc, td;
+        state_thread_arg c = {argv[1], 2, "C"}, d = {argv[1], 20, "D"};
+        if (pthread_create(&tc, NULL, state_thread, &c) != 0 || pthread_create(&td, NULL, state_thread, &d) != 0) {
+            fprintf(stderr, "twostates: cannot start threads\n");
+            return 2;
+        }
+        pthread_join(tc, NULL);
+        pthread_join(td, NULL);
+    }
     fprintf(stderr, "twostates: %s\n", failures ? "FAILED" : "all checks passed");
     return failures ? 1 : 0;
 }

@@ -3,7 +3,8 @@
 //! * The header `include/darksidesync.h` must compile on its own with
 //!   `gcc -std=c99 -Wall -Wextra -Werror -pedantic`, before and after
 //!   `lua.h`, and as C++.
-//! * For Lua 5.4 and 5.1 (the 1v0 drop-in check on the original's Lua):
+//! * For Lua 5.4, 5.1 (the 1v0 drop-in check on the original's Lua) and
+//!   LuaJIT (utility built against the 5.1 headers, as LuaJIT's ABI is):
 //!   the module is built (`target/lua-modules/<ver>`, shared with
 //!   `lua-specs`), the C utility `tests/c/dssutil.c` is compiled against
 //!   that version's headers into `target/capi/<ver>/dssutil.so`, and
@@ -20,6 +21,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::cmd::{root, run, Result};
 use crate::module::{self, LuaVersion};
@@ -28,13 +30,18 @@ const CFLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread",
 
 struct Target {
     lua: LuaVersion,
+    /// Headers the utility is compiled against (LuaJIT has the 5.1 ABI).
     include: &'static str,
+    /// Whether memcheck gives meaningful results (not for LuaJIT, whose
+    /// allocator and JIT confuse it).
+    valgrind: bool,
 }
 
 fn targets() -> Result<Vec<Target>> {
     Ok(vec![
-        Target { lua: module::version("5.4")?, include: "/usr/include/lua5.4" },
-        Target { lua: module::version("5.1")?, include: "/usr/include/lua5.1" },
+        Target { lua: module::version("5.4")?, include: "/usr/include/lua5.4", valgrind: true },
+        Target { lua: module::version("5.1")?, include: "/usr/include/lua5.1", valgrind: true },
+        Target { lua: module::version("jit")?, include: "/usr/include/lua5.1", valgrind: false },
     ])
 }
 
@@ -59,7 +66,7 @@ pub fn main(sanitize: bool) -> Result {
         cmd.arg(root().join("tests/c/capi.lua")).arg(&dir);
         clean_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
-        if sanitize {
+        if sanitize && t.valgrind {
             let mut cmd = Command::new(VALGRIND[0]);
             cmd.args(&VALGRIND[1..]).arg(t.lua.interpreter).arg(root().join("tests/c/capi.lua")).arg(&dir);
             clean_env(&mut cmd);
@@ -69,17 +76,24 @@ pub fn main(sanitize: bool) -> Result {
     }
     let dir54 = &dirs[0];
     let host = compile_host(dir54, "", &[])?;
-    run(Command::new(&host).arg(dir54))?;
+    watched(Command::new(&host).arg(dir54))?;
     if sanitize {
         let mut cmd = Command::new(VALGRIND[0]);
         cmd.args(&VALGRIND[1..]).arg(&host).arg(dir54);
-        run(&mut cmd)?;
+        watched(&mut cmd)?;
         // AddressSanitizer: the host and the utility instrumented; the Rust
         // module is not, but its heap traffic goes through ASan's allocator.
         let asan = ["-fsanitize=address", "-fno-omit-frame-pointer"];
         let dir = prepare(&targets[0], "-asan", &asan)?;
         let host = compile_host(&dir, "-asan", &asan)?;
-        run(Command::new(&host).arg(&dir).env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=98"))?;
+        let asan_options = "detect_leaks=1:abort_on_error=0:exitcode=98";
+        watched(Command::new(&host).arg(&dir).env("ASAN_OPTIONS", asan_options))?;
+        // The stock interpreter with the ASan runtime preloaded.
+        let libasan = asan_runtime()?;
+        let mut cmd = Command::new("lua5.4");
+        cmd.arg(root().join("tests/c/capi.lua")).arg(&dir).env("LD_PRELOAD", libasan).env("ASAN_OPTIONS", asan_options);
+        clean_env(&mut cmd);
+        run_expect_cancel(&mut cmd)?;
     }
     eprintln!("xtask capi: all C-ABI tests passed{}", if sanitize { " (valgrind and ASan clean)" } else { "" });
     Ok(())
@@ -89,20 +103,53 @@ pub fn main(sanitize: bool) -> Result {
 /// must have called the utility's cancel callbacks (after Lua released
 /// dssutil.so's handle, which DarkSideSync 1.0 crashed on).
 fn run_expect_cancel(cmd: &mut Command) -> Result {
-    cmd.current_dir(root());
-    eprintln!("+ {cmd:?}");
-    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dir = root().join("target/capi");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let log = dir.join("last-run.stderr");
+    let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    cmd.stderr(file);
+    let result = watched(cmd);
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     eprint!("{stderr}");
-    if !out.status.success() {
-        return Err(format!("{cmd:?} failed with {}", out.status));
-    }
+    result?;
     for line in ["dssutil: 1v0 cancel of context 0", "dssutil: 2v0 cancel of context 0"] {
         if !stderr.contains(line) {
             return Err(format!("lua_close did not cancel the utility: no {line:?} on stderr"));
         }
     }
     Ok(())
+}
+
+/// How long one C-ABI test program may run before it counts as hung.
+/// Generous (valgrind is slow); not a performance bound.
+const WATCHDOG: Duration = Duration::from_secs(900);
+
+/// Runs `cmd` from the workspace root; fails on a non-zero exit, and
+/// kills it and fails when it outlives the watchdog (a hang).
+fn watched(cmd: &mut Command) -> Result {
+    cmd.current_dir(root());
+    eprintln!("+ {cmd:?}");
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) };
+        }
+        if start.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{cmd:?} hung: killed after {} s", WATCHDOG.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The AddressSanitizer runtime, to preload into a stock interpreter.
+fn asan_runtime() -> Result<String> {
+    let out = Command::new("gcc").arg("-print-file-name=libasan.so").output().map_err(|e| e.to_string())?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let real = std::fs::canonicalize(&path).map_err(|_| format!("libasan not found (gcc -print-file-name=libasan.so gave {path:?}); install libasan"))?;
+    Ok(real.display().to_string())
 }
 
 fn require_tools(sanitize: bool) -> Result {
@@ -114,6 +161,7 @@ fn require_tools(sanitize: bool) -> Result {
         ("/usr/include/lua5.1/lua.h", "liblua5.1-0-dev"),
         ("/usr/bin/lua5.4", "lua5.4"),
         ("/usr/bin/lua5.1", "lua5.1"),
+        ("/usr/bin/luajit", "luajit"),
     ] {
         if !Path::new(file).exists() {
             missing.push(pkg);

@@ -63,7 +63,7 @@ fn usage() -> String {
      \x20 bench                                          the core's benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
      \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
-     \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4 and 5.1)\n\
+     \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\
      \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\
      \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1\n\
      \x20 examples                                       run every example in the embedded host and check its output"

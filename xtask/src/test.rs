@@ -10,7 +10,7 @@ pub fn all() -> Result {
     loom()?;
     // The Lua module on every interpreter, adapters in their real loops.
     crate::lua_specs::main(&[])?;
-    // The C ABI: header, C utility and two-state C host (Lua 5.4 and 5.1).
+    // The C ABI: header, C utility and two-state C host (Lua 5.4, 5.1, LuaJIT).
     crate::capi::main(false)?;
     // The Rust binding API from a separately built cdylib.
     crate::binding::main()?;

@@ -131,7 +131,7 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
 /// Registers a utility with the state's hub and the handle table.
 pub(crate) fn register(st: &StateHub, state: u64, api: Api, libid: usize, name: String, cancel: Cancel) -> Result<Arc<Util>, Code> {
     let handle = handles::reserve();
-    let port = match st.hub.register(name, move |reason| on_cancel(handle, reason)) {
+    let port = match st.register(name, move |reason| on_cancel(handle, reason)) {
         Ok(p) => p,
         Err(_) => {
             handles::release(handle);

@@ -67,6 +67,11 @@ unsafe fn set(errcode: *mut c_int, code: c_int) {
     }
 }
 
+/// `reg`: see `DSS_register_1v0_t` in the header.
+///
+/// # Safety
+/// Called from C per the header: `l` NULL or a live state of this thread
+/// (the Lua thread), `errcode` NULL or writable.
 unsafe extern "C" fn reg(l: *mut lua_State, libid: *mut c_void, cancel: Option<Cancel1>, errcode: *mut c_int) -> *mut c_void {
     let (id, code) = guard((std::ptr::null_mut(), ERR_OUT_OF_MEMORY), || {
         if l.is_null() {
@@ -96,6 +101,10 @@ unsafe extern "C" fn reg(l: *mut lua_State, libid: *mut c_void, cancel: Option<C
     id
 }
 
+/// `getutilid`: see `DSS_getutilid_1v0_t`.
+///
+/// # Safety
+/// As for [`reg`].
 unsafe extern "C" fn getutilid(l: *mut lua_State, libid: *mut c_void, errcode: *mut c_int) -> *mut c_void {
     let (id, code) = guard((std::ptr::null_mut(), ERR_OUT_OF_MEMORY), || {
         if l.is_null() {
@@ -138,6 +147,12 @@ fn post_code(kind: PostErrorKind) -> c_int {
     }
 }
 
+/// `deliver`: see `DSS_deliver_1v0_t`. Any thread; `utilid` may be
+/// anything (it is looked up, never dereferenced).
+///
+/// # Safety
+/// The callbacks, if given, are functions with the header's signatures;
+/// `data` is only handed back to them.
 unsafe extern "C" fn deliver(utilid: *mut c_void, decoder: Option<Decoder1>, ret: Option<Return1>, data: *mut c_void) -> c_int {
     guard(ERR_OUT_OF_MEMORY, || {
         let util = match lookup(utilid) {
@@ -188,6 +203,10 @@ unsafe extern "C" fn deliver(utilid: *mut c_void, decoder: Option<Decoder1>, ret
     })
 }
 
+/// `unreg`: see `DSS_unregister_1v0_t`. Any thread, any value.
+///
+/// # Safety
+/// None beyond the C calling convention; `utilid` is only looked up.
 unsafe extern "C" fn unreg(utilid: *mut c_void) -> c_int {
     guard(ERR_OUT_OF_MEMORY, || {
         let h = handles::from_utilid(utilid);

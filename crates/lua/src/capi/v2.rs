@@ -118,6 +118,11 @@ fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
     }
 }
 
+/// `reg`: see `dss2_reg_fn` in the header.
+///
+/// # Safety
+/// `l` NULL or a live state of this thread (the Lua thread); `name` NULL
+/// or NUL-terminated; `out` NULL or writable.
 unsafe extern "C" fn reg(
     l: *mut lua_State,
     libid: *const c_void,
@@ -160,6 +165,10 @@ unsafe extern "C" fn reg(
     })
 }
 
+/// `getid`: see `dss2_getid_fn`.
+///
+/// # Safety
+/// As for [`reg`].
 unsafe extern "C" fn getid(l: *mut lua_State, libid: *const c_void, out: *mut Handle) -> c_int {
     guard(EINTERNAL, || {
         if l.is_null() || out.is_null() {
@@ -181,6 +190,10 @@ unsafe extern "C" fn getid(l: *mut lua_State, libid: *const c_void, out: *mut Ha
     })
 }
 
+/// `unreg`: see `dss2_unreg_fn`. Any thread, any value.
+///
+/// # Safety
+/// None beyond the C calling convention.
 unsafe extern "C" fn unreg(h: Handle) -> c_int {
     guard(EINTERNAL, || match handles::get(h) {
         Some(u) if u.api == Api::V2 => {
@@ -203,6 +216,11 @@ fn post_code(kind: PostErrorKind) -> c_int {
     }
 }
 
+/// `post`: see `dss2_post_fn`. Any thread.
+///
+/// # Safety
+/// The callbacks, if given, have the header's signatures; `data` is only
+/// handed back to them.
 unsafe extern "C" fn post(h: Handle, run: Option<Run2>, free: Option<Free2>, data: *mut c_void, timeout_ms: c_long) -> c_int {
     // A panic (a bug) returns EINTERNAL without calling `free`: leaking
     // `data` is the safe side of not knowing whether it was queued.
@@ -262,6 +280,10 @@ unsafe fn copy_text(buf: *mut c_char, len: usize, text: &str) {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `call`: see `dss2_call_fn`. Any thread but the Lua thread.
+///
+/// # Safety
+/// As for [`post`]; `errbuf` NULL or writable for `errlen` bytes.
 unsafe extern "C" fn call(
     h: Handle,
     run: Option<Run2>,
@@ -321,6 +343,10 @@ unsafe extern "C" fn call(
     })
 }
 
+/// `hold`: see `dss2_hold_fn`.
+///
+/// # Safety
+/// None beyond the C calling convention.
 unsafe extern "C" fn hold(h: Handle) -> c_int {
     guard(EINTERNAL, || {
         let util = match lookup(h) {
@@ -337,6 +363,10 @@ unsafe extern "C" fn hold(h: Handle) -> c_int {
     })
 }
 
+/// `release`: see `dss2_release_fn`.
+///
+/// # Safety
+/// None beyond the C calling convention.
 unsafe extern "C" fn release(h: Handle) -> c_int {
     guard(EINTERNAL, || {
         let util = match lookup(h) {
@@ -354,6 +384,10 @@ unsafe extern "C" fn release(h: Handle) -> c_int {
     })
 }
 
+/// `stats`: see `dss2_stats_fn`.
+///
+/// # Safety
+/// `out` NULL or a `dss2_stats_t` of at least `out->size` bytes.
 unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
     guard(EINTERNAL, || {
         if out.is_null() {
@@ -389,6 +423,10 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
     })
 }
 
+/// `status`: see `dss2_status_fn`.
+///
+/// # Safety
+/// None beyond the C calling convention.
 unsafe extern "C" fn status(h: Handle) -> c_int {
     guard(EINTERNAL, || match lookup(h) {
         Ok(_) => OK,
@@ -396,6 +434,10 @@ unsafe extern "C" fn status(h: Handle) -> c_int {
     })
 }
 
+/// `strerror`: see `dss2_strerror_fn`; returns a static string.
+///
+/// # Safety
+/// None beyond the C calling convention.
 unsafe extern "C" fn strerror(code: c_int) -> *const c_char {
     let s: &'static CStr = match code {
         OK => c"ok",

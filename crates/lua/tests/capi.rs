@@ -1,0 +1,145 @@
+//! The C ABI in-process (vendored Lua 5.4): the registry table's shape, and
+//! a 2v0 handle that outlives its state. The full C-ABI suite (a C utility
+//! under stock interpreters, a two-state C host, sanitizers) is
+//! `cargo xtask capi` / `cargo xtask capi-sanitize`.
+
+use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mlua::{ffi, LightUserData, Lua, Table};
+
+type Handle = u64;
+type Run = unsafe extern "C" fn(*mut ffi::lua_State, *mut c_void, Handle) -> c_int;
+type Free = unsafe extern "C" fn(*mut c_void, c_int);
+
+/// `DSS_api_1v0_t`, as the header lays it out.
+#[repr(C)]
+struct Api1 {
+    version: *const c_char,
+    reg: *const c_void,
+    getutilid: *const c_void,
+    deliver: unsafe extern "C" fn(*mut c_void, *const c_void, *const c_void, *mut c_void) -> c_int,
+    unreg: unsafe extern "C" fn(*mut c_void) -> c_int,
+}
+
+/// The first fields of `dss_api_2v0_t`, as the header lays it out.
+#[repr(C)]
+struct Api2 {
+    size: usize,
+    version: *const c_char,
+    reg: unsafe extern "C" fn(*mut ffi::lua_State, *const c_void, *const c_char, *const c_void, *mut c_void, *mut Handle) -> c_int,
+    getid: *const c_void,
+    unreg: unsafe extern "C" fn(Handle) -> c_int,
+    post: unsafe extern "C" fn(Handle, Option<Run>, Option<Free>, *mut c_void, c_long) -> c_int,
+    call: *const c_void,
+    hold: *const c_void,
+    release: *const c_void,
+    stats: *const c_void,
+    status: unsafe extern "C" fn(Handle) -> c_int,
+}
+
+// SAFETY: the published tables are immutable statics: a string pointer
+// and function pointers.
+unsafe impl Sync for Api1 {}
+// SAFETY: as above.
+unsafe impl Sync for Api2 {}
+
+fn apis(lua: &Lua) -> (&'static Api1, &'static Api2) {
+    let t: Table = lua.named_registry_value("DSS.DarkSideSync").unwrap();
+    assert_eq!(t.get::<String>("Version").unwrap(), "0.1");
+    let p1: LightUserData = t.get("DSS API 1v0").unwrap();
+    let p2: LightUserData = t.get("DSS API 2v0").unwrap();
+    // SAFETY: the module publishes pointers to process-lifetime statics
+    // with these layouts (include/darksidesync.h).
+    unsafe { (&*(p1.0 as *const Api1), &*(p2.0 as *const Api2)) }
+}
+
+static RAN: AtomicUsize = AtomicUsize::new(0);
+static FREED: AtomicUsize = AtomicUsize::new(0);
+static FREED_CLOSED: AtomicUsize = AtomicUsize::new(0);
+static LIBID: u8 = 0;
+
+unsafe extern "C" fn run(state: *mut ffi::lua_State, _data: *mut c_void, _h: Handle) -> c_int {
+    RAN.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: called on the Lua thread with a valid state (2v0 contract).
+    unsafe {
+        ffi::lua_getglobal(state, c"seen".as_ptr());
+    }
+    1
+}
+
+unsafe extern "C" fn free(data: *mut c_void, outcome: c_int) {
+    FREED.fetch_add(1, Ordering::SeqCst);
+    if outcome == -3 {
+        FREED_CLOSED.fetch_add(1, Ordering::SeqCst);
+    }
+    // SAFETY: `data` is the Box we leaked for this post.
+    drop(unsafe { Box::from_raw(data.cast::<u32>()) });
+}
+
+#[test]
+fn registry_table_has_both_versions() {
+    let lua = Lua::new();
+    darksidesync::open(&lua).unwrap();
+    let (a1, a2) = apis(&lua);
+    // SAFETY: static NUL-terminated strings.
+    unsafe {
+        assert_eq!(CStr::from_ptr(a1.version).to_str().unwrap(), "DSS API 1v0");
+        assert_eq!(CStr::from_ptr(a2.version).to_str().unwrap(), "DSS API 2v0");
+        assert_eq!((a1.deliver)(std::ptr::null_mut(), std::ptr::null(), std::ptr::null(), std::ptr::null_mut()), -101);
+        assert_eq!((a1.unreg)(0x1234 as *mut c_void), -101);
+    }
+    assert!(a2.size >= std::mem::size_of::<Api2>());
+}
+
+#[test]
+fn a_2v0_handle_outlives_its_state() {
+    let lua = Lua::new();
+    let dss = darksidesync::open(&lua).unwrap();
+    lua.load("count = 0; seen = function() count = count + 1 end").exec().unwrap();
+    let (_, api) = apis(&lua);
+    let mut h: Handle = 0;
+    // SAFETY: reg is called on the Lua thread with the state's pointer,
+    // inside exec_raw's protected frame.
+    let rc: c_int = unsafe {
+        let mut rc = 0;
+        lua.exec_raw::<()>((), |state| {
+            rc = (api.reg)(state, &LIBID as *const u8 as *const c_void, c"test".as_ptr(), std::ptr::null(), std::ptr::null_mut(), &mut h);
+        })
+        .unwrap();
+        rc
+    };
+    assert_eq!(rc, 0);
+    assert_ne!(h, 0);
+
+    let post = move |n: u32| {
+        let data = Box::into_raw(Box::new(n)).cast::<c_void>();
+        // SAFETY: `run`/`free` have the header's signatures; `data` is ours to give.
+        unsafe { (api.post)(h, Some(run), Some(free), data, -1) }
+    };
+    let from_thread = std::thread::spawn(move || (0..10).map(post).collect::<Vec<_>>()).join().unwrap();
+    assert!(from_thread.iter().all(|&rc| rc == 0));
+    let ran: i64 = dss.get::<mlua::Function>("dispatch").unwrap().call(()).unwrap();
+    assert_eq!(ran, 10);
+    assert_eq!(lua.globals().get::<i64>("count").unwrap(), 10);
+    assert_eq!(RAN.load(Ordering::SeqCst), 10);
+    assert_eq!(FREED.load(Ordering::SeqCst), 10);
+
+    // Queue some, then close the state: each is freed once, as closed.
+    assert!((0..3).map(post).all(|rc| rc == 0));
+    // SAFETY: plain call, any thread.
+    assert_eq!(unsafe { (api.status)(h) }, 0);
+    drop(dss);
+    drop(lua);
+    assert_eq!(FREED_CLOSED.load(Ordering::SeqCst), 3);
+    // SAFETY: as above; the handle is only looked up.
+    assert_eq!(unsafe { (api.status)(h) }, -3, "ECLOSED after lua_close");
+    assert_eq!(post(99), -3, "post after close: ECLOSED, and data freed");
+    assert_eq!(FREED.load(Ordering::SeqCst), 14);
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!((api.unreg)(h), 0, "unreg releases the closed handle");
+        assert_eq!((api.status)(h), -2, "then it is stale");
+        assert_eq!((api.unreg)(h), -2);
+    }
+}
