@@ -9,10 +9,14 @@
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
 //! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
+//! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
+//! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
 
+mod binding;
 mod capi;
 mod cmd;
 mod deps;
+mod examples;
 mod lua_specs;
 mod module;
 mod test;
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
         "capi" => capi::main(false),
         "capi-sanitize" => capi::main(true),
         "lua-specs" => lua_specs::main(rest),
+        "examples" => examples::main(),
+        "binding" => binding::main(),
         _ => {
             eprintln!("{}", usage());
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
@@ -59,5 +65,7 @@ fn usage() -> &'static str {
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
      \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
      \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\
-     \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer"
+     \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\
+     \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1\n\
+     \x20 examples                                       run every example in the embedded host and check its output"
 }

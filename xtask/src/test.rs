@@ -13,6 +13,10 @@ pub fn all() -> Result {
     // The C ABI: header, C utility and two-state C host (Lua 5.4, 5.1,
     // LuaJIT), also under valgrind and AddressSanitizer (about 2 minutes).
     crate::capi::main(true)?;
+    // The Rust binding API from a separately built cdylib.
+    crate::binding::main()?;
+    // The embedded host's example programs, run and checked.
+    crate::examples::main()?;
     eprintln!("xtask test: all stages passed");
     Ok(())
 }

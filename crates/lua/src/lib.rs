@@ -19,6 +19,7 @@
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
+//! | `libs/` | example background libraries: `darksidesync.timer`, `.signal`, `.process` (see `doc/libs.md`) |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
@@ -55,6 +56,7 @@ mod control;
 mod data;
 mod dispatch;
 mod item;
+pub mod libs;
 mod poll;
 mod reply;
 mod state;
@@ -97,7 +99,7 @@ impl From<mlua::Error> for Fail {
 /// What every raw Lua-facing function returns.
 pub(crate) type Ret = Result<MultiValue, Fail>;
 
-type RawFn = fn(&Lua, &StateHub, MultiValue) -> Ret;
+pub(crate) type RawFn = fn(&Lua, &StateHub, MultiValue) -> Ret;
 
 /// The sentinel a raw function returns first to ask the Lua wrapper to
 /// raise; its address is unique to this library.
@@ -156,6 +158,24 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync", skip_memory_check)]
 fn luaopen_module(lua: &Lua) -> mlua::Result<Table> {
     open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_timer", skip_memory_check)]
+fn luaopen_timer(lua: &Lua) -> mlua::Result<Table> {
+    libs::timer::open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_signal", skip_memory_check)]
+fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
+    libs::signal::open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
+fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
+    libs::process::open(lua)
 }
 
 #[cfg(feature = "module")]

@@ -1,0 +1,87 @@
+-- darksidesync-binding, seen from Lua: `dssrust` is a Rust library built
+-- as its own cdylib (crates/binding/example), loaded by this stock
+-- interpreter next to darksidesync.so. It reaches darksidesync only
+-- through the DSS API 2v0 registry table.
+local dss = require "darksidesync"
+local dssrust = require "dssrust"
+
+local PATIENCE = 60 -- a hang watchdog, not a timing assertion
+
+local function dispatch_until(cond, what)
+  local deadline = os.time() + PATIENCE
+  while not cond() do
+    if os.time() > deadline then error("gave up waiting for " .. what, 2) end
+    if dss.wait(0.05) then dss.dispatch() end
+  end
+end
+
+describe("a Rust cdylib using darksidesync-binding", function()
+  after_each(function()
+    dss.seterrorhandler(nil)
+    while dss.poll() ~= -1 do end
+  end)
+
+  it("posts closures that run on the Lua thread, in order", function()
+    local got = {}
+    dssrust.post(function(i) got[#got + 1] = i end, 200)
+    dispatch_until(function() return #got == 200 end, "200 posts")
+    for i = 1, 200 do assert.equal(i, got[i]) end
+  end)
+
+  it("returns a call's typed result to the waiting thread", function()
+    local job = dssrust.call(function(s) return s .. "!" end, "hi")
+    dispatch_until(function() return job:done() end, "the call")
+    assert.same({ "ok", "hi!" }, { job:result() })
+  end)
+
+  it("returns the Lua error message of a failing call", function()
+    local job = dssrust.call(function() error("boom") end, "x")
+    dispatch_until(function() return job:done() end, "the call")
+    local kind, msg = job:result()
+    assert.equal("lua", kind)
+    assert.matches("boom", msg)
+  end)
+
+  it("times out when nobody dispatches, and the closure never runs after", function()
+    local ran = false
+    local job = dssrust.call(function() ran = true; return "late" end, "x", 0.05)
+    local deadline = os.time() + PATIENCE
+    while not job:done() do
+      assert(os.time() <= deadline, "the call never timed out")
+    end
+    assert.equal("timed out", (job:result()))
+    dss.dispatch()
+    assert.is_false(ran)
+  end)
+
+  it("refuses a blocking call from the Lua thread itself", function()
+    assert.equal("would deadlock", dssrust.callhere(function() return "never" end))
+  end)
+
+  it("hands a posted closure's error to the error handler", function()
+    local errors = {}
+    dss.seterrorhandler(function(e) errors[#errors + 1] = tostring(e) end)
+    local after = false
+    dssrust.post(function() error("bad post") end, 1)
+    dispatch_until(function() return #errors == 1 end, "the error")
+    assert.matches("bad post", errors[1])
+    dssrust.post(function() after = true end, 1)
+    dispatch_until(function() return after end, "the next post")
+  end)
+
+  it("counts its deliveries", function()
+    local s = dssrust.stats()
+    assert.is_true(s.posted >= 200)
+    assert.is_true(s.ran >= 200)
+    assert.is_true(s.timeouts >= 1)
+  end)
+
+  it("fails with a clear Lua error when darksidesync was not required first", function()
+    local lua = assert(os.getenv("DSS_LUA"), "DSS_LUA names the interpreter")
+    local p = assert(io.popen(lua .. [[ -e 'local ok, e = pcall(require, "dssrust") print(ok, e)' 2>&1]]))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("^false", out)
+    assert.matches('dssrust: darksidesync is not loaded in this Lua state; require "darksidesync" before "dssrust"', out, 1, true)
+  end)
+end)
