@@ -4,10 +4,11 @@
 //! * `test`      — the whole test suite, installing what it needs (CI runs this).
 //! * `deps`      — only the install step of `test`.
 //! * `loom`      — the core's loom model checks.
-//! * `bench`     — the core's benchmarks.
+//! * `bench`     — every benchmark scenario, this project and its peers in one run.
 //! * `module`    — build the Lua module for one Lua version into a folder.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
 
+mod bench;
 mod cmd;
 mod deps;
 mod lua_specs;
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         "test" => test::all(),
         "deps" => deps::ensure(),
         "loom" => test::loom(),
-        "bench" => test::bench_core(rest),
+        "bench" => bench::main(rest),
         "module" => module::main(rest),
         "lua-specs" => lua_specs::main(rest),
         _ => {
@@ -50,7 +51,8 @@ fn usage() -> &'static str {
      \x20 test                                           the whole suite (installs what it needs)\n\
      \x20 deps                                           install the Debian packages the suite needs\n\
      \x20 loom                                           the core's loom model checks\n\
-     \x20 bench [criterion args]                         the core's benchmarks\n\
+     \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
+     \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
      \x20 lua-specs                                      build the module for every Lua and run the busted specs"
 }

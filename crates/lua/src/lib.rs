@@ -19,6 +19,7 @@
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
+//! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
@@ -50,6 +51,7 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
+pub mod benchlib;
 mod control;
 mod data;
 mod dispatch;
@@ -160,4 +162,10 @@ fn luaopen_module(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync_testlib", skip_memory_check)]
 fn luaopen_testlib(lua: &Lua) -> mlua::Result<Table> {
     testlib::open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_benchlib", skip_memory_check)]
+fn luaopen_benchlib(lua: &Lua) -> mlua::Result<Table> {
+    benchlib::open(lua)
 }
