@@ -11,31 +11,11 @@
 //! Prints `RESULT states=.. items=.. secs=.. items_per_s=..` (the format
 //! `cargo xtask bench` parses).
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use darksidesync::{Item, Prepared, StateHub, Task};
-use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
-
-/// One integer for the state's Lua callback.
-struct IntTask {
-    callback: Arc<RegistryKey>,
-    value: i64,
-}
-
-impl Task for IntTask {
-    fn prepare(self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared> {
-        let callback: Value = lua.registry_value(&self.callback)?;
-        Ok(Prepared {
-            call: Some((
-                callback,
-                MultiValue::from_iter([Value::Integer(self.value)]),
-            )),
-            reply: None,
-        })
-    }
-}
+use darksidesync::{Callback, Data, Item, StateHub};
+use mlua::{Function, Lua};
 
 const LOOP: &str = r#"
 local dss, expected, count = ...
@@ -76,7 +56,7 @@ fn main() -> mlua::Result<()> {
                             "local n = 0 return function(i) n = n + 1 end, function() return n end",
                         )
                         .eval()?;
-                    let key = Arc::new(lua.create_registry_value(callback)?);
+                    let key = Callback::new(&lua, callback)?;
                     ready.send((port, key)).expect("main is waiting");
                     go.recv().expect("main says go");
                     lua.load(LOOP)
@@ -97,10 +77,7 @@ fn main() -> mlua::Result<()> {
     let producer = thread::spawn(move || {
         for i in 0..total {
             let (port, callback) = &targets[(i % states) as usize];
-            let item = Item::new(IntTask {
-                callback: callback.clone(),
-                value: i as i64,
-            });
+            let item = Item::call(callback, Data::Integer(i as i64));
             if port.post(item).is_err() {
                 panic!("post refused");
             }

@@ -26,7 +26,7 @@ use mlua::{Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value
 
 use crate::args;
 use crate::data::Data;
-use crate::item::{DataReply, Item, Prepared, ReplySink, Task};
+use crate::item::{Callback, DataReply, Item, Prepared, ReplySink, Task};
 use crate::state::StateHub;
 use crate::{make_table, Fail, Ret};
 
@@ -42,7 +42,8 @@ fn port(lua: &Lua, st: &StateHub) -> Result<Port<Item>, String> {
     Ok(p)
 }
 
-/// One integer for a Lua callback, optionally expecting a reply.
+/// One integer for a Lua callback, expecting a reply. (Posts use
+/// [`Item::call`], which needs no task.)
 struct IntTask {
     callback: Arc<RegistryKey>,
     value: i64,
@@ -157,7 +158,12 @@ fn new_job(lua: &Lua, shared: Arc<Shared>, threads: usize) -> Ret {
 
 /// `post(callback, n, producers)` → job.
 fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
-    let callback = callback_key(lua, a.front(), "post")?;
+    let callback = match a.front() {
+        Some(Value::Function(f)) => Callback::new(lua, f.clone())?,
+        other => {
+            return Err(format!("benchlib.post: callback must be a function, got {}", other.map_or("no value", args::type_name)).into())
+        }
+    };
     let n = args::count(a.get(1).unwrap_or(&Value::Nil), "benchlib.post", 1)? as u64;
     let producers = args::count(a.get(2).unwrap_or(&Value::Nil), "benchlib.post", 1)?.max(1);
     let port = port(lua, st)?;
@@ -169,7 +175,7 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
             let _keep = keep;
             let mut posted = 0;
             for i in 0..n {
-                let item = Item::new(IntTask { callback: callback.clone(), value: i as i64, reply: None });
+                let item = Item::call(&callback, Data::Integer(i as i64));
                 if port.post(item).is_err() {
                     break;
                 }

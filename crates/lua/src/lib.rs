@@ -24,7 +24,8 @@
 //!
 //! # Items and tasks
 //!
-//! The hub's item type is [`Item`], a `Box<dyn Task>`. A task is built on
+//! The hub's item type is [`Item`]: a `Box<dyn Task>`, or a [`Callback`]
+//! with one scalar argument carried inline ([`Item::call`]). A task is built on
 //! any thread; on the Lua thread [`Task::prepare`] turns it into a callback,
 //! its arguments and, for a blocking delivery, a [`ReplySink`]. `poll()`
 //! hands these to Lua (the sink becomes the reply userdata in `args[1]`);
@@ -69,7 +70,7 @@ use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 pub use control::MAX_CAPACITY;
 pub use darksidesync_core::DEFAULT_CAPACITY;
 pub use data::Data;
-pub use item::{DataReply, Item, Prepared, ReplySink, Task};
+pub use item::{Callback, DataReply, Item, Prepared, ReplySink, Task};
 pub use state::StateHub;
 
 /// The module's version, also `darksidesync._VERSION`.
