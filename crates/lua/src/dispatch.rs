@@ -177,7 +177,7 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
 ///
 /// # Safety
 /// `state` is the running state and has a free stack slot.
-unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
+pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
     // SAFETY: per the function's contract.
     unsafe {
         match value {

@@ -149,6 +149,8 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         ("seterrorhandler", dispatch::seterrorhandler),
     ];
     let t = make_table(lua, &st, fns)?;
+    let general: mlua::Function = t.raw_get("poll")?;
+    t.raw_set("poll", poll::make_fast_poll(lua, general)?)?;
     t.raw_set("_VERSION", VERSION)?;
     Ok(t)
 }
