@@ -4,7 +4,7 @@
 //! * `test`      — the whole test suite, installing what it needs (CI runs this).
 //! * `deps`      — only the install step of `test`.
 //! * `loom`      — the core's loom model checks.
-//! * `bench`     — the core's benchmarks.
+//! * `bench`     — every benchmark scenario, this project and its peers in one run.
 //! * `module`    — build the Lua module for one Lua version into a folder.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
 //! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
@@ -12,6 +12,7 @@
 //! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
 //! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
 
+mod bench;
 mod binding;
 mod capi;
 mod cmd;
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         "test" => test::all(),
         "deps" => deps::ensure(),
         "loom" => test::loom(),
-        "bench" => test::bench_core(rest),
+        "bench" => bench::main(rest),
         "module" => module::main(rest),
         "capi" => capi::main(false),
         "capi-sanitize" => capi::main(true),
@@ -61,7 +62,8 @@ fn usage() -> &'static str {
      \x20 test                                           the whole suite (installs what it needs)\n\
      \x20 deps                                           install the Debian packages the suite needs\n\
      \x20 loom                                           the core's loom model checks\n\
-     \x20 bench [criterion args]                         the core's benchmarks\n\
+     \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
+     \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
      \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
      \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\

@@ -17,6 +17,9 @@ pub fn all() -> Result {
     crate::binding::main()?;
     // The embedded host's example programs, run and checked.
     crate::examples::main()?;
+    // A smoke run of the benchmark harness (a few thousand items per
+    // scenario) so it cannot rot; speed is not checked here.
+    crate::bench::main(&["--quick".to_string()])?;
     eprintln!("xtask test: all stages passed");
     Ok(())
 }
@@ -27,8 +30,4 @@ pub fn loom() -> Result {
     run(cargo()
         .args(["test", "-p", "darksidesync-core", "--test", "loom", "--release", "--target-dir", "target/loom"])
         .env("RUSTFLAGS", "--cfg loom"))
-}
-/// The core's criterion benchmarks.
-pub fn bench_core(args: &[String]) -> Result {
-    run(cargo().args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"]).args(args))
 }

@@ -61,6 +61,12 @@ impl<T> Batch<T> {
         self.entries.pop_front().map(|e| e.item)
     }
 
+    /// The oldest item, left in place.
+    #[inline]
+    pub fn front(&self) -> Option<&T> {
+        self.entries.front().map(|e| &e.item)
+    }
+
     /// Items left in the batch.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -10,10 +10,13 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
-use mlua::{Function, Lua, MultiValue, Value};
+use std::ffi::c_int;
+
+use mlua::{ffi, Function, Lua, MultiValue, Value};
 
 use crate::args;
-use crate::item::Item;
+use crate::data::Data;
+use crate::item::{Callback, Item};
 use crate::state::StateHub;
 use crate::Ret;
 
@@ -99,13 +102,94 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         }
     }
     while ran < max {
-        // The borrow ends before the callback runs: callbacks may poll().
+        // Borrows end before callbacks run: callbacks may poll().
+        let fast = st.batch.borrow().front().is_some_and(|i| i.as_scalar_call().is_some());
+        if fast {
+            let n = run_calls(lua, st, max - ran)?;
+            if n > 0 {
+                ran += n;
+                continue;
+            }
+            // A callback of another state: the slow path reports it.
+        }
         let item = st.batch.borrow_mut().pop();
         let Some(item) = item else { break };
         run_item(lua, st, item)?;
         ran += 1;
     }
     Ok(ran)
+}
+
+/// The fast path: runs up to `max` [`Item::call`] items with scalar
+/// arguments from the front of the batch, inside one protected frame, each
+/// as `lua_pcall(callback, arg)` with the error handler as message handler
+/// (what `xpcall` does, without building a `MultiValue` or crossing mlua's
+/// call machinery per item). Stops at the first other item, or at a
+/// callback that belongs to another state. Returns how many ran.
+fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
+    let handler = current_handler(st);
+    let _guard = CallbackGuard::enter(st);
+    let mut ran = 0usize;
+    // The last callback found to belong to this state; holding a clone
+    // keeps its address from being reused while it is the cached identity.
+    let mut owned: Option<Callback> = None;
+    // SAFETY: the closure runs on this state's thread inside mlua's
+    // protected call, with the handler at stack index 1. Per item it uses
+    // two slots above that (the function and its argument), reserved by
+    // lua_checkstack, and leaves the stack as it found it: lua_pcall with
+    // no results pops function and argument and leaves only an error
+    // value, which is popped. Nothing in the loop can raise a Lua error
+    // outside lua_pcall (rawgeti on the registry, pushing scalars), so no
+    // longjmp crosses the Rust frames. The batch is not borrowed while a
+    // callback runs.
+    unsafe {
+        lua.exec_raw::<()>(handler, |state| {
+            if ffi::lua_checkstack(state, 3) == 0 {
+                return;
+            }
+            while ran < max {
+                let item = {
+                    let mut batch = st.batch.borrow_mut();
+                    let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else { break };
+                    if !owned.as_ref().is_some_and(|o| o.id() == cb.id()) {
+                        if !lua.owns_registry_value(cb.key()) {
+                            break;
+                        }
+                        owned = Some(cb.clone());
+                    }
+                    batch.pop().expect("the front item is there")
+                };
+                let (cb, arg) = item.as_scalar_call().expect("checked above");
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
+                push_scalar(state, arg);
+                if ffi::lua_pcall(state, 1, 0, 1) != 0 {
+                    ffi::lua_pop(state, 1);
+                }
+                ran += 1;
+                drop(item);
+            }
+        })?;
+    }
+    Ok(ran)
+}
+
+/// Pushes a non-string [`Data`] (one stack slot; cannot raise).
+///
+/// # Safety
+/// `state` is the running state and has a free stack slot.
+pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
+    // SAFETY: per the function's contract.
+    unsafe {
+        match value {
+            Data::Nil | Data::String(_) => ffi::lua_pushnil(state),
+            Data::Boolean(b) => ffi::lua_pushboolean(state, *b as c_int),
+            #[cfg(any(feature = "lua53", feature = "lua54"))]
+            Data::Integer(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
+            #[cfg(not(any(feature = "lua53", feature = "lua54")))]
+            Data::Integer(i) => ffi::lua_pushnumber(state, *i as ffi::lua_Number),
+            Data::Number(n) => ffi::lua_pushnumber(state, *n as ffi::lua_Number),
+        }
+    }
 }
 
 /// `dispatch([max])` → number of items run.

@@ -23,6 +23,9 @@
 //!
 //! # Plugging in producers
 //!
+//! * **A Lua callback with one scalar argument** (the bulk of most
+//!   libraries' traffic): [`Item::call`] with a [`Callback`]; no allocation
+//!   per item, and `dispatch()` runs these through the C API directly.
 //! * **Rust closures in this crate** (the test library, examples):
 //!   [`Item::from_fn`], or a struct implementing [`Task`]; a blocking call
 //!   uses a core [`Reply`] as its sink, see [`DataReply`].
@@ -39,8 +42,10 @@
 //!   registry) and its closure travels as a 2v0 item whose run callback is a
 //!   monomorphised `extern "C"` trampoline in the binding author's crate.
 
+use std::sync::Arc;
+
 use darksidesync_core::Reply;
-use mlua::{Lua, MultiValue, Value};
+use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
 
 use crate::data::Data;
 
@@ -80,13 +85,54 @@ pub trait ReplySink: 'static {
     fn fail(self: Box<Self>, lua: &Lua, message: String);
 }
 
-/// What the hub queues: a boxed [`Task`].
-pub struct Item(Box<dyn Task>);
+/// What the hub queues: a boxed [`Task`], or the common case of a Lua
+/// callback with one scalar argument carried inline (see [`Item::call`]).
+pub struct Item(Repr);
+
+enum Repr {
+    Task(Box<dyn Task>),
+    /// `callback(arg)`, fire-and-forget: no allocation per item, and
+    /// `dispatch()` runs a run of these straight through the C API.
+    Call(Callback, Data),
+}
+
+/// A Lua function kept for background threads: `Send + Sync`, cheap to
+/// clone, created on the Lua thread from a function of that state. Items
+/// made with [`Item::call`] refer to it; the function stays referenced (in
+/// the registry) until the last clone and the last such item are gone.
+#[derive(Clone)]
+pub struct Callback(Arc<RegistryKey>);
+
+impl Callback {
+    /// Keeps `f` for use from other threads.
+    pub fn new(lua: &Lua, f: Function) -> mlua::Result<Callback> {
+        Ok(Callback(Arc::new(lua.create_registry_value(f)?)))
+    }
+
+    /// The registry slot, valid in the owning state only.
+    pub(crate) fn key(&self) -> &RegistryKey {
+        &self.0
+    }
+
+    /// Identity of the shared key, to skip repeated ownership checks.
+    pub(crate) fn id(&self) -> *const RegistryKey {
+        Arc::as_ptr(&self.0)
+    }
+}
 
 impl Item {
     /// Wraps a task.
     pub fn new(task: impl Task) -> Item {
-        Item(Box::new(task))
+        Item(Repr::Task(Box::new(task)))
+    }
+
+    /// `callback(arg)` on the Lua thread, fire-and-forget. The cheapest
+    /// item: nothing is allocated per item, the argument is converted on
+    /// the Lua thread without intermediate values, and `dispatch()` calls a
+    /// run of such items through one protected frame. A callback from
+    /// another Lua state is reported to the error handler, never called.
+    pub fn call(callback: &Callback, arg: Data) -> Item {
+        Item(Repr::Call(callback.clone(), arg))
     }
 
     /// A task from a closure; dropping the item undelivered drops the
@@ -100,7 +146,22 @@ impl Item {
 
     /// Prepares the task (Lua thread only).
     pub(crate) fn prepare(self, lua: &Lua) -> mlua::Result<Prepared> {
-        self.0.prepare(lua)
+        match self.0 {
+            Repr::Task(task) => task.prepare(lua),
+            Repr::Call(callback, arg) => {
+                let f: Value = lua.registry_value(callback.key())?;
+                Ok(Prepared { call: Some((f, MultiValue::from_iter([arg.to_lua(lua)?]))), reply: None })
+            }
+        }
+    }
+
+    /// The callback and scalar argument of an [`Item::call`] item whose
+    /// argument can be pushed without allocating in Lua (not a string).
+    pub(crate) fn as_scalar_call(&self) -> Option<(&Callback, &Data)> {
+        match &self.0 {
+            Repr::Call(cb, arg) if !matches!(arg, Data::String(_)) => Some((cb, arg)),
+            _ => None,
+        }
     }
 }
 

@@ -20,11 +20,13 @@
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
 //! | `libs/` | example background libraries: `darksidesync.timer`, `.signal`, `.process` (see `doc/libs.md`) |
+//! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
 //!
-//! The hub's item type is [`Item`], a `Box<dyn Task>`. A task is built on
+//! The hub's item type is [`Item`]: a `Box<dyn Task>`, or a [`Callback`]
+//! with one scalar argument carried inline ([`Item::call`]). A task is built on
 //! any thread; on the Lua thread [`Task::prepare`] turns it into a callback,
 //! its arguments and, for a blocking delivery, a [`ReplySink`]. `poll()`
 //! hands these to Lua (the sink becomes the reply userdata in `args[1]`);
@@ -52,6 +54,7 @@
 
 mod args;
 mod capi;
+pub mod benchlib;
 mod control;
 mod data;
 mod dispatch;
@@ -70,7 +73,7 @@ use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 pub use control::MAX_CAPACITY;
 pub use darksidesync_core::DEFAULT_CAPACITY;
 pub use data::Data;
-pub use item::{DataReply, Item, Prepared, ReplySink, Task};
+pub use item::{Callback, DataReply, Item, Prepared, ReplySink, Task};
 pub use state::StateHub;
 
 /// The module's version, also `darksidesync._VERSION`.
@@ -149,6 +152,8 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         ("seterrorhandler", dispatch::seterrorhandler),
     ];
     let t = make_table(lua, &st, fns)?;
+    let general: mlua::Function = t.raw_get("poll")?;
+    t.raw_set("poll", poll::make_fast_poll(lua, general)?)?;
     t.raw_set("_VERSION", VERSION)?;
     capi::publish(lua)?;
     Ok(t)
@@ -182,4 +187,10 @@ fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync_testlib", skip_memory_check)]
 fn luaopen_testlib(lua: &Lua) -> mlua::Result<Table> {
     testlib::open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_benchlib", skip_memory_check)]
+fn luaopen_benchlib(lua: &Lua) -> mlua::Result<Table> {
+    benchlib::open(lua)
 }

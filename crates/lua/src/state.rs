@@ -15,6 +15,9 @@ use mlua::{Function, Lua, Table};
 
 use crate::item::Item;
 
+/// Most items `poll()` moves from the hub to the local batch at once.
+pub(crate) const POLL_BATCH: usize = 256;
+
 /// The Lua helpers compiled once per state from `prelude.lua`.
 pub(crate) struct Helpers {
     /// `xpcall(f, handler, ...)`, with arguments even on PUC Lua 5.1.
@@ -33,8 +36,9 @@ pub struct StateHub {
     pub(crate) hub: Hub<Item>,
     /// Items drained from the hub but not yet run, oldest first. `poll`
     /// and `dispatch` both take from here before draining more, so FIFO
-    /// holds across both. Only `dispatch` fills it with more than one item,
-    /// and it runs them all before returning.
+    /// holds across both. `dispatch` runs all it drained before returning;
+    /// `poll` drains a slice but always leaves one item in the hub (see
+    /// [`StateHub::next_item`]).
     pub(crate) batch: RefCell<Batch<Item>>,
     /// The error handler set by `seterrorhandler`; `None` is the default.
     pub(crate) error_handler: RefCell<Option<Function>>,
@@ -97,14 +101,27 @@ impl StateHub {
         self.batch.borrow().len() + self.hub.len()
     }
 
-    /// Takes the oldest item, draining at most one from the hub so the
-    /// descriptor keeps reporting what is left.
+    /// Takes the oldest item. When the local batch is empty it drains a
+    /// slice of the hub, up to [`POLL_BATCH`] items but never the last
+    /// one: while drained items wait in the batch the hub still holds
+    /// work, so the descriptor keeps reporting it (it is readable exactly
+    /// while the hub is non-empty). One lock and at most one wake-up of a
+    /// producer blocked on a full queue then serve a slice of `poll()`
+    /// calls instead of each one.
     pub(crate) fn next_item(&self) -> Option<Item> {
         let mut batch = self.batch.borrow_mut();
         if batch.is_empty() {
-            self.hub.drain(1, &mut batch);
+            self.refill(&mut batch);
         }
         batch.pop()
+    }
+
+    /// Drains the slice [`next_item`](StateHub::next_item) describes into
+    /// the (empty) batch.
+    pub(crate) fn refill(&self, batch: &mut Batch<Item>) {
+        // Only this thread drains, so the hub cannot shrink in between.
+        let queued = self.hub.len();
+        self.hub.drain(queued.saturating_sub(1).clamp(1, POLL_BATCH), batch);
     }
 
     /// Raises when called from inside a dispatched callback: `what` would

@@ -34,6 +34,13 @@ pub(crate) fn wait_for(st: &StateHub, timeout: Option<Duration>) -> bool {
     if !st.batch.borrow().is_empty() {
         return true;
     }
+    // Before sleeping, give the CPU away once: a producer that shares this
+    // core (many states, or more threads than cores) then fills the queue
+    // further, and one wake-up covers more items. Costs one syscall when
+    // nothing else is runnable.
+    if st.hub.len() == 0 && timeout.map_or(true, |t| !t.is_zero()) {
+        std::thread::yield_now();
+    }
     // `None` inside `Some` is a deadline too far away to represent.
     let deadline = timeout.map(|t| Instant::now().checked_add(t));
     loop {

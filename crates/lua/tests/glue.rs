@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use darksidesync::{Data, DataReply, Item, Prepared, StateHub};
+use darksidesync::{Callback, Data, DataReply, Item, Prepared, StateHub};
 use darksidesync_core::{CallError, PostErrorKind};
 use mlua::{Lua, Table, Value};
 
@@ -120,4 +120,69 @@ fn one_hub_per_state() {
     darksidesync::open(&a).unwrap();
     let again: i64 = a.load("return dss.fd()").eval().unwrap();
     assert_eq!(fa, again);
+}
+
+/// `Item::call` items (the fast dispatch path) keep the contract of every
+/// other item: FIFO with boxed tasks, errors to the handler without losing
+/// the next item, every argument type, and the same shape through `poll()`.
+#[test]
+fn call_items_keep_fifo_errors_and_argument_types() {
+    let (lua, _) = lua_with_module();
+    let st = StateHub::get(&lua).unwrap();
+    let port = st.register("calls", |_| {}).unwrap();
+    lua.load("seen, errors = {}, {} dss.seterrorhandler(function(e) errors[#errors + 1] = tostring(e) return e end)")
+        .exec()
+        .unwrap();
+    let record: mlua::Function = lua
+        .load("return function(v) if v == 'boom' or v == 13 then error('failed at ' .. tostring(v)) end seen[#seen + 1] = v == nil and 'nil' or v end")
+        .eval()
+        .unwrap();
+    let cb = Callback::new(&lua, record).unwrap();
+    let items = [Data::Integer(1), Data::Integer(13), Data::Number(2.5), Data::Boolean(true), Data::Nil, Data::String(b"s".to_vec()), Data::String(b"boom".to_vec())];
+    for (i, d) in items.into_iter().enumerate() {
+        port.post(Item::call(&cb, d)).unwrap();
+        if i == 2 {
+            // A boxed task between call items: order is kept across both paths.
+            port.post(Item::from_fn(|lua| {
+                let f: mlua::Function = lua.load("return function() seen[#seen + 1] = 'task' end").eval()?;
+                Ok(Prepared { call: Some((Value::Function(f), mlua::MultiValue::new())), reply: None })
+            }))
+            .unwrap();
+        }
+    }
+    let ran: i64 = lua.load("return dss.dispatch()").eval().unwrap();
+    assert_eq!(ran, 8);
+    let seen: String = lua.load("local t = {} for i, v in ipairs(seen) do t[i] = tostring(v) end return table.concat(t, ',')").eval().unwrap();
+    assert_eq!(seen, "1,2.5,task,true,nil,s");
+    let errors: String = lua.load("return table.concat(errors, '|')").eval().unwrap();
+    assert!(errors.contains("failed at 13") && errors.contains("failed at boom"), "{errors}");
+    // Integers stay integers on Lua 5.4.
+    assert!(lua.load("return math.type(seen[1]) == 'integer'").eval::<bool>().unwrap());
+
+    // poll() hands the same item out as callback + args.
+    port.post(Item::call(&cb, Data::Integer(7))).unwrap();
+    let shape: String =
+        lua.load("local n, f, args = dss.poll() f(table.unpack(args, 1, args.n)) return n .. ':' .. args.n .. ':' .. tostring(seen[#seen])").eval().unwrap();
+    assert_eq!(shape, "0:1:7");
+}
+
+/// A callback kept in one state and posted to another is never called
+/// there: the other state's error handler hears about it.
+#[test]
+fn call_items_with_a_callback_of_another_state_are_reported() {
+    let (a, _) = lua_with_module();
+    let (b, _) = lua_with_module();
+    let f: mlua::Function = a.load("return function() called = true end").eval().unwrap();
+    let foreign = Callback::new(&a, f).unwrap();
+    let port_b = StateHub::get(&b).unwrap().register("b", |_| {}).unwrap();
+    let g: mlua::Function = b.load("return function(v) last = v end").eval().unwrap();
+    let local = Callback::new(&b, g).unwrap();
+    b.load("errors = 0 dss.seterrorhandler(function(e) errors = errors + 1 return e end)").exec().unwrap();
+    port_b.post(Item::call(&local, Data::Integer(1))).unwrap();
+    port_b.post(Item::call(&foreign, Data::Integer(2))).unwrap();
+    port_b.post(Item::call(&local, Data::Integer(3))).unwrap();
+    assert_eq!(b.load("return dss.dispatch()").eval::<i64>().unwrap(), 3);
+    assert_eq!(b.load("return errors").eval::<i64>().unwrap(), 1);
+    assert_eq!(b.load("return last").eval::<i64>().unwrap(), 3);
+    assert!(b.load("return called == nil").eval::<bool>().unwrap());
 }
