@@ -105,6 +105,18 @@ fn v2_code(c: Code) -> c_int {
 }
 
 /// The record of `h` if it is a 2v0 handle: live, or `ECLOSED`/`ESTALE`.
+/// The prologue of `post` and `call`: a live handle and a run callback,
+/// whose shared object is then pinned (see `pin_once`).
+fn lookup_with_run(h: Handle, run: Option<Run2>) -> Result<(Arc<Util>, Run2), c_int> {
+    let util = lookup(h)?;
+    let Some(run) = run else {
+        Counters::bump(&util.counters.refused);
+        return Err(EINVAL);
+    };
+    super::pin_once(&util, run as *const c_void);
+    Ok((util, run))
+}
+
 fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
     match handles::get(h) {
         Some(u) if u.api == Api::V2 => {
@@ -239,15 +251,10 @@ unsafe extern "C" fn post(h: Handle, run: Option<Run2>, free: Option<Free2>, dat
 }
 
 fn post_inner(h: Handle, run: Option<Run2>, free: Option<Free2>, data: *mut c_void, timeout_ms: c_long) -> c_int {
-    let util = match lookup(h) {
-        Ok(u) => u,
+    let (util, run) = match lookup_with_run(h, run) {
+        Ok(found) => found,
         Err(code) => return code,
     };
-    let Some(run) = run else {
-        Counters::bump(&util.counters.refused);
-        return EINVAL;
-    };
-    super::pin_once(&util, run as *const c_void);
     let item = Item::new(CTask::new(Kind::V2Post { run, free }, data, util.clone(), None, None));
     let _refusing = Refusing::new();
     let result = match timeout_ms {
@@ -295,15 +302,10 @@ unsafe extern "C" fn call(
     errlen: usize,
 ) -> c_int {
     guard(EINTERNAL, || {
-        let util = match lookup(h) {
-            Ok(u) => u,
+        let (util, run) = match lookup_with_run(h, run) {
+            Ok(found) => found,
             Err(code) => return code,
         };
-        let Some(run) = run else {
-            Counters::bump(&util.counters.refused);
-            return EINVAL;
-        };
-        super::pin_once(&util, run as *const c_void);
         let ctl = Ctl::new();
         let made = Cell::new(false);
         let make = |r| {
