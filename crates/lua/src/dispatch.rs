@@ -99,6 +99,7 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         let have = batch.len();
         if have < max {
             st.hub.drain(max - have, &mut batch);
+            st.hub_left.set(0);
         }
     }
     while ran < max {
