@@ -99,6 +99,7 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         let have = batch.len();
         if have < max {
             st.hub.drain(max - have, &mut batch);
+            st.hub_left.set(0);
         }
     }
     while ran < max {
@@ -126,49 +127,73 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
 /// (what `xpcall` does, without building a `MultiValue` or crossing mlua's
 /// call machinery per item). Stops at the first other item, or at a
 /// callback that belongs to another state. Returns how many ran.
+///
+/// Consecutive items usually share a callback: its function is fetched
+/// from the registry once and kept on the stack, and the items' references
+/// to it are released together when the run ends (one atomic operation on
+/// a count the producer keeps writing, instead of one per item).
 fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
     let handler = current_handler(st);
     let _guard = CallbackGuard::enter(st);
     let mut ran = 0usize;
-    // The last callback found to belong to this state; holding a clone
-    // keeps its address from being reused while it is the cached identity.
-    let mut owned: Option<Callback> = None;
+    // The callback whose function sits at stack index 2 (found to belong
+    // to this state), and how many more references to it were taken from
+    // items and forgotten, to be released with it. Holding it keeps its
+    // address from being reused while it is the cached identity.
+    let mut current: Option<(Callback, usize)> = None;
     // SAFETY: the closure runs on this state's thread inside mlua's
-    // protected call, with the handler at stack index 1. Per item it uses
-    // two slots above that (the function and its argument), reserved by
-    // lua_checkstack, and leaves the stack as it found it: lua_pcall with
-    // no results pops function and argument and leaves only an error
-    // value, which is popped. Nothing in the loop can raise a Lua error
-    // outside lua_pcall (rawgeti on the registry, pushing scalars), so no
-    // longjmp crosses the Rust frames. The batch is not borrowed while a
-    // callback runs.
+    // protected call, with the handler at stack index 1. It keeps the
+    // current callback's function at index 2 and per item uses two slots
+    // above that (a copy of the function and its argument), reserved by
+    // lua_checkstack; lua_pcall with no results pops both and leaves only
+    // an error value, which is popped; the stack is reset to the handler
+    // at the end. Nothing in the loop can raise a Lua error outside
+    // lua_pcall (rawgeti on the registry, replace, pushvalue, pushing
+    // scalars), so no longjmp crosses the Rust frames. The registry slot
+    // is read while `current` holds a reference to its key. The batch is
+    // not borrowed while a callback runs.
     unsafe {
         lua.exec_raw::<()>(handler, |state| {
-            if ffi::lua_checkstack(state, 3) == 0 {
+            if ffi::lua_checkstack(state, 4) == 0 {
                 return;
             }
+            ffi::lua_pushnil(state);
             while ran < max {
-                let item = {
+                let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
                     let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else { break };
-                    if !owned.as_ref().is_some_and(|o| o.id() == cb.id()) {
-                        if !lua.owns_registry_value(cb.key()) {
-                            break;
-                        }
-                        owned = Some(cb.clone());
+                    let same = current.as_ref().is_some_and(|(c, _)| c.id() == cb.id());
+                    if !same && !lua.owns_registry_value(cb.key()) {
+                        break;
                     }
-                    batch.pop().expect("the front item is there")
+                    batch.pop().and_then(Item::into_call).expect("the front item is a call")
                 };
-                let (cb, arg) = item.as_scalar_call().expect("checked above");
-                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
-                push_scalar(state, arg);
+                match &mut current {
+                    Some((c, extra)) if c.id() == cb.id() => {
+                        // Its reference is released with `c`'s (counted).
+                        std::mem::forget(cb);
+                        *extra += 1;
+                    }
+                    _ => {
+                        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
+                        ffi::lua_replace(state, 2);
+                        if let Some((old, extra)) = current.replace((cb, 0)) {
+                            old.release(extra);
+                        }
+                    }
+                }
+                ffi::lua_pushvalue(state, 2);
+                push_scalar(state, &arg);
                 if ffi::lua_pcall(state, 1, 0, 1) != 0 {
                     ffi::lua_pop(state, 1);
                 }
                 ran += 1;
-                drop(item);
             }
+            ffi::lua_settop(state, 1);
         })?;
+    }
+    if let Some((c, extra)) = current {
+        c.release(extra);
     }
     Ok(ran)
 }

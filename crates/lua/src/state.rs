@@ -48,6 +48,13 @@ pub struct StateHub {
     pub(crate) running: Cell<bool>,
     /// Set by `stop()`; read and cleared by `run()`.
     pub(crate) stop_requested: Cell<bool>,
+    /// How many items the hub held beyond the slice the last
+    /// [`refill`](StateHub::refill) took. Only this thread drains, so the
+    /// hub holds that many until the next drain (bar an unregister, which
+    /// removes a port's items); `dispatch()`'s drains reset it. `poll()` counts
+    /// with it instead of taking the hub's lock per item (see
+    /// [`StateHub::pending_hint`]).
+    pub(crate) hub_left: Cell<usize>,
     pub(crate) helpers: Helpers,
 }
 
@@ -80,6 +87,7 @@ impl StateHub {
             in_callback: Cell::new(0),
             running: Cell::new(false),
             stop_requested: Cell::new(false),
+            hub_left: Cell::new(0),
             helpers,
         })
     }
@@ -121,7 +129,22 @@ impl StateHub {
     pub(crate) fn refill(&self, batch: &mut Batch<Item>) {
         // Only this thread drains, so the hub cannot shrink in between.
         let queued = self.hub.len();
-        self.hub.drain(queued.saturating_sub(1).clamp(1, POLL_BATCH), batch);
+        let took = self.hub.drain(queued.saturating_sub(1).clamp(1, POLL_BATCH), batch);
+        self.hub_left.set(queued.saturating_sub(took));
+    }
+
+    /// [`pending`](StateHub::pending) without the hub's lock while the
+    /// batch holds items: the batch plus what the hub held beyond it at the
+    /// last refill. It misses items posted since that refill (they are
+    /// counted once the batch is used up, at the next refill) and still
+    /// counts items of a port unregistered since; a zero is always
+    /// confirmed under the hub's lock. DarkSideSync's count was as racy:
+    /// items could arrive or be cancelled right after it was read.
+    pub(crate) fn pending_hint(&self, batch_len: usize) -> usize {
+        match batch_len + self.hub_left.get() {
+            0 => self.hub.len(),
+            n => n,
+        }
     }
 
     /// Raises when called from inside a dispatched callback: `what` would
