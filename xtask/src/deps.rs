@@ -26,11 +26,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
 /// Installs whatever is missing (as root, through apt-get), then checks that
 /// everything is there.
 pub fn ensure() -> Result {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, file)| !std::path::Path::new(file).exists())
-        .map(|(pkg, _)| *pkg)
-        .collect();
+    let missing = missing_packages();
     if missing.is_empty() {
         return Ok(());
     }
@@ -46,16 +42,17 @@ pub fn ensure() -> Result {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    let still: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, file)| !std::path::Path::new(file).exists())
-        .map(|(pkg, _)| *pkg)
-        .collect();
+    let still = missing_packages();
     if still.is_empty() {
         Ok(())
     } else {
         Err(format!("apt-get ran, but these are still missing: {}", still.join(", ")))
     }
+}
+
+/// The packages whose marker file is absent.
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES.iter().filter(|(_, file)| !std::path::Path::new(file).exists()).map(|(pkg, _)| *pkg).collect()
 }
 
 fn is_root() -> bool {
