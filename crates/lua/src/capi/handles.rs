@@ -26,7 +26,7 @@
 //!   frees the slot. A utility that never calls `unreg` keeps one small
 //!   record for the life of the process.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -184,6 +184,17 @@ pub(crate) fn release(h: Handle) -> Option<Arc<Util>> {
 }
 
 /// The record of a live or closed handle; `None` when stale or garbage.
+/// The live record of `h` registered through `api`, or the code to return:
+/// `closed` when its state has closed, `stale` when the handle is unknown,
+/// released, or belongs to the other API version.
+pub(crate) fn live(h: Handle, api: Api, closed: c_int, stale: c_int) -> Result<Arc<Util>, c_int> {
+    match get(h) {
+        Some(u) if u.api == api && u.is_closed() => Err(closed),
+        Some(u) if u.api == api => Ok(u),
+        _ => Err(stale),
+    }
+}
+
 pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
     let t = table();
     let (index, generation) = split(h)?;

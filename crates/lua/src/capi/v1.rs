@@ -126,16 +126,7 @@ unsafe extern "C" fn getutilid(l: *mut lua_State, libid: *mut c_void, errcode: *
 
 /// The live 1v0 record of `utilid`, or the code to return.
 fn lookup(utilid: *mut c_void) -> Result<Arc<Util>, c_int> {
-    match handles::get(handles::from_utilid(utilid)) {
-        Some(u) if u.api == Api::V1 => {
-            if u.is_closed() {
-                Err(ERR_NOT_STARTED)
-            } else {
-                Ok(u)
-            }
-        }
-        _ => Err(ERR_INVALID_UTILID),
-    }
+    handles::live(handles::from_utilid(utilid), Api::V1, ERR_NOT_STARTED, ERR_INVALID_UTILID)
 }
 
 fn post_code(kind: PostErrorKind) -> c_int {

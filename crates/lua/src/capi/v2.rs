@@ -118,16 +118,7 @@ fn lookup_with_run(h: Handle, run: Option<Run2>) -> Result<(Arc<Util>, Run2), c_
 }
 
 fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
-    match handles::get(h) {
-        Some(u) if u.api == Api::V2 => {
-            if u.is_closed() {
-                Err(ECLOSED)
-            } else {
-                Ok(u)
-            }
-        }
-        _ => Err(ESTALE),
-    }
+    handles::live(h, Api::V2, ECLOSED, ESTALE)
 }
 
 /// `reg`: see `dss2_reg_fn` in the header.
