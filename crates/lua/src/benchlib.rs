@@ -100,21 +100,7 @@ impl UserData for Job {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("done", |_, this, ()| Ok(this.done()));
         methods.add_method("wait", |_, this, secs: Option<f64>| {
-            let deadline = secs.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-            let mut r = this.shared.report.lock().unwrap();
-            while r.finished < this.threads {
-                r = match deadline {
-                    None => this.shared.cv.wait(r).unwrap(),
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return Ok(false);
-                        }
-                        this.shared.cv.wait_timeout(r, d - now).unwrap().0
-                    }
-                };
-            }
-            Ok(true)
+            Ok(crate::testlib::wait_until(&this.shared.report, &this.shared.cv, secs, |r| r.finished >= this.threads))
         });
         methods.add_method("result", |lua, this, ()| {
             let mut r = this.shared.report.lock().unwrap();

@@ -84,6 +84,28 @@ struct JobShared {
     cv: Condvar,
 }
 
+/// Waits on `cv` until `done` holds for the value under `m`, or `secs`
+/// seconds pass (`nil`, or a span too large to represent, waits without
+/// limit; negative or NaN counts as 0). False on timeout. The `h:wait([secs])`
+/// of the test and bench libraries.
+pub(crate) fn wait_until<T>(m: &Mutex<T>, cv: &Condvar, secs: Option<f64>, done: impl Fn(&T) -> bool) -> bool {
+    let deadline = secs.and_then(|s| Instant::now().checked_add(Duration::try_from_secs_f64(s.max(0.0)).ok()?));
+    let mut guard = m.lock().unwrap();
+    while !done(&guard) {
+        guard = match deadline {
+            None => cv.wait(guard).unwrap(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return false;
+                }
+                cv.wait_timeout(guard, d - now).unwrap().0
+            }
+        };
+    }
+    true
+}
+
 /// A running or finished job, as Lua userdata.
 struct Job {
     shared: Arc<JobShared>,
@@ -100,21 +122,7 @@ impl UserData for Job {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("done", |_, this, ()| Ok(this.done()));
         methods.add_method("wait", |_, this, secs: Option<f64>| {
-            let deadline = secs.and_then(|s| Instant::now().checked_add(Duration::try_from_secs_f64(s.max(0.0)).ok()?));
-            let mut finished = this.shared.finished.lock().unwrap();
-            while *finished < this.threads {
-                finished = match deadline {
-                    None => this.shared.cv.wait(finished).unwrap(),
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return Ok(false);
-                        }
-                        this.shared.cv.wait_timeout(finished, d - now).unwrap().0
-                    }
-                };
-            }
-            Ok(true)
+            Ok(wait_until(&this.shared.finished, &this.shared.cv, secs, |f| *f >= this.threads))
         });
         methods.add_method("result", |lua, this, ()| {
             if !this.done() {
