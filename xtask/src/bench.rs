@@ -96,20 +96,38 @@ type Figures = BTreeMap<String, f64>;
 
 pub fn main(args: &[String]) -> Result {
     if args.first().map(String::as_str) == Some("--criterion") {
-        return run(cargo().args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"]).args(&args[1..]));
+        return run(cargo()
+            .args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"])
+            .args(&args[1..]));
     }
     let (mut quick, mut repeat, mut out) = (false, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
-            "--repeat" => repeat = Some(it.next().and_then(|n| n.parse::<usize>().ok()).ok_or("--repeat needs a number")?),
+            "--repeat" => {
+                repeat = Some(
+                    it.next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .ok_or("--repeat needs a number")?,
+                )
+            }
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
-            other => return Err(format!("bench: unexpected argument {other:?} (see cargo xtask help)")),
+            other => {
+                return Err(format!(
+                    "bench: unexpected argument {other:?} (see cargo xtask help)"
+                ))
+            }
         }
     }
     let repeat = repeat.unwrap_or(if quick { 1 } else { 3 }).max(1);
-    let out = out.unwrap_or_else(|| root().join(if quick { "target/bench-smoke" } else { "bench/results" }));
+    let out = out.unwrap_or_else(|| {
+        root().join(if quick {
+            "target/bench-smoke"
+        } else {
+            "bench/results"
+        })
+    });
     let sizes = if quick { &QUICK } else { &FULL };
 
     // Build what the scenarios need.
@@ -126,8 +144,18 @@ pub fn main(args: &[String]) -> Result {
         module::install(&so, &lib)?;
         lib
     };
-    run(cargo().args(["build", "--release", "-p", "darksidesync-lua", "--example", "many_states"]))?;
-    let env = Env { lib, interpreter: lua.interpreter };
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "darksidesync-lua",
+        "--example",
+        "many_states",
+    ]))?;
+    let env = Env {
+        lib,
+        interpreter: lua.interpreter,
+    };
     env.check_peers()?;
 
     let scenarios = scenarios(sizes);
@@ -141,13 +169,24 @@ pub fn main(args: &[String]) -> Result {
         }
     }
     let load_after = loadavg();
-    let mut medians: BTreeMap<String, Figures> = runs.iter().map(|(k, v)| (k.clone(), median(v))).collect();
+    let mut medians: BTreeMap<String, Figures> =
+        runs.iter().map(|(k, v)| (k.clone(), median(v))).collect();
     for (name, list) in &runs {
         let total: f64 = list.iter().filter_map(|f| f.get("crashes")).sum();
-        medians.entry(name.clone()).or_default().insert("crashes_total".into(), total);
+        medians
+            .entry(name.clone())
+            .or_default()
+            .insert("crashes_total".into(), total);
     }
 
-    let report = Report { m: &medians, quick, repeat, sizes, load_before, load_after };
+    let report = Report {
+        m: &medians,
+        quick,
+        repeat,
+        sizes,
+        load_before,
+        load_after,
+    };
     fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let md = report.markdown();
     write(&out.join("results.md"), &md)?;
@@ -163,17 +202,46 @@ fn write(path: &Path, text: &str) -> Result {
 }
 
 fn scenarios(z: &Sizes) -> Vec<Scenario> {
-    let lua = |name: &str, args: &[String]| Scenario { name: name.into(), program: Program::Lua, args: args.to_vec() };
+    let lua = |name: &str, args: &[String]| Scenario {
+        name: name.into(),
+        program: Program::Lua,
+        args: args.to_vec(),
+    };
     let s = |v: u64| v.to_string();
     let mut list = Vec::new();
     for p in [1u64, 2, 4] {
-        list.push(lua(&format!("dispatch_{p}"), &["throughput".into(), "dispatch".into(), s(p), s(z.items / p)]));
-        list.push(lua(&format!("poll_{p}"), &["throughput".into(), "poll".into(), s(p), s(z.poll_items / p)]));
+        list.push(lua(
+            &format!("dispatch_{p}"),
+            &["throughput".into(), "dispatch".into(), s(p), s(z.items / p)],
+        ));
+        list.push(lua(
+            &format!("poll_{p}"),
+            &[
+                "throughput".into(),
+                "poll".into(),
+                s(p),
+                s(z.poll_items / p),
+            ],
+        ));
     }
-    list.push(lua("roundtrip_wait", &["roundtrip".into(), "wait".into(), s(z.calls), s(CALL_GAP_US)]));
-    list.push(lua("roundtrip_luv", &["roundtrip".into(), "luv".into(), s(z.calls), s(CALL_GAP_US)]));
+    list.push(lua(
+        "roundtrip_wait",
+        &[
+            "roundtrip".into(),
+            "wait".into(),
+            s(z.calls),
+            s(CALL_GAP_US),
+        ],
+    ));
+    list.push(lua(
+        "roundtrip_luv",
+        &["roundtrip".into(), "luv".into(), s(z.calls), s(CALL_GAP_US)],
+    ));
     list.push(lua("queued", &["queued".into(), s(z.queued)]));
-    list.push(lua("stream", &["stream".into(), s(z.stream), s(z.stream_capacity)]));
+    list.push(lua(
+        "stream",
+        &["stream".into(), s(z.stream), s(z.stream_capacity)],
+    ));
     for states in [1u64, 8] {
         list.push(Scenario {
             name: format!("states_{states}"),
@@ -194,8 +262,11 @@ struct Env {
 impl Env {
     fn lua(&self) -> Command {
         let mut cmd = Command::new(self.interpreter);
-        cmd.env("LUA_PATH", format!("{0}/?.lua;{0}/?/init.lua;;", self.lib.display()))
-            .env("LUA_CPATH", format!("{}/?.so;;", self.lib.display()));
+        cmd.env(
+            "LUA_PATH",
+            format!("{0}/?.lua;{0}/?/init.lua;;", self.lib.display()),
+        )
+        .env("LUA_CPATH", format!("{}/?.so;;", self.lib.display()));
         for v in ["LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT", "LUA_INIT_5_4"] {
             cmd.env_remove(v);
         }
@@ -205,11 +276,18 @@ impl Env {
     /// The peers come from Debian's lua-luv; without it the run fails
     /// rather than reporting figures without their peers.
     fn check_peers(&self) -> Result {
-        let ok = self.lua().args(["-e", "require 'luv'"]).status().is_ok_and(|s| s.success());
+        let ok = self
+            .lua()
+            .args(["-e", "require 'luv'"])
+            .status()
+            .is_ok_and(|s| s.success());
         if ok {
             Ok(())
         } else {
-            Err(format!("{} cannot require luv (Debian package lua-luv; `cargo xtask deps`)", self.interpreter))
+            Err(format!(
+                "{} cannot require luv (Debian package lua-luv; `cargo xtask deps`)",
+                self.interpreter
+            ))
         }
     }
 
@@ -229,7 +307,10 @@ impl Env {
                     return Ok(f);
                 }
                 Err(e) if crashes < PEER_RETRIES => {
-                    eprintln!("bench: peer run crashed, retrying: {}", e.lines().next().unwrap_or(""));
+                    eprintln!(
+                        "bench: peer run crashed, retrying: {}",
+                        e.lines().next().unwrap_or("")
+                    );
                     crashes += 1.0;
                 }
                 Err(e) => return Err(e),
@@ -247,7 +328,9 @@ impl Env {
             Program::ManyStates => Command::new(root().join("target/release/examples/many_states")),
         };
         cmd.args(&s.args).current_dir(root());
-        let out = cmd.output().map_err(|e| format!("cannot run scenario {}: {e}", s.name))?;
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run scenario {}: {e}", s.name))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             return Err(format!(
@@ -291,7 +374,9 @@ fn raw(runs: &BTreeMap<String, Vec<Figures>>) -> String {
 }
 
 fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn cores() -> usize {
@@ -331,30 +416,63 @@ const PAYLOAD_BYTES: f64 = 8.0;
 
 impl Report<'_> {
     fn get(&self, scenario: &str, key: &str) -> f64 {
-        self.m.get(scenario).and_then(|f| f.get(key)).copied().unwrap_or(f64::NAN)
+        self.m
+            .get(scenario)
+            .and_then(|f| f.get(key))
+            .copied()
+            .unwrap_or(f64::NAN)
     }
 
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
-        let mut row = |what: String, value: String, peer: String, target: &str, met: Option<bool>| {
-            rows.push(Row { what, value, peer, target: target.into(), met })
-        };
+        let mut row =
+            |what: String, value: String, peer: String, target: &str, met: Option<bool>| {
+                rows.push(Row {
+                    what,
+                    value,
+                    peer,
+                    target: target.into(),
+                    met,
+                })
+            };
         let work = self.get("luv_work", "items_per_s");
         for p in [1, 2, 4] {
             let v = self.get(&format!("dispatch_{p}"), "items_per_s");
             let (target, met) = if p == 1 {
-                ("≥ 8 M/s and ≥ 30× luv new_work", Some(v >= 8e6 && v / work >= 30.0))
+                (
+                    "≥ 8 M/s and ≥ 30× luv new_work",
+                    Some(v >= 8e6 && v / work >= 30.0),
+                )
             } else {
                 ("", None)
             };
-            row(format!("`dispatch()` throughput, {p} producer(s)"), mps(v), ratio(v, work, "luv new_work"), target, met);
+            row(
+                format!("`dispatch()` throughput, {p} producer(s)"),
+                mps(v),
+                ratio(v, work, "luv new_work"),
+                target,
+                met,
+            );
         }
         for p in [1, 2, 4] {
             let v = self.get(&format!("poll_{p}"), "items_per_s");
-            let (target, met) = if p == 1 { ("≥ 2.5 M/s", Some(v >= 2.5e6)) } else { ("", None) };
-            row(format!("`poll()` throughput, {p} producer(s)"), mps(v), ratio(v, work, "luv new_work"), target, met);
+            let (target, met) = if p == 1 {
+                ("≥ 2.5 M/s", Some(v >= 2.5e6))
+            } else {
+                ("", None)
+            };
+            row(
+                format!("`poll()` throughput, {p} producer(s)"),
+                mps(v),
+                ratio(v, work, "luv new_work"),
+                target,
+                met,
+            );
         }
-        for (mode, label) in [("wait", "blocked in `wait()`"), ("luv", "luv loop polling `fd()`")] {
+        for (mode, label) in [
+            ("wait", "blocked in `wait()`"),
+            ("luv", "luv loop polling `fd()`"),
+        ] {
             let p50 = self.get(&format!("roundtrip_{mode}"), "p50_us");
             let p99 = self.get(&format!("roundtrip_{mode}"), "p99_us");
             row(
@@ -367,29 +485,66 @@ impl Report<'_> {
         }
         for p in [1, 2, 4] {
             let w = self.get(&format!("dispatch_{p}"), "wakeups_per_1000");
-            row(format!("wake-ups per 1000 items, saturated, {p} producer(s)"), format!("{w:.3}"), String::new(), "≤ 10", Some(w <= 10.0));
+            row(
+                format!("wake-ups per 1000 items, saturated, {p} producer(s)"),
+                format!("{w:.3}"),
+                String::new(),
+                "≤ 10",
+                Some(w <= 10.0),
+            );
         }
         let per_item = self.get("queued", "bytes_per_item");
         row(
-            format!("resident bytes per queued item ({} queued)", self.get("queued", "items")),
-            format!("{per_item:.1} B ({:.1} B beyond the 8 B payload)", per_item - PAYLOAD_BYTES),
+            format!(
+                "resident bytes per queued item ({} queued)",
+                self.get("queued", "items")
+            ),
+            format!(
+                "{per_item:.1} B ({:.1} B beyond the 8 B payload)",
+                per_item - PAYLOAD_BYTES
+            ),
             String::new(),
             "≤ 64 B beyond payload",
             Some(per_item - PAYLOAD_BYTES <= 64.0),
         );
         let over = self.get("stream", "peak_over_idle");
         row(
-            format!("peak RSS over idle, {} items through capacity {}", self.sizes.stream, self.sizes.stream_capacity),
-            format!("{:.1} MiB (idle {:.1} MiB)", over / MIB, self.get("stream", "idle_rss") / MIB),
+            format!(
+                "peak RSS over idle, {} items through capacity {}",
+                self.sizes.stream, self.sizes.stream_capacity
+            ),
+            format!(
+                "{:.1} MiB (idle {:.1} MiB)",
+                over / MIB,
+                self.get("stream", "idle_rss") / MIB
+            ),
             String::new(),
             "≤ 64 MiB",
             Some(over <= 64.0 * MIB),
         );
         let one = self.get("states_1", "items_per_s");
         let eight = self.get("states_8", "items_per_s");
-        row("8 states, one producer, aggregate".into(), mps(eight), ratio(eight, one, "1 state"), "≥ 0.70× 1 state", Some(eight / one >= 0.7));
-        row("1 state, one producer (same binary)".into(), mps(one), String::new(), "", None);
-        row("peer: luv `uv.new_work` (work in, result to a Lua callback)".into(), mps(work), String::new(), "", None);
+        row(
+            "8 states, one producer, aggregate".into(),
+            mps(eight),
+            ratio(eight, one, "1 state"),
+            "≥ 0.70× 1 state",
+            Some(eight / one >= 0.7),
+        );
+        row(
+            "1 state, one producer (same binary)".into(),
+            mps(one),
+            String::new(),
+            "",
+            None,
+        );
+        row(
+            "peer: luv `uv.new_work` (work in, result to a Lua callback)".into(),
+            mps(work),
+            String::new(),
+            "",
+            None,
+        );
         let sends = self.get("luv_async", "items");
         let delivered = self.get("luv_async", "delivered");
         row(
@@ -410,7 +565,10 @@ impl Report<'_> {
         let mut s = String::new();
         let _ = writeln!(s, "# darksidesync benchmark results\n");
         if self.quick {
-            let _ = writeln!(s, "**Smoke run (`--quick`): sizes too small for the figures to mean anything.**\n");
+            let _ = writeln!(
+                s,
+                "**Smoke run (`--quick`): sizes too small for the figures to mean anything.**\n"
+            );
         }
         let _ = writeln!(
             s,
@@ -422,7 +580,10 @@ impl Report<'_> {
             self.load_before,
             self.load_after
         );
-        let _ = writeln!(s, "| scenario | darksidesync | vs peer (same run) | target | met |");
+        let _ = writeln!(
+            s,
+            "| scenario | darksidesync | vs peer (same run) | target | met |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|");
         for r in self.rows() {
             let met = match r.met {
@@ -430,30 +591,93 @@ impl Report<'_> {
                 Some(false) => "**no**",
                 None => "",
             };
-            let _ = writeln!(s, "| {} | {} | {} | {} | {} |", r.what, r.value, r.peer, r.target, met);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                r.what, r.value, r.peer, r.target, met
+            );
         }
-        let _ = writeln!(s, "\nRaw figures of every run: `raw.txt`. Chart: `results.svg`.");
+        let _ = writeln!(
+            s,
+            "\nRaw figures of every run: `raw.txt`. Chart: `results.svg`."
+        );
         s
     }
 
     fn svg(&self) -> String {
         let bars: Vec<(String, f64, &str)> = vec![
-            ("dispatch(), 1 producer".into(), self.get("dispatch_1", "items_per_s"), "#2b6cb0"),
-            ("dispatch(), 2 producers".into(), self.get("dispatch_2", "items_per_s"), "#2b6cb0"),
-            ("dispatch(), 4 producers".into(), self.get("dispatch_4", "items_per_s"), "#2b6cb0"),
-            ("poll(), 1 producer".into(), self.get("poll_1", "items_per_s"), "#4299e1"),
-            ("poll(), 2 producers".into(), self.get("poll_2", "items_per_s"), "#4299e1"),
-            ("poll(), 4 producers".into(), self.get("poll_4", "items_per_s"), "#4299e1"),
-            ("1 state (Rust host)".into(), self.get("states_1", "items_per_s"), "#38a169"),
-            ("8 states, aggregate".into(), self.get("states_8", "items_per_s"), "#38a169"),
-            ("peer: luv new_work".into(), self.get("luv_work", "items_per_s"), "#dd6b20"),
-            ("peer: luv async:send (delivered)".into(), self.get("luv_async", "delivered_per_s"), "#dd6b20"),
+            (
+                "dispatch(), 1 producer".into(),
+                self.get("dispatch_1", "items_per_s"),
+                "#2b6cb0",
+            ),
+            (
+                "dispatch(), 2 producers".into(),
+                self.get("dispatch_2", "items_per_s"),
+                "#2b6cb0",
+            ),
+            (
+                "dispatch(), 4 producers".into(),
+                self.get("dispatch_4", "items_per_s"),
+                "#2b6cb0",
+            ),
+            (
+                "poll(), 1 producer".into(),
+                self.get("poll_1", "items_per_s"),
+                "#4299e1",
+            ),
+            (
+                "poll(), 2 producers".into(),
+                self.get("poll_2", "items_per_s"),
+                "#4299e1",
+            ),
+            (
+                "poll(), 4 producers".into(),
+                self.get("poll_4", "items_per_s"),
+                "#4299e1",
+            ),
+            (
+                "1 state (Rust host)".into(),
+                self.get("states_1", "items_per_s"),
+                "#38a169",
+            ),
+            (
+                "8 states, aggregate".into(),
+                self.get("states_8", "items_per_s"),
+                "#38a169",
+            ),
+            (
+                "peer: luv new_work".into(),
+                self.get("luv_work", "items_per_s"),
+                "#dd6b20",
+            ),
+            (
+                "peer: luv async:send (delivered)".into(),
+                self.get("luv_async", "delivered_per_s"),
+                "#dd6b20",
+            ),
         ];
         let lat: Vec<(String, f64, &str)> = vec![
-            ("wait(): p50".into(), self.get("roundtrip_wait", "p50_us"), "#2b6cb0"),
-            ("wait(): p99".into(), self.get("roundtrip_wait", "p99_us"), "#4299e1"),
-            ("luv + fd(): p50".into(), self.get("roundtrip_luv", "p50_us"), "#2b6cb0"),
-            ("luv + fd(): p99".into(), self.get("roundtrip_luv", "p99_us"), "#4299e1"),
+            (
+                "wait(): p50".into(),
+                self.get("roundtrip_wait", "p50_us"),
+                "#2b6cb0",
+            ),
+            (
+                "wait(): p99".into(),
+                self.get("roundtrip_wait", "p99_us"),
+                "#4299e1",
+            ),
+            (
+                "luv + fd(): p50".into(),
+                self.get("roundtrip_luv", "p50_us"),
+                "#2b6cb0",
+            ),
+            (
+                "luv + fd(): p99".into(),
+                self.get("roundtrip_luv", "p99_us"),
+                "#4299e1",
+            ),
         ];
         let (label_w, bar_w, row_h) = (250.0, 430.0, 24.0);
         let width = label_w + bar_w + 110.0;
@@ -466,11 +690,26 @@ impl Report<'_> {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
         );
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let title = if self.quick { " (smoke run, not a measurement)" } else { "" };
-        let _ = writeln!(s, r#"<text x="10" y="20" font-size="15" font-weight="bold">darksidesync vs peers, same run{title}</text>"#);
-        let _ = writeln!(s, r#"<text x="10" y="{}" font-weight="bold">Throughput, million items/s (log scale)</text>"#, top1 - 10.0);
+        let title = if self.quick {
+            " (smoke run, not a measurement)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="20" font-size="15" font-weight="bold">darksidesync vs peers, same run{title}</text>"#
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="{}" font-weight="bold">Throughput, million items/s (log scale)</text>"#,
+            top1 - 10.0
+        );
         // Log scale from 1e3 to the next power of ten above the largest bar.
-        let max = bars.iter().map(|b| b.1).filter(|v| v.is_finite()).fold(1e4, f64::max);
+        let max = bars
+            .iter()
+            .map(|b| b.1)
+            .filter(|v| v.is_finite())
+            .fold(1e4, f64::max);
         let (lo, hi) = (3.0, max.log10().ceil());
         let x = |v: f64| label_w + bar_w * ((v.max(1e3).log10() - lo) / (hi - lo));
         for e in (lo as i32)..=(hi as i32) {
@@ -485,13 +724,41 @@ impl Report<'_> {
         }
         for (i, (name, v, color)) in bars.iter().enumerate() {
             let y = top1 + i as f64 * row_h;
-            bar(&mut s, name, *v, &fmt_m(*v), label_w, x(*v) - label_w, y, row_h, color);
+            bar(
+                &mut s,
+                name,
+                *v,
+                &fmt_m(*v),
+                label_w,
+                x(*v) - label_w,
+                y,
+                row_h,
+                color,
+            );
         }
-        let _ = writeln!(s, r#"<text x="10" y="{}" font-weight="bold">Blocking call round trip, µs (linear)</text>"#, top2 - 10.0);
-        let lmax = lat.iter().map(|b| b.1).filter(|v| v.is_finite()).fold(60.0, f64::max);
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="{}" font-weight="bold">Blocking call round trip, µs (linear)</text>"#,
+            top2 - 10.0
+        );
+        let lmax = lat
+            .iter()
+            .map(|b| b.1)
+            .filter(|v| v.is_finite())
+            .fold(60.0, f64::max);
         for (i, (name, v, color)) in lat.iter().enumerate() {
             let y = top2 + i as f64 * row_h;
-            bar(&mut s, name, *v, &format!("{v:.1} µs"), label_w, bar_w * v / lmax, y, row_h, color);
+            bar(
+                &mut s,
+                name,
+                *v,
+                &format!("{v:.1} µs"),
+                label_w,
+                bar_w * v / lmax,
+                y,
+                row_h,
+                color,
+            );
         }
         // The 10 µs and 50 µs targets.
         for t in [10.0, 50.0] {
@@ -509,7 +776,17 @@ impl Report<'_> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bar(s: &mut String, name: &str, v: f64, text: &str, x0: f64, w: f64, y: f64, h: f64, color: &str) {
+fn bar(
+    s: &mut String,
+    name: &str,
+    v: f64,
+    text: &str,
+    x0: f64,
+    w: f64,
+    y: f64,
+    h: f64,
+    color: &str,
+) {
     let w = if w.is_finite() { w.max(1.0) } else { 0.0 };
     let _ = writeln!(
         s,
@@ -521,12 +798,18 @@ fn bar(s: &mut String, name: &str, v: f64, text: &str, x0: f64, w: f64, y: f64, 
         h - 6.0,
         x0 + w + 6.0,
         y + h * 0.65,
-        if v.is_finite() { esc(text) } else { "n/a".into() }
+        if v.is_finite() {
+            esc(text)
+        } else {
+            "n/a".into()
+        }
     );
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn fmt_m(v: f64) -> String {

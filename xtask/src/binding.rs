@@ -24,14 +24,27 @@ fn run_one(lua: LuaVersion) -> Result<(), String> {
     let base = root().join("target/binding").join(lua.name);
     let lib = base.join("lib");
     // The module from the same build directory the Lua specs use.
-    let so = module::build(lua, &root().join("target/lua-modules").join(lua.name).join("cargo"), "dev")?;
+    let so = module::build(
+        lua,
+        &root()
+            .join("target/lua-modules")
+            .join(lua.name)
+            .join("cargo"),
+        "dev",
+    )?;
     module::install(&so, &lib)?;
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = base.join("cargo");
     let status = Command::new(cargo)
         .current_dir(root())
-        .args(["build", "--package", "darksidesync-binding-example", "--lib", "--no-default-features"])
+        .args([
+            "build",
+            "--package",
+            "darksidesync-binding-example",
+            "--lib",
+            "--no-default-features",
+        ])
         .args(["--features", &format!("module,{}", lua.feature)])
         .arg("--target-dir")
         .arg(&target)
@@ -40,8 +53,13 @@ fn run_one(lua: LuaVersion) -> Result<(), String> {
     if !status.success() {
         return Err(format!("building dssrust for Lua {} failed", lua.name));
     }
-    let built = target.join("debug").join(format!("{}dssrust{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
-    std::fs::copy(&built, lib.join("dssrust.so")).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+    let built = target.join("debug").join(format!(
+        "{}dssrust{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    std::fs::copy(&built, lib.join("dssrust.so"))
+        .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
 
     println!("== binding specs, {} ==", lua.interpreter);
     let lua_path = format!("{0}/?.lua;{0}/?/init.lua;;", lib.display());
@@ -55,10 +73,20 @@ fn run_one(lua: LuaVersion) -> Result<(), String> {
         .env("LUA_PATH", &lua_path)
         .env("LUA_CPATH", &lua_cpath)
         .env("DSS_LUA", lua.interpreter);
-    for v in ["LUA_PATH_5_2", "LUA_CPATH_5_2", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT"] {
+    for v in [
+        "LUA_PATH_5_2",
+        "LUA_CPATH_5_2",
+        "LUA_PATH_5_3",
+        "LUA_CPATH_5_3",
+        "LUA_PATH_5_4",
+        "LUA_CPATH_5_4",
+        "LUA_INIT",
+    ] {
         busted.env_remove(v);
     }
-    let status = busted.status().map_err(|e| format!("cannot run busted under {}: {e}", lua.interpreter))?;
+    let status = busted
+        .status()
+        .map_err(|e| format!("cannot run busted under {}: {e}", lua.interpreter))?;
     if status.success() {
         Ok(())
     } else {

@@ -39,9 +39,21 @@ struct Target {
 
 fn targets() -> Result<Vec<Target>> {
     Ok(vec![
-        Target { lua: module::version("5.4")?, include: "/usr/include/lua5.4", valgrind: true },
-        Target { lua: module::version("5.1")?, include: "/usr/include/lua5.1", valgrind: true },
-        Target { lua: module::version("jit")?, include: "/usr/include/lua5.1", valgrind: false },
+        Target {
+            lua: module::version("5.4")?,
+            include: "/usr/include/lua5.4",
+            valgrind: true,
+        },
+        Target {
+            lua: module::version("5.1")?,
+            include: "/usr/include/lua5.1",
+            valgrind: true,
+        },
+        Target {
+            lua: module::version("jit")?,
+            include: "/usr/include/lua5.1",
+            valgrind: false,
+        },
     ])
 }
 
@@ -68,7 +80,10 @@ pub fn main(sanitize: bool) -> Result {
         run_expect_cancel(&mut cmd)?;
         if sanitize && t.valgrind {
             let mut cmd = Command::new(VALGRIND[0]);
-            cmd.args(&VALGRIND[1..]).arg(t.lua.interpreter).arg(root().join("tests/c/capi.lua")).arg(&dir);
+            cmd.args(&VALGRIND[1..])
+                .arg(t.lua.interpreter)
+                .arg(root().join("tests/c/capi.lua"))
+                .arg(&dir);
             clean_env(&mut cmd);
             run_expect_cancel(&mut cmd)?;
         }
@@ -87,15 +102,29 @@ pub fn main(sanitize: bool) -> Result {
         let dir = prepare(&targets[0], "-asan", &asan)?;
         let host = compile_host(&dir, "-asan", &asan)?;
         let asan_options = "detect_leaks=1:abort_on_error=0:exitcode=98";
-        watched(Command::new(&host).arg(&dir).env("ASAN_OPTIONS", asan_options))?;
+        watched(
+            Command::new(&host)
+                .arg(&dir)
+                .env("ASAN_OPTIONS", asan_options),
+        )?;
         // The stock interpreter with the ASan runtime preloaded.
         let libasan = asan_runtime()?;
         let mut cmd = Command::new("lua5.4");
-        cmd.arg(root().join("tests/c/capi.lua")).arg(&dir).env("LD_PRELOAD", libasan).env("ASAN_OPTIONS", asan_options);
+        cmd.arg(root().join("tests/c/capi.lua"))
+            .arg(&dir)
+            .env("LD_PRELOAD", libasan)
+            .env("ASAN_OPTIONS", asan_options);
         clean_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
     }
-    eprintln!("xtask capi: all C-ABI tests passed{}", if sanitize { " (valgrind and ASan clean)" } else { "" });
+    eprintln!(
+        "xtask capi: all C-ABI tests passed{}",
+        if sanitize {
+            " (valgrind and ASan clean)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
@@ -112,9 +141,14 @@ fn run_expect_cancel(cmd: &mut Command) -> Result {
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     eprint!("{stderr}");
     result?;
-    for line in ["dssutil: 1v0 cancel of context 0", "dssutil: 2v0 cancel of context 0"] {
+    for line in [
+        "dssutil: 1v0 cancel of context 0",
+        "dssutil: 2v0 cancel of context 0",
+    ] {
         if !stderr.contains(line) {
-            return Err(format!("lua_close did not cancel the utility: no {line:?} on stderr"));
+            return Err(format!(
+                "lua_close did not cancel the utility: no {line:?} on stderr"
+            ));
         }
     }
     Ok(())
@@ -129,16 +163,25 @@ const WATCHDOG: Duration = Duration::from_secs(900);
 fn watched(cmd: &mut Command) -> Result {
     cmd.current_dir(root());
     eprintln!("+ {cmd:?}");
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) };
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("{cmd:?} failed with {status}"))
+            };
         }
         if start.elapsed() > WATCHDOG {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{cmd:?} hung: killed after {} s", WATCHDOG.as_secs()));
+            return Err(format!(
+                "{cmd:?} hung: killed after {} s",
+                WATCHDOG.as_secs()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -146,9 +189,16 @@ fn watched(cmd: &mut Command) -> Result {
 
 /// The AddressSanitizer runtime, to preload into a stock interpreter.
 fn asan_runtime() -> Result<String> {
-    let out = Command::new("gcc").arg("-print-file-name=libasan.so").output().map_err(|e| e.to_string())?;
+    let out = Command::new("gcc")
+        .arg("-print-file-name=libasan.so")
+        .output()
+        .map_err(|e| e.to_string())?;
     let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let real = std::fs::canonicalize(&path).map_err(|_| format!("libasan not found (gcc -print-file-name=libasan.so gave {path:?}); install libasan"))?;
+    let real = std::fs::canonicalize(&path).map_err(|_| {
+        format!(
+            "libasan not found (gcc -print-file-name=libasan.so gave {path:?}); install libasan"
+        )
+    })?;
     Ok(real.display().to_string())
 }
 
@@ -173,7 +223,11 @@ fn require_tools(sanitize: bool) -> Result {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("C-ABI tests need: {} (apt-get install {})", missing.join(", "), missing.join(" ")))
+        Err(format!(
+            "C-ABI tests need: {} (apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        ))
     }
 }
 
@@ -184,21 +238,54 @@ fn header() -> Result {
     let body = "static int dec(lua_State *L, void *d, void *u) { (void)L; (void)d; (void)u; return 0; }\n\
                 int main(void) { DSS_decoder_1v0_t f = dec; dss_api_2v0_t a; a.size = sizeof a; (void)f;\n\
                 return DSS2_HAS(&a, strerror) ? 0 : 1; }\n";
-    for (name, first, second) in [("h_after.c", "lua.h", "darksidesync.h"), ("h_before.c", "darksidesync.h", "lua.h")] {
+    for (name, first, second) in [
+        ("h_after.c", "lua.h", "darksidesync.h"),
+        ("h_before.c", "darksidesync.h", "lua.h"),
+    ] {
         let src = dir.join(name);
-        std::fs::write(&src, format!("#include \"{first}\"\n#include \"{second}\"\n{body}")).map_err(|e| e.to_string())?;
-        run(Command::new("gcc").args(CFLAGS).arg("-pedantic").args(incs("/usr/include/lua5.4")).arg("-c").arg(&src).arg("-o").arg(src.with_extension("o")))?;
+        std::fs::write(
+            &src,
+            format!("#include \"{first}\"\n#include \"{second}\"\n{body}"),
+        )
+        .map_err(|e| e.to_string())?;
+        run(Command::new("gcc")
+            .args(CFLAGS)
+            .arg("-pedantic")
+            .args(incs("/usr/include/lua5.4"))
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(src.with_extension("o")))?;
     }
     let src = dir.join("h_before.c");
-    run(Command::new("g++").args(["-x", "c++", "-Wall", "-Wextra", "-Werror"]).args(incs("/usr/include/lua5.4")).arg("-c").arg(&src).arg("-o").arg(dir.join("h_cxx.o")))
+    run(Command::new("g++")
+        .args(["-x", "c++", "-Wall", "-Wextra", "-Werror"])
+        .args(incs("/usr/include/lua5.4"))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.join("h_cxx.o")))
 }
 
 fn incs(lua_include: &str) -> Vec<String> {
-    vec![format!("-I{}", root().join("include").display()), format!("-I{lua_include}")]
+    vec![
+        format!("-I{}", root().join("include").display()),
+        format!("-I{lua_include}"),
+    ]
 }
 
 fn clean_env(cmd: &mut Command) {
-    for v in ["LUA_PATH", "LUA_CPATH", "LUA_PATH_5_2", "LUA_CPATH_5_2", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT"] {
+    for v in [
+        "LUA_PATH",
+        "LUA_CPATH",
+        "LUA_PATH_5_2",
+        "LUA_CPATH_5_2",
+        "LUA_PATH_5_3",
+        "LUA_CPATH_5_3",
+        "LUA_PATH_5_4",
+        "LUA_CPATH_5_4",
+        "LUA_INIT",
+    ] {
         cmd.env_remove(v);
     }
 }
@@ -206,8 +293,17 @@ fn clean_env(cmd: &mut Command) {
 /// Builds and installs the module and the utility for one Lua into
 /// `target/capi/<ver><suffix>/`.
 fn prepare(t: &Target, suffix: &str, extra: &[&str]) -> Result<PathBuf> {
-    let so = module::build(t.lua, &root().join("target/lua-modules").join(t.lua.name).join("cargo"), "dev")?;
-    let dir = root().join("target/capi").join(format!("{}{suffix}", t.lua.name));
+    let so = module::build(
+        t.lua,
+        &root()
+            .join("target/lua-modules")
+            .join(t.lua.name)
+            .join("cargo"),
+        "dev",
+    )?;
+    let dir = root()
+        .join("target/capi")
+        .join(format!("{}{suffix}", t.lua.name));
     module::install(&so, &dir)?;
     run(Command::new("gcc")
         .args(CFLAGS)

@@ -7,7 +7,10 @@ pub type Result<T = ()> = std::result::Result<T, String>;
 
 /// The workspace root (the parent of the xtask crate).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs `cmd` from the workspace root, echoing it first; fails on a
@@ -15,7 +18,9 @@ pub fn root() -> PathBuf {
 pub fn run(cmd: &mut Command) -> Result {
     cmd.current_dir(root());
     eprintln!("+ {}", describe(cmd));
-    let status = cmd.status().map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
     if status.success() {
         Ok(())
     } else {

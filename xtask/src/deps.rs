@@ -46,13 +46,20 @@ pub fn ensure() -> Result {
     if still.is_empty() {
         Ok(())
     } else {
-        Err(format!("apt-get ran, but these are still missing: {}", still.join(", ")))
+        Err(format!(
+            "apt-get ran, but these are still missing: {}",
+            still.join(", ")
+        ))
     }
 }
 
 /// The packages whose marker file is absent.
 fn missing_packages() -> Vec<&'static str> {
-    PACKAGES.iter().filter(|(_, file)| !std::path::Path::new(file).exists()).map(|(pkg, _)| *pkg).collect()
+    PACKAGES
+        .iter()
+        .filter(|(_, file)| !std::path::Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect()
 }
 
 fn is_root() -> bool {

@@ -58,21 +58,35 @@ const CHECKS: &[Check] = &[
     Check {
         file: "processes.lua",
         args: &["3"],
-        expect: &["started 3 processes", "[fast ] fast line 1", "[fast ] fast line 3", "[fast ] exited: status 0", "all processes finished"],
+        expect: &[
+            "started 3 processes",
+            "[fast ] fast line 1",
+            "[fast ] fast line 3",
+            "[fast ] exited: status 0",
+            "all processes finished",
+        ],
         signals: &[],
         status: 0,
     },
     Check {
         file: "processes.lua",
         args: &["3"],
-        expect: &["[noisy] stderr: noisy warning 1", "[noisy] stderr: noisy warning 3", "[noisy] exited: status 3"],
+        expect: &[
+            "[noisy] stderr: noisy warning 1",
+            "[noisy] stderr: noisy warning 3",
+            "[noisy] exited: status 3",
+        ],
         signals: &[],
         status: 0,
     },
     Check {
         file: "processes.lua",
         args: &["3"],
-        expect: &["[slow ] slow line 1", "[slow ] slow line 3", "[slow ] exited: status 0"],
+        expect: &[
+            "[slow ] slow line 1",
+            "[slow ] slow line 3",
+            "[slow ] exited: status 0",
+        ],
         signals: &[],
         status: 0,
     },
@@ -80,7 +94,11 @@ const CHECKS: &[Check] = &[
     Check {
         file: "processes.lua",
         args: &["1000"],
-        expect: &["got SIGINT, stopping the children", "exited: SIGTERM", "all processes finished"],
+        expect: &[
+            "got SIGINT, stopping the children",
+            "exited: SIGTERM",
+            "all processes finished",
+        ],
         signals: &[("[slow ] slow line 2", "INT")],
         status: 0,
     },
@@ -93,27 +111,43 @@ const CHECKS: &[Check] = &[
             "status: ",
             "got SIGINT: shutting down cleanly",
         ],
-        signals: &[("ready: pid", "HUP"), ("reloaded the configuration", "USR1"), ("status: ", "INT")],
+        signals: &[
+            ("ready: pid", "HUP"),
+            ("reloaded the configuration", "USR1"),
+            ("status: ", "INT"),
+        ],
         status: 0,
     },
     Check {
         file: "workers.lua",
         args: &["3", "6"],
-        expect: &["3 workers started, looking for 6 primes", "is prime (6/6)", "found 6 primes above 10^12 with 3 workers"],
+        expect: &[
+            "3 workers started, looking for 6 primes",
+            "is prime (6/6)",
+            "found 6 primes above 10^12 with 3 workers",
+        ],
         signals: &[],
         status: 0,
     },
     Check {
         file: "states.lua",
         args: &[],
-        expect: &["main state 0 started 3 states", "[alice] stopped after 3 ticks", "all states finished"],
+        expect: &[
+            "main state 0 started 3 states",
+            "[alice] stopped after 3 ticks",
+            "all states finished",
+        ],
         signals: &[],
         status: 0,
     },
     Check {
         file: "states.lua",
         args: &[],
-        expect: &["[carol] tick 1 from state 3", "[carol] tick 3 from state 3", "[carol] stopped after 3 ticks"],
+        expect: &[
+            "[carol] tick 1 from state 3",
+            "[carol] tick 3 from state 3",
+            "[carol] stopped after 3 ticks",
+        ],
         signals: &[],
         status: 0,
     },
@@ -132,7 +166,9 @@ pub fn main() -> Result {
     let mut failures = Vec::new();
     for f in &files {
         if !CHECKS.iter().any(|c| c.file == f) {
-            failures.push(format!("examples/{f} has no check in xtask/src/examples.rs"));
+            failures.push(format!(
+                "examples/{f} has no check in xtask/src/examples.rs"
+            ));
         }
     }
     let mut passed = 0;
@@ -141,7 +177,12 @@ pub fn main() -> Result {
         match run_one(&host, check) {
             Ok(()) => {
                 passed += 1;
-                eprintln!("example {} {:?}: ok ({:.1}s)", check.file, check.args, started.elapsed().as_secs_f64())
+                eprintln!(
+                    "example {} {:?}: ok ({:.1}s)",
+                    check.file,
+                    check.args,
+                    started.elapsed().as_secs_f64()
+                )
             }
             Err(e) => {
                 eprintln!("example {} {:?}: FAILED: {e}", check.file, check.args);
@@ -172,8 +213,18 @@ fn run_one(host: &Path, check: &Check) -> Result {
     let err = child.stderr.take().expect("piped");
     let tx2 = tx.clone();
     let readers = [
-        std::thread::spawn(move || BufReader::new(out).lines().map_while(|l| l.ok()).for_each(|l| drop(tx.send(l)))),
-        std::thread::spawn(move || BufReader::new(err).lines().map_while(|l| l.ok()).for_each(|l| drop(tx2.send(l)))),
+        std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(|l| l.ok())
+                .for_each(|l| drop(tx.send(l)))
+        }),
+        std::thread::spawn(move || {
+            BufReader::new(err)
+                .lines()
+                .map_while(|l| l.ok())
+                .for_each(|l| drop(tx2.send(l)))
+        }),
     ];
     let deadline = Instant::now() + PATIENCE;
     let mut lines = Vec::new();
@@ -183,7 +234,10 @@ fn run_one(host: &Path, check: &Check) -> Result {
             Ok(line) => {
                 if let Some((trigger, sig)) = pending_signals.peek() {
                     if line.contains(trigger) {
-                        let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
+                        let ok = Command::new("kill")
+                            .arg(format!("-{sig}"))
+                            .arg(child.id().to_string())
+                            .status();
                         if !ok.is_ok_and(|s| s.success()) {
                             let _ = child.kill();
                             return Err(format!("could not send SIG{sig}"));
@@ -205,7 +259,11 @@ fn run_one(host: &Path, check: &Check) -> Result {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("still running after {}s (killed); output so far:\n{}", PATIENCE.as_secs(), lines.join("\n")));
+            return Err(format!(
+                "still running after {}s (killed); output so far:\n{}",
+                PATIENCE.as_secs(),
+                lines.join("\n")
+            ));
         }
     };
     for r in readers {
@@ -216,16 +274,25 @@ fn run_one(host: &Path, check: &Check) -> Result {
     }
     let output = lines.join("\n");
     if status.code() != Some(check.status) {
-        return Err(format!("exit status {status}, expected {}; output:\n{output}", check.status));
+        return Err(format!(
+            "exit status {status}, expected {}; output:\n{output}",
+            check.status
+        ));
     }
     if let Some((trigger, _)) = pending_signals.next() {
-        return Err(format!("never printed {trigger:?}, so its signal was not sent; output:\n{output}"));
+        return Err(format!(
+            "never printed {trigger:?}, so its signal was not sent; output:\n{output}"
+        ));
     }
     let mut from = 0;
     for want in check.expect {
         match lines[from..].iter().position(|l| l.contains(want)) {
             Some(i) => from += i + 1,
-            None => return Err(format!("expected a line containing {want:?} (in order); output:\n{output}")),
+            None => {
+                return Err(format!(
+                    "expected a line containing {want:?} (in order); output:\n{output}"
+                ))
+            }
         }
     }
     Ok(())

@@ -37,7 +37,12 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
             Err(e) => (false, e),
         };
         failed |= !ok;
-        summary.push(format!("{:<8} {} {}", lua.interpreter, if ok { "PASS" } else { "FAIL" }, line));
+        summary.push(format!(
+            "{:<8} {} {}",
+            lua.interpreter,
+            if ok { "PASS" } else { "FAIL" },
+            line
+        ));
     }
     println!("\n== lua-specs summary ==");
     for line in &summary {
@@ -55,10 +60,16 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 /// them, copy the distribution's files from the 5.2 (or 5.1) tree into
 /// `compat`, which is on `LUA_PATH`. A library that cannot be found at all
 /// still fails the run.
-fn provide_pure_lua_modules(lua: LuaVersion, compat: &Path, env: &dyn Fn(&mut Command)) -> Result<(), String> {
+fn provide_pure_lua_modules(
+    lua: LuaVersion,
+    compat: &Path,
+    env: &dyn Fn(&mut Command),
+) -> Result<(), String> {
     for name in ["coxpcall", "copas"] {
         let mut probe = Command::new(lua.interpreter);
-        probe.args(["-e", &format!("require'{name}'")]).stderr(std::process::Stdio::null());
+        probe
+            .args(["-e", &format!("require'{name}'")])
+            .stderr(std::process::Stdio::null());
         env(&mut probe);
         match probe.status() {
             Err(e) => return Err(format!("interpreter {} is missing: {e}", lua.interpreter)),
@@ -67,14 +78,27 @@ fn provide_pure_lua_modules(lua: LuaVersion, compat: &Path, env: &dyn Fn(&mut Co
         }
         let Some(src) = ["5.2", "5.1"]
             .iter()
-            .map(|v| Path::new("/usr/share/lua").join(v).join(format!("{name}.lua")))
+            .map(|v| {
+                Path::new("/usr/share/lua")
+                    .join(v)
+                    .join(format!("{name}.lua"))
+            })
             .find(|p| p.is_file())
         else {
-            return Err(format!("{name} is missing for {} and in /usr/share/lua/5.2 and 5.1", lua.interpreter));
+            return Err(format!(
+                "{name} is missing for {} and in /usr/share/lua/5.2 and 5.1",
+                lua.interpreter
+            ));
         };
-        fs::create_dir_all(compat).map_err(|e| format!("cannot create {}: {e}", compat.display()))?;
-        fs::copy(&src, compat.join(format!("{name}.lua"))).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
-        println!("note: {} uses {} (the Debian package has no files for this Lua)", lua.interpreter, src.display());
+        fs::create_dir_all(compat)
+            .map_err(|e| format!("cannot create {}: {e}", compat.display()))?;
+        fs::copy(&src, compat.join(format!("{name}.lua")))
+            .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+        println!(
+            "note: {} uses {} (the Debian package has no files for this Lua)",
+            lua.interpreter,
+            src.display()
+        );
     }
     Ok(())
 }
@@ -89,13 +113,25 @@ fn run_one(lua: LuaVersion) -> Result<String, String> {
 
     let specs = root().join("tests/lua");
     let compat = base.join("compat");
-    let lua_path =
-        format!("{0}/?.lua;{0}/?/init.lua;{1}/?.lua;{2}/?.lua;;", lib.display(), specs.display(), compat.display());
+    let lua_path = format!(
+        "{0}/?.lua;{0}/?/init.lua;{1}/?.lua;{2}/?.lua;;",
+        lib.display(),
+        specs.display(),
+        compat.display()
+    );
     let lua_cpath = format!("{}/?.so;;", lib.display());
     let env = |cmd: &mut Command| {
         cmd.env("LUA_PATH", &lua_path).env("LUA_CPATH", &lua_cpath);
         // Interpreter-specific variables would override ours.
-        for v in ["LUA_PATH_5_2", "LUA_CPATH_5_2", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT"] {
+        for v in [
+            "LUA_PATH_5_2",
+            "LUA_CPATH_5_2",
+            "LUA_PATH_5_3",
+            "LUA_CPATH_5_3",
+            "LUA_PATH_5_4",
+            "LUA_CPATH_5_4",
+            "LUA_INIT",
+        ] {
             cmd.env_remove(v);
         }
     };
@@ -108,7 +144,10 @@ fn run_one(lua: LuaVersion) -> Result<String, String> {
     match check.status() {
         Err(e) => return Err(format!("interpreter {} is missing: {e}", lua.interpreter)),
         Ok(s) if !s.success() => {
-            return Err(format!("{} cannot load the loop libraries (luv, cqueues, socket, copas)", lua.interpreter))
+            return Err(format!(
+                "{} cannot load the loop libraries (luv, cqueues, socket, copas)",
+                lua.interpreter
+            ))
         }
         Ok(_) => {}
     }
@@ -118,10 +157,16 @@ fn run_one(lua: LuaVersion) -> Result<String, String> {
     busted
         .current_dir(root())
         .arg(BUSTED)
-        .args(["--output=plainTerminal", "--pattern=_spec", "--no-auto-insulate"])
+        .args([
+            "--output=plainTerminal",
+            "--pattern=_spec",
+            "--no-auto-insulate",
+        ])
         .arg(&specs);
     env(&mut busted);
-    let out = busted.output().map_err(|e| format!("cannot run busted: {e}"))?;
+    let out = busted
+        .output()
+        .map_err(|e| format!("cannot run busted: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     print!("{stdout}");
     eprint!("{}", String::from_utf8_lossy(&out.stderr));

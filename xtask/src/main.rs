@@ -45,7 +45,11 @@ fn main() -> ExitCode {
         "binding" => binding::main(),
         _ => {
             eprintln!("{}", usage());
-            return if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
     match result {

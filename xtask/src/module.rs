@@ -25,11 +25,31 @@ pub(crate) struct LuaVersion {
 }
 
 pub(crate) const VERSIONS: [LuaVersion; 5] = [
-    LuaVersion { name: "5.1", feature: "lua51", interpreter: "lua5.1" },
-    LuaVersion { name: "5.2", feature: "lua52", interpreter: "lua5.2" },
-    LuaVersion { name: "5.3", feature: "lua53", interpreter: "lua5.3" },
-    LuaVersion { name: "5.4", feature: "lua54", interpreter: "lua5.4" },
-    LuaVersion { name: "jit", feature: "luajit", interpreter: "luajit" },
+    LuaVersion {
+        name: "5.1",
+        feature: "lua51",
+        interpreter: "lua5.1",
+    },
+    LuaVersion {
+        name: "5.2",
+        feature: "lua52",
+        interpreter: "lua5.2",
+    },
+    LuaVersion {
+        name: "5.3",
+        feature: "lua53",
+        interpreter: "lua5.3",
+    },
+    LuaVersion {
+        name: "5.4",
+        feature: "lua54",
+        interpreter: "lua5.4",
+    },
+    LuaVersion {
+        name: "jit",
+        feature: "luajit",
+        interpreter: "luajit",
+    },
 ];
 
 pub(crate) fn version(name: &str) -> Result<LuaVersion, String> {
@@ -54,7 +74,11 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let out = out.ok_or("module: --out DIR is required")?;
     let so = build(lua, &root().join("target/module").join(lua.name), "release")?;
     install(&so, &out)?;
-    println!("installed darksidesync for Lua {} into {}", lua.name, out.display());
+    println!(
+        "installed darksidesync for Lua {} into {}",
+        lua.name,
+        out.display()
+    );
     Ok(())
 }
 
@@ -64,7 +88,13 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
-        .args(["build", "--package", "darksidesync-lua", "--lib", "--no-default-features"])
+        .args([
+            "build",
+            "--package",
+            "darksidesync-lua",
+            "--lib",
+            "--no-default-features",
+        ])
         .args(["--features", &format!("module,{}", lua.feature)])
         .args(["--profile", profile])
         .arg("--target-dir")
@@ -75,7 +105,11 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
         return Err(format!("building the module for Lua {} failed", lua.name));
     }
     let dir = if profile == "dev" { "debug" } else { profile };
-    let so = target_dir.join(dir).join(format!("{}darksidesync{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    let so = target_dir.join(dir).join(format!(
+        "{}darksidesync{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
     if !so.is_file() {
         return Err(format!("expected {} after the build", so.display()));
     }
@@ -102,7 +136,8 @@ fn copy_lua_tree(from: &Path, to: &Path) -> Result<(), String> {
         let path = entry.path();
         let dest = to.join(entry.file_name());
         if path.is_dir() {
-            fs::create_dir_all(&dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+            fs::create_dir_all(&dest)
+                .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
             copy_lua_tree(&path, &dest)?;
         } else if path.extension().is_some_and(|e| e == "lua") {
             fs::copy(&path, &dest).map_err(|e| format!("cannot copy {}: {e}", path.display()))?;

@@ -28,6 +28,15 @@ pub fn all() -> Result {
 /// `--cfg loom` build does not evict the normal one.
 pub fn loom() -> Result {
     run(cargo()
-        .args(["test", "-p", "darksidesync-core", "--test", "loom", "--release", "--target-dir", "target/loom"])
+        .args([
+            "test",
+            "-p",
+            "darksidesync-core",
+            "--test",
+            "loom",
+            "--release",
+            "--target-dir",
+            "target/loom",
+        ])
         .env("RUSTFLAGS", "--cfg loom"))
 }

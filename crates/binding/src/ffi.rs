@@ -62,12 +62,29 @@ pub struct Stats {
 pub struct Api {
     pub size: usize,
     pub version: *const c_char,
-    pub reg: unsafe extern "C" fn(*mut lua_State, *const c_void, *const c_char, Option<CancelFn>, *mut c_void, *mut Handle) -> c_int,
+    pub reg: unsafe extern "C" fn(
+        *mut lua_State,
+        *const c_void,
+        *const c_char,
+        Option<CancelFn>,
+        *mut c_void,
+        *mut Handle,
+    ) -> c_int,
     pub getid: unsafe extern "C" fn(*mut lua_State, *const c_void, *mut Handle) -> c_int,
     pub unreg: unsafe extern "C" fn(Handle) -> c_int,
-    pub post: unsafe extern "C" fn(Handle, Option<RunFn>, Option<FreeFn>, *mut c_void, c_long) -> c_int,
+    pub post:
+        unsafe extern "C" fn(Handle, Option<RunFn>, Option<FreeFn>, *mut c_void, c_long) -> c_int,
     #[allow(clippy::type_complexity)]
-    pub call: unsafe extern "C" fn(Handle, Option<RunFn>, Option<ReplyFn>, *mut c_void, c_long, c_int, *mut c_char, usize) -> c_int,
+    pub call: unsafe extern "C" fn(
+        Handle,
+        Option<RunFn>,
+        Option<ReplyFn>,
+        *mut c_void,
+        c_long,
+        c_int,
+        *mut c_char,
+        usize,
+    ) -> c_int,
     pub hold: unsafe extern "C" fn(Handle) -> c_int,
     pub release: unsafe extern "C" fn(Handle) -> c_int,
     pub stats: unsafe extern "C" fn(Handle, *mut Stats) -> c_int,

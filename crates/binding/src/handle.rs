@@ -123,7 +123,9 @@ pub struct Dss {
 
 impl fmt::Debug for Dss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dss").field("handle", &self.inner.handle).finish()
+        f.debug_struct("Dss")
+            .field("handle", &self.inner.handle)
+            .finish()
     }
 }
 
@@ -221,12 +223,24 @@ impl Dss {
         // live local). It neither raises nor keeps `cname`.
         unsafe {
             lua.exec_raw::<()>((), |state| {
-                rc = (api.reg)(state, id, cname.as_ptr(), None, std::ptr::null_mut(), &mut handle);
+                rc = (api.reg)(
+                    state,
+                    id,
+                    cname.as_ptr(),
+                    None,
+                    std::ptr::null_mut(),
+                    &mut handle,
+                );
             })?;
         }
         match rc {
-            ffi::OK | ffi::EALREADY => Ok(Dss { inner: Arc::new(Inner { api, handle }) }),
-            other => Err(mlua::Error::runtime(format!("{name}: cannot register with darksidesync: {}", strerror(api, other)))),
+            ffi::OK | ffi::EALREADY => Ok(Dss {
+                inner: Arc::new(Inner { api, handle }),
+            }),
+            other => Err(mlua::Error::runtime(format!(
+                "{name}: cannot register with darksidesync: {}",
+                strerror(api, other)
+            ))),
         }
     }
 
@@ -262,7 +276,15 @@ impl Dss {
         // SAFETY: post() takes ownership of `data` and calls free_post::<F>
         // exactly once, whatever happens (header: "Ownership"); run_post::<F>
         // and free_post::<F> agree on its type.
-        let rc = unsafe { (api.post)(self.inner.handle, Some(run_post::<F>), Some(free_post::<F>), data, timeout) };
+        let rc = unsafe {
+            (api.post)(
+                self.inner.handle,
+                Some(run_post::<F>),
+                Some(free_post::<F>),
+                data,
+                timeout,
+            )
+        };
         if rc == ffi::OK {
             Ok(())
         } else {
@@ -300,7 +322,10 @@ impl Dss {
         F: FnOnce(&Lua) -> mlua::Result<R> + Send,
         R: Send,
     {
-        let mut slot: CallSlot<F, R> = CallSlot { f: Some(f), result: None };
+        let mut slot: CallSlot<F, R> = CallSlot {
+            f: Some(f),
+            result: None,
+        };
         let mut errbuf = [0 as c_char; 1024];
         let api = self.inner.api;
         // SAFETY: call() lends `slot` to run_call::<F, R> on the Lua thread
@@ -328,7 +353,9 @@ impl Dss {
                 // SAFETY: on EHANDLER errbuf holds a NUL-terminated text
                 // (header contract); the last byte is NUL in any case.
                 errbuf[errbuf.len() - 1] = 0;
-                let text = unsafe { CStr::from_ptr(errbuf.as_ptr()) }.to_string_lossy().into_owned();
+                let text = unsafe { CStr::from_ptr(errbuf.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned();
                 Err(Error::Lua(text))
             }
             other => Err(error_of(api, other)),
@@ -341,7 +368,9 @@ impl Dss {
         // SAFETY: hold() accepts any handle value and returns a code.
         let rc = unsafe { (self.inner.api.hold)(self.inner.handle) };
         if rc == ffi::OK {
-            Ok(Hold { inner: self.inner.clone() })
+            Ok(Hold {
+                inner: self.inner.clone(),
+            })
         } else {
             Err(error_of(self.inner.api, rc))
         }
@@ -355,7 +384,10 @@ impl Dss {
 
     /// This library's counters.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let mut s = ffi::Stats { size: std::mem::size_of::<ffi::Stats>(), ..Default::default() };
+        let mut s = ffi::Stats {
+            size: std::mem::size_of::<ffi::Stats>(),
+            ..Default::default()
+        };
         // SAFETY: `s` is a live dss2_stats_t with `size` set (header contract).
         let rc = unsafe { (self.inner.api.stats)(self.inner.handle, &mut s) };
         if rc != ffi::OK {
@@ -479,7 +511,9 @@ where
     // SAFETY: called exactly once per post with the Box made by
     // post_inner::<F> (header contract). A panicking Drop of the closure's
     // captures must not unwind into C.
-    let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(data as *mut Option<F>) })));
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        drop(unsafe { Box::from_raw(data as *mut Option<F>) })
+    }));
 }
 
 /// `run` of a call: runs the closure, keeps its result in the lent slot,
@@ -560,7 +594,12 @@ mod tests {
         let witness = dropped.clone();
         std::thread::spawn({
             let dss = dss.clone();
-            move || dss.post(move |_| { let _w = witness; Ok(()) })
+            move || {
+                dss.post(move |_| {
+                    let _w = witness;
+                    Ok(())
+                })
+            }
         })
         .join()
         .unwrap()
@@ -569,7 +608,9 @@ mod tests {
         drop(lua);
         assert_eq!(Arc::strong_count(&dropped), 1, "dropped with the state");
         assert!(!dss.is_live());
-        let r = std::thread::spawn(move || (dss.post(|_| Ok(())), dss.call(|_| Ok(1), None))).join().unwrap();
+        let r = std::thread::spawn(move || (dss.post(|_| Ok(())), dss.call(|_| Ok(1), None)))
+            .join()
+            .unwrap();
         assert_eq!(r.0, Err(Error::Closed));
         assert_eq!(r.1, Err(Error::Closed));
     }
@@ -580,7 +621,9 @@ mod tests {
         let lua = Lua::new();
         darksidesync::open(&lua).unwrap();
         let dss = Dss::register(&lua, &ID, "timeout").unwrap();
-        let r = std::thread::spawn(move || dss.call(|_| Ok(1), Some(Duration::from_millis(20)))).join().unwrap();
+        let r = std::thread::spawn(move || dss.call(|_| Ok(1), Some(Duration::from_millis(20))))
+            .join()
+            .unwrap();
         assert_eq!(r, Err(Error::TimedOut));
     }
 
@@ -589,7 +632,10 @@ mod tests {
         static ID: LibId = LibId::new();
         let lua = Lua::new();
         let m = darksidesync::open(&lua).unwrap();
-        m.get::<mlua::Function>("setcapacity").unwrap().call::<()>(1).unwrap();
+        m.get::<mlua::Function>("setcapacity")
+            .unwrap()
+            .call::<()>(1)
+            .unwrap();
         let dss = Dss::register(&lua, &ID, "full").unwrap();
         let r = std::thread::spawn(move || {
             dss.try_post(|_| Ok(())).unwrap();
@@ -609,7 +655,9 @@ mod tests {
         let dss = Dss::register(&lua, &ID, "unreg").unwrap();
         assert!(dss.unregister());
         assert!(!dss.unregister());
-        let r = std::thread::spawn(move || dss.post(|_| Ok(()))).join().unwrap();
+        let r = std::thread::spawn(move || dss.post(|_| Ok(())))
+            .join()
+            .unwrap();
         assert_eq!(r, Err(Error::Stale));
     }
 }

@@ -83,7 +83,12 @@ fn throughput(c: &mut Criterion) {
 
 /// A consumer thread that spins on the hub and answers every call with
 /// its argument plus one, until `stop`.
-fn spinning_consumer(stop: Arc<AtomicBool>) -> (darksidesync_core::Port<(u64, Reply<u64>)>, thread::JoinHandle<()>) {
+fn spinning_consumer(
+    stop: Arc<AtomicBool>,
+) -> (
+    darksidesync_core::Port<(u64, Reply<u64>)>,
+    thread::JoinHandle<()>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = thread::spawn(move || {
         let hub: Hub<(u64, Reply<u64>)> = Hub::new();

@@ -6,7 +6,9 @@ use std::time::Instant;
 use darksidesync_core::{Batch, Hub};
 
 fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<u64>().expect("a number"));
     let producers = args.next().unwrap_or(1);
     let items = args.next().unwrap_or(10_000_000);
     let hub: Hub<u64> = Hub::new();
@@ -16,7 +18,11 @@ fn main() {
     let threads: Vec<_> = (0..producers)
         .map(|_| {
             let port = port.clone();
-            std::thread::spawn(move || (0..per).for_each(|i| { port.post(i).unwrap(); }))
+            std::thread::spawn(move || {
+                (0..per).for_each(|i| {
+                    port.post(i).unwrap();
+                })
+            })
         })
         .collect();
     let (mut got, mut drains, mut sum) = (0, 0u64, 0u64);

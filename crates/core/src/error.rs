@@ -53,7 +53,9 @@ impl<T> PostError<T> {
 
 impl<T> fmt::Debug for PostError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostError").field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("PostError")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 

@@ -52,7 +52,9 @@ pub struct Batch<T> {
 impl<T> Batch<T> {
     /// An empty batch.
     pub fn new() -> Batch<T> {
-        Batch { entries: VecDeque::new() }
+        Batch {
+            entries: VecDeque::new(),
+        }
     }
 
     /// Takes the oldest item.
@@ -100,7 +102,9 @@ impl<T: Send + 'static> Hub<T> {
 
     /// A hub bounded to `capacity` items (at least 1).
     pub fn with_capacity(capacity: usize) -> Hub<T> {
-        Hub { shared: Arc::new(Shared::new(capacity)) }
+        Hub {
+            shared: Arc::new(Shared::new(capacity)),
+        }
     }
 
     /// Registers a library and returns its port. `on_cancel` runs once, on
@@ -113,7 +117,9 @@ impl<T: Send + 'static> Hub<T> {
         name: impl Into<String>,
         on_cancel: impl FnOnce(CancelReason) + Send + 'static,
     ) -> Result<Port<T>, PostErrorKind> {
-        let key = self.shared.register(name.into(), Some(Box::new(on_cancel)))?;
+        let key = self
+            .shared
+            .register(name.into(), Some(Box::new(on_cancel)))?;
         Ok(Port::new(self.shared.clone(), key))
     }
 

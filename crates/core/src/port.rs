@@ -21,13 +21,18 @@ pub struct Port<T> {
 
 impl<T> Clone for Port<T> {
     fn clone(&self) -> Self {
-        Port { shared: self.shared.clone(), key: self.key }
+        Port {
+            shared: self.shared.clone(),
+            key: self.key,
+        }
     }
 }
 
 impl<T> fmt::Debug for Port<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Port").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("Port")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +74,8 @@ impl<T: Send + 'static> Port<T> {
 
     /// Queues `item`, waiting at most `timeout` for room (`Full` after that).
     pub fn post_timeout(&self, item: T, timeout: Duration) -> Result<Posted, PostError<T>> {
-        self.shared.push(self.key, item, WhenFull::Block(Some(deadline(timeout))))
+        self.shared
+            .push(self.key, item, WhenFull::Block(Some(deadline(timeout))))
     }
 
     /// Queues the item built by `make` around a [`Reply`] and blocks until
@@ -78,14 +84,22 @@ impl<T: Send + 'static> Port<T> {
     ///
     /// Issued from the consumer thread it fails at once with
     /// [`CallError::WouldDeadlock`] and `make` is not called.
-    pub fn call<R>(&self, make: impl FnOnce(Reply<R>) -> T, timeout: Option<Duration>) -> Result<R, CallError> {
+    pub fn call<R>(
+        &self,
+        make: impl FnOnce(Reply<R>) -> T,
+        timeout: Option<Duration>,
+    ) -> Result<R, CallError> {
         let deadline = timeout.map(deadline);
         self.call_inner(make, WhenFull::Block(deadline), deadline)
     }
 
     /// Like [`call`](Port::call), but fails at once with
     /// [`CallError::Full`] instead of waiting for room.
-    pub fn try_call<R>(&self, make: impl FnOnce(Reply<R>) -> T, timeout: Option<Duration>) -> Result<R, CallError> {
+    pub fn try_call<R>(
+        &self,
+        make: impl FnOnce(Reply<R>) -> T,
+        timeout: Option<Duration>,
+    ) -> Result<R, CallError> {
         self.call_inner(make, WhenFull::Refuse, timeout.map(deadline))
     }
 
@@ -121,10 +135,16 @@ impl<T: Send + 'static> Port<T> {
     /// and a run loop keeps waiting for this library's deliveries.
     pub fn keep_alive(&self) -> Result<KeepAlive<T>, PostErrorKind> {
         if !self.is_live() {
-            return Err(if self.is_closed() { PostErrorKind::Closed } else { PostErrorKind::Unregistered });
+            return Err(if self.is_closed() {
+                PostErrorKind::Closed
+            } else {
+                PostErrorKind::Unregistered
+            });
         }
         self.shared.acquire_keep_alive();
-        Ok(KeepAlive { shared: self.shared.clone() })
+        Ok(KeepAlive {
+            shared: self.shared.clone(),
+        })
     }
 
     /// Unregisters the port: its queued items are dropped (their callers see
@@ -154,5 +174,7 @@ impl<T> fmt::Debug for KeepAlive<T> {
 }
 
 fn deadline(timeout: Duration) -> Instant {
-    Instant::now().checked_add(timeout).unwrap_or_else(far_future)
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(far_future)
 }

@@ -17,7 +17,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::sync::{condvar_wait_timeout, lock, spin_hint, Arc, AtomicBool, Condvar, Mutex, Ordering};
+use crate::sync::{
+    condvar_wait_timeout, lock, spin_hint, Arc, AtomicBool, Condvar, Mutex, Ordering,
+};
 
 /// How long the waiter polls `settled` before sleeping on the condvar,
 /// when it polls at all (see [`SKIP_FIRST`]). A consumer that is already
@@ -73,9 +75,15 @@ fn spin_outcome(answered: bool) {
     SPIN_LUCK.with(|c| {
         let l = c.get();
         c.set(if answered {
-            SpinLuck { skip: 0, next: SKIP_FIRST }
+            SpinLuck {
+                skip: 0,
+                next: SKIP_FIRST,
+            }
         } else {
-            SpinLuck { skip: l.next, next: (l.next * 2).min(SKIP_MAX) }
+            SpinLuck {
+                skip: l.next,
+                next: (l.next * 2).min(SKIP_MAX),
+            }
         });
     })
 }
@@ -124,7 +132,13 @@ pub(crate) fn pair<R>() -> (Reply<R>, Waiter<R>) {
         cv: Condvar::new(),
         settled: AtomicBool::new(false),
     });
-    (Reply { slot: slot.clone(), answered: false }, Waiter { slot })
+    (
+        Reply {
+            slot: slot.clone(),
+            answered: false,
+        },
+        Waiter { slot },
+    )
 }
 
 impl<R> Reply<R> {
@@ -181,7 +195,9 @@ impl<R> Drop for Reply<R> {
 
 impl<R> fmt::Debug for Reply<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reply").field("abandoned", &self.is_abandoned()).finish()
+        f.debug_struct("Reply")
+            .field("abandoned", &self.is_abandoned())
+            .finish()
     }
 }
 
@@ -213,7 +229,9 @@ impl<R> Waiter<R> {
                 State::Replied(r) => return Outcome::Replied(r),
                 State::Dropped => return Outcome::Dropped,
                 State::Waiting => *state = State::Waiting,
-                State::Abandoned | State::Taken => unreachable!("only the waiter abandons or takes"),
+                State::Abandoned | State::Taken => {
+                    unreachable!("only the waiter abandons or takes")
+                }
             }
             state = match deadline {
                 None => self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner()),

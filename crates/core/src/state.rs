@@ -30,7 +30,10 @@ use std::time::Instant;
 
 use crate::error::{CancelReason, PostError, PostErrorKind};
 use crate::stats::Stats;
-use crate::sync::{condvar_wait_timeout, lock, thread_token, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    condvar_wait_timeout, lock, thread_token, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar,
+    Mutex, MutexGuard, Ordering,
+};
 use crate::waker::{FdSignal, UdpNotifier};
 
 /// Queue capacity of a new hub, in items.
@@ -186,7 +189,11 @@ impl<T> Shared<T> {
 
     // ----- ports -------------------------------------------------------
 
-    pub(crate) fn register(&self, name: String, on_cancel: Option<CancelFn>) -> Result<PortKey, PostErrorKind> {
+    pub(crate) fn register(
+        &self,
+        name: String,
+        on_cancel: Option<CancelFn>,
+    ) -> Result<PortKey, PostErrorKind> {
         let mut st = self.lock();
         if st.closed {
             return Err(PostErrorKind::Closed);
@@ -194,7 +201,13 @@ impl<T> Shared<T> {
         let index = match st.free_ports.pop() {
             Some(i) => i,
             None => {
-                st.ports.push(PortSlot { generation: 0, seq: 0, live: false, name: String::new(), on_cancel: None });
+                st.ports.push(PortSlot {
+                    generation: 0,
+                    seq: 0,
+                    live: false,
+                    name: String::new(),
+                    on_cancel: None,
+                });
                 (st.ports.len() - 1) as u32
             }
         };
@@ -205,7 +218,10 @@ impl<T> Shared<T> {
         slot.live = true;
         slot.name = name;
         slot.on_cancel = on_cancel;
-        Ok(PortKey { index, generation: slot.generation })
+        Ok(PortKey {
+            index,
+            generation: slot.generation,
+        })
     }
 
     pub(crate) fn port_live(&self, key: PortKey) -> bool {
@@ -252,7 +268,12 @@ impl<T> Shared<T> {
 
     // ----- producing ---------------------------------------------------
 
-    pub(crate) fn push(&self, port: PortKey, item: T, when_full: WhenFull) -> Result<Posted, PostError<T>> {
+    pub(crate) fn push(
+        &self,
+        port: PortKey,
+        item: T,
+        when_full: WhenFull,
+    ) -> Result<Posted, PostError<T>> {
         let mut st = self.lock();
         let refuse = |mut st: MutexGuard<'_, State<T>>, kind, item| {
             st.counters.dropped += 1;
@@ -289,7 +310,10 @@ impl<T> Shared<T> {
             };
             st.blocked_producers -= 1;
         }
-        st.queue.push_back(Entry { port: port.index, item });
+        st.queue.push_back(Entry {
+            port: port.index,
+            item,
+        });
         let depth = st.queue.len();
         let c = &mut st.counters;
         c.posted += 1;

@@ -68,7 +68,9 @@ pub(crate) fn condvar_wait_timeout<'a, T>(
     guard: MutexGuard<'a, T>,
     dur: std::time::Duration,
 ) -> MutexGuard<'a, T> {
-    cv.wait_timeout(guard, dur).unwrap_or_else(|p| p.into_inner()).0
+    cv.wait_timeout(guard, dur)
+        .unwrap_or_else(|p| p.into_inner())
+        .0
 }
 
 /// A timed condvar wait; loom does not model time, so there it is untimed.
@@ -81,4 +83,3 @@ pub(crate) fn condvar_wait_timeout<'a, T>(
     // loom does not model time; a timed wait is an untimed one there.
     cv.wait(guard).unwrap_or_else(|p| p.into_inner())
 }
-

@@ -28,7 +28,10 @@ impl FdSignal {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: see above: `fd` is valid and owned by nobody else.
-        Ok(FdSignal { read: unsafe { OwnedFd::from_raw_fd(fd) }, write: None })
+        Ok(FdSignal {
+            read: unsafe { OwnedFd::from_raw_fd(fd) },
+            write: None,
+        })
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -48,7 +51,10 @@ impl FdSignal {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-        Ok(FdSignal { read, write: Some(write) })
+        Ok(FdSignal {
+            read,
+            write: Some(write),
+        })
     }
 
     /// The descriptor to poll for readability.
@@ -83,7 +89,8 @@ impl FdSignal {
         loop {
             // SAFETY: reads into a live 64-byte buffer (an eventfd needs 8)
             // from a non-blocking descriptor we own.
-            let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n =
+                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 || cfg!(target_os = "linux") {
                 break;
             }
@@ -98,7 +105,11 @@ impl FdSignal {
 
 /// Polls one descriptor for readability; `timeout_ms` < 0 waits forever.
 pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd for the duration of the call.
     let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
     n > 0 && (p.revents & libc::POLLIN) != 0
@@ -129,7 +140,10 @@ impl UdpNotifier {
     /// was still queued: this is a warning, DSS's -99).
     pub(crate) fn send(&self) -> bool {
         self.socket
-            .send_to(UDP_PAYLOAD, SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+            .send_to(
+                UDP_PAYLOAD,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port),
+            )
             .is_ok()
     }
 }

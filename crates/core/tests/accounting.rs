@@ -34,7 +34,10 @@ fn every_item_runs_or_is_dropped_exactly_once_across_a_close() {
                             };
                             if let Err(e) = r {
                                 // The refused item comes back; dropping it is its outcome.
-                                assert!(matches!(e.kind, PostErrorKind::Full | PostErrorKind::Closed));
+                                assert!(matches!(
+                                    e.kind,
+                                    PostErrorKind::Full | PostErrorKind::Closed
+                                ));
                                 refused.fetch_add(1, Ordering::SeqCst);
                             }
                         }
@@ -95,7 +98,10 @@ fn stats_count_each_kind_of_outcome() {
     hub.drain(1, &mut batch);
     port.post(4).unwrap();
     let s = hub.stats();
-    assert_eq!((s.posted, s.delivered, s.dropped, s.cancelled), (3, 1, 1, 0));
+    assert_eq!(
+        (s.posted, s.delivered, s.dropped, s.cancelled),
+        (3, 1, 1, 0)
+    );
     assert_eq!((s.depth, s.peak_depth, s.capacity, s.ports), (2, 2, 2, 1));
     hub.close();
     let s = hub.stats();

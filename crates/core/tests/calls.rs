@@ -40,7 +40,10 @@ fn a_handler_error_carries_its_text() {
         let caller = thread::spawn(move || port.call(|r| (0, r), None));
         let (_, reply) = next_job(&hub);
         assert!(reply.fail("attempt to divide by zero"));
-        assert_eq!(caller.join().unwrap(), Err(CallError::Handler("attempt to divide by zero".into())));
+        assert_eq!(
+            caller.join().unwrap(),
+            Err(CallError::Handler("attempt to divide by zero".into()))
+        );
     });
 }
 
@@ -104,7 +107,11 @@ fn a_timed_out_call_refuses_its_late_reply() {
         assert_eq!(caller.join().unwrap(), Err(CallError::TimedOut));
         let (v, reply) = next_job(&hub);
         assert!(reply.is_abandoned());
-        assert_eq!(reply.send(v), Err(7), "the late value comes back to the consumer");
+        assert_eq!(
+            reply.send(v),
+            Err(7),
+            "the late value comes back to the consumer"
+        );
         assert_eq!(hub.stats().replies, 0);
     });
 }
@@ -141,7 +148,10 @@ fn rebinding_the_consumer_moves_the_deadlock_check() {
         let p2 = port.clone();
         let caller = thread::spawn(move || p2.call(|r| (1, r), Some(Duration::from_millis(10))));
         assert_eq!(caller.join().unwrap(), Err(CallError::TimedOut));
-        assert_eq!(port.call(|r| (1, r), Some(Duration::from_millis(10))), Err(CallError::TimedOut));
+        assert_eq!(
+            port.call(|r| (1, r), Some(Duration::from_millis(10))),
+            Err(CallError::TimedOut)
+        );
         assert_eq!(hub.len(), 2);
     });
 }

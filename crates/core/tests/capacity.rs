@@ -35,7 +35,10 @@ fn post_timeout_gives_up_when_no_room_appears() {
         let hub: Hub<u8> = Hub::with_capacity(1);
         let port = hub.register("p", |_| {}).unwrap();
         port.post(1).unwrap();
-        let t = thread::spawn(move || port.post_timeout(2, Duration::from_millis(30)).map_err(|e| e.kind));
+        let t = thread::spawn(move || {
+            port.post_timeout(2, Duration::from_millis(30))
+                .map_err(|e| e.kind)
+        });
         assert_eq!(t.join().unwrap(), Err(PostErrorKind::Full));
         assert_eq!(hub.stats().dropped, 1);
     });

@@ -31,7 +31,11 @@ fn close_drops_queued_items_then_tells_ports_last_registered_first() {
     // Free and reuse a slot: order is registration order, not slot order.
     ports.remove(0).unregister();
     let o2 = order.clone();
-    let again = hub.register("fourth", move |why| o2.lock().unwrap().push(("fourth", why))).unwrap();
+    let again = hub
+        .register("fourth", move |why| {
+            o2.lock().unwrap().push(("fourth", why))
+        })
+        .unwrap();
     for id in 0..4 {
         again.post(Tracked::new(&ledger, id, 0, 0)).unwrap();
     }
@@ -47,7 +51,9 @@ fn close_drops_queued_items_then_tells_ports_last_registered_first() {
             ("second", CancelReason::HubClosed),
         ]
     );
-    let e = again.post(Tracked::new(&Ledger::new(1), 0, 0, 0)).unwrap_err();
+    let e = again
+        .post(Tracked::new(&Ledger::new(1), 0, 0, 0))
+        .unwrap_err();
     assert_eq!(e.kind, PostErrorKind::Closed);
     assert!(hub.register("late", |_| {}).is_err());
 }
@@ -106,7 +112,8 @@ fn close_racing_posts_and_blocked_calls_ends_every_caller() {
                                     break;
                                 }
                             } else {
-                                let item = Job::Fire(Tracked::new(&ledger, t * 1_000 + i as usize, t, i));
+                                let item =
+                                    Job::Fire(Tracked::new(&ledger, t * 1_000 + i as usize, t, i));
                                 created += 1;
                                 if port.post(item).is_err() {
                                     break;
@@ -148,7 +155,9 @@ fn closing_one_hub_leaves_another_untouched() {
     let pa = a.register("lib", |_| {}).unwrap();
     let b_cancelled = Arc::new(Mutex::new(None));
     let flag = b_cancelled.clone();
-    let pb = b.register("lib", move |why| *flag.lock().unwrap() = Some(why)).unwrap();
+    let pb = b
+        .register("lib", move |why| *flag.lock().unwrap() = Some(why))
+        .unwrap();
     pa.post(1).unwrap();
     pb.post(2).unwrap();
     drop(a);
@@ -172,7 +181,10 @@ fn dropping_the_hub_closes_it_and_ports_stay_safe_to_use() {
     assert!(!port.is_live());
     assert_eq!(port.name(), None);
     assert_eq!(port.post("late".into()).unwrap_err().item, "late");
-    assert_eq!(port.call(|_r: Reply<()>| String::new(), None), Err(CallError::Closed));
+    assert_eq!(
+        port.call(|_r: Reply<()>| String::new(), None),
+        Err(CallError::Closed)
+    );
     assert!(port.keep_alive().is_err());
     assert!(!port.unregister());
 }

@@ -50,7 +50,11 @@ fn ports_share_one_order() {
     let a = hub.register("a", |_| {}).unwrap();
     let b = hub.register("b", |_| {}).unwrap();
     for i in 0..100 {
-        if i % 3 == 0 { a.post(i).unwrap() } else { b.post(i).unwrap() };
+        if i % 3 == 0 {
+            a.post(i).unwrap()
+        } else {
+            b.post(i).unwrap()
+        };
     }
     let mut batch = Batch::new();
     assert_eq!(hub.drain(usize::MAX, &mut batch), 100);

@@ -31,11 +31,14 @@ fn unregistering_cancels_only_that_ports_items_and_keeps_the_others_order() {
     let hub: Hub<Tracked> = Hub::new();
     let why = Arc::new(Mutex::new(Vec::new()));
     let w = why.clone();
-    let a = hub.register("a", move |r| w.lock().unwrap().push(r)).unwrap();
+    let a = hub
+        .register("a", move |r| w.lock().unwrap().push(r))
+        .unwrap();
     let b = hub.register("b", |_| {}).unwrap();
     for id in 0..6 {
         let port = if id % 2 == 0 { &a } else { &b };
-        port.post(Tracked::new(&ledger, id, id % 2, id as u64)).unwrap();
+        port.post(Tracked::new(&ledger, id, id % 2, id as u64))
+            .unwrap();
     }
     assert!(a.unregister());
     assert!(!a.clone().unregister(), "every clone is stale");
@@ -70,5 +73,8 @@ fn stale_ports_refuse_calls_with_unregistered() {
     let port = hub.register("p", |_| {}).unwrap();
     port.unregister();
     let t = std::thread::spawn(move || port.call(|r| r, None));
-    assert_eq!(t.join().unwrap(), Err(darksidesync_core::CallError::Unregistered));
+    assert_eq!(
+        t.join().unwrap(),
+        Err(darksidesync_core::CallError::Unregistered)
+    );
 }

@@ -105,10 +105,13 @@ fn wait_returns_false_on_timeout_and_true_when_work_arrives() {
 #[test]
 fn the_udp_notifier_sends_one_text_datagram_per_burst() {
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let hub: Hub<u32> = Hub::new();
     let port = hub.register("p", |_| {}).unwrap();
-    hub.set_udp_port(Some(listener.local_addr().unwrap().port())).unwrap();
+    hub.set_udp_port(Some(listener.local_addr().unwrap().port()))
+        .unwrap();
     assert_eq!(hub.udp_port(), Some(listener.local_addr().unwrap().port()));
     for i in 0..100 {
         port.post(i).unwrap();
@@ -117,7 +120,10 @@ fn the_udp_notifier_sends_one_text_datagram_per_burst() {
     let n = listener.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], UDP_PAYLOAD);
     listener.set_nonblocking(true).unwrap();
-    assert!(listener.recv(&mut buf).is_err(), "one datagram for the whole burst");
+    assert!(
+        listener.recv(&mut buf).is_err(),
+        "one datagram for the whole burst"
+    );
     hub.set_udp_port(None).unwrap();
     assert_eq!(hub.udp_port(), None);
 }

@@ -61,7 +61,12 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             Some("-V") | Some("--version") => {
-                println!("darksidesync-host {} ({}, {})", env!("CARGO_PKG_VERSION"), darksidesync::VERSION, lua_version());
+                println!(
+                    "darksidesync-host {} ({}, {})",
+                    env!("CARGO_PKG_VERSION"),
+                    darksidesync::VERSION,
+                    lua_version()
+                );
                 return ExitCode::SUCCESS;
             }
             Some("--") => {
@@ -106,18 +111,36 @@ fn main() -> ExitCode {
 }
 
 fn load(script: OsString, rest: Vec<OsString>) -> Result<Script, String> {
-    let args = rest.iter().map(|a| Msg::String(a.to_string_lossy().into_owned().into_bytes())).collect();
+    let args = rest
+        .iter()
+        .map(|a| Msg::String(a.to_string_lossy().into_owned().into_bytes()))
+        .collect();
     if script == "-" {
         let mut source = Vec::new();
-        std::io::stdin().read_to_end(&mut source).map_err(|e| format!("cannot read standard input: {e}"))?;
-        return Ok(Script { source, chunkname: "=stdin".into(), arg0: "-".into(), args });
+        std::io::stdin()
+            .read_to_end(&mut source)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        return Ok(Script {
+            source,
+            chunkname: "=stdin".into(),
+            arg0: "-".into(),
+            args,
+        });
     }
     let path = std::path::PathBuf::from(&script);
-    let source = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(Script { source, chunkname: format!("@{}", path.display()), arg0: path.display().to_string(), args })
+    let source =
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Script {
+        source,
+        chunkname: format!("@{}", path.display()),
+        arg0: path.display().to_string(),
+        args,
+    })
 }
 
 fn lua_version() -> String {
     let lua = mlua::Lua::new();
-    lua.globals().get::<String>("_VERSION").unwrap_or_else(|_| "Lua".into())
+    lua.globals()
+        .get::<String>("_VERSION")
+        .unwrap_or_else(|_| "Lua".into())
 }

@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn copies_nested_tables_and_scalars() {
         let lua = Lua::new();
-        let v: Value = lua.load(r#"return { 1, "two", x = { y = true }, [3.5] = false }"#).eval().unwrap();
+        let v: Value = lua
+            .load(r#"return { 1, "two", x = { y = true }, [3.5] = false }"#)
+            .eval()
+            .unwrap();
         let m = Msg::from_lua(&v, "test").unwrap();
         let other = Lua::new();
         other.globals().set("v", m.to_lua(&other).unwrap()).unwrap();
@@ -121,7 +124,10 @@ mod tests {
         let lua = Lua::new();
         let v: Value = lua.load("return { f = print }").eval().unwrap();
         let e = Msg::from_lua(&v, "send").unwrap_err();
-        assert!(e.starts_with("send: cannot copy a function to another Lua state"), "{e}");
+        assert!(
+            e.starts_with("send: cannot copy a function to another Lua state"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -78,11 +78,26 @@ pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
     // this script's own state, exactly as in the stock interpreter.
     let lua = unsafe { Lua::unsafe_new() };
     let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
-    preload.set("darksidesync", lua.create_function(|lua, ()| darksidesync::open(lua))?)?;
-    preload.set("darksidesync.timer", lua.create_function(|lua, ()| darksidesync::libs::timer::open(lua))?)?;
-    preload.set("darksidesync.signal", lua.create_function(|lua, ()| darksidesync::libs::signal::open(lua))?)?;
-    preload.set("darksidesync.process", lua.create_function(|lua, ()| darksidesync::libs::process::open(lua))?)?;
-    preload.set("darksidesync.host", lua.create_function(|lua, ()| states::open(lua))?)?;
+    preload.set(
+        "darksidesync",
+        lua.create_function(|lua, ()| darksidesync::open(lua))?,
+    )?;
+    preload.set(
+        "darksidesync.timer",
+        lua.create_function(|lua, ()| darksidesync::libs::timer::open(lua))?,
+    )?;
+    preload.set(
+        "darksidesync.signal",
+        lua.create_function(|lua, ()| darksidesync::libs::signal::open(lua))?,
+    )?;
+    preload.set(
+        "darksidesync.process",
+        lua.create_function(|lua, ()| darksidesync::libs::process::open(lua))?,
+    )?;
+    preload.set(
+        "darksidesync.host",
+        lua.create_function(|lua, ()| states::open(lua))?,
+    )?;
     states::install(&lua, parent)?;
     lua.set_app_data(CallbackError::default());
     let record = lua.create_function(|lua, text: String| {
@@ -92,13 +107,17 @@ pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
         Ok(())
     })?;
     let dss: Table = lua.load("return require 'darksidesync'").eval()?;
-    let protect: Function = lua.load(PRELUDE).set_name("=darksidesync-host").call((dss, record))?;
+    let protect: Function = lua
+        .load(PRELUDE)
+        .set_name("=darksidesync-host")
+        .call((dss, record))?;
     lua.set_named_registry_value("darksidesync-host.protect", protect)?;
     Ok(lua)
 }
 
 fn callback_error(lua: &Lua) -> Option<String> {
-    lua.app_data_ref::<CallbackError>().and_then(|e| e.0.borrow_mut().take())
+    lua.app_data_ref::<CallbackError>()
+        .and_then(|e| e.0.borrow_mut().take())
 }
 
 /// Runs `script` in `lua`, then `darksidesync.run()`. `Ok` when the script
@@ -110,7 +129,9 @@ pub fn run(lua: &Lua, script: &Script) -> Result<(), Failure> {
         .into_function()
         .map_err(|e| Failure::Syntax(syntax_message(&e)))?;
     set_arg(lua, script).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let protect: Function = lua.named_registry_value("darksidesync-host.protect").map_err(|e| Failure::Runtime(e.to_string()))?;
+    let protect: Function = lua
+        .named_registry_value("darksidesync-host.protect")
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     let args = Msg::to_multi(&script.args, lua).map_err(|e| Failure::Runtime(e.to_string()))?;
     let mut call_args = MultiValue::from_iter([Value::Function(chunk)]);
     call_args.extend(args);
@@ -119,7 +140,10 @@ pub fn run(lua: &Lua, script: &Script) -> Result<(), Failure> {
         return Err(Failure::Runtime(e));
     }
     states::after_main_chunk(lua);
-    let run: Function = lua.load("return require('darksidesync').run").eval().map_err(|e| Failure::Runtime(e.to_string()))?;
+    let run: Function = lua
+        .load("return require('darksidesync').run")
+        .eval()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     protected(&protect, MultiValue::from_iter([Value::Function(run)]))?;
     match callback_error(lua) {
         Some(e) => Err(Failure::Runtime(e)),

@@ -73,7 +73,10 @@ struct Link {
 
 impl Link {
     fn is_open(&self) -> bool {
-        self.keep.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.keep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
     fn close(&self) -> bool {
         let k = self.keep.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -104,7 +107,11 @@ struct HostState {
 fn host_state(lua: &Lua) -> mlua::Result<Rc<HostState>> {
     lua.app_data_ref::<Rc<HostState>>()
         .map(|s| Rc::clone(&s))
-        .ok_or_else(|| mlua::Error::runtime("darksidesync.host: this state was not created by darksidesync-host"))
+        .ok_or_else(|| {
+            mlua::Error::runtime(
+                "darksidesync.host: this state was not created by darksidesync-host",
+            )
+        })
 }
 
 /// Sets up the host state of a new Lua state.
@@ -116,8 +123,12 @@ pub fn install(lua: &Lua, parent: Option<ParentInfo>) -> mlua::Result<()> {
     let link = match parent {
         None => None,
         Some(_) => {
-            let keep = port.keep_alive().map_err(|e| mlua::Error::runtime(format!("darksidesync.host: {e}")))?;
-            Some(Arc::new(Link { keep: Mutex::new(Some(keep)) }))
+            let keep = port
+                .keep_alive()
+                .map_err(|e| mlua::Error::runtime(format!("darksidesync.host: {e}")))?;
+            Some(Arc::new(Link {
+                keep: Mutex::new(Some(keep)),
+            }))
         }
     };
     let id = parent.as_ref().map_or(0, |p| p.id);
@@ -151,7 +162,10 @@ pub fn after_main_chunk(lua: &Lua) {
 fn raise(lua: &Lua, text: String) -> mlua::Result<Prepared> {
     let error: Function = lua.globals().get("error")?;
     Ok(Prepared {
-        call: Some((Value::Function(error), MultiValue::from_iter([Value::String(lua.create_string(text)?), Value::Integer(0)]))),
+        call: Some((
+            Value::Function(error),
+            MultiValue::from_iter([Value::String(lua.create_string(text)?), Value::Integer(0)]),
+        )),
         reply: None,
     })
 }
@@ -174,9 +188,18 @@ impl ReplySink for MsgReply {
 }
 
 /// A message from child `id` to its parent (this state).
-fn from_child(lua: &Lua, id: u64, msg: Vec<Msg>, reply: Option<Reply<Vec<Msg>>>) -> mlua::Result<Prepared> {
+fn from_child(
+    lua: &Lua,
+    id: u64,
+    msg: Vec<Msg>,
+    reply: Option<Reply<Vec<Msg>>>,
+) -> mlua::Result<Prepared> {
     let hs = host_state(lua)?;
-    let handler = hs.children.borrow().get(&id).and_then(|s| s.onmessage.clone());
+    let handler = hs
+        .children
+        .borrow()
+        .get(&id)
+        .and_then(|s| s.onmessage.clone());
     let mut prepared = match handler {
         Some(f) => Prepared { call: Some((Value::Function(f), Msg::to_multi(&msg, lua)?)), reply: None },
         None => raise(lua, format!("darksidesync.host: state {id} sent a message but its handle has no onmessage handler"))?,
@@ -190,8 +213,15 @@ fn from_parent(lua: &Lua, msg: Vec<Msg>) -> mlua::Result<Prepared> {
     let hs = host_state(lua)?;
     let handler = hs.onmessage.borrow().clone();
     match handler {
-        Some(f) => Ok(Prepared { call: Some((Value::Function(f), Msg::to_multi(&msg, lua)?)), reply: None }),
-        None => raise(lua, "darksidesync.host: a message arrived from the parent but host.onmessage is not set".into()),
+        Some(f) => Ok(Prepared {
+            call: Some((Value::Function(f), Msg::to_multi(&msg, lua)?)),
+            reply: None,
+        }),
+        None => raise(
+            lua,
+            "darksidesync.host: a message arrived from the parent but host.onmessage is not set"
+                .into(),
+        ),
     }
 }
 
@@ -200,12 +230,27 @@ fn child_exit(lua: &Lua, id: u64, result: Result<(), String>) -> mlua::Result<Pr
     let hs = host_state(lua)?;
     let slot = hs.children.borrow_mut().remove(&id).unwrap_or_default();
     match (slot.onexit, result) {
-        (Some(f), Ok(())) => Ok(Prepared { call: Some((Value::Function(f), MultiValue::from_iter([Value::Boolean(true)]))), reply: None }),
-        (Some(f), Err(e)) => Ok(Prepared {
-            call: Some((Value::Function(f), MultiValue::from_iter([Value::Boolean(false), Value::String(lua.create_string(e)?)]))),
+        (Some(f), Ok(())) => Ok(Prepared {
+            call: Some((
+                Value::Function(f),
+                MultiValue::from_iter([Value::Boolean(true)]),
+            )),
             reply: None,
         }),
-        (None, Ok(())) => Ok(Prepared { call: None, reply: None }),
+        (Some(f), Err(e)) => Ok(Prepared {
+            call: Some((
+                Value::Function(f),
+                MultiValue::from_iter([
+                    Value::Boolean(false),
+                    Value::String(lua.create_string(e)?),
+                ]),
+            )),
+            reply: None,
+        }),
+        (None, Ok(())) => Ok(Prepared {
+            call: None,
+            reply: None,
+        }),
         (None, Err(e)) => raise(lua, format!("state {id} failed: {e}")),
     }
 }
@@ -227,7 +272,10 @@ impl Drop for ChildHandle {
 }
 
 fn closed(lua: &Lua) -> mlua::Result<MultiValue> {
-    Ok(MultiValue::from_iter([Value::Boolean(false), Value::String(lua.create_string("closed")?)]))
+    Ok(MultiValue::from_iter([
+        Value::Boolean(false),
+        Value::String(lua.create_string("closed")?),
+    ]))
 }
 
 impl UserData for ChildHandle {
@@ -236,7 +284,13 @@ impl UserData for ChildHandle {
             method_table::<ChildHandle>(
                 lua,
                 "child",
-                &[("send", child_send), ("onmessage", child_onmessage), ("onexit", child_onexit), ("close", child_close), ("id", child_id)],
+                &[
+                    ("send", child_send),
+                    ("onmessage", child_onmessage),
+                    ("onexit", child_onexit),
+                    ("close", child_close),
+                    ("id", child_id),
+                ],
             )
         });
         fields.add_meta_field("__name", "darksidesync.host.child");
@@ -247,7 +301,10 @@ fn arg_function(a: &MultiValue, i: usize, what: &str) -> mlua::Result<Option<Fun
     match a.get(i) {
         None | Some(Value::Nil) => Ok(None),
         Some(Value::Function(f)) => Ok(Some(f.clone())),
-        Some(other) => Err(mlua::Error::runtime(format!("{what}: expected a function or nil, got {}", crate::message::lua_type(other)))),
+        Some(other) => Err(mlua::Error::runtime(format!(
+            "{what}: expected a function or nil, got {}",
+            crate::message::lua_type(other)
+        ))),
     }
 }
 
@@ -257,7 +314,10 @@ fn child_send(lua: &Lua, this: &ChildHandle, values: MultiValue) -> mlua::Result
     if !this.link.is_open() {
         return closed(lua);
     }
-    match this.port.post(Item::from_fn(move |lua| from_parent(lua, msg))) {
+    match this
+        .port
+        .post(Item::from_fn(move |lua| from_parent(lua, msg)))
+    {
         Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
         Err(_) => closed(lua),
     }
@@ -295,7 +355,9 @@ fn set_slot(lua: &Lua, id: u64, set: impl FnOnce(&mut ChildSlot)) -> mlua::Resul
             set(slot);
             Ok(())
         }
-        None => Err(mlua::Error::runtime(format!("darksidesync.host: state {id} has already exited"))),
+        None => Err(mlua::Error::runtime(format!(
+            "darksidesync.host: state {id} has already exited"
+        ))),
     }
 }
 
@@ -308,7 +370,11 @@ struct ParentHandle {
 impl UserData for ParentHandle {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_meta_field_with("__index", |lua| {
-            method_table::<ParentHandle>(lua, "host.parent", &[("send", parent_send), ("call", parent_call)])
+            method_table::<ParentHandle>(
+                lua,
+                "host.parent",
+                &[("send", parent_send), ("call", parent_call)],
+            )
         });
         fields.add_meta_field("__name", "darksidesync.host.parent");
     }
@@ -318,7 +384,10 @@ impl UserData for ParentHandle {
 fn parent_send(lua: &Lua, this: &ParentHandle, values: MultiValue) -> mlua::Result<MultiValue> {
     let msg = Msg::from_multi(&values, "host.parent:send").map_err(mlua::Error::runtime)?;
     let id = this.id;
-    match this.port.post(Item::from_fn(move |lua| from_child(lua, id, msg, None))) {
+    match this
+        .port
+        .post(Item::from_fn(move |lua| from_child(lua, id, msg, None)))
+    {
         Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
         Err(_) => closed(lua),
     }
@@ -328,7 +397,10 @@ fn parent_send(lua: &Lua, this: &ParentHandle, values: MultiValue) -> mlua::Resu
 fn parent_call(lua: &Lua, this: &ParentHandle, values: MultiValue) -> mlua::Result<MultiValue> {
     let msg = Msg::from_multi(&values, "host.parent:call").map_err(mlua::Error::runtime)?;
     let id = this.id;
-    match this.port.call(|reply| Item::from_fn(move |lua| from_child(lua, id, msg, Some(reply))), None) {
+    match this.port.call(
+        |reply| Item::from_fn(move |lua| from_child(lua, id, msg, Some(reply))),
+        None,
+    ) {
         Ok(values) => Msg::to_multi(&values, lua),
         Err(e) => Err(mlua::Error::runtime(format!("host.parent:call: {e}"))),
     }
@@ -354,21 +426,29 @@ return function(f) return function(...) return check(pcall(f, ...)) end end
 "#;
 
 fn plain(lua: &Lua, f: Function) -> mlua::Result<Function> {
-    let wrap: Function = match lua.named_registry_value::<Option<Function>>("darksidesync-host.plain")? {
-        Some(w) => w,
-        None => {
-            let w: Function = lua.load(PLAIN_ERRORS).set_name("=darksidesync.host").eval()?;
-            lua.set_named_registry_value("darksidesync-host.plain", w.clone())?;
-            w
-        }
-    };
+    let wrap: Function =
+        match lua.named_registry_value::<Option<Function>>("darksidesync-host.plain")? {
+            Some(w) => w,
+            None => {
+                let w: Function = lua
+                    .load(PLAIN_ERRORS)
+                    .set_name("=darksidesync.host")
+                    .eval()?;
+                lua.set_named_registry_value("darksidesync-host.plain", w.clone())?;
+                w
+            }
+        };
     wrap.call(f)
 }
 
 type Method<T> = fn(&Lua, &T, MultiValue) -> mlua::Result<MultiValue>;
 
 /// The `__index` table of a handle type: its methods, raising plain errors.
-fn method_table<T: 'static>(lua: &Lua, kind: &'static str, methods: &[(&'static str, Method<T>)]) -> mlua::Result<Table> {
+fn method_table<T: 'static>(
+    lua: &Lua,
+    kind: &'static str,
+    methods: &[(&'static str, Method<T>)],
+) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     for &(name, m) in methods {
         let f = lua.create_function(move |lua, mut a: MultiValue| {
@@ -377,7 +457,9 @@ fn method_table<T: 'static>(lua: &Lua, kind: &'static str, methods: &[(&'static 
                 _ => None,
             };
             let Some(this) = this else {
-                return Err(mlua::Error::runtime(format!("{kind}:{name}: expected a handle as self (use the colon syntax)")));
+                return Err(mlua::Error::runtime(format!(
+                    "{kind}:{name}: expected a handle as self (use the colon syntax)"
+                )));
             };
             m(lua, &this, a)
         })?;
@@ -392,14 +474,19 @@ fn load_script(lua: &Lua, script: &Value) -> mlua::Result<Script> {
     let (source, chunkname, arg0) = match script {
         Value::String(path) => {
             let path = path.to_string_lossy();
-            let source = std::fs::read(&*path).map_err(|e| mlua::Error::runtime(format!("host.spawn: cannot read {path}: {e}")))?;
+            let source = std::fs::read(&*path).map_err(|e| {
+                mlua::Error::runtime(format!("host.spawn: cannot read {path}: {e}"))
+            })?;
             (source, format!("@{path}"), path)
         }
         Value::Table(t) => {
-            let source: mlua::String = t
-                .get::<Option<mlua::String>>("source")?
-                .ok_or_else(|| mlua::Error::runtime("host.spawn: a table script needs a source string"))?;
-            let name = t.get::<Option<String>>("name")?.unwrap_or_else(|| "host.spawn".into());
+            let source: mlua::String =
+                t.get::<Option<mlua::String>>("source")?.ok_or_else(|| {
+                    mlua::Error::runtime("host.spawn: a table script needs a source string")
+                })?;
+            let name = t
+                .get::<Option<String>>("name")?
+                .unwrap_or_else(|| "host.spawn".into());
             (source.as_bytes().to_vec(), format!("={name}"), name)
         }
         other => {
@@ -414,7 +501,12 @@ fn load_script(lua: &Lua, script: &Value) -> mlua::Result<Script> {
         .set_name(&chunkname)
         .into_function()
         .map_err(|e| mlua::Error::runtime(format!("host.spawn: {e}")))?;
-    Ok(Script { source, chunkname, arg0, args: Vec::new() })
+    Ok(Script {
+        source,
+        chunkname,
+        arg0,
+        args: Vec::new(),
+    })
 }
 
 type Started = Result<(Port<Item>, Arc<Link>), String>;
@@ -423,9 +515,15 @@ fn spawn(lua: &Lua, (script, rest): (Value, MultiValue)) -> mlua::Result<AnyUser
     let mut script = load_script(lua, &script)?;
     script.args = Msg::from_multi(&rest, "host.spawn").map_err(mlua::Error::runtime)?;
     let hs = host_state(lua)?;
-    let parent_keep = hs.port.keep_alive().map_err(|e| mlua::Error::runtime(format!("host.spawn: {e}")))?;
+    let parent_keep = hs
+        .port
+        .keep_alive()
+        .map_err(|e| mlua::Error::runtime(format!("host.spawn: {e}")))?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let parent = ParentInfo { port: hs.port.clone(), id };
+    let parent = ParentInfo {
+        port: hs.port.clone(),
+        id,
+    };
     let (tx, rx) = mpsc::sync_channel::<Started>(1);
     std::thread::Builder::new()
         .name(format!("darksidesync-state-{id}"))
@@ -433,15 +531,28 @@ fn spawn(lua: &Lua, (script, rest): (Value, MultiValue)) -> mlua::Result<AnyUser
         .map_err(|e| mlua::Error::runtime(format!("host.spawn: cannot start a thread: {e}")))?;
     let (port, link) = match rx.recv_timeout(START_PATIENCE) {
         Ok(Ok(started)) => started,
-        Ok(Err(e)) => return Err(mlua::Error::runtime(format!("host.spawn: the new state failed to start: {e}"))),
-        Err(_) => return Err(mlua::Error::runtime("host.spawn: the new state did not start")),
+        Ok(Err(e)) => {
+            return Err(mlua::Error::runtime(format!(
+                "host.spawn: the new state failed to start: {e}"
+            )))
+        }
+        Err(_) => {
+            return Err(mlua::Error::runtime(
+                "host.spawn: the new state did not start",
+            ))
+        }
     };
     hs.children.borrow_mut().insert(id, ChildSlot::default());
     lua.create_userdata(ChildHandle { id, port, link })
 }
 
 /// The child state's thread.
-fn child_main(script: Script, parent: ParentInfo, parent_keep: KeepAlive<Item>, tx: mpsc::SyncSender<Started>) {
+fn child_main(
+    script: Script,
+    parent: ParentInfo,
+    parent_keep: KeepAlive<Item>,
+    tx: mpsc::SyncSender<Started>,
+) {
     let parent_port = parent.port.clone();
     let id = parent.id;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -452,7 +563,12 @@ fn child_main(script: Script, parent: ParentInfo, parent_keep: KeepAlive<Item>, 
                 return Err(format!("cannot create the state: {e}"));
             }
         };
-        let started = host_state(&lua).map(|hs| (hs.port.clone(), hs.link.clone().expect("a child has a link")));
+        let started = host_state(&lua).map(|hs| {
+            (
+                hs.port.clone(),
+                hs.link.clone().expect("a child has a link"),
+            )
+        });
         let _ = tx.send(started.map_err(|e| e.to_string()));
         let result = runtime::run(&lua, &script).map_err(|e| e.to_string());
         drop(lua); // close the state (and its hub) before telling the parent
@@ -469,18 +585,26 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("spawn", plain(lua, lua.create_function(spawn)?)?)?;
     let onmessage = lua.create_function(|lua, a: MultiValue| {
-            let f = arg_function(&a, 0, "host.onmessage")?;
-            let hs = host_state(lua)?;
-            if hs.parent.is_none() {
-                return Err(mlua::Error::runtime("host.onmessage: the root state has no parent to receive from"));
-            }
-            hs.onmessage.replace(f);
-            Ok(())
-        })?;
+        let f = arg_function(&a, 0, "host.onmessage")?;
+        let hs = host_state(lua)?;
+        if hs.parent.is_none() {
+            return Err(mlua::Error::runtime(
+                "host.onmessage: the root state has no parent to receive from",
+            ));
+        }
+        hs.onmessage.replace(f);
+        Ok(())
+    })?;
     t.set("onmessage", plain(lua, onmessage)?)?;
     t.set("id", hs.id)?;
     if let Some(p) = &hs.parent {
-        t.set("parent", ParentHandle { id: p.id, port: p.port.clone() })?;
+        t.set(
+            "parent",
+            ParentHandle {
+                id: p.id,
+                port: p.port.clone(),
+            },
+        )?;
     }
     Ok(t)
 }

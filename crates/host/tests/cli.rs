@@ -53,7 +53,11 @@ fn host(args: &[&std::ffi::OsStr]) -> Out {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Out { code: status.code(), stdout: o.join().unwrap(), stderr: e.join().unwrap() }
+    Out {
+        code: status.code(),
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
 }
 
 fn run(name: &str, source: &str) -> Out {
@@ -65,7 +69,12 @@ fn run(name: &str, source: &str) -> Out {
 fn help_describes_the_command_line() {
     let out = host(&["--help".as_ref()]);
     assert_eq!(out.code, Some(0));
-    assert!(out.stdout.starts_with("usage: darksidesync-host [OPTIONS] SCRIPT [ARGS...]"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .starts_with("usage: darksidesync-host [OPTIONS] SCRIPT [ARGS...]"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("darksidesync.process"));
 }
 
@@ -80,34 +89,54 @@ fn version_names_lua() {
 fn no_script_is_a_usage_error() {
     let out = host(&[]);
     assert_eq!(out.code, Some(2));
-    assert!(out.stderr.starts_with("darksidesync-host: no script given"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("darksidesync-host: no script given"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn unknown_option_is_a_usage_error() {
     let out = host(&["--frobnicate".as_ref()]);
     assert_eq!(out.code, Some(2));
-    assert!(out.stderr.contains("unknown option --frobnicate"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown option --frobnicate"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn missing_script_is_a_usage_error() {
     let out = host(&["/nonexistent/script.lua".as_ref()]);
     assert_eq!(out.code, Some(2));
-    assert!(out.stderr.contains("cannot read /nonexistent/script.lua: No such file"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot read /nonexistent/script.lua: No such file"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn syntax_error_fails_with_the_position() {
     let out = run("syntax.lua", "print(1\n");
     assert_eq!(out.code, Some(1));
-    assert!(out.stderr.starts_with("darksidesync-host: syntax error: "), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("darksidesync-host: syntax error: "),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("syntax.lua:2:"), "{}", out.stderr);
 }
 
 #[test]
 fn runtime_error_fails_with_a_traceback() {
-    let out = run("boom.lua", "local function inner() error('boom') end\ninner()\n");
+    let out = run(
+        "boom.lua",
+        "local function inner() error('boom') end\ninner()\n",
+    );
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("boom.lua:1: boom"), "{}", out.stderr);
     assert!(out.stderr.contains("stack traceback:"), "{}", out.stderr);
@@ -124,14 +153,22 @@ fn callback_error_ends_the_program_with_a_traceback() {
     );
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("error in callback: "), "{}", out.stderr);
-    assert!(out.stderr.contains("cb.lua:2: attempt to index a nil value"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cb.lua:2: attempt to index a nil value"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("stack traceback:"), "{}", out.stderr);
     assert!(!out.stdout.contains("never"));
 }
 
 #[test]
 fn arguments_reach_arg_and_the_chunk() {
-    let path = script("args.lua", "print(arg[0] ~= nil, arg[1], arg[2], select('#', ...), ...)\n");
+    let path = script(
+        "args.lua",
+        "print(arg[0] ~= nil, arg[1], arg[2], select('#', ...), ...)\n",
+    );
     let out = host(&[path.as_os_str(), "one".as_ref(), "two".as_ref()]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "true\tone\ttwo\t2\tone\ttwo\n");
@@ -227,10 +264,26 @@ print(pcall(host.spawn, 42))
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", out.stdout);
-    assert!(lines[0].starts_with("false\thost.spawn: syntax error: "), "{}", lines[0]);
-    assert!(lines[1].starts_with("false\thost.spawn: cannot read /nonexistent.lua"), "{}", lines[1]);
-    assert!(lines[2].contains("host.spawn: cannot copy a function to another Lua state"), "{}", lines[2]);
-    assert!(lines[3].contains("expected a script path or {source = ...}, got number"), "{}", lines[3]);
+    assert!(
+        lines[0].starts_with("false\thost.spawn: syntax error: "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("false\thost.spawn: cannot read /nonexistent.lua"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("host.spawn: cannot copy a function to another Lua state"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("expected a script path or {source = ...}, got number"),
+        "{}",
+        lines[3]
+    );
     assert!(!out.stdout.contains("runtime error"), "{}", out.stdout);
 }
 

@@ -10,7 +10,9 @@ use mlua::Value;
 pub(crate) fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::Integer(i) => Some(*i),
-        Value::Number(n) if n.is_finite() && n.fract() == 0.0 && n.abs() < 9.2e18 => Some(*n as i64),
+        Value::Number(n) if n.is_finite() && n.fract() == 0.0 && n.abs() < 9.2e18 => {
+            Some(*n as i64)
+        }
         _ => None,
     }
 }
@@ -47,10 +49,15 @@ pub(crate) fn timeout(
         return Ok(None);
     }
     let Some(n) = number(value) else {
-        return Err(format!("darksidesync.{what}: timeout must be a number of {unit} or nil, got {}", type_name(value)));
+        return Err(format!(
+            "darksidesync.{what}: timeout must be a number of {unit} or nil, got {}",
+            type_name(value)
+        ));
     };
     if n.is_nan() || n < 0.0 {
-        return Err(format!("darksidesync.{what}: timeout must be a non-negative number of {unit}, got {n}"));
+        return Err(format!(
+            "darksidesync.{what}: timeout must be a non-negative number of {unit}, got {n}"
+        ));
     }
     if n == 0.0 && zero_is_forever {
         return Ok(None);

@@ -37,7 +37,9 @@ fn port(lua: &Lua, st: &StateHub) -> Result<Port<Item>, String> {
     if let Some(p) = lua.app_data_ref::<BenchPort>() {
         return Ok(p.0.clone());
     }
-    let p = st.register("darksidesync.benchlib", |_| {}).map_err(|e| format!("benchlib: cannot register: {e}"))?;
+    let p = st
+        .register("darksidesync.benchlib", |_| {})
+        .map_err(|e| format!("benchlib: cannot register: {e}"))?;
     lua.set_app_data(BenchPort(p.clone()));
     Ok(p)
 }
@@ -54,7 +56,10 @@ impl Task for IntTask {
     fn prepare(self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared> {
         let callback: Value = lua.registry_value(&self.callback)?;
         Ok(Prepared {
-            call: Some((callback, MultiValue::from_iter([Value::Integer(self.value)]))),
+            call: Some((
+                callback,
+                MultiValue::from_iter([Value::Integer(self.value)]),
+            )),
             reply: self.reply.map(|r| Box::new(r) as Box<dyn ReplySink>),
         })
     }
@@ -100,7 +105,12 @@ impl UserData for Job {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("done", |_, this, ()| Ok(this.done()));
         methods.add_method("wait", |_, this, secs: Option<f64>| {
-            Ok(crate::testlib::wait_until(&this.shared.report, &this.shared.cv, secs, |r| r.finished >= this.threads))
+            Ok(crate::testlib::wait_until(
+                &this.shared.report,
+                &this.shared.cv,
+                secs,
+                |r| r.finished >= this.threads,
+            ))
         });
         methods.add_method("result", |lua, this, ()| {
             let mut r = this.shared.report.lock().unwrap();
@@ -147,7 +157,11 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     let callback = match a.front() {
         Some(Value::Function(f)) => Callback::new(lua, f.clone())?,
         other => {
-            return Err(format!("benchlib.post: callback must be a function, got {}", other.map_or("no value", args::type_name)).into())
+            return Err(format!(
+                "benchlib.post: callback must be a function, got {}",
+                other.map_or("no value", args::type_name)
+            )
+            .into())
         }
     };
     let n = args::count(a.get(1).unwrap_or(&Value::Nil), "benchlib.post", 1)? as u64;
@@ -155,7 +169,9 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     let port = port(lua, st)?;
     let shared = Arc::new(Shared::default());
     for _ in 0..producers {
-        let keep = port.keep_alive().map_err(|e| format!("benchlib.post: {e}"))?;
+        let keep = port
+            .keep_alive()
+            .map_err(|e| format!("benchlib.post: {e}"))?;
         let (port, shared, callback) = (port.clone(), shared.clone(), callback.clone());
         thread::spawn(move || {
             let _keep = keep;
@@ -179,7 +195,9 @@ fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     let n = args::count(a.get(1).unwrap_or(&Value::Nil), "benchlib.call", 1)? as u64;
     let gap = args::count(a.get(2).unwrap_or(&Value::Nil), "benchlib.call", 0)? as u64;
     let port = port(lua, st)?;
-    let keep = port.keep_alive().map_err(|e| format!("benchlib.call: {e}"))?;
+    let keep = port
+        .keep_alive()
+        .map_err(|e| format!("benchlib.call: {e}"))?;
     let shared = Arc::new(Shared::default());
     let job_shared = shared.clone();
     thread::spawn(move || {
@@ -191,7 +209,13 @@ fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
                 thread::sleep(Duration::from_micros(gap));
             }
             let start = Instant::now();
-            let make = |reply| Item::new(IntTask { callback: callback.clone(), value: i as i64, reply: Some(DataReply(reply)) });
+            let make = |reply| {
+                Item::new(IntTask {
+                    callback: callback.clone(),
+                    value: i as i64,
+                    reply: Some(DataReply(reply)),
+                })
+            };
             match port.call(make, None) {
                 Ok(values) if values.first() == Some(&Data::Integer(i as i64 + 1)) => {
                     latencies.push(start.elapsed().as_nanos() as u64)
@@ -215,14 +239,21 @@ fn one(v: Value) -> MultiValue {
 /// `now()` → monotonic seconds.
 fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    Ok(one(Value::Number(EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64())))
+    Ok(one(Value::Number(
+        EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64(),
+    )))
 }
 
 /// Reads a `kB` line of `/proc/self/status`, in bytes.
 fn status_kb(key: &str) -> Option<i64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
-    let kb: i64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: i64 = line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
@@ -242,6 +273,12 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     make_table(
         lua,
         &st,
-        &[("post", post), ("call", call), ("now", now), ("rss", rss), ("peak_rss", peak_rss)],
+        &[
+            ("post", post),
+            ("call", call),
+            ("now", now),
+            ("rss", rss),
+            ("peak_rss", peak_rss),
+        ],
     )
 }

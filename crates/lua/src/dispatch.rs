@@ -78,7 +78,10 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()>
 }
 
 fn current_handler(st: &StateHub) -> Function {
-    st.error_handler.borrow().clone().unwrap_or_else(|| st.helpers.default_handler.clone())
+    st.error_handler
+        .borrow()
+        .clone()
+        .unwrap_or_else(|| st.helpers.default_handler.clone())
 }
 
 /// Hands an error that did not come from inside a callback (a task that
@@ -86,7 +89,10 @@ fn current_handler(st: &StateHub) -> Function {
 fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     let handler = current_handler(st);
     let _guard = CallbackGuard::enter(st);
-    let _ = st.helpers.xpcall.call::<MultiValue>((handler, st.helpers.reply_handler.clone(), err))?;
+    let _ =
+        st.helpers
+            .xpcall
+            .call::<MultiValue>((handler, st.helpers.reply_handler.clone(), err))?;
     Ok(())
 }
 
@@ -104,7 +110,11 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
     }
     while ran < max {
         // Borrows end before callbacks run: callbacks may poll().
-        let fast = st.batch.borrow().front().is_some_and(|i| i.as_scalar_call().is_some());
+        let fast = st
+            .batch
+            .borrow()
+            .front()
+            .is_some_and(|i| i.as_scalar_call().is_some());
         if fast {
             let n = run_calls(lua, st, max - ran)?;
             if n > 0 {
@@ -161,12 +171,17 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
             while ran < max {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
-                    let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else { break };
+                    let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else {
+                        break;
+                    };
                     let same = current.as_ref().is_some_and(|(c, _)| c.id() == cb.id());
                     if !same && !lua.owns_registry_value(cb.key()) {
                         break;
                     }
-                    batch.pop().and_then(Item::into_call).expect("the front item is a call")
+                    batch
+                        .pop()
+                        .and_then(Item::into_call)
+                        .expect("the front item is a call")
                 };
                 match &mut current {
                     Some((c, extra)) if c.id() == cb.id() => {
@@ -282,5 +297,7 @@ pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
         }
     };
     let old = st.error_handler.replace(new);
-    Ok(MultiValue::from_iter([old.map_or(Value::Nil, Value::Function)]))
+    Ok(MultiValue::from_iter([
+        old.map_or(Value::Nil, Value::Function)
+    ]))
 }

@@ -126,7 +126,10 @@ unsafe impl Sync for Callback {}
 impl Callback {
     /// Keeps `f` for use from other threads.
     pub fn new(lua: &Lua, f: Function) -> mlua::Result<Callback> {
-        let inner = Box::new(CallbackInner { refs: AtomicUsize::new(1), key: lua.create_registry_value(f)? });
+        let inner = Box::new(CallbackInner {
+            refs: AtomicUsize::new(1),
+            key: lua.create_registry_value(f)?,
+        });
         Ok(Callback(NonNull::from(Box::leak(inner))))
     }
 
@@ -226,7 +229,10 @@ impl Item {
             Repr::Task(task) => task.prepare(lua),
             Repr::Call(callback, arg) => {
                 let f: Value = lua.registry_value(callback.key())?;
-                Ok(Prepared { call: Some((f, MultiValue::from_iter([arg.to_lua(lua)?]))), reply: None })
+                Ok(Prepared {
+                    call: Some((f, MultiValue::from_iter([arg.to_lua(lua)?]))),
+                    reply: None,
+                })
             }
         }
     }

@@ -53,8 +53,8 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
-mod capi;
 pub mod benchlib;
+mod capi;
 mod control;
 mod data;
 mod dispatch;
@@ -121,7 +121,10 @@ pub(crate) fn make_table(lua: &Lua, st: &StateHub, fns: &[(&str, RawFn)]) -> mlu
             let st = StateHub::get(lua)?;
             match f(lua, &st, args) {
                 Ok(values) => Ok(values),
-                Err(Fail::Raise(text)) => Ok(MultiValue::from_iter([fail_sentinel(), Value::String(lua.create_string(text)?)])),
+                Err(Fail::Raise(text)) => Ok(MultiValue::from_iter([
+                    fail_sentinel(),
+                    Value::String(lua.create_string(text)?),
+                ])),
                 Err(Fail::Lua(e)) => Err(e),
             }
         })?;

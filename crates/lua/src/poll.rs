@@ -71,7 +71,11 @@ pub(crate) fn make_fast_poll(lua: &Lua, general: Function) -> mlua::Result<Funct
     // SAFETY: `general` and `n` are at stack indices 1 and 2;
     // lua_pushcclosure pops them as the closure's two upvalues and leaves
     // the closure, which exec_raw returns.
-    unsafe { lua.exec_raw((general, n), |state| ffi::lua_pushcclosure(state, poll_c, 2)) }
+    unsafe {
+        lua.exec_raw((general, n), |state| {
+            ffi::lua_pushcclosure(state, poll_c, 2)
+        })
+    }
 }
 
 /// Takes the front item when it is a scalar call of this state and pushes
@@ -85,14 +89,22 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
     // SAFETY: the state is live and running (mlua set up its extra data
     // when the module was opened in it).
     let lua = unsafe { Lua::get_or_init_from_ptr(state) };
-    let Some(st) = lua.app_data_ref::<Rc<StateHub>>() else { return Fast::Slow };
-    let Ok(mut batch) = st.batch.try_borrow_mut() else { return Fast::Slow };
+    let Some(st) = lua.app_data_ref::<Rc<StateHub>>() else {
+        return Fast::Slow;
+    };
+    let Ok(mut batch) = st.batch.try_borrow_mut() else {
+        return Fast::Slow;
+    };
     if batch.is_empty() {
         st.hub.bind_consumer();
         st.refill(&mut batch);
     }
-    let Some(front) = batch.front() else { return Fast::Empty };
-    let Some((cb, _)) = front.as_scalar_call() else { return Fast::Slow };
+    let Some(front) = batch.front() else {
+        return Fast::Empty;
+    };
+    let Some((cb, _)) = front.as_scalar_call() else {
+        return Fast::Slow;
+    };
     // SAFETY: checkstack only grows the stack.
     if !lua.owns_registry_value(cb.key()) || unsafe { ffi::lua_checkstack(state, 5) } == 0 {
         return Fast::Slow;

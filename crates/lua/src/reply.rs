@@ -20,7 +20,9 @@ pub(crate) struct ReplyHandle {
 
 impl ReplyHandle {
     pub(crate) fn new(sink: Box<dyn ReplySink>) -> ReplyHandle {
-        ReplyHandle { sink: RefCell::new(Some(sink)) }
+        ReplyHandle {
+            sink: RefCell::new(Some(sink)),
+        }
     }
 
     fn answer(&self, lua: &Lua, values: MultiValue) -> mlua::Result<MultiValue> {
@@ -36,9 +38,15 @@ impl ReplyHandle {
 
 impl UserData for ReplyHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Call, |lua, this, values: MultiValue| this.answer(lua, values));
+        methods.add_meta_method(MetaMethod::Call, |lua, this, values: MultiValue| {
+            this.answer(lua, values)
+        });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
-            Ok(if this.sink.borrow().is_some() { "darksidesync.reply (pending)" } else { "darksidesync.reply (answered)" })
+            Ok(if this.sink.borrow().is_some() {
+                "darksidesync.reply (pending)"
+            } else {
+                "darksidesync.reply (answered)"
+            })
         });
     }
 }

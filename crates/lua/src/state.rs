@@ -73,7 +73,10 @@ impl StateHub {
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
-        let prelude: Table = lua.load(include_str!("prelude.lua")).set_name("=darksidesync.prelude").call(())?;
+        let prelude: Table = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=darksidesync.prelude")
+            .call(())?;
         let helpers = Helpers {
             xpcall: prelude.get("xpcall")?,
             default_handler: prelude.get("default_handler")?,
@@ -129,7 +132,9 @@ impl StateHub {
     pub(crate) fn refill(&self, batch: &mut Batch<Item>) {
         // Only this thread drains, so the hub cannot shrink in between.
         let queued = self.hub.len();
-        let took = self.hub.drain(queued.saturating_sub(1).clamp(1, POLL_BATCH), batch);
+        let took = self
+            .hub
+            .drain(queued.saturating_sub(1).clamp(1, POLL_BATCH), batch);
         self.hub_left.set(queued.saturating_sub(took));
     }
 
@@ -151,7 +156,9 @@ impl StateHub {
     /// block the state or break FIFO order.
     pub(crate) fn forbid_in_callback(&self, what: &str) -> Result<(), String> {
         if self.in_callback.get() > 0 {
-            return Err(format!("darksidesync.{what}: cannot be called from inside a dispatched callback"));
+            return Err(format!(
+                "darksidesync.{what}: cannot be called from inside a dispatched callback"
+            ));
         }
         Ok(())
     }

@@ -48,7 +48,10 @@ fn port(lua: &Lua, st: &StateHub) -> Result<Port<Item>, String> {
     if let Some(p) = slot.as_ref().filter(|p| p.is_live()) {
         return Ok(p.clone());
     }
-    let p = st.hub.register("darksidesync.testlib", |_| {}).map_err(|e| format!("testlib: cannot register: {e}"))?;
+    let p = st
+        .hub
+        .register("darksidesync.testlib", |_| {})
+        .map_err(|e| format!("testlib: cannot register: {e}"))?;
     *slot = Some(p.clone());
     Ok(p)
 }
@@ -67,13 +70,19 @@ impl Task for TestTask {
         let args = Data::to_multi(&self.args, lua)?;
         Ok(Prepared {
             call: Some((callback, args)),
-            reply: self.reply.map(|r| Box::new(DataReply(r)) as Box<dyn crate::item::ReplySink>),
+            reply: self
+                .reply
+                .map(|r| Box::new(DataReply(r)) as Box<dyn crate::item::ReplySink>),
         })
     }
 }
 
 enum Outcome {
-    Posted { posted: u64, refused: u64, errors: Vec<String> },
+    Posted {
+        posted: u64,
+        refused: u64,
+        errors: Vec<String>,
+    },
     Called(Result<Vec<Data>, CallError>),
 }
 
@@ -88,8 +97,14 @@ struct JobShared {
 /// seconds pass (`nil`, or a span too large to represent, waits without
 /// limit; negative or NaN counts as 0). False on timeout. The `h:wait([secs])`
 /// of the test and bench libraries.
-pub(crate) fn wait_until<T>(m: &Mutex<T>, cv: &Condvar, secs: Option<f64>, done: impl Fn(&T) -> bool) -> bool {
-    let deadline = secs.and_then(|s| Instant::now().checked_add(Duration::try_from_secs_f64(s.max(0.0)).ok()?));
+pub(crate) fn wait_until<T>(
+    m: &Mutex<T>,
+    cv: &Condvar,
+    secs: Option<f64>,
+    done: impl Fn(&T) -> bool,
+) -> bool {
+    let deadline = secs
+        .and_then(|s| Instant::now().checked_add(Duration::try_from_secs_f64(s.max(0.0)).ok()?));
     let mut guard = m.lock().unwrap();
     while !done(&guard) {
         guard = match deadline {
@@ -122,7 +137,12 @@ impl UserData for Job {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("done", |_, this, ()| Ok(this.done()));
         methods.add_method("wait", |_, this, secs: Option<f64>| {
-            Ok(wait_until(&this.shared.finished, &this.shared.cv, secs, |f| *f >= this.threads))
+            Ok(wait_until(
+                &this.shared.finished,
+                &this.shared.cv,
+                secs,
+                |f| *f >= this.threads,
+            ))
         });
         methods.add_method("result", |lua, this, ()| {
             if !this.done() {
@@ -134,7 +154,11 @@ impl UserData for Job {
             let mut is_post = false;
             for o in outcomes.iter() {
                 match o {
-                    Outcome::Posted { posted: p, refused: r, errors: e } => {
+                    Outcome::Posted {
+                        posted: p,
+                        refused: r,
+                        errors: e,
+                    } => {
                         is_post = true;
                         posted += p;
                         refused += r;
@@ -163,7 +187,10 @@ fn call_result(lua: &Lua, result: &Result<Vec<Data>, CallError>) -> mlua::Result
                 t.raw_set(i + 1, v.to_lua(lua)?)?;
             }
             t.raw_set("n", values.len())?;
-            MultiValue::from_iter([Value::String(lua.create_string("replied")?), Value::Table(t)])
+            MultiValue::from_iter([
+                Value::String(lua.create_string("replied")?),
+                Value::Table(t),
+            ])
         }
         Err(CallError::Handler(text)) => MultiValue::from_iter([
             Value::String(lua.create_string("error")?),
@@ -200,8 +227,15 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     let shared = Arc::new(JobShared::default());
     let ticket = Arc::new(Mutex::new(0u64));
     for producer in 1..=producers {
-        let keep = port.keep_alive().map_err(|e| format!("testlib.post: {e}"))?;
-        let (port, shared, ticket, callback) = (port.clone(), shared.clone(), ticket.clone(), callback.clone());
+        let keep = port
+            .keep_alive()
+            .map_err(|e| format!("testlib.post: {e}"))?;
+        let (port, shared, ticket, callback) = (
+            port.clone(),
+            shared.clone(),
+            ticket.clone(),
+            callback.clone(),
+        );
         thread::spawn(move || {
             let _keep = keep;
             let (mut posted, mut refused, mut errors) = (0, 0, Vec::new());
@@ -210,10 +244,18 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
                 let mut t = ticket.lock().unwrap();
                 let item = Item::new(TestTask {
                     callback: callback.clone(),
-                    args: vec![Data::Integer(producer as i64), Data::Integer(seq as i64), Data::Integer(*t as i64 + 1)],
+                    args: vec![
+                        Data::Integer(producer as i64),
+                        Data::Integer(seq as i64),
+                        Data::Integer(*t as i64 + 1),
+                    ],
                     reply: None,
                 });
-                let r = if try_mode { port.try_post(item) } else { port.post(item) };
+                let r = if try_mode {
+                    port.try_post(item)
+                } else {
+                    port.post(item)
+                };
                 match r {
                     Ok(_) => {
                         *t += 1;
@@ -227,10 +269,20 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
                 drop(t);
                 thread::yield_now();
             }
-            finish(&shared, Outcome::Posted { posted, refused, errors });
+            finish(
+                &shared,
+                Outcome::Posted {
+                    posted,
+                    refused,
+                    errors,
+                },
+            );
         });
     }
-    let job = lua.create_userdata(Job { shared, threads: producers })?;
+    let job = lua.create_userdata(Job {
+        shared,
+        threads: producers,
+    })?;
     Ok(MultiValue::from_iter([Value::UserData(job)]))
 }
 
@@ -240,17 +292,35 @@ fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     let (timeout, try_call) = match a.get(1) {
         Some(Value::Table(t)) => options(t)?,
         None | Some(Value::Nil) => (None, false),
-        Some(other) => return Err(format!("testlib.call: options must be a table or nil, got {}", args::type_name(other)).into()),
+        Some(other) => {
+            return Err(format!(
+                "testlib.call: options must be a table or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
     };
     let values: Vec<Data> = a.iter().skip(2).map(Data::from_lua).collect();
     let port = port(lua, st)?;
-    let keep = port.keep_alive().map_err(|e| format!("testlib.call: {e}"))?;
+    let keep = port
+        .keep_alive()
+        .map_err(|e| format!("testlib.call: {e}"))?;
     let shared = Arc::new(JobShared::default());
     let job_shared = shared.clone();
     thread::spawn(move || {
         let _keep = keep;
-        let make = |reply| Item::new(TestTask { callback, args: values, reply: Some(reply) });
-        let result = if try_call { port.try_call(make, timeout) } else { port.call(make, timeout) };
+        let make = |reply| {
+            Item::new(TestTask {
+                callback,
+                args: values,
+                reply: Some(reply),
+            })
+        };
+        let result = if try_call {
+            port.try_call(make, timeout)
+        } else {
+            port.call(make, timeout)
+        };
         finish(&job_shared, Outcome::Called(result));
     });
     let job = lua.create_userdata(Job { shared, threads: 1 })?;
@@ -270,13 +340,24 @@ fn callhere(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     let callback = callback_key(lua, a.front(), "callhere")?;
     let values: Vec<Data> = a.iter().skip(1).map(Data::from_lua).collect();
     let port = port(lua, st)?;
-    let result = port.call(|reply| Item::new(TestTask { callback, args: values, reply: Some(reply) }), None);
+    let result = port.call(
+        |reply| {
+            Item::new(TestTask {
+                callback,
+                args: values,
+                reply: Some(reply),
+            })
+        },
+        None,
+    );
     Ok(call_result(lua, &result)?)
 }
 
 /// `reset()` → true when a test port was unregistered.
 fn reset(lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
-    let port = lua.app_data_ref::<TestPort>().and_then(|tp| tp.0.borrow_mut().take());
+    let port = lua
+        .app_data_ref::<TestPort>()
+        .and_then(|tp| tp.0.borrow_mut().take());
     let was = port.is_some_and(|p| p.unregister());
     Ok(MultiValue::from_iter([Value::Boolean(was)]))
 }
@@ -287,6 +368,11 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     make_table(
         lua,
         &st,
-        &[("post", post), ("call", call), ("callhere", callhere), ("reset", reset)],
+        &[
+            ("post", post),
+            ("call", call),
+            ("callhere", callhere),
+            ("reset", reset),
+        ],
     )
 }

@@ -22,7 +22,10 @@ fn one(v: Value) -> MultiValue {
 
 /// `fd()` / `event_fd()` → the descriptor (an integer).
 pub(crate) fn fd(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
-    let fd = st.hub.fd().map_err(|e| format!("darksidesync.fd: cannot create the descriptor: {e}"))?;
+    let fd = st
+        .hub
+        .fd()
+        .map_err(|e| format!("darksidesync.fd: cannot create the descriptor: {e}"))?;
     Ok(one(Value::Integer(fd.into())))
 }
 
@@ -65,14 +68,26 @@ pub(crate) fn wait_for(st: &StateHub, timeout: Option<Duration>) -> bool {
 /// `wait([seconds])` → boolean. `nil` waits without a limit.
 pub(crate) fn wait(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     st.forbid_in_callback("wait")?;
-    let timeout = args::timeout(a.front().unwrap_or(&Value::Nil), "wait", "seconds", 1.0, false)?;
+    let timeout = args::timeout(
+        a.front().unwrap_or(&Value::Nil),
+        "wait",
+        "seconds",
+        1.0,
+        false,
+    )?;
     Ok(one(Value::Boolean(wait_for(st, timeout))))
 }
 
 /// `wait_events([usec])` → boolean. Absent or 0 waits without a limit.
 pub(crate) fn wait_events(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     st.forbid_in_callback("wait_events")?;
-    let timeout = args::timeout(a.front().unwrap_or(&Value::Nil), "wait_events", "microseconds", MICROS, true)?;
+    let timeout = args::timeout(
+        a.front().unwrap_or(&Value::Nil),
+        "wait_events",
+        "microseconds",
+        MICROS,
+        true,
+    )?;
     Ok(one(Value::Boolean(wait_for(st, timeout))))
 }
 
@@ -80,7 +95,13 @@ pub(crate) fn wait_events(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 /// runs what is pending; absent or 0 waits until at least one item ran.
 pub(crate) fn yield_(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     st.forbid_in_callback("yield")?;
-    let timeout = args::timeout(a.front().unwrap_or(&Value::Nil), "yield", "microseconds", MICROS, true)?;
+    let timeout = args::timeout(
+        a.front().unwrap_or(&Value::Nil),
+        "yield",
+        "microseconds",
+        MICROS,
+        true,
+    )?;
     let deadline = timeout.map(|t| Instant::now().checked_add(t));
     loop {
         let left = match deadline {

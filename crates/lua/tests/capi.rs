@@ -27,7 +27,14 @@ struct Api1 {
 struct Api2 {
     size: usize,
     version: *const c_char,
-    reg: unsafe extern "C" fn(*mut ffi::lua_State, *const c_void, *const c_char, *const c_void, *mut c_void, *mut Handle) -> c_int,
+    reg: unsafe extern "C" fn(
+        *mut ffi::lua_State,
+        *const c_void,
+        *const c_char,
+        *const c_void,
+        *mut c_void,
+        *mut Handle,
+    ) -> c_int,
     getid: *const c_void,
     unreg: unsafe extern "C" fn(Handle) -> c_int,
     post: unsafe extern "C" fn(Handle, Option<Run>, Option<Free>, *mut c_void, c_long) -> c_int,
@@ -86,7 +93,15 @@ fn registry_table_has_both_versions() {
     unsafe {
         assert_eq!(CStr::from_ptr(a1.version).to_str().unwrap(), "DSS API 1v0");
         assert_eq!(CStr::from_ptr(a2.version).to_str().unwrap(), "DSS API 2v0");
-        assert_eq!((a1.deliver)(std::ptr::null_mut(), std::ptr::null(), std::ptr::null(), std::ptr::null_mut()), -101);
+        assert_eq!(
+            (a1.deliver)(
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            -101
+        );
         assert_eq!((a1.unreg)(0x1234 as *mut c_void), -101);
     }
     assert!(a2.size >= std::mem::size_of::<Api2>());
@@ -96,7 +111,9 @@ fn registry_table_has_both_versions() {
 fn a_2v0_handle_outlives_its_state() {
     let lua = Lua::new();
     let dss = darksidesync::open(&lua).unwrap();
-    lua.load("count = 0; seen = function() count = count + 1 end").exec().unwrap();
+    lua.load("count = 0; seen = function() count = count + 1 end")
+        .exec()
+        .unwrap();
     let (_, api) = apis(&lua);
     let mut h: Handle = 0;
     // SAFETY: reg is called on the Lua thread with the state's pointer,
@@ -104,7 +121,14 @@ fn a_2v0_handle_outlives_its_state() {
     let rc: c_int = unsafe {
         let mut rc = 0;
         lua.exec_raw::<()>((), |state| {
-            rc = (api.reg)(state, &LIBID as *const u8 as *const c_void, c"test".as_ptr(), std::ptr::null(), std::ptr::null_mut(), &mut h);
+            rc = (api.reg)(
+                state,
+                &LIBID as *const u8 as *const c_void,
+                c"test".as_ptr(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+                &mut h,
+            );
         })
         .unwrap();
         rc
@@ -117,9 +141,15 @@ fn a_2v0_handle_outlives_its_state() {
         // SAFETY: `run`/`free` have the header's signatures; `data` is ours to give.
         unsafe { (api.post)(h, Some(run), Some(free), data, -1) }
     };
-    let from_thread = std::thread::spawn(move || (0..10).map(post).collect::<Vec<_>>()).join().unwrap();
+    let from_thread = std::thread::spawn(move || (0..10).map(post).collect::<Vec<_>>())
+        .join()
+        .unwrap();
     assert!(from_thread.iter().all(|&rc| rc == 0));
-    let ran: i64 = dss.get::<mlua::Function>("dispatch").unwrap().call(()).unwrap();
+    let ran: i64 = dss
+        .get::<mlua::Function>("dispatch")
+        .unwrap()
+        .call(())
+        .unwrap();
     assert_eq!(ran, 10);
     assert_eq!(lua.globals().get::<i64>("count").unwrap(), 10);
     assert_eq!(RAN.load(Ordering::SeqCst), 10);

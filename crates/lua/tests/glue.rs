@@ -44,14 +44,27 @@ fn closing_the_state_releases_callers_and_drops_items_once() {
         let guard = DropCount(drops.clone());
         port.post(Item::from_fn(move |_| {
             drop(guard);
-            Ok(Prepared { call: None, reply: None })
+            Ok(Prepared {
+                call: None,
+                reply: None,
+            })
         }))
         .unwrap();
     }
     let caller = {
         let port = port.clone();
         thread::spawn(move || {
-            port.call(|r| Item::from_fn(move |_| Ok(Prepared { call: None, reply: Some(Box::new(DataReply(r))) })), None)
+            port.call(
+                |r| {
+                    Item::from_fn(move |_| {
+                        Ok(Prepared {
+                            call: None,
+                            reply: Some(Box::new(DataReply(r))),
+                        })
+                    })
+                },
+                None,
+            )
         })
     };
     while lua.load("return dss.queuesize()").eval::<i64>().unwrap() < 4 {
@@ -62,7 +75,14 @@ fn closing_the_state_releases_callers_and_drops_items_once() {
     assert_eq!(caller.join().unwrap(), Err(CallError::Closed));
     assert_eq!(drops.load(Ordering::SeqCst), 3);
     assert_eq!(cancelled.load(Ordering::SeqCst), 1);
-    let refused = port.post(Item::from_fn(|_| Ok(Prepared { call: None, reply: None }))).unwrap_err();
+    let refused = port
+        .post(Item::from_fn(|_| {
+            Ok(Prepared {
+                call: None,
+                reply: None,
+            })
+        }))
+        .unwrap_err();
     assert_eq!(refused.kind, PostErrorKind::Closed);
 }
 
@@ -73,27 +93,49 @@ fn poll_shape_and_dispatch_reply_from_rust_items() {
     let port = st.register("test", |_| {}).unwrap();
     drop(st);
     port.post(Item::from_fn(|lua| {
-        let cb: Value = lua.load("return function(...) return select('#', ...) end").eval()?;
-        Ok(Prepared { call: Some((cb, Data::to_multi(&[Data::Nil, Data::Integer(2), Data::Nil], lua)?)), reply: None })
+        let cb: Value = lua
+            .load("return function(...) return select('#', ...) end")
+            .eval()?;
+        Ok(Prepared {
+            call: Some((
+                cb,
+                Data::to_multi(&[Data::Nil, Data::Integer(2), Data::Nil], lua)?,
+            )),
+            reply: None,
+        })
     }))
     .unwrap();
-    let (count, n): (i64, i64) = lua.load("local c, f, a = dss.poll() return c, a.n").eval().unwrap();
+    let (count, n): (i64, i64) = lua
+        .load("local c, f, a = dss.poll() return c, a.n")
+        .eval()
+        .unwrap();
     assert_eq!((count, n), (0, 3));
 
     let caller = thread::spawn(move || {
         port.call(
             |r| {
                 Item::from_fn(move |lua| {
-                    let cb: Value = lua.load("return function(a) return a * 2, 'ok' end").eval()?;
-                    Ok(Prepared { call: Some((cb, Data::to_multi(&[Data::Integer(21)], lua)?)), reply: Some(Box::new(DataReply(r))) })
+                    let cb: Value = lua
+                        .load("return function(a) return a * 2, 'ok' end")
+                        .eval()?;
+                    Ok(Prepared {
+                        call: Some((cb, Data::to_multi(&[Data::Integer(21)], lua)?)),
+                        reply: Some(Box::new(DataReply(r))),
+                    })
                 })
             },
             None,
         )
     });
-    let ran: i64 = lua.load("assert(dss.wait(30)) return dss.dispatch()").eval().unwrap();
+    let ran: i64 = lua
+        .load("assert(dss.wait(30)) return dss.dispatch()")
+        .eval()
+        .unwrap();
     assert_eq!(ran, 1);
-    assert_eq!(caller.join().unwrap(), Ok(vec![Data::Integer(42), Data::String(b"ok".to_vec())]));
+    assert_eq!(
+        caller.join().unwrap(),
+        Ok(vec![Data::Integer(42), Data::String(b"ok".to_vec())])
+    );
 }
 
 #[test]
@@ -101,7 +143,9 @@ fn bad_arguments_raise_plain_string_errors() {
     let (lua, _) = lua_with_module();
     let (ok, err): (bool, Value) = lua.load("return pcall(dss.setport, 70000)").eval().unwrap();
     assert!(!ok);
-    let Value::String(s) = err else { panic!("error is not a string: {err:?}") };
+    let Value::String(s) = err else {
+        panic!("error is not a string: {err:?}")
+    };
     assert_eq!(
         s.to_str().unwrap(),
         "Invalid UDP port number, use an integer value from 1 to 65535, or 0 to disable UDP notification"
@@ -138,14 +182,27 @@ fn call_items_keep_fifo_errors_and_argument_types() {
         .eval()
         .unwrap();
     let cb = Callback::new(&lua, record).unwrap();
-    let items = [Data::Integer(1), Data::Integer(13), Data::Number(2.5), Data::Boolean(true), Data::Nil, Data::String(b"s".to_vec()), Data::String(b"boom".to_vec())];
+    let items = [
+        Data::Integer(1),
+        Data::Integer(13),
+        Data::Number(2.5),
+        Data::Boolean(true),
+        Data::Nil,
+        Data::String(b"s".to_vec()),
+        Data::String(b"boom".to_vec()),
+    ];
     for (i, d) in items.into_iter().enumerate() {
         port.post(Item::call(&cb, d)).unwrap();
         if i == 2 {
             // A boxed task between call items: order is kept across both paths.
             port.post(Item::from_fn(|lua| {
-                let f: mlua::Function = lua.load("return function() seen[#seen + 1] = 'task' end").eval()?;
-                Ok(Prepared { call: Some((Value::Function(f), mlua::MultiValue::new())), reply: None })
+                let f: mlua::Function = lua
+                    .load("return function() seen[#seen + 1] = 'task' end")
+                    .eval()?;
+                Ok(Prepared {
+                    call: Some((Value::Function(f), mlua::MultiValue::new())),
+                    reply: None,
+                })
             }))
             .unwrap();
         }
@@ -155,9 +212,15 @@ fn call_items_keep_fifo_errors_and_argument_types() {
     let seen: String = lua.load("local t = {} for i, v in ipairs(seen) do t[i] = tostring(v) end return table.concat(t, ',')").eval().unwrap();
     assert_eq!(seen, "1,2.5,task,true,nil,s");
     let errors: String = lua.load("return table.concat(errors, '|')").eval().unwrap();
-    assert!(errors.contains("failed at 13") && errors.contains("failed at boom"), "{errors}");
+    assert!(
+        errors.contains("failed at 13") && errors.contains("failed at boom"),
+        "{errors}"
+    );
     // Integers stay integers on Lua 5.4.
-    assert!(lua.load("return math.type(seen[1]) == 'integer'").eval::<bool>().unwrap());
+    assert!(lua
+        .load("return math.type(seen[1]) == 'integer'")
+        .eval::<bool>()
+        .unwrap());
 
     // poll() hands the same item out as callback + args.
     port.post(Item::call(&cb, Data::Integer(7))).unwrap();
@@ -172,12 +235,17 @@ fn call_items_keep_fifo_errors_and_argument_types() {
 fn call_items_with_a_callback_of_another_state_are_reported() {
     let (a, _) = lua_with_module();
     let (b, _) = lua_with_module();
-    let f: mlua::Function = a.load("return function() called = true end").eval().unwrap();
+    let f: mlua::Function = a
+        .load("return function() called = true end")
+        .eval()
+        .unwrap();
     let foreign = Callback::new(&a, f).unwrap();
     let port_b = StateHub::get(&b).unwrap().register("b", |_| {}).unwrap();
     let g: mlua::Function = b.load("return function(v) last = v end").eval().unwrap();
     let local = Callback::new(&b, g).unwrap();
-    b.load("errors = 0 dss.seterrorhandler(function(e) errors = errors + 1 return e end)").exec().unwrap();
+    b.load("errors = 0 dss.seterrorhandler(function(e) errors = errors + 1 return e end)")
+        .exec()
+        .unwrap();
     port_b.post(Item::call(&local, Data::Integer(1))).unwrap();
     port_b.post(Item::call(&foreign, Data::Integer(2))).unwrap();
     port_b.post(Item::call(&local, Data::Integer(3))).unwrap();

@@ -95,7 +95,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             let dss = handle_of(lua)?;
             std::thread::spawn(move || {
                 for i in 1..=n {
-                    if dss.post(move |lua| callback(lua, id)?.call::<()>(i)).is_err() {
+                    if dss
+                        .post(move |lua| callback(lua, id)?.call::<()>(i))
+                        .is_err()
+                    {
                         break;
                     }
                 }

@@ -14,7 +14,9 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(n: usize) -> Arc<Ledger> {
-        Arc::new(Ledger { slots: (0..n).map(|_| AtomicU8::new(0)).collect() })
+        Arc::new(Ledger {
+            slots: (0..n).map(|_| AtomicU8::new(0)).collect(),
+        })
     }
 
     fn mark(&self, id: usize, how: u8) {
@@ -51,7 +53,12 @@ pub struct Tracked {
 
 impl Tracked {
     pub fn new(ledger: &Arc<Ledger>, id: usize, producer: usize, seq: u64) -> Tracked {
-        Tracked { id, producer, seq, ledger: Some(ledger.clone()) }
+        Tracked {
+            id,
+            producer,
+            seq,
+            ledger: Some(ledger.clone()),
+        }
     }
 
     pub fn run(mut self) -> (usize, u64) {

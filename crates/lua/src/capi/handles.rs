@@ -124,7 +124,11 @@ struct Table {
     next_generation: u32,
 }
 
-static TABLE: Mutex<Table> = Mutex::new(Table { slots: Vec::new(), free: Vec::new(), next_generation: 1 });
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    slots: Vec::new(),
+    free: Vec::new(),
+    next_generation: 1,
+});
 
 fn table() -> MutexGuard<'static, Table> {
     // A panic while holding the lock cannot leave the table inconsistent:
@@ -151,7 +155,11 @@ pub(crate) fn reserve() -> Handle {
     let index = match t.free.pop() {
         Some(i) => i as usize,
         None => {
-            t.slots.push(Slot { generation: 0, util: None, used: false });
+            t.slots.push(Slot {
+                generation: 0,
+                util: None,
+                used: false,
+            });
             t.slots.len() - 1
         }
     };
@@ -166,7 +174,11 @@ pub(crate) fn reserve() -> Handle {
 pub(crate) fn fill(h: Handle, util: Arc<Util>) {
     let mut t = table();
     if let Some((index, generation)) = split(h) {
-        if let Some(slot) = t.slots.get_mut(index).filter(|s| s.used && s.generation == generation) {
+        if let Some(slot) = t
+            .slots
+            .get_mut(index)
+            .filter(|s| s.used && s.generation == generation)
+        {
             slot.util = Some(util);
         }
     }
@@ -176,7 +188,10 @@ pub(crate) fn fill(h: Handle, util: Arc<Util>) {
 pub(crate) fn release(h: Handle) -> Option<Arc<Util>> {
     let mut t = table();
     let (index, generation) = split(h)?;
-    let slot = t.slots.get_mut(index).filter(|s| s.used && s.generation == generation)?;
+    let slot = t
+        .slots
+        .get_mut(index)
+        .filter(|s| s.used && s.generation == generation)?;
     slot.used = false;
     let util = slot.util.take();
     t.free.push(index as u32);
@@ -198,7 +213,11 @@ pub(crate) fn live(h: Handle, api: Api, closed: c_int, stale: c_int) -> Result<A
 pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
     let t = table();
     let (index, generation) = split(h)?;
-    t.slots.get(index).filter(|s| s.used && s.generation == generation)?.util.clone()
+    t.slots
+        .get(index)
+        .filter(|s| s.used && s.generation == generation)?
+        .util
+        .clone()
 }
 
 /// The handle of `libid` registered with `api` in `state`, if any.
@@ -239,7 +258,9 @@ pub(crate) fn from_utilid(p: *mut c_void) -> Handle {
         // Recover the full generation from the slot, then compare the low bits.
         let t = table();
         match index.checked_sub(1).and_then(|i| t.slots.get(i as usize)) {
-            Some(s) if s.used && (s.generation & 0xfff) == low => ((s.generation as u64) << 32) | index,
+            Some(s) if s.used && (s.generation & 0xfff) == low => {
+                ((s.generation as u64) << 32) | index
+            }
             _ => 0,
         }
     }

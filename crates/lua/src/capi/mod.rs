@@ -77,12 +77,20 @@ pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
 /// pointers are the same process-wide statics).
 pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
     if lua.app_data_ref::<CapiState>().is_none() {
-        lua.set_app_data(CapiState { id: NEXT_STATE.fetch_add(1, Ordering::Relaxed) });
+        lua.set_app_data(CapiState {
+            id: NEXT_STATE.fetch_add(1, Ordering::Relaxed),
+        });
     }
     let t: Table = lua.create_table()?;
     t.raw_set("Version", DSS_VERSION)?;
-    t.raw_set("DSS API 1v0", LightUserData(&v1::API as *const v1::Api1 as *mut c_void))?;
-    t.raw_set("DSS API 2v0", LightUserData(&v2::API as *const v2::Api2 as *mut c_void))?;
+    t.raw_set(
+        "DSS API 1v0",
+        LightUserData(&v1::API as *const v1::Api1 as *mut c_void),
+    )?;
+    t.raw_set(
+        "DSS API 2v0",
+        LightUserData(&v2::API as *const v2::Api2 as *mut c_void),
+    )?;
     lua.set_named_registry_value(REGISTRY_NAME, t)
 }
 
@@ -129,7 +137,14 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
 }
 
 /// Registers a utility with the state's hub and the handle table.
-pub(crate) fn register(st: &StateHub, state: u64, api: Api, libid: usize, name: String, cancel: Cancel) -> Result<Arc<Util>, Code> {
+pub(crate) fn register(
+    st: &StateHub,
+    state: u64,
+    api: Api,
+    libid: usize,
+    name: String,
+    cancel: Cancel,
+) -> Result<Arc<Util>, Code> {
     let handle = handles::reserve();
     let port = match st.register(name, move |reason| on_cancel(handle, reason)) {
         Ok(p) => p,
@@ -160,7 +175,9 @@ fn on_cancel(handle: Handle, reason: CancelReason) {
         if reason != CancelReason::HubClosed {
             return; // unregistered by the utility itself: it knows
         }
-        let Some(util) = handles::get(handle) else { return };
+        let Some(util) = handles::get(handle) else {
+            return;
+        };
         util.closed.store(true, Ordering::Release);
         drop(std::mem::take(&mut *util.keep_alive()));
         match util.cancel {
@@ -177,7 +194,9 @@ fn on_cancel(handle: Handle, reason: CancelReason) {
 /// Unregisters (live) or forgets (closed) the utility of `h`. False when
 /// `h` is stale.
 pub(crate) fn unregister(h: Handle) -> bool {
-    let Some(util) = handles::release(h) else { return false };
+    let Some(util) = handles::release(h) else {
+        return false;
+    };
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();
@@ -205,7 +224,12 @@ pub(crate) fn pin(f: *const c_void) {
         const RTLD_NOW: std::ffi::c_int = 2;
         const RTLD_NOLOAD: std::ffi::c_int = 4;
         const RTLD_NODELETE: std::ffi::c_int = 0x1000;
-        let mut info = DlInfo { fname: std::ptr::null(), fbase: std::ptr::null_mut(), sname: std::ptr::null(), saddr: std::ptr::null_mut() };
+        let mut info = DlInfo {
+            fname: std::ptr::null(),
+            fbase: std::ptr::null_mut(),
+            sname: std::ptr::null(),
+            saddr: std::ptr::null_mut(),
+        };
         // SAFETY: dladdr only reads the address value and fills `info`.
         if unsafe { dladdr(f, &mut info) } == 0 || info.fname.is_null() {
             return;

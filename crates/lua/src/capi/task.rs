@@ -86,7 +86,10 @@ pub(crate) struct Ctl {
 
 impl Ctl {
     pub(crate) fn new() -> Arc<Ctl> {
-        Arc::new(Ctl { phase: Mutex::new(Phase::Waiting), cv: Condvar::new() })
+        Arc::new(Ctl {
+            phase: Mutex::new(Phase::Waiting),
+            cv: Condvar::new(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
@@ -133,9 +136,18 @@ impl Ctl {
 /// What the item calls.
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
-    V1 { decoder: Decoder1, ret: Option<Return1> },
-    V2Post { run: Run2, free: Option<Free2> },
-    V2Call { run: Run2, reply: Option<Reply2> },
+    V1 {
+        decoder: Decoder1,
+        ret: Option<Return1>,
+    },
+    V2Post {
+        run: Run2,
+        free: Option<Free2>,
+    },
+    V2Call {
+        run: Run2,
+        reply: Option<Reply2>,
+    },
 }
 
 /// One delivered C item.
@@ -155,9 +167,22 @@ pub(crate) struct CTask {
 unsafe impl Send for CTask {}
 
 impl CTask {
-    pub(crate) fn new(kind: Kind, data: *mut c_void, util: Arc<Util>, ctl: Option<Arc<Ctl>>, reply: Option<Reply<()>>) -> CTask {
+    pub(crate) fn new(
+        kind: Kind,
+        data: *mut c_void,
+        util: Arc<Util>,
+        ctl: Option<Arc<Ctl>>,
+        reply: Option<Reply<()>>,
+    ) -> CTask {
         Counters::bump(&util.counters.posted);
-        CTask { kind, data, util, ctl, reply, ran: false }
+        CTask {
+            kind,
+            data,
+            util,
+            ctl,
+            reply,
+            ran: false,
+        }
     }
 
     fn id(&self) -> *mut c_void {
@@ -169,7 +194,10 @@ impl CTask {
 /// runs the closure as a protected C function whose stack holds only its
 /// arguments, here none) and returns the top `n` values it pushed, `n`
 /// being its return value clamped to what it really pushed.
-fn push_values(lua: &Lua, call: impl FnOnce(*mut ffi::lua_State) -> c_int) -> mlua::Result<MultiValue> {
+fn push_values(
+    lua: &Lua,
+    call: impl FnOnce(*mut ffi::lua_State) -> c_int,
+) -> mlua::Result<MultiValue> {
     // SAFETY: the closure receives a valid state of this Lua, on the Lua
     // thread, inside a protected call; it only uses the stack of its own
     // frame, which starts empty, and leaves exactly the values to return.
@@ -186,7 +214,11 @@ fn push_values(lua: &Lua, call: impl FnOnce(*mut ffi::lua_State) -> c_int) -> ml
 
 /// Calls a return/reply callback with `values` as the only values on a
 /// fresh frame; returns what it pushed (its return value, clamped).
-fn reply_values(lua: &Lua, values: MultiValue, call: impl FnOnce(*mut ffi::lua_State, c_int) -> c_int) -> mlua::Result<MultiValue> {
+fn reply_values(
+    lua: &Lua,
+    values: MultiValue,
+    call: impl FnOnce(*mut ffi::lua_State, c_int) -> c_int,
+) -> mlua::Result<MultiValue> {
     // SAFETY: as in `push_values`; here the frame starts with `values`.
     unsafe {
         lua.exec_raw::<MultiValue>(values, |state| {
@@ -241,7 +273,10 @@ impl Task for CTask {
                 let ctl = self.ctl.clone().expect("a call has a Ctl");
                 if !ctl.claim() {
                     // The caller timed out: `data` is no longer lent to us.
-                    return Ok(Prepared { call: None, reply: None });
+                    return Ok(Prepared {
+                        call: None,
+                        reply: None,
+                    });
                 }
                 self.ran = true;
                 // SAFETY: as above; `data` is still lent (claimed, not abandoned).
@@ -254,18 +289,34 @@ impl Task for CTask {
         let mut values = values?;
         let Some(callback) = values.pop_front() else {
             // Nothing to call: dropping `self` releases a waiter.
-            return Ok(Prepared { call: None, reply: None });
+            return Ok(Prepared {
+                call: None,
+                reply: None,
+            });
         };
         let sink = match (self.kind, self.reply.take(), self.ctl.clone()) {
-            (Kind::V1 { ret: Some(ret), .. }, Some(reply), Some(ctl)) => {
-                Some(Box::new(CSink { answer: Answer::V1(ret), data, util: self.util.clone(), ctl, reply: Some(reply) }) as Box<dyn ReplySink>)
-            }
-            (Kind::V2Call { reply: r, .. }, Some(reply), Some(ctl)) => {
-                Some(Box::new(CSink { answer: Answer::V2(r), data, util: self.util.clone(), ctl, reply: Some(reply) }) as Box<dyn ReplySink>)
-            }
+            (Kind::V1 { ret: Some(ret), .. }, Some(reply), Some(ctl)) => Some(Box::new(CSink {
+                answer: Answer::V1(ret),
+                data,
+                util: self.util.clone(),
+                ctl,
+                reply: Some(reply),
+            })
+                as Box<dyn ReplySink>),
+            (Kind::V2Call { reply: r, .. }, Some(reply), Some(ctl)) => Some(Box::new(CSink {
+                answer: Answer::V2(r),
+                data,
+                util: self.util.clone(),
+                ctl,
+                reply: Some(reply),
+            })
+                as Box<dyn ReplySink>),
             _ => None,
         };
-        Ok(Prepared { call: Some((callback, values)), reply: sink })
+        Ok(Prepared {
+            call: Some((callback, values)),
+            reply: sink,
+        })
     }
 }
 
@@ -290,7 +341,9 @@ impl Drop for CTask {
                     unsafe { decoder(std::ptr::null_mut(), self.data, self.id()) };
                 }
             }
-            Kind::V2Post { free: Some(free), .. } => {
+            Kind::V2Post {
+                free: Some(free), ..
+            } => {
                 if !refused {
                     let outcome = if self.ran {
                         OK
@@ -337,9 +390,13 @@ impl ReplySink for CSink {
         let result = match self.answer {
             // SAFETY: 1v0 contract: the return callback runs on the Lua
             // thread with the answer on an otherwise empty stack.
-            Answer::V1(ret) => reply_values(lua, values, |state, _| unsafe { ret(state.cast(), data, id, 0) }),
+            Answer::V1(ret) => reply_values(lua, values, |state, _| unsafe {
+                ret(state.cast(), data, id, 0)
+            }),
             // SAFETY: 2v0 contract, likewise; `data` is lent (claimed).
-            Answer::V2(Some(reply)) => reply_values(lua, values, |state, n| unsafe { reply(state.cast(), data, handle, n) }),
+            Answer::V2(Some(reply)) => reply_values(lua, values, |state, n| unsafe {
+                reply(state.cast(), data, handle, n)
+            }),
             Answer::V2(None) => Ok(MultiValue::new()),
         };
         let reply = self.reply.take().expect("answered once");
@@ -365,7 +422,9 @@ impl ReplySink for CSink {
             let data = self.data;
             let id = super::handles::to_utilid(self.util.handle);
             // SAFETY: 1v0 contract, on the Lua thread with a valid state.
-            let _ = reply_values(lua, MultiValue::new(), |state, _| unsafe { ret(state.cast(), data, id, 1) });
+            let _ = reply_values(lua, MultiValue::new(), |state, _| unsafe {
+                ret(state.cast(), data, id, 1)
+            });
         }
         let _ = reply.fail(message);
     }
@@ -380,7 +439,14 @@ impl Drop for CSink {
             // Collected or dropped unanswered: garbage, with no state at hand.
             // SAFETY: 1v0 contract (documented: L is NULL when garbage = 1
             // outside a dispatch error); called once, the reply is pending.
-            unsafe { ret(std::ptr::null_mut(), self.data, super::handles::to_utilid(self.util.handle), 1) };
+            unsafe {
+                ret(
+                    std::ptr::null_mut(),
+                    self.data,
+                    super::handles::to_utilid(self.util.handle),
+                    1,
+                )
+            };
         }
         // `self.reply` drops next, releasing the waiter.
     }

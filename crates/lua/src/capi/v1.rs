@@ -17,7 +17,8 @@ use super::{guard, Code};
 use crate::item::Item;
 
 pub(crate) type Decoder1 = unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void) -> c_int;
-pub(crate) type Return1 = unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void, c_int) -> c_int;
+pub(crate) type Return1 =
+    unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void, c_int) -> c_int;
 pub(crate) type Cancel1 = unsafe extern "C" fn(*mut c_void);
 
 pub(crate) const SUCCESS: c_int = -100;
@@ -36,9 +37,15 @@ pub(crate) const ERR_WOULD_DEADLOCK: c_int = -109;
 #[repr(C)]
 pub(crate) struct Api1 {
     version: *const c_char,
-    reg: unsafe extern "C" fn(*mut lua_State, *mut c_void, Option<Cancel1>, *mut c_int) -> *mut c_void,
+    reg: unsafe extern "C" fn(
+        *mut lua_State,
+        *mut c_void,
+        Option<Cancel1>,
+        *mut c_int,
+    ) -> *mut c_void,
     getutilid: unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_int) -> *mut c_void,
-    deliver: unsafe extern "C" fn(*mut c_void, Option<Decoder1>, Option<Return1>, *mut c_void) -> c_int,
+    deliver:
+        unsafe extern "C" fn(*mut c_void, Option<Decoder1>, Option<Return1>, *mut c_void) -> c_int,
     unreg: unsafe extern "C" fn(*mut c_void) -> c_int,
 }
 
@@ -46,7 +53,13 @@ pub(crate) struct Api1 {
 // NUL-terminated string, the rest are function pointers.
 unsafe impl Sync for Api1 {}
 
-pub(crate) static API: Api1 = Api1 { version: c"DSS API 1v0".as_ptr(), reg, getutilid, deliver, unreg };
+pub(crate) static API: Api1 = Api1 {
+    version: c"DSS API 1v0".as_ptr(),
+    reg,
+    getutilid,
+    deliver,
+    unreg,
+};
 
 fn v1_code(c: Code) -> c_int {
     match c {
@@ -72,7 +85,12 @@ unsafe fn set(errcode: *mut c_int, code: c_int) {
 /// # Safety
 /// Called from C per the header: `l` NULL or a live state of this thread
 /// (the Lua thread), `errcode` NULL or writable.
-unsafe extern "C" fn reg(l: *mut lua_State, libid: *mut c_void, cancel: Option<Cancel1>, errcode: *mut c_int) -> *mut c_void {
+unsafe extern "C" fn reg(
+    l: *mut lua_State,
+    libid: *mut c_void,
+    cancel: Option<Cancel1>,
+    errcode: *mut c_int,
+) -> *mut c_void {
     let (id, code) = guard((std::ptr::null_mut(), ERR_OUT_OF_MEMORY), || {
         if l.is_null() {
             return (std::ptr::null_mut(), ERR_NO_GLOBALS);
@@ -91,7 +109,14 @@ unsafe extern "C" fn reg(l: *mut lua_State, libid: *mut c_void, cancel: Option<C
             return (handles::to_utilid(h), ERR_ALREADY_REGISTERED);
         }
         super::pin(cancel as *const c_void);
-        match super::register(&st, state, Api::V1, libid as usize, format!("dss1v0:{libid:p}"), Cancel::V1(cancel)) {
+        match super::register(
+            &st,
+            state,
+            Api::V1,
+            libid as usize,
+            format!("dss1v0:{libid:p}"),
+            Cancel::V1(cancel),
+        ) {
             Ok(util) => (handles::to_utilid(util.handle), SUCCESS),
             Err(c) => (std::ptr::null_mut(), v1_code(c)),
         }
@@ -105,7 +130,11 @@ unsafe extern "C" fn reg(l: *mut lua_State, libid: *mut c_void, cancel: Option<C
 ///
 /// # Safety
 /// As for [`reg`].
-unsafe extern "C" fn getutilid(l: *mut lua_State, libid: *mut c_void, errcode: *mut c_int) -> *mut c_void {
+unsafe extern "C" fn getutilid(
+    l: *mut lua_State,
+    libid: *mut c_void,
+    errcode: *mut c_int,
+) -> *mut c_void {
     let (id, code) = guard((std::ptr::null_mut(), ERR_OUT_OF_MEMORY), || {
         if l.is_null() {
             return (std::ptr::null_mut(), ERR_NO_GLOBALS);
@@ -126,7 +155,12 @@ unsafe extern "C" fn getutilid(l: *mut lua_State, libid: *mut c_void, errcode: *
 
 /// The live 1v0 record of `utilid`, or the code to return.
 fn lookup(utilid: *mut c_void) -> Result<Arc<Util>, c_int> {
-    handles::live(handles::from_utilid(utilid), Api::V1, ERR_NOT_STARTED, ERR_INVALID_UTILID)
+    handles::live(
+        handles::from_utilid(utilid),
+        Api::V1,
+        ERR_NOT_STARTED,
+        ERR_INVALID_UTILID,
+    )
 }
 
 fn post_code(kind: PostErrorKind) -> c_int {
@@ -144,7 +178,12 @@ fn post_code(kind: PostErrorKind) -> c_int {
 /// # Safety
 /// The callbacks, if given, are functions with the header's signatures;
 /// `data` is only handed back to them.
-unsafe extern "C" fn deliver(utilid: *mut c_void, decoder: Option<Decoder1>, ret: Option<Return1>, data: *mut c_void) -> c_int {
+unsafe extern "C" fn deliver(
+    utilid: *mut c_void,
+    decoder: Option<Decoder1>,
+    ret: Option<Return1>,
+    data: *mut c_void,
+) -> c_int {
     guard(ERR_OUT_OF_MEMORY, || {
         let util = match lookup(utilid) {
             Ok(u) => u,
@@ -157,7 +196,10 @@ unsafe extern "C" fn deliver(utilid: *mut c_void, decoder: Option<Decoder1>, ret
         match ret {
             None => {
                 let refusing = Refusing::new();
-                match util.port.post(Item::new(CTask::new(kind, data, util.clone(), None, None))) {
+                match util
+                    .port
+                    .post(Item::new(CTask::new(kind, data, util.clone(), None, None)))
+                {
                     Ok(posted) => {
                         drop(refusing);
                         match posted {
@@ -176,7 +218,15 @@ unsafe extern "C" fn deliver(utilid: *mut c_void, decoder: Option<Decoder1>, ret
                 let ctl = Ctl::new();
                 let refusing = Refusing::new();
                 let result = util.port.call(
-                    |reply| Item::new(CTask::new(kind, data, util.clone(), Some(ctl.clone()), Some(reply))),
+                    |reply| {
+                        Item::new(CTask::new(
+                            kind,
+                            data,
+                            util.clone(),
+                            Some(ctl.clone()),
+                            Some(reply),
+                        ))
+                    },
                     None,
                 );
                 drop(refusing);

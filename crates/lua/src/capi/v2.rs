@@ -64,11 +64,27 @@ pub(crate) struct Stats2 {
 pub(crate) struct Api2 {
     size: usize,
     version: *const c_char,
-    reg: unsafe extern "C" fn(*mut lua_State, *const c_void, *const c_char, Option<Cancel2>, *mut c_void, *mut Handle) -> c_int,
+    reg: unsafe extern "C" fn(
+        *mut lua_State,
+        *const c_void,
+        *const c_char,
+        Option<Cancel2>,
+        *mut c_void,
+        *mut Handle,
+    ) -> c_int,
     getid: unsafe extern "C" fn(*mut lua_State, *const c_void, *mut Handle) -> c_int,
     unreg: unsafe extern "C" fn(Handle) -> c_int,
     post: unsafe extern "C" fn(Handle, Option<Run2>, Option<Free2>, *mut c_void, c_long) -> c_int,
-    call: unsafe extern "C" fn(Handle, Option<Run2>, Option<Reply2>, *mut c_void, c_long, c_int, *mut c_char, usize) -> c_int,
+    call: unsafe extern "C" fn(
+        Handle,
+        Option<Run2>,
+        Option<Reply2>,
+        *mut c_void,
+        c_long,
+        c_int,
+        *mut c_char,
+        usize,
+    ) -> c_int,
     hold: unsafe extern "C" fn(Handle) -> c_int,
     release: unsafe extern "C" fn(Handle) -> c_int,
     stats: unsafe extern "C" fn(Handle, *mut Stats2) -> c_int,
@@ -152,9 +168,18 @@ unsafe extern "C" fn reg(
             format!("dss2v0:{libid:p}")
         } else {
             // SAFETY: a non-NULL name is a NUL-terminated string (contract).
-            unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(name) }
+                .to_string_lossy()
+                .into_owned()
         };
-        match super::register(&st, state, Api::V2, libid as usize, name, Cancel::V2(cancel, SendPtr(ud))) {
+        match super::register(
+            &st,
+            state,
+            Api::V2,
+            libid as usize,
+            name,
+            Cancel::V2(cancel, SendPtr(ud)),
+        ) {
             Ok(util) => {
                 if let Some(c) = cancel {
                     super::pin_once(&util, c as *const c_void);
@@ -224,7 +249,13 @@ fn post_code(kind: PostErrorKind) -> c_int {
 /// # Safety
 /// The callbacks, if given, have the header's signatures; `data` is only
 /// handed back to them.
-unsafe extern "C" fn post(h: Handle, run: Option<Run2>, free: Option<Free2>, data: *mut c_void, timeout_ms: c_long) -> c_int {
+unsafe extern "C" fn post(
+    h: Handle,
+    run: Option<Run2>,
+    free: Option<Free2>,
+    data: *mut c_void,
+    timeout_ms: c_long,
+) -> c_int {
     // A panic (a bug) returns EINTERNAL without calling `free`: leaking
     // `data` is the safe side of not knowing whether it was queued.
     guard(EINTERNAL, || {
@@ -241,17 +272,31 @@ unsafe extern "C" fn post(h: Handle, run: Option<Run2>, free: Option<Free2>, dat
     })
 }
 
-fn post_inner(h: Handle, run: Option<Run2>, free: Option<Free2>, data: *mut c_void, timeout_ms: c_long) -> c_int {
+fn post_inner(
+    h: Handle,
+    run: Option<Run2>,
+    free: Option<Free2>,
+    data: *mut c_void,
+    timeout_ms: c_long,
+) -> c_int {
     let (util, run) = match lookup_with_run(h, run) {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::new(CTask::new(Kind::V2Post { run, free }, data, util.clone(), None, None));
+    let item = Item::new(CTask::new(
+        Kind::V2Post { run, free },
+        data,
+        util.clone(),
+        None,
+        None,
+    ));
     let _refusing = Refusing::new();
     let result = match timeout_ms {
         t if t < 0 => util.port.post(item),
         0 => util.port.try_post(item),
-        t => util.port.post_timeout(item, Duration::from_millis(t as u64)),
+        t => util
+            .port
+            .post_timeout(item, Duration::from_millis(t as u64)),
     };
     match result {
         Ok(_) => OK,
@@ -301,11 +346,21 @@ unsafe extern "C" fn call(
         let made = Cell::new(false);
         let make = |r| {
             made.set(true);
-            Item::new(CTask::new(Kind::V2Call { run, reply }, data, util.clone(), Some(ctl.clone()), Some(r)))
+            Item::new(CTask::new(
+                Kind::V2Call { run, reply },
+                data,
+                util.clone(),
+                Some(ctl.clone()),
+                Some(r),
+            ))
         };
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         let refusing = Refusing::new();
-        let result = if flags & NOWAIT != 0 { util.port.try_call(make, timeout) } else { util.port.call(make, timeout) };
+        let result = if flags & NOWAIT != 0 {
+            util.port.try_call(make, timeout)
+        } else {
+            util.port.call(make, timeout)
+        };
         drop(refusing);
         let c = &util.counters;
         if !made.get() {
@@ -411,7 +466,9 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
         let n = size.min(std::mem::size_of::<Stats2>());
         // SAFETY: the caller's struct is at least `size` bytes (that is
         // what `size` says), we write `n <= size` bytes, from a local.
-        unsafe { std::ptr::copy_nonoverlapping((&s as *const Stats2).cast::<u8>(), out.cast::<u8>(), n) };
+        unsafe {
+            std::ptr::copy_nonoverlapping((&s as *const Stats2).cast::<u8>(), out.cast::<u8>(), n)
+        };
         OK
     })
 }

@@ -34,7 +34,10 @@ use crate::state::StateHub;
 use crate::{args, make_table, Fail, RawFn};
 
 /// The library state `T` of this Lua state, created by `init` on first use.
-pub(crate) fn lib_state<T: 'static>(lua: &Lua, init: impl FnOnce(&StateHub) -> Result<T, Fail>) -> Result<Rc<T>, Fail> {
+pub(crate) fn lib_state<T: 'static>(
+    lua: &Lua,
+    init: impl FnOnce(&StateHub) -> Result<T, Fail>,
+) -> Result<Rc<T>, Fail> {
     if let Some(s) = lua.app_data_ref::<Rc<T>>() {
         return Ok(Rc::clone(&s));
     }
@@ -62,14 +65,22 @@ pub(crate) fn this<T: 'static>(a: &MultiValue, what: &str) -> Result<UserDataRef
             return Ok(r);
         }
     }
-    Err(format!("{what}: expected a handle as self (use the colon syntax), got {}", a.front().map_or("no value", args::type_name)).into())
+    Err(format!(
+        "{what}: expected a handle as self (use the colon syntax), got {}",
+        a.front().map_or("no value", args::type_name)
+    )
+    .into())
 }
 
 /// A required function argument.
 pub(crate) fn function(v: Option<&Value>, what: &str) -> Result<Function, Fail> {
     match v {
         Some(Value::Function(f)) => Ok(f.clone()),
-        other => Err(format!("{what}: callback must be a function, got {}", other.map_or("no value", args::type_name)).into()),
+        other => Err(format!(
+            "{what}: callback must be a function, got {}",
+            other.map_or("no value", args::type_name)
+        )
+        .into()),
     }
 }
 
@@ -107,12 +118,19 @@ pub(crate) fn signal_number(v: &Value, what: &str) -> Result<libc::c_int, Fail> 
         }
         return Err(format!("{what}: unknown signal name {:?}", s.to_string_lossy()).into());
     }
-    Err(format!("{what}: signal must be a name such as \"TERM\" or a number, got {}", args::type_name(v)).into())
+    Err(format!(
+        "{what}: signal must be a name such as \"TERM\" or a number, got {}",
+        args::type_name(v)
+    )
+    .into())
 }
 
 /// `"SIGTERM"` for `SIGTERM`.
 pub(crate) fn signal_name(sig: libc::c_int) -> String {
-    SIGNALS.iter().find(|&&(_, s)| s == sig).map_or_else(|| format!("SIG{sig}"), |&(n, _)| format!("SIG{n}"))
+    SIGNALS
+        .iter()
+        .find(|&&(_, s)| s == sig)
+        .map_or_else(|| format!("SIG{sig}"), |&(n, _)| format!("SIG{n}"))
 }
 
 /// One value, as a multi-value.

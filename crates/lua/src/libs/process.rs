@@ -109,7 +109,11 @@ fn state(lua: &Lua) -> Result<Rc<ProcState>, Fail> {
                 }
             })
             .map_err(|e| format!("process: cannot register: {e}"))?;
-        Ok(ProcState { port, live: Default::default(), children })
+        Ok(ProcState {
+            port,
+            live: Default::default(),
+            children,
+        })
     })
 }
 
@@ -119,25 +123,38 @@ enum Event {
     Line { stderr: bool, line: Vec<u8> },
     /// The child exited (after its last line); the code, or the signal
     /// that ended it.
-    Exit { code: Option<i32>, signal: Option<i32> },
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 fn prepare(lua: &Lua, id: u64, event: Event) -> mlua::Result<Prepared> {
     let Some(ps) = super::existing_state::<ProcState>(lua) else {
-        return Ok(Prepared { call: None, reply: None });
+        return Ok(Prepared {
+            call: None,
+            reply: None,
+        });
     };
     let call = match event {
         Event::Line { stderr, line } => {
             let live = ps.live.borrow();
             let target = live.get(&id).and_then(|cb| {
-                let f = if stderr { cb.stderr.clone() } else { cb.stdout.clone() };
+                let f = if stderr {
+                    cb.stderr.clone()
+                } else {
+                    cb.stdout.clone()
+                };
                 f.map(|f| (f, cb.handle.clone()))
             });
             match target {
                 None => None,
                 Some((f, h)) => Some((
                     Value::Function(f),
-                    MultiValue::from_iter([Value::String(lua.create_string(&line)?), Value::UserData(h)]),
+                    MultiValue::from_iter([
+                        Value::String(lua.create_string(&line)?),
+                        Value::UserData(h),
+                    ]),
                 )),
             }
         }
@@ -151,7 +168,10 @@ fn prepare(lua: &Lua, id: u64, event: Event) -> mlua::Result<Prepared> {
                         Some(s) => Value::String(lua.create_string(signal_name(s))?),
                         None => Value::Nil,
                     };
-                    Some((Value::Function(f), MultiValue::from_iter([code, sig, Value::UserData(h)])))
+                    Some((
+                        Value::Function(f),
+                        MultiValue::from_iter([code, sig, Value::UserData(h)]),
+                    ))
                 }
             }
         }
@@ -173,7 +193,13 @@ impl UserData for Process {
         fields.add_meta_field_with("__index", |lua| {
             methods(
                 lua,
-                &[("write", write), ("close", close), ("kill", kill), ("pid", pid), ("running", running)],
+                &[
+                    ("write", write),
+                    ("close", close),
+                    ("kill", kill),
+                    ("pid", pid),
+                    ("running", running),
+                ],
             )
         });
         fields.add_meta_field("__name", "darksidesync.process");
@@ -194,7 +220,11 @@ fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, Fail> {
     match t.get::<Value>(key)? {
         Value::Nil => Ok(None),
         Value::Function(f) => Ok(Some(f)),
-        other => Err(format!("process.spawn: option {key} must be a function, got {}", args::type_name(&other)).into()),
+        other => Err(format!(
+            "process.spawn: option {key} must be a function, got {}",
+            args::type_name(&other)
+        )
+        .into()),
     }
 }
 
@@ -213,15 +243,29 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let mut words = Vec::new();
     for (i, v) in argv.sequence_values::<Value>().enumerate() {
         let v = v?;
-        words.push(string_of(&v).ok_or_else(|| format!("process.spawn: argv[{}] must be a string, got {}", i + 1, args::type_name(&v)))?);
+        words.push(string_of(&v).ok_or_else(|| {
+            format!(
+                "process.spawn: argv[{}] must be a string, got {}",
+                i + 1,
+                args::type_name(&v)
+            )
+        })?);
     }
     if words.is_empty() {
-        return Err("process.spawn: argv must name a program (argv[1])".to_string().into());
+        return Err("process.spawn: argv must name a program (argv[1])"
+            .to_string()
+            .into());
     }
     let opts = match a.get(1) {
         None | Some(Value::Nil) => lua.create_table()?,
         Some(Value::Table(t)) => t.clone(),
-        Some(other) => return Err(format!("process.spawn: options must be a table or nil, got {}", args::type_name(other)).into()),
+        Some(other) => {
+            return Err(format!(
+                "process.spawn: options must be a table or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
     };
     let stdout = optional_function(&opts, "stdout")?;
     let stderr = optional_function(&opts, "stderr")?;
@@ -229,14 +273,25 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let piped = match opts.get::<Value>("stdin")? {
         Value::Nil | Value::Boolean(false) => false,
         Value::Boolean(true) => true,
-        other => return Err(format!("process.spawn: option stdin must be a boolean, got {}", args::type_name(&other)).into()),
+        other => {
+            return Err(format!(
+                "process.spawn: option stdin must be a boolean, got {}",
+                args::type_name(&other)
+            )
+            .into())
+        }
     };
     let mut cmd = Command::new(&words[0]);
     cmd.args(&words[1..]);
     match opts.get::<Value>("cwd")? {
         Value::Nil => {}
         v => {
-            let dir = string_of(&v).ok_or_else(|| format!("process.spawn: option cwd must be a string, got {}", args::type_name(&v)))?;
+            let dir = string_of(&v).ok_or_else(|| {
+                format!(
+                    "process.spawn: option cwd must be a string, got {}",
+                    args::type_name(&v)
+                )
+            })?;
             cmd.current_dir(dir);
         }
     }
@@ -246,29 +301,60 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
             for pair in env.pairs::<Value, Value>() {
                 let (k, v) = pair?;
                 let (Value::String(k), Some(v)) = (&k, string_of(&v)) else {
-                    return Err("process.spawn: option env must map names to strings".to_string().into());
+                    return Err("process.spawn: option env must map names to strings"
+                        .to_string()
+                        .into());
                 };
                 cmd.env(k.to_string_lossy(), v);
             }
         }
-        other => return Err(format!("process.spawn: option env must be a table, got {}", args::type_name(&other)).into()),
+        other => {
+            return Err(format!(
+                "process.spawn: option env must be a table, got {}",
+                args::type_name(&other)
+            )
+            .into())
+        }
     }
     cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() });
-    cmd.stdout(if stdout.is_some() { Stdio::piped() } else { Stdio::inherit() });
-    cmd.stderr(if stderr.is_some() { Stdio::piped() } else { Stdio::inherit() });
+    cmd.stdout(if stdout.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
+    cmd.stderr(if stderr.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
 
     let ps = state(lua)?;
-    let keep = ps.port.keep_alive().map_err(|e| format!("process.spawn: the state is closing: {e}"))?;
+    let keep = ps
+        .port
+        .keep_alive()
+        .map_err(|e| format!("process.spawn: the state is closing: {e}"))?;
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let msg = format!("process.spawn: cannot start {}: {e}", words[0].to_string_lossy());
-            return Ok(MultiValue::from_iter([Value::Nil, Value::String(lua.create_string(msg)?)]));
+            let msg = format!(
+                "process.spawn: cannot start {}: {e}",
+                words[0].to_string_lossy()
+            );
+            return Ok(MultiValue::from_iter([
+                Value::Nil,
+                Value::String(lua.create_string(msg)?),
+            ]));
         }
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let shared = Arc::new(Shared { pid: child.id(), exited: Mutex::new(false) });
-    ps.children.lock().unwrap_or_else(|p| p.into_inner()).push(shared.clone());
+    let shared = Arc::new(Shared {
+        pid: child.id(),
+        exited: Mutex::new(false),
+    });
+    ps.children
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(shared.clone());
 
     let stdin = child.stdin.take().map(|pipe| {
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -284,8 +370,20 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
         let port = ps.port.clone();
         readers.push(thread::spawn(move || reader(err, port, id, true)));
     }
-    let handle = lua.create_userdata(Process { shared: shared.clone(), stdin: RefCell::new(stdin), piped })?;
-    ps.live.borrow_mut().insert(id, Callbacks { stdout, stderr, exit, handle: handle.clone() });
+    let handle = lua.create_userdata(Process {
+        shared: shared.clone(),
+        stdin: RefCell::new(stdin),
+        piped,
+    })?;
+    ps.live.borrow_mut().insert(
+        id,
+        Callbacks {
+            stdout,
+            stderr,
+            exit,
+            handle: handle.clone(),
+        },
+    );
     let (port, children) = (ps.port.clone(), ps.children.clone());
     thread::spawn(move || waiter(child, shared, readers, port, keep, id, children));
     Ok(one(Value::UserData(handle)))
@@ -324,7 +422,10 @@ fn reader(stream: impl Read, port: Port<Item>, id: u64, stderr: bool) {
                     line.pop();
                 }
                 let event = Event::Line { stderr, line };
-                if port.post(Item::from_fn(move |lua| prepare(lua, id, event))).is_err() {
+                if port
+                    .post(Item::from_fn(move |lua| prepare(lua, id, event)))
+                    .is_err()
+                {
                     break; // the state is gone; dropping the pipe ends the child's writes
                 }
             }
@@ -346,7 +447,12 @@ fn waiter(
         // is a valid initial value. WNOWAIT leaves the child unreaped.
         let rc = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, shared.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            libc::waitid(
+                libc::P_PID,
+                shared.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
         };
         if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             break;
@@ -354,7 +460,10 @@ fn waiter(
     }
     *shared.exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
     let status = child.wait();
-    children.lock().unwrap_or_else(|p| p.into_inner()).retain(|c| !Arc::ptr_eq(c, &shared));
+    children
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|c| !Arc::ptr_eq(c, &shared));
     for r in readers {
         let _ = r.join();
     }
@@ -362,7 +471,9 @@ fn waiter(
         Ok(s) => (s.code(), s.signal()),
         Err(_) => (None, None),
     };
-    let _ = port.post(Item::from_fn(move |lua| prepare(lua, id, Event::Exit { code, signal })));
+    let _ = port.post(Item::from_fn(move |lua| {
+        prepare(lua, id, Event::Exit { code, signal })
+    }));
     drop(keep); // after the exit is queued: run() cannot miss it
 }
 
@@ -372,14 +483,26 @@ fn write(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let data = match a.get(1) {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
         Some(v @ (Value::Integer(_) | Value::Number(_))) => args::describe(v).into_bytes(),
-        other => return Err(format!("process:write: data must be a string, got {}", other.map_or("no value", args::type_name)).into()),
+        other => {
+            return Err(format!(
+                "process:write: data must be a string, got {}",
+                other.map_or("no value", args::type_name)
+            )
+            .into())
+        }
     };
     if !p.piped {
-        return Err("process:write: stdin was not opened (spawn with stdin = true)".to_string().into());
+        return Err(
+            "process:write: stdin was not opened (spawn with stdin = true)"
+                .to_string()
+                .into(),
+        );
     }
     let sent = match p.stdin.borrow().as_ref() {
         None => Err("stdin is closed"),
-        Some(tx) => tx.send(data).map_err(|_| "the process no longer reads its stdin"),
+        Some(tx) => tx
+            .send(data)
+            .map_err(|_| "the process no longer reads its stdin"),
     };
     Ok(match sent {
         Ok(()) => one(Value::Boolean(true)),
@@ -401,7 +524,10 @@ fn kill(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
         None | Some(Value::Nil) => libc::SIGTERM,
         Some(v) => signal_number(v, "process:kill")?,
     };
-    let sent = p.shared.kill(sig).map_err(|e| format!("process:kill: {e}"))?;
+    let sent = p
+        .shared
+        .kill(sig)
+        .map_err(|e| format!("process:kill: {e}"))?;
     Ok(one(Value::Boolean(sent)))
 }
 

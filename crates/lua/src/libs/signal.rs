@@ -41,8 +41,15 @@ use crate::state::StateHub;
 use crate::{args, make_table, Fail, Ret};
 
 /// Signals that can be subscribed to.
-const ALLOWED: &[libc::c_int] =
-    &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+const ALLOWED: &[libc::c_int] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
 
 /// How long the signal thread waits for room in a full queue before it
 /// gives up on that one delivery (it must not stall the other states).
@@ -81,7 +88,10 @@ fn registry() -> Result<MutexGuard<'static, Registry>, String> {
                 }
             })
             .map_err(|e| format!("signal: cannot start the signal thread: {e}"))?;
-        Ok(Mutex::new(Registry { handle, subs: HashMap::new() }))
+        Ok(Mutex::new(Registry {
+            handle,
+            subs: HashMap::new(),
+        }))
     });
     match r {
         Ok(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner())),
@@ -92,7 +102,11 @@ fn registry() -> Result<MutexGuard<'static, Registry>, String> {
 /// On the signal thread: one item per subscription, or the default action.
 fn deliver(sig: libc::c_int) {
     let targets: Vec<(u64, Port<Item>)> = match registry() {
-        Ok(r) => r.subs.get(&sig).map(|v| v.iter().map(|s| (s.id, s.port.clone())).collect()).unwrap_or_default(),
+        Ok(r) => r
+            .subs
+            .get(&sig)
+            .map(|v| v.iter().map(|s| (s.id, s.port.clone())).collect())
+            .unwrap_or_default(),
         Err(_) => return,
     };
     if targets.is_empty() {
@@ -124,7 +138,9 @@ fn unsubscribe_owner(owner: u64) {
     let Ok(mut r) = registry() else { return };
     let mut gone = Vec::new();
     for subs in r.subs.values_mut() {
-        let (drop_, keep): (Vec<Sub>, Vec<Sub>) = std::mem::take(subs).into_iter().partition(|s| s.owner == owner);
+        let (drop_, keep): (Vec<Sub>, Vec<Sub>) = std::mem::take(subs)
+            .into_iter()
+            .partition(|s| s.owner == owner);
         *subs = keep;
         gone.extend(drop_);
     }
@@ -147,12 +163,17 @@ fn state(lua: &Lua) -> Result<Rc<SignalState>, Fail> {
             .hub
             .register("darksidesync.signal", move |_| unsubscribe_owner(owner))
             .map_err(|e| format!("signal: cannot register: {e}"))?;
-        Ok(SignalState { owner, port, live: Default::default() })
+        Ok(SignalState {
+            owner,
+            port,
+            live: Default::default(),
+        })
     })
 }
 
 fn prepare(lua: &Lua, id: u64, sig: libc::c_int) -> mlua::Result<Prepared> {
-    let callback = super::existing_state::<SignalState>(lua).and_then(|s| s.live.borrow().get(&id).cloned());
+    let callback =
+        super::existing_state::<SignalState>(lua).and_then(|s| s.live.borrow().get(&id).cloned());
     Ok(Prepared {
         call: callback.map(|f| {
             let args = MultiValue::from_iter([
@@ -181,7 +202,12 @@ fn allowed(a: &MultiValue, what: &str) -> Result<libc::c_int, Fail> {
     let sig = signal_number(a.front().unwrap_or(&Value::Nil), what)?;
     if !ALLOWED.contains(&sig) {
         let names: Vec<String> = ALLOWED.iter().map(|&s| signal_name(s)).collect();
-        return Err(format!("{what}: {} cannot be handled; use one of {}", signal_name(sig), names.join(", ")).into());
+        return Err(format!(
+            "{what}: {} cannot be handled; use one of {}",
+            signal_name(sig),
+            names.join(", ")
+        )
+        .into());
     }
     Ok(sig)
 }
@@ -193,11 +219,21 @@ fn on(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let keepalive = match a.get(2) {
         None | Some(Value::Nil) => false,
         Some(Value::Table(t)) => t.get::<Option<bool>>("keepalive")?.unwrap_or(false),
-        Some(other) => return Err(format!("signal.on: options must be a table or nil, got {}", args::type_name(other)).into()),
+        Some(other) => {
+            return Err(format!(
+                "signal.on: options must be a table or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
     };
     let ss = state(lua)?;
     let keep = if keepalive {
-        Some(ss.port.keep_alive().map_err(|e| format!("signal.on: the state is closing: {e}"))?)
+        Some(
+            ss.port
+                .keep_alive()
+                .map_err(|e| format!("signal.on: the state is closing: {e}"))?,
+        )
     } else {
         None
     };
@@ -207,18 +243,28 @@ fn on(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
         let subs = r.subs.entry(sig).or_default();
         if subs.is_empty() {
             // `add_signal` is idempotent: registering twice is harmless.
-            r.handle.add_signal(sig).map_err(|e| format!("signal.on: cannot handle {}: {e}", signal_name(sig)))?;
+            r.handle
+                .add_signal(sig)
+                .map_err(|e| format!("signal.on: cannot handle {}: {e}", signal_name(sig)))?;
         }
-        r.subs.entry(sig).or_default().push(Sub { id, owner: ss.owner, port: ss.port.clone(), _keep: keep });
+        r.subs.entry(sig).or_default().push(Sub {
+            id,
+            owner: ss.owner,
+            port: ss.port.clone(),
+            _keep: keep,
+        });
     }
     ss.live.borrow_mut().insert(id, callback);
-    Ok(one(Value::UserData(lua.create_userdata(Subscription { id })?)))
+    Ok(one(Value::UserData(
+        lua.create_userdata(Subscription { id })?,
+    )))
 }
 
 /// `h:cancel()` → true when it was active.
 fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let id = this::<Subscription>(&a, "signal:cancel")?.id;
-    let was = super::existing_state::<SignalState>(lua).is_some_and(|s| s.live.borrow_mut().remove(&id).is_some());
+    let was = super::existing_state::<SignalState>(lua)
+        .is_some_and(|s| s.live.borrow_mut().remove(&id).is_some());
     unsubscribe(id);
     Ok(one(Value::Boolean(was)))
 }

@@ -76,7 +76,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn scheduler() -> &'static Scheduler {
     static S: OnceLock<Scheduler> = OnceLock::new();
-    S.get_or_init(|| Scheduler { table: Mutex::new(Timers::default()), cv: Condvar::new() })
+    S.get_or_init(|| Scheduler {
+        table: Mutex::new(Timers::default()),
+        cv: Condvar::new(),
+    })
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Timers> {
@@ -115,8 +118,15 @@ fn unschedule(id: u64) -> bool {
 fn unschedule_owner(owner: u64) {
     let gone: Vec<Entry> = {
         let mut t = lock();
-        let ids: Vec<u64> = t.entries.iter().filter(|(_, e)| e.owner == owner).map(|(id, _)| *id).collect();
-        ids.into_iter().filter_map(|id| t.entries.remove(&id)).collect()
+        let ids: Vec<u64> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.owner == owner)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| t.entries.remove(&id))
+            .collect()
     };
     drop(gone); // keep-alives released outside the lock
 }
@@ -142,7 +152,9 @@ fn timer_thread() {
                 break;
             }
             t.heap.pop();
-            let Some(e) = t.entries.get_mut(&id) else { continue };
+            let Some(e) = t.entries.get_mut(&id) else {
+                continue;
+            };
             if e.deadline != deadline {
                 continue; // stale heap record
             }
@@ -155,11 +167,21 @@ fn timer_thread() {
                     e.deadline = next;
                     let (port, in_flight) = (e.port.clone(), e.in_flight.clone());
                     t.heap.push(Reverse((next, id)));
-                    due.push(Due { id, port, in_flight, last: None });
+                    due.push(Due {
+                        id,
+                        port,
+                        in_flight,
+                        last: None,
+                    });
                 }
                 None => {
                     let e = t.entries.remove(&id).expect("just found");
-                    due.push(Due { id, port: e.port.clone(), in_flight: e.in_flight.clone(), last: Some(e) });
+                    due.push(Due {
+                        id,
+                        port: e.port.clone(),
+                        in_flight: e.in_flight.clone(),
+                        last: Some(e),
+                    });
                 }
             }
         }
@@ -177,7 +199,9 @@ fn timer_thread() {
             None => s.cv.wait(t).unwrap_or_else(|p| p.into_inner()),
             Some(Reverse((d, _))) => {
                 let wait = d.saturating_duration_since(now);
-                s.cv.wait_timeout(t, wait).unwrap_or_else(|p| p.into_inner()).0
+                s.cv.wait_timeout(t, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
             }
         };
     }
@@ -234,14 +258,21 @@ fn state(lua: &Lua) -> Result<std::rc::Rc<TimerState>, Fail> {
             .hub
             .register("darksidesync.timer", move |_| unschedule_owner(owner))
             .map_err(|e| format!("timer: cannot register: {e}"))?;
-        Ok(TimerState { owner, port, live: Default::default() })
+        Ok(TimerState {
+            owner,
+            port,
+            live: Default::default(),
+        })
     })
 }
 
 /// A tick reached the Lua thread: the callback, if the timer is still live.
 fn prepare_tick(lua: &Lua, id: u64) -> mlua::Result<Prepared> {
     let Some(ts) = super::existing_state::<TimerState>(lua) else {
-        return Ok(Prepared { call: None, reply: None });
+        return Ok(Prepared {
+            call: None,
+            reply: None,
+        });
     };
     let repeating = lock().entries.get(&id).is_some_and(|e| e.every.is_some());
     let found = if repeating {
@@ -250,7 +281,12 @@ fn prepare_tick(lua: &Lua, id: u64) -> mlua::Result<Prepared> {
         ts.live.borrow_mut().remove(&id)
     };
     Ok(Prepared {
-        call: found.map(|(f, handle)| (Value::Function(f), MultiValue::from_iter([Value::UserData(handle)]))),
+        call: found.map(|(f, handle)| {
+            (
+                Value::Function(f),
+                MultiValue::from_iter([Value::UserData(handle)]),
+            )
+        }),
         reply: None,
     })
 }
@@ -262,30 +298,53 @@ struct Timer {
 
 impl UserData for Timer {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_meta_field_with("__index", |lua| methods(lua, &[("cancel", cancel), ("active", active)]));
+        fields.add_meta_field_with("__index", |lua| {
+            methods(lua, &[("cancel", cancel), ("active", active)])
+        });
         fields.add_meta_field("__name", "darksidesync.timer");
     }
 }
 
 fn seconds(v: Option<&Value>, what: &str, allow_zero: bool) -> Result<Duration, Fail> {
     let v = v.unwrap_or(&Value::Nil);
-    let n = args::number(v)
-        .ok_or_else(|| format!("timer.{what}: seconds must be a number, got {}", args::type_name(v)))?;
+    let n = args::number(v).ok_or_else(|| {
+        format!(
+            "timer.{what}: seconds must be a number, got {}",
+            args::type_name(v)
+        )
+    })?;
     if n.is_nan() || n < 0.0 || (!allow_zero && n == 0.0) {
-        let bound = if allow_zero { "non-negative" } else { "positive" };
+        let bound = if allow_zero {
+            "non-negative"
+        } else {
+            "positive"
+        };
         return Err(format!("timer.{what}: seconds must be a {bound} number, got {n}").into());
     }
-    Duration::try_from_secs_f64(n).map_err(|_| format!("timer.{what}: {n} seconds is too long").into())
+    Duration::try_from_secs_f64(n)
+        .map_err(|_| format!("timer.{what}: {n} seconds is too long").into())
 }
 
 fn start(lua: &Lua, first: Duration, every: Option<Duration>, callback: Function) -> Ret {
     let ts = state(lua)?;
-    let keep = ts.port.keep_alive().map_err(|e| format!("timer: the state is closing: {e}"))?;
+    let keep = ts
+        .port
+        .keep_alive()
+        .map_err(|e| format!("timer: the state is closing: {e}"))?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let handle = lua.create_userdata(Timer { id })?;
-    let deadline = Instant::now().checked_add(first).ok_or_else(|| "timer: deadline too far away".to_string())?;
+    let deadline = Instant::now()
+        .checked_add(first)
+        .ok_or_else(|| "timer: deadline too far away".to_string())?;
     ts.live.borrow_mut().insert(id, (callback, handle.clone()));
-    let entry = Entry { owner: ts.owner, port: ts.port.clone(), _keep: keep, deadline, every, in_flight: Default::default() };
+    let entry = Entry {
+        owner: ts.owner,
+        port: ts.port.clone(),
+        _keep: keep,
+        deadline,
+        every,
+        in_flight: Default::default(),
+    };
     if let Err(e) = schedule(id, entry) {
         ts.live.borrow_mut().remove(&id);
         return Err(e.into());
@@ -314,7 +373,8 @@ fn every(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 /// `t:cancel()` → true when the timer was active.
 fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let id = this::<Timer>(&a, "timer:cancel")?.id;
-    let was = super::existing_state::<TimerState>(lua).is_some_and(|ts| ts.live.borrow_mut().remove(&id).is_some());
+    let was = super::existing_state::<TimerState>(lua)
+        .is_some_and(|ts| ts.live.borrow_mut().remove(&id).is_some());
     unschedule(id);
     Ok(one(Value::Boolean(was)))
 }
@@ -322,7 +382,8 @@ fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 /// `t:active()` → boolean.
 fn active(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
     let id = this::<Timer>(&a, "timer:active")?.id;
-    let live = super::existing_state::<TimerState>(lua).is_some_and(|ts| ts.live.borrow().contains_key(&id));
+    let live = super::existing_state::<TimerState>(lua)
+        .is_some_and(|ts| ts.live.borrow().contains_key(&id));
     Ok(one(Value::Boolean(live)))
 }
 
@@ -336,5 +397,9 @@ fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
 /// Builds the `darksidesync.timer` table.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let st = StateHub::get(lua)?;
-    make_table(lua, &st, &[("after", after), ("every", every), ("now", now)])
+    make_table(
+        lua,
+        &st,
+        &[("after", after), ("every", every), ("now", now)],
+    )
 }
