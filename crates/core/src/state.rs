@@ -506,7 +506,7 @@ impl<T> Shared<T> {
             }
         }
         // Last registered first, as DarkSideSync cancelled its utilities.
-        cancels.sort_by(|a, b| b.0.cmp(&a.0));
+        cancels.sort_by_key(|c| std::cmp::Reverse(c.0));
         drop(st);
         self.room_cv.notify_all();
         self.consumer_cv.notify_all();

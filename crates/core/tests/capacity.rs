@@ -101,7 +101,7 @@ fn try_call_refuses_when_full() {
         let hub: Hub<Option<Reply<u8>>> = Hub::with_capacity(1);
         let port = hub.register("p", |_| {}).unwrap();
         port.post(None).unwrap();
-        let t = thread::spawn(move || port.try_call(|r| Some(r), None));
+        let t = thread::spawn(move || port.try_call(Some, None));
         assert_eq!(t.join().unwrap(), Err(CallError::Full));
     });
 }

@@ -41,7 +41,7 @@ pub(crate) fn wait_for(st: &StateHub, timeout: Option<Duration>) -> bool {
     // core (many states, or more threads than cores) then fills the queue
     // further, and one wake-up covers more items. Costs one syscall when
     // nothing else is runnable.
-    if st.hub.len() == 0 && timeout.map_or(true, |t| !t.is_zero()) {
+    if st.hub.is_empty() && timeout.map_or(true, |t| !t.is_zero()) {
         std::thread::yield_now();
     }
     // `None` inside `Some` is a deadline too far away to represent.
