@@ -10,13 +10,11 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
-use std::ffi::c_int;
-
 use mlua::{ffi, Function, Lua, MultiValue, Value};
 
 use crate::args;
-use crate::data::Data;
 use crate::item::{Callback, Item};
+use crate::raw::push_scalar;
 use crate::state::StateHub;
 use crate::Ret;
 
@@ -211,25 +209,6 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
         c.release(extra);
     }
     Ok(ran)
-}
-
-/// Pushes a non-string [`Data`] (one stack slot; cannot raise).
-///
-/// # Safety
-/// `state` is the running state and has a free stack slot.
-pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
-    // SAFETY: per the function's contract.
-    unsafe {
-        match value {
-            Data::Nil | Data::String(_) => ffi::lua_pushnil(state),
-            Data::Boolean(b) => ffi::lua_pushboolean(state, *b as c_int),
-            #[cfg(any(feature = "lua53", feature = "lua54"))]
-            Data::Integer(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
-            #[cfg(not(any(feature = "lua53", feature = "lua54")))]
-            Data::Integer(i) => ffi::lua_pushnumber(state, *i as ffi::lua_Number),
-            Data::Number(n) => ffi::lua_pushnumber(state, *n as ffi::lua_Number),
-        }
-    }
 }
 
 /// `dispatch([max])` → number of items run.

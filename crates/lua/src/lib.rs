@@ -61,6 +61,7 @@ mod dispatch;
 mod item;
 pub mod libs;
 mod poll;
+mod raw;
 mod reply;
 mod state;
 pub mod testlib;
@@ -156,7 +157,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     ];
     let t = make_table(lua, &st, fns)?;
     let general: mlua::Function = t.raw_get("poll")?;
-    t.raw_set("poll", poll::make_fast_poll(lua, general)?)?;
+    t.raw_set(
+        "poll",
+        poll::make_fast_poll(lua, general, st.helpers.closing.clone())?,
+    )?;
     t.raw_set("_VERSION", VERSION)?;
     capi::publish(lua)?;
     Ok(t)

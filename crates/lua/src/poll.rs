@@ -10,11 +10,10 @@
 use std::ffi::c_int;
 use std::rc::Rc;
 
-use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Value};
+use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 
-use crate::dispatch::push_scalar;
-
-use crate::reply::ReplyHandle;
+use crate::raw::{self, push_scalar, CLOSING_C};
+use crate::reply;
 use crate::state::StateHub;
 use crate::Ret;
 
@@ -37,7 +36,7 @@ pub(crate) fn poll(lua: &Lua, st: &StateHub, _args: MultiValue) -> Ret {
     let extra = usize::from(prepared.reply.is_some());
     let args = lua.create_table_with_capacity(values.len() + extra, 1)?;
     if let Some(sink) = prepared.reply {
-        args.raw_set(1, lua.create_userdata(ReplyHandle::new(sink))?)?;
+        args.raw_set(1, reply::create(lua, sink)?)?;
     }
     let n = values.len() + extra;
     for (i, v) in values.into_iter().enumerate() {
@@ -65,15 +64,19 @@ enum Fast {
 }
 
 /// Builds the `poll` function: [`poll_c`] with `general` (the wrapped
-/// [`poll`]) and the string `"n"` as its upvalues.
-pub(crate) fn make_fast_poll(lua: &Lua, general: Function) -> mlua::Result<Function> {
+/// [`poll`]), the string `"n"` and the closing-flag table as its upvalues.
+pub(crate) fn make_fast_poll(
+    lua: &Lua,
+    general: Function,
+    closing: Table,
+) -> mlua::Result<Function> {
     let n = lua.create_string("n")?;
-    // SAFETY: `general` and `n` are at stack indices 1 and 2;
-    // lua_pushcclosure pops them as the closure's two upvalues and leaves
-    // the closure, which exec_raw returns.
+    // SAFETY: `general`, `n` and `closing` are at stack indices 1 to 3;
+    // lua_pushcclosure pops them as the closure's three upvalues and
+    // leaves the closure, which exec_raw returns.
     unsafe {
-        lua.exec_raw((general, n), |state| {
-            ffi::lua_pushcclosure(state, poll_c, 2)
+        lua.exec_raw((general, n, closing), |state| {
+            ffi::lua_pushcclosure(state, poll_c, 3)
         })
     }
 }
@@ -126,6 +129,15 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
 /// `poll()` as a C function: the fast path for scalar call items, the
 /// general [`poll`] (upvalue 1) for the rest.
 unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
+    // At lua_close mlua's per-state data may be gone: check before
+    // touching it.
+    // SAFETY: upvalue 3 is the closing-flag table; a C function has
+    // LUA_MINSTACK free slots; no Rust value is alive in this frame.
+    unsafe {
+        if raw::is_closing(state, ffi::lua_upvalueindex(3)) {
+            return raw::raise(state, CLOSING_C);
+        }
+    }
     // SAFETY: called by Lua as a C function of this module.
     match unsafe { fast_take(state) } {
         Fast::Taken => {}

@@ -1,0 +1,163 @@
+//! Raw Lua C API work, fenced in one place (mlua style).
+//!
+//! Everything else in the glue goes through mlua's safe API; the few paths
+//! that need the C API directly (the `poll()` fast path, the `dispatch()`
+//! run loop, the reply userdata) call the helpers here. Each helper says
+//! what it does to the stack ("pushes 1", "uses N slots") and whether it can
+//! raise; a function that can raise is only called when no Rust value with a
+//! destructor is alive in the frames a `longjmp` would skip.
+
+use std::ffi::{c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mlua::{ffi, Lua, Value};
+
+use crate::data::Data;
+
+/// The message every darksidesync function raises once the state's
+/// finalisers run at `lua_close` (see `prelude.lua`: a guard object created
+/// at the first `require` sets the closing flag from its `__gc`).
+pub(crate) const CLOSING_C: &CStr = c"darksidesync: state is closing";
+
+/// Pushes a non-string [`Data`]: pushes 1, cannot raise.
+///
+/// # Safety
+/// `state` is the running state and has a free stack slot.
+pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
+    // SAFETY: per the function's contract.
+    unsafe {
+        match value {
+            Data::Nil | Data::String(_) => ffi::lua_pushnil(state),
+            Data::Boolean(b) => ffi::lua_pushboolean(state, *b as c_int),
+            #[cfg(any(feature = "lua53", feature = "lua54"))]
+            Data::Integer(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
+            #[cfg(not(any(feature = "lua53", feature = "lua54")))]
+            Data::Integer(i) => ffi::lua_pushnumber(state, *i as ffi::lua_Number),
+            Data::Number(n) => ffi::lua_pushnumber(state, *n as ffi::lua_Number),
+        }
+    }
+}
+
+/// True when the closing flag (`flags[1]` of the table at `index`) is set.
+/// Uses 1 slot temporarily, leaves the stack as it was, cannot raise.
+///
+/// # Safety
+/// `state` is running, has a free slot, and `index` holds a table.
+pub(crate) unsafe fn is_closing(state: *mut ffi::lua_State, index: c_int) -> bool {
+    // SAFETY: rawgeti on a table does not raise; the value is popped.
+    unsafe {
+        ffi::lua_rawgeti(state, index, 1);
+        let closing = ffi::lua_toboolean(state, -1) != 0;
+        ffi::lua_pop(state, 1);
+        closing
+    }
+}
+
+/// Raises `text` as a plain string error. Never returns.
+///
+/// # Safety
+/// `state` is running inside a C function called by Lua, with a free slot,
+/// and no Rust value with a destructor is alive in the frames between here
+/// and that C function's caller.
+pub(crate) unsafe fn raise(state: *mut ffi::lua_State, text: &CStr) -> c_int {
+    // SAFETY: per the function's contract: the longjmp skips only
+    // frames without destructors.
+    unsafe {
+        ffi::lua_pushstring(state, text.as_ptr());
+        ffi::lua_error(state)
+    }
+}
+
+/// A Rust value kept in a Lua full userdata by [`new_userdata`].
+pub(crate) trait RawUserdata: Default {
+    /// The registry field holding the type's metatable (its `__gc` is
+    /// [`drop_userdata`]); also the type's identity.
+    const METATABLE: &'static CStr;
+}
+
+/// Creates a full userdata holding `T::default()` whose metatable is the
+/// registry's field `T::METATABLE` (a table the caller stored there), and
+/// returns it with a pointer to its block. Pushes nothing (mlua moves the
+/// value to its own reference), can raise out of memory (as an `Err`).
+///
+/// The block is owned by Lua: `T` is dropped by the metatable's `__gc`
+/// (see [`drop_userdata`]), never by Rust.
+pub(crate) fn new_userdata<T: RawUserdata>(lua: &Lua) -> mlua::Result<(Value, *mut T)> {
+    let mut block: *mut T = std::ptr::null_mut();
+    // SAFETY: runs in mlua's protected call with 3 free slots; uses 2
+    // (the userdata, then the metatable that setmetatable pops). The
+    // block is initialised right after allocation, before anything else
+    // can raise, and `T::default()` owns no resource a longjmp could leak.
+    let value = unsafe {
+        lua.exec_raw::<Value>((), |state| {
+            let p = ffi::lua_newuserdata(state, std::mem::size_of::<T>()) as *mut T;
+            p.write(T::default());
+            block = p;
+            ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, T::METATABLE.as_ptr());
+            ffi::lua_setmetatable(state, -2);
+        })?
+    };
+    Ok((value, block))
+}
+
+/// The block of `value` when it is a userdata made by [`new_userdata`]
+/// for `T`, else `None`. Uses 3 slots, cannot raise.
+pub(crate) fn userdata_block<T: RawUserdata>(lua: &Lua, value: &Value) -> Option<*mut T> {
+    if !matches!(value, Value::UserData(_)) {
+        return None;
+    }
+    let mut block: *mut T = std::ptr::null_mut();
+    // SAFETY: mlua's protected call with the value at index 1; only
+    // non-raising calls (getmetatable, getfield on the registry with a
+    // string key, rawequal, touserdata).
+    let checked = unsafe {
+        lua.exec_raw::<()>(value.clone(), |state| {
+            block = block_at::<T>(state, 1);
+        })
+    };
+    checked.ok()?;
+    (!block.is_null()).then_some(block)
+}
+
+/// A `__gc` for userdata made by [`new_userdata`]: replaces the block's
+/// value with `T::default()` and drops the old one, catching a panic (the
+/// drop of a reply sink runs foreign code). Leaves the block valid, so a
+/// finaliser that still holds the userdata at `lua_close` sees an empty
+/// one, never freed memory. Pushes nothing, cannot raise.
+pub(crate) unsafe extern "C-unwind" fn drop_userdata<T: RawUserdata>(
+    state: *mut ffi::lua_State,
+) -> c_int {
+    // SAFETY: a C function called by Lua has LUA_MINSTACK free slots; the
+    // type check keeps `getmetatable(x).__gc(other)` (through the debug
+    // library) from touching a foreign block.
+    let block = unsafe { block_at::<T>(state, 1) };
+    if !block.is_null() {
+        // SAFETY: as above; the old value is moved out exactly once.
+        let old = unsafe { block.replace(T::default()) };
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+    }
+    0
+}
+
+/// The block of the value at `index` when it is a userdata whose metatable
+/// is `T::METATABLE`, else null. Uses 2 slots temporarily, leaves the stack
+/// as it was, cannot raise.
+///
+/// # Safety
+/// `state` is running and has 2 free slots; `index` is absolute.
+unsafe fn block_at<T: RawUserdata>(state: *mut ffi::lua_State, index: c_int) -> *mut T {
+    // SAFETY: none of these calls raises; both pushed values are popped.
+    unsafe {
+        if ffi::lua_getmetatable(state, index) == 0 {
+            return std::ptr::null_mut();
+        }
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, T::METATABLE.as_ptr());
+        let same = ffi::lua_rawequal(state, -1, -2) != 0;
+        ffi::lua_pop(state, 2);
+        if same {
+            ffi::lua_touserdata(state, index) as *mut T
+        } else {
+            std::ptr::null_mut()
+        }
+    }
+}
