@@ -280,6 +280,24 @@ describe("darksidesync", function()
       assert.is_false(dss.stop())
     end)
 
+    it("returns right after the callback that called stop(), leaving the rest queued", function()
+      local n = 0
+      H.join(testlib.post(function() n = n + 1 if n == 3 then dss.stop() end end, 10, 1))
+      assert.equal(3, dss.run())
+      assert.equal(3, n)
+      assert.equal(7, dss.queuesize())
+      assert.equal(7, dss.dispatch())
+    end)
+
+    it("returns after a failing callback whose error handler calls stop()", function()
+      local n, errors = 0, {}
+      dss.seterrorhandler(function(e) errors[#errors + 1] = tostring(e) dss.stop() end)
+      H.join(testlib.post(function() n = n + 1 if n == 3 then error("third", 0) end end, 10, 1))
+      assert.equal(3, dss.run())
+      assert.same({ "third" }, errors)
+      assert.equal(7, dss.queuesize())
+    end)
+
     it("answers blocking calls while running", function()
       local job = testlib.call(function(x) return x + 1 end, nil, 1)
       dss.run()

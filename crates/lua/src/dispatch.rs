@@ -94,7 +94,9 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Runs up to `max` items (all queued now when `max` is `None`).
+/// Runs up to `max` items (all queued now when `max` is `None`). Stops
+/// early right after the callback that called `stop()` (only `run()`
+/// lets `stop()` set the flag).
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
     let max = max.unwrap_or_else(|| st.pending());
     let mut ran = 0;
@@ -117,6 +119,9 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
             let n = run_calls(lua, st, max - ran)?;
             if n > 0 {
                 ran += n;
+                if st.stop_requested.get() {
+                    break;
+                }
                 continue;
             }
             // A callback of another state: the slow path reports it.
@@ -125,6 +130,9 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         let Some(item) = item else { break };
         run_item(lua, st, item)?;
         ran += 1;
+        if st.stop_requested.get() {
+            break;
+        }
     }
     Ok(ran)
 }
@@ -134,7 +142,8 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
 /// as `lua_pcall(callback, arg)` with the error handler as message handler
 /// (what `xpcall` does, without building a `MultiValue` or crossing mlua's
 /// call machinery per item). Stops at the first other item, or at a
-/// callback that belongs to another state. Returns how many ran.
+/// callback that belongs to another state, or after a callback that
+/// called `stop()`. Returns how many ran.
 ///
 /// Consecutive items usually share a callback: its function is fetched
 /// from the registry once and kept on the stack, and the items' references
@@ -201,6 +210,9 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                     ffi::lua_pop(state, 1);
                 }
                 ran += 1;
+                if st.stop_requested.get() {
+                    break;
+                }
             }
             ffi::lua_settop(state, 1);
         })?;

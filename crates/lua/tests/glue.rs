@@ -254,3 +254,36 @@ fn call_items_with_a_callback_of_another_state_are_reported() {
     assert_eq!(b.load("return last").eval::<i64>().unwrap(), 3);
     assert!(b.load("return called == nil").eval::<bool>().unwrap());
 }
+
+#[test]
+fn run_returns_right_after_the_callback_that_called_stop() {
+    // Both dispatch paths: scalar call items (the C API loop) and tasks.
+    for tasks in [false, true] {
+        let (lua, _) = lua_with_module();
+        let st = StateHub::get(&lua).unwrap();
+        let port = st.register("test", |_| {}).unwrap();
+        let f = lua
+            .load("local n = 0; return function() n = n + 1; if n == 3 then dss.stop() end; return n end")
+            .eval::<mlua::Function>()
+            .unwrap();
+        let cb = Callback::new(&lua, f.clone()).unwrap();
+        for i in 0..10 {
+            let item = if tasks {
+                let key = Arc::new(lua.create_registry_value(f.clone()).unwrap());
+                Item::from_fn(move |lua| {
+                    Ok(Prepared {
+                        call: Some((lua.registry_value(&key)?, mlua::MultiValue::new())),
+                        reply: None,
+                    })
+                })
+            } else {
+                Item::call(&cb, Data::Integer(i))
+            };
+            port.post(item).unwrap();
+        }
+        let ran: i64 = lua.load("return dss.run()").eval().unwrap();
+        assert_eq!(ran, 3, "tasks: {tasks}");
+        let left: i64 = lua.load("return dss.queuesize()").eval().unwrap();
+        assert_eq!(left, 7, "tasks: {tasks}");
+    }
+}
