@@ -34,15 +34,22 @@ impl Drop for CallbackGuard<'_> {
     }
 }
 
-/// Runs one item to completion. Errors of the callback never escape; an
-/// `Err` here is a failure of the Lua machinery itself (out of memory).
-pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()> {
+/// Runs one item to completion. Returns false when the item had nothing
+/// to call (skipped: a call whose caller already timed out, a DSS decoder
+/// that pushed nothing), which `dispatch()` does not count as run. Errors
+/// of the callback never escape; an `Err` here is a failure of the Lua
+/// machinery itself (out of memory).
+pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<bool> {
     let prepared = match item.prepare(lua) {
         Ok(p) => p,
-        Err(e) => return report(lua, st, Value::String(lua.create_string(e.to_string())?)),
+        Err(e) => {
+            // Reported to the error handler, as a failing callback is.
+            report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
+            return Ok(true);
+        }
     };
     let Some((callback, mut values)) = prepared.call else {
-        return Ok(());
+        return Ok(false);
     };
     let _guard = CallbackGuard::enter(st);
     match prepared.reply {
@@ -72,7 +79,7 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()>
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn current_handler(st: &StateHub) -> Function {
@@ -94,7 +101,9 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Runs up to `max` items (all queued now when `max` is `None`). Stops
+/// Runs up to `max` items (all queued now when `max` is `None`) and
+/// returns how many it ran; skipped items (see [`run_item`]) are taken but
+/// neither counted nor counted against `max`. Stops
 /// early right after the callback that called `stop()` (only `run()`
 /// lets `stop()` set the flag).
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
@@ -128,8 +137,9 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         }
         let item = st.batch.borrow_mut().pop();
         let Some(item) = item else { break };
-        run_item(lua, st, item)?;
-        ran += 1;
+        if run_item(lua, st, item)? {
+            ran += 1;
+        }
         if st.stop_requested.get() {
             break;
         }

@@ -113,8 +113,8 @@ pub(crate) fn yield_(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
             return Ok(one(Value::Integer(0)));
         }
         let ran = dispatch_n(lua, st, None)?;
-        // An item whose task had nothing to call still counts as run, so
-        // `ran` is 0 only when another path took the work first.
+        // `ran` is 0 when another path took the work first or every item
+        // was skipped: wait again, for an item that runs.
         if ran > 0 || left.is_some_and(|l| l.is_zero()) {
             return Ok(one(Value::Integer(ran as i64)));
         }
