@@ -166,10 +166,27 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// `require "darksidesync"`: [`open`], with any failure raised as a plain
+/// string (a state without the base library gets a message, not mlua's
+/// error object).
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync", skip_memory_check)]
-fn luaopen_module(lua: &Lua) -> mlua::Result<Table> {
-    open(lua)
+#[no_mangle]
+unsafe extern "C-unwind" fn luaopen_darksidesync(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: Lua calls this as the module's C opener; no Rust value is
+    // alive in this frame.
+    unsafe { raw::open_protected(state, open_module) }
+}
+
+/// The opener [`luaopen_darksidesync`] runs in protected mode.
+#[cfg(feature = "module")]
+unsafe extern "C-unwind" fn open_module(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: called by Lua through lua_pcall as a C function.
+    unsafe {
+        Lua::entrypoint1(state, |lua| {
+            lua.skip_memory_check(true);
+            open(lua)
+        })
+    }
 }
 
 #[cfg(feature = "module")]

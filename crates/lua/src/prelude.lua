@@ -4,6 +4,11 @@ local error, select, tostring, xpcall, pairs = error, select, tostring, xpcall, 
 local traceback = debug and debug.traceback
 local stderr = io and io.stderr
 
+if not (error and select and tostring and xpcall and pairs and ((newproxy and getmetatable) or setmetatable)) then
+  return nil, "darksidesync: needs Lua's base library"
+    .. " (error, select, tostring, xpcall, pairs, setmetatable or newproxy)"
+end
+
 local H = {}
 
 -- The closing flag: closing[1] becomes true when lua_close starts running

@@ -161,3 +161,43 @@ unsafe fn block_at<T: RawUserdata>(state: *mut ffi::lua_State, index: c_int) -> 
         }
     }
 }
+
+/// Runs the module opener `open` (a C function that raises mlua's error
+/// object on failure) in protected mode and re-raises a failure as a plain
+/// string, so that `require` never gets a non-string error. On success the
+/// module table is on top: returns 1.
+///
+/// # Safety
+/// `state` is running inside the `luaopen_*` C function Lua called; no
+/// Rust value with a destructor is alive in the calling frames.
+#[cfg(feature = "module")]
+pub(crate) unsafe fn open_protected(
+    state: *mut ffi::lua_State,
+    open: unsafe extern "C-unwind" fn(*mut ffi::lua_State) -> c_int,
+) -> c_int {
+    // SAFETY: a C function has LUA_MINSTACK free slots; pcall catches
+    // the opener's errors; luaL_tolstring may raise (out of memory) with
+    // no Rust value alive here.
+    unsafe {
+        ffi::lua_settop(state, 0);
+        ffi::lua_pushcfunction(state, open);
+        if ffi::lua_pcall(state, 0, 1, 0) == 0 {
+            return 1;
+        }
+        if ffi::lua_type(state, -1) != ffi::LUA_TSTRING {
+            let mut len = 0usize;
+            let text = ffi::luaL_tolstring(state, -1, &mut len);
+            let mut bytes = std::slice::from_raw_parts(text as *const u8, len);
+            // mlua's text of an error from a callback: "runtime error: "
+            // before the message, the callback's traceback after it.
+            if let Some(rest) = bytes.strip_prefix(b"runtime error: ") {
+                bytes = rest;
+            }
+            let traceback = b"\nstack traceback";
+            let end = bytes.windows(traceback.len()).position(|w| w == traceback);
+            let bytes = &bytes[..end.unwrap_or(bytes.len())];
+            ffi::lua_pushlstring(state, bytes.as_ptr() as *const _, bytes.len());
+        }
+        ffi::lua_error(state)
+    }
+}

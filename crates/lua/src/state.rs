@@ -77,10 +77,13 @@ impl StateHub {
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
-        let prelude: Table = lua
+        let (prelude, missing): (Option<Table>, Option<String>) = lua
             .load(include_str!("prelude.lua"))
             .set_name("=darksidesync.prelude")
             .call(())?;
+        let Some(prelude) = prelude else {
+            return Err(mlua::Error::runtime(missing.unwrap_or_default()));
+        };
         let helpers = Helpers {
             xpcall: prelude.get("xpcall")?,
             default_handler: prelude.get("default_handler")?,
