@@ -5,7 +5,7 @@ use mlua::{Lua, MultiValue, Value};
 
 use crate::args;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 /// The largest capacity `setcapacity` accepts.
 pub const MAX_CAPACITY: usize = 1 << 24;
@@ -20,7 +20,7 @@ fn one(v: Value) -> MultiValue {
 
 /// `setport(port)` → 1. Every wake-up then sends one datagram to
 /// `127.0.0.1:port`; 0 disables.
-pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let port = match a.front().and_then(args::integer) {
         Some(p) if (0..=65535).contains(&p) => p as u16,
         _ => return Err(BAD_PORT.to_string().into()),
@@ -32,12 +32,12 @@ pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `getport()` → the UDP port, or 0 when disabled.
-pub(crate) fn getport(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn getport(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(Value::Integer(st.hub.udp_port().map_or(0, i64::from))))
 }
 
 /// `setcapacity(n)` → the previous capacity.
-pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let v = a.front().unwrap_or(&Value::Nil);
     let n = match args::integer(v) {
         Some(n) if n >= 1 && n as u64 <= MAX_CAPACITY as u64 => n as usize,
@@ -55,7 +55,7 @@ pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `capacity()` → the queue's bound.
-pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(Value::Integer(st.hub.capacity() as i64)))
 }
 
@@ -67,7 +67,7 @@ pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 /// this thread changes the batch, so its length is exact here) from
 /// `delivered` to `depth`: `delivered` counts items handed to Lua, `depth`
 /// every item waiting, and the identity still holds in every snapshot.
-pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let s = st.hub.stats();
     let in_batch = st.batch.borrow().len();
     let t = lua.create_table_with_capacity(0, 11)?;

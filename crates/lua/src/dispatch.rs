@@ -10,13 +10,13 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
-use mlua::{ffi, Function, Lua, MultiValue, Value};
+use mlua::{Function, Lua, MultiValue, Value};
 
 use crate::args;
 use crate::item::{Callback, Item};
-use crate::raw::push_scalar;
+use crate::raw;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 /// Counts a running callback; `forbid_in_callback` sees it.
 struct CallbackGuard<'a>(&'a StateHub);
@@ -171,20 +171,18 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
     // SAFETY: the closure runs on this state's thread inside mlua's
     // protected call, with the handler at stack index 1. It keeps the
     // current callback's function at index 2 and per item uses two slots
-    // above that (a copy of the function and its argument), reserved by
-    // lua_checkstack; lua_pcall with no results pops both and leaves only
-    // an error value, which is popped; the stack is reset to the handler
-    // at the end. Nothing in the loop can raise a Lua error outside
-    // lua_pcall (rawgeti on the registry, replace, pushvalue, pushing
-    // scalars), so no longjmp crosses the Rust frames. The registry slot
-    // is read while `current` holds a reference to its key. The batch is
-    // not borrowed while a callback runs.
+    // above that (reserved), which `pcall_scalar` gives back; the stack is
+    // reset to the handler at the end. None of the raw helpers used in
+    // the loop can raise (pcall_scalar catches the callback's errors), so
+    // no longjmp crosses the Rust frames. The registry slot is read while
+    // `current` holds a reference to its key. The batch is not borrowed
+    // while a callback runs.
     unsafe {
         lua.exec_raw::<()>(handler, |state| {
-            if ffi::lua_checkstack(state, 4) == 0 {
+            if !raw::reserve(state, 4) {
                 return;
             }
-            ffi::lua_pushnil(state);
+            raw::set_top(state, 2); // index 2: the current callback (nil)
             while ran < max {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
@@ -195,10 +193,10 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                     if !same && !lua.owns_registry_value(cb.key()) {
                         break;
                     }
-                    batch
-                        .pop()
-                        .and_then(Item::into_call)
-                        .expect("the front item is a call")
+                    let Some(call) = batch.pop().and_then(Item::into_call) else {
+                        break; // not reached: the front item was checked
+                    };
+                    call
                 };
                 match &mut current {
                     Some((c, extra)) if c.id() == cb.id() => {
@@ -207,24 +205,19 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                         *extra += 1;
                     }
                     _ => {
-                        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
-                        ffi::lua_replace(state, 2);
+                        raw::replace_with_registry_value(state, 2, cb.key());
                         if let Some((old, extra)) = current.replace((cb, 0)) {
                             old.release(extra);
                         }
                     }
                 }
-                ffi::lua_pushvalue(state, 2);
-                push_scalar(state, &arg);
-                if ffi::lua_pcall(state, 1, 0, 1) != 0 {
-                    ffi::lua_pop(state, 1);
-                }
+                raw::pcall_scalar(state, 2, 1, &arg);
                 ran += 1;
                 if st.stop_requested.get() {
                     break;
                 }
             }
-            ffi::lua_settop(state, 1);
+            raw::set_top(state, 1);
         })?;
     }
     if let Some((c, extra)) = current {
@@ -234,7 +227,7 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
 }
 
 /// `dispatch([max])` → number of items run.
-pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("dispatch")?;
     let max = args::count(a.front().unwrap_or(&Value::Nil), "dispatch", usize::MAX)?;
     let max = if max == usize::MAX { None } else { Some(max) };
@@ -244,7 +237,7 @@ pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 
 /// `run()`: dispatches until `stop()` or until nothing can arrive any more
 /// (no keep-alive reference and an empty queue). Returns the number run.
-pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     st.forbid_in_callback("run")?;
     if st.running.get() {
         return Err("darksidesync.run: already running".to_string().into());
@@ -274,7 +267,7 @@ pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 
 /// `stop()`: makes a running `run()` return after the current callback.
 /// Returns true when a `run()` was running.
-pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let running = st.running.get();
     if running {
         st.stop_requested.set(true);
@@ -285,7 +278,7 @@ pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 /// `seterrorhandler(f)`: `f` handles errors of fire-and-forget callbacks;
 /// `nil` restores the default. Returns the previous handler (nil for the
 /// default).
-pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let new = match a.front() {
         None | Some(Value::Nil) => None,
         Some(Value::Function(f)) => Some(f.clone()),

@@ -36,10 +36,10 @@ const METATABLE_NAME: &str = "darksidesync.reply";
 
 /// Creates a reply userdata holding `sink`.
 pub(crate) fn create(lua: &Lua, sink: Box<dyn ReplySink>) -> mlua::Result<Value> {
-    let (value, block) = raw::new_userdata::<ReplyHandle>(lua)?;
-    // SAFETY: `block` was just initialised by `new_userdata` and `value`
-    // keeps the userdata alive; nothing else refers to it yet.
-    unsafe { (*block).sink = Some(sink) };
+    let value = raw::new_userdata::<ReplyHandle>(lua)?;
+    raw::with_userdata(lua, &value, |handle: &mut ReplyHandle| {
+        handle.sink = Some(sink)
+    });
     Ok(value)
 }
 
@@ -48,24 +48,21 @@ pub(crate) fn create(lua: &Lua, sink: Box<dyn ReplySink>) -> mlua::Result<Value>
 pub(crate) fn register_metatable(lua: &Lua, guard: &Function) -> mlua::Result<()> {
     let mt: Table = lua.create_table()?;
     let answer = lua.create_function(|lua, (this, values): (Value, MultiValue)| {
-        let Some(block) = raw::userdata_block::<ReplyHandle>(lua, &this) else {
+        // Take the sink before calling it, so a re-entrant call (from
+        // inside a return callback) finds it gone and does nothing.
+        let Some(sink) = raw::with_userdata(lua, &this, |h: &mut ReplyHandle| h.sink.take()) else {
             return Err(mlua::Error::runtime(
                 "darksidesync.reply: expected a reply object",
             ));
         };
-        // Take the sink before calling it, so a re-entrant call (from
-        // inside a return callback) finds it gone and does nothing.
-        // SAFETY: `this` keeps the block alive; the borrow ends here.
-        let sink = unsafe { (*block).sink.take() };
         match sink {
             Some(sink) => sink.send(lua, values),
             None => Ok(MultiValue::new()),
         }
     })?;
     let describe = lua.create_function(|lua, this: Value| {
-        // SAFETY: `this` keeps the block alive while it is read.
-        let pending = raw::userdata_block::<ReplyHandle>(lua, &this)
-            .is_some_and(|block| unsafe { (*block).sink.is_some() });
+        let pending =
+            raw::with_userdata(lua, &this, |h: &mut ReplyHandle| h.sink.is_some()).unwrap_or(false);
         Ok(if pending {
             "darksidesync.reply (pending)"
         } else {
@@ -75,9 +72,6 @@ pub(crate) fn register_metatable(lua: &Lua, guard: &Function) -> mlua::Result<()
     mt.raw_set("__call", guard.call::<Function>(answer)?)?;
     mt.raw_set("__tostring", guard.call::<Function>(describe)?)?;
     mt.raw_set("__metatable", "darksidesync.reply")?;
-    // SAFETY: `drop_userdata::<ReplyHandle>` is a `__gc` for exactly the
-    // blocks this metatable is set on.
-    let gc = unsafe { lua.create_c_function(raw::drop_userdata::<ReplyHandle>)? };
-    mt.raw_set("__gc", gc)?;
+    mt.raw_set("__gc", raw::gc_metamethod::<ReplyHandle>(lua)?)?;
     lua.set_named_registry_value(METATABLE_NAME, mt)
 }
