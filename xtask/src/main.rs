@@ -2,6 +2,9 @@
 //! Each task lives in its own file.
 //!
 //! * `test`      — the whole test suite, installing what it needs (CI runs this).
+//! * `hygiene`   — its first stage: fmt, clippy, rustdoc, drift (`hygiene.rs`).
+//! * `drift`     — the Lua reference and the C header against the built module.
+//! * `lua-doc`   — the Lua reference as HTML (`lua_doc.rs`).
 //! * `deps`      — only the install step of `test`.
 //! * `loom`      — the core's loom model checks.
 //! * `bench`     — every benchmark scenario, this project and its peers in one run.
@@ -18,12 +21,15 @@ mod capi;
 mod cmd;
 mod deps;
 mod examples;
+mod hygiene;
+mod lua_doc;
 mod lua_specs;
 mod module;
 mod test;
 
 pub(crate) use cmd::root;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -33,8 +39,17 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match task {
+        // Help is not an error: usage on stdout, exit 0.
+        "help" | "--help" | "-h" => {
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ = writeln!(std::io::stdout(), "{}", usage());
+            return ExitCode::SUCCESS;
+        }
         "test" => test::all(),
         "deps" => deps::ensure(),
+        "hygiene" => hygiene::main(),
+        "drift" => hygiene::drift(),
+        "lua-doc" => lua_doc::main(rest),
         "loom" => test::loom(),
         "bench" => bench::main(rest),
         "module" => module::main(rest),
@@ -44,12 +59,8 @@ fn main() -> ExitCode {
         "examples" => examples::main(),
         "binding" => binding::main(),
         _ => {
-            eprintln!("{}", usage());
-            return if task == "help" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            eprintln!("xtask: unknown task {task:?}; try cargo xtask --help");
+            return ExitCode::from(2);
         }
     };
     match result {
@@ -62,9 +73,12 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <task>\n\
+    "usage: cargo xtask <task>   (help, --help, -h: this text)\n\
      \x20 test                                           the whole suite (installs what it needs)\n\
      \x20 deps                                           install the Debian packages the suite needs\n\
+     \x20 hygiene                                        fmt --check, clippy -D warnings, rustdoc -D warnings, drift\n\
+     \x20 drift                                          the module's exports against doc/lua-api.md and the header\n\
+     \x20 lua-doc [--out DIR]                            the Lua reference as HTML (default target/doc/lua)\n\
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
      \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\

@@ -5,6 +5,10 @@ use crate::deps;
 
 pub fn all() -> Result {
     deps::ensure()?;
+    // Formatting, lints, rustdoc and the drift check first: they are
+    // cheap and catch what every later stage would trip over.
+    crate::hygiene::main()?;
+    crate::lua_doc::main(&[])?;
     // Rust: unit, integration and doc tests of every crate.
     run(cargo().args(["test", "--workspace", "--release"]))?;
     loom()?;

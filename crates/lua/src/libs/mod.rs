@@ -12,7 +12,7 @@
 //!
 //! Each library follows one pattern, worth copying:
 //!
-//! * per Lua state, an `Rc` of its state in mlua app data ([`lib_state`]):
+//! * per Lua state, an `Rc` of its state in mlua app data (`lib_state`):
 //!   the port on the state's hub and the Lua callbacks by id. Callbacks
 //!   never leave the Lua thread;
 //! * background threads hold the port (plus a keep-alive reference while
