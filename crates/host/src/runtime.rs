@@ -9,6 +9,8 @@ use std::cell::RefCell;
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use crate::cli::Action;
+use crate::interrupt;
 use crate::message::Msg;
 use crate::states;
 
@@ -48,23 +50,69 @@ impl std::fmt::Display for Failure {
 struct CallbackError(RefCell<Option<String>>);
 
 const PRELUDE: &str = r#"
-local dss, record = ...
-local traceback, tostring = debug.traceback, tostring
+local dss, record, interrupted, errtext = ...
+local traceback, tostring, type, getmetatable = debug.traceback, tostring, type, getmetatable
+local find, sub, match, format, gsub = string.find, string.sub, string.match, string.format, string.gsub
+local INTERRUPTED = "interrupted!"
+
+-- The host's own frames sit below the first xpcall; lua5.4 shows its C
+-- entry there as "[C]: in ?".
+-- Frames of the host's and the module's own Lua chunks are dropped too.
+local INTERNAL = { ["darksidesync-host"] = true, ["darksidesync.host"] = true,
+                   ["darksidesync.prelude"] = true }
+local function trim(tb)
+  local at = find(tb, "\n\t[C]: in function 'xpcall'", 1, true)
+  if at then tb = sub(tb, 1, at - 1) .. "\n\t[C]: in ?" end
+  return (gsub(tb, "\n\t([%w%.%-]+):%d+:[^\n]*", function(chunk)
+    if INTERNAL[chunk] then return "" end
+  end))
+end
+
+-- lua5.4's message handler: strings and numbers get a traceback, an
+-- object with __tostring is printed as it says, other values are named by
+-- type. mlua's error objects (errors from Rust) read as their message.
+-- `level` is the traceback level of the erroring function, as seen by the
+-- caller of describe.
+local function describe(e, level)
+  local t = type(e)
+  if t == "number" then e, t = tostring(e), "string" end
+  if t ~= "string" then
+    local mt, text = getmetatable(e), errtext(e)
+    if text then
+      e = match(text, "^runtime error: (.*)$") or text
+    elseif mt and mt.__tostring then
+      local s = tostring(e)
+      local m = match(s, "^runtime error: (.*)$")
+      if not m then return s end
+      e = m
+    else
+      e = format("(error object is a %s value)", t)
+    end
+  end
+  -- A message that carries its traceback (a failed child state's) is whole.
+  if find(e, "\nstack traceback:", 1, true) then return e end
+  return trim(traceback(e, level + 1))
+end
+
 -- Callback errors are fatal, as in most event-loop hosts: record the first
--- one with its traceback and stop run(). A script may install its own
--- handler with darksidesync.seterrorhandler (nil restores the module's
--- default, which only prints).
+-- one with its traceback and stop run(), so no later callback runs. A
+-- script may install its own handler with darksidesync.seterrorhandler
+-- (nil restores the module's default, which only prints).
 dss.seterrorhandler(function(err)
-  record(traceback("error in callback: " .. tostring(err), 2))
+  local text = describe(err, 2)
+  if err == interrupted then
+    text = INTERRUPTED
+  elseif type(err) ~= "userdata" or sub(text, 1, #INTERRUPTED) ~= INTERRUPTED then
+    text = "error in callback: " .. text
+  end
+  record(text)
   dss.stop()
   return err
 end)
 -- Runs f(...) and returns nil, or the error text with its traceback.
 return function(f, ...)
-  local ok, err = xpcall(f, function(e)
-    if type(e) ~= "string" then e = tostring(e) end
-    return traceback(e, 2)
-  end, ...)
+  -- Not a tail call: the handler's frame counts in describe's level.
+  local ok, err = xpcall(f, function(e) local text = describe(e, 2); return text end, ...)
   if not ok then return err end
 end
 "#;
@@ -72,6 +120,7 @@ end
 /// A new state with everything preloaded. `parent` is set for states
 /// started by `host.spawn`.
 pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
+    let is_root = parent.is_none();
     // SAFETY: `unsafe_new` only adds the `debug` library to what `Lua::new`
     // loads. Scripts get the same standard library as the stock `lua`
     // interpreter (tracebacks need it); misuse of `debug` can corrupt only
@@ -107,10 +156,24 @@ pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
         Ok(())
     })?;
     let dss: Table = lua.load("return require 'darksidesync'").eval()?;
-    let protect: Function = lua
-        .load(PRELUDE)
-        .set_name("=darksidesync-host")
-        .call((dss, record))?;
+    // The text of an mlua error object (an error raised from Rust), or nil.
+    let error_text = lua.create_function(|_, v: Value| {
+        Ok(match v {
+            Value::Error(e) => Some(e.to_string()),
+            _ => None,
+        })
+    })?;
+    // What the Ctrl-C subscription raises (root state only).
+    let interrupted = lua.create_table()?;
+    let protect: Function = lua.load(PRELUDE).set_name("=darksidesync-host").call((
+        dss,
+        record,
+        interrupted.clone(),
+        error_text,
+    ))?;
+    if is_root {
+        interrupt::install(&lua, interrupted)?;
+    }
     lua.set_named_registry_value("darksidesync-host.protect", protect)?;
     Ok(lua)
 }
@@ -120,22 +183,67 @@ fn callback_error(lua: &Lua) -> Option<String> {
         .and_then(|e| e.0.borrow_mut().take())
 }
 
+/// What the command line asks the root state to do around its script.
+#[derive(Default)]
+pub struct Invocation {
+    /// `-e`, `-l`, `-W`, in order, before the script.
+    pub actions: Vec<Action>,
+    /// `arg[-n]`..`arg[-1]`: the arguments before the script.
+    pub before: Vec<String>,
+}
+
 /// Runs `script` in `lua`, then `darksidesync.run()`. `Ok` when the script
 /// and every callback ended without an uncaught error.
 pub fn run(lua: &Lua, script: &Script) -> Result<(), Failure> {
-    let chunk = lua
-        .load(&script.source[..])
-        .set_name(&script.chunkname)
-        .into_function()
-        .map_err(|e| Failure::Syntax(syntax_message(&e)))?;
-    set_arg(lua, script).map_err(|e| Failure::Runtime(e.to_string()))?;
+    run_invocation(lua, &Invocation::default(), Some(script))
+}
+
+/// Sets `arg`, runs the command line's actions, then `script` (if any),
+/// then `darksidesync.run()`, in the order `lua5.4` does: an action runs
+/// before the script is even compiled.
+pub fn run_invocation(
+    lua: &Lua,
+    invocation: &Invocation,
+    script: Option<&Script>,
+) -> Result<(), Failure> {
+    let runtime = |e: mlua::Error| Failure::Runtime(e.to_string());
+    set_arg(lua, &invocation.before, script).map_err(runtime)?;
     let protect: Function = lua
         .named_registry_value("darksidesync-host.protect")
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let args = Msg::to_multi(&script.args, lua).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let mut call_args = MultiValue::from_iter([Value::Function(chunk)]);
-    call_args.extend(args);
-    protected(&protect, call_args)?;
+        .map_err(runtime)?;
+    for action in &invocation.actions {
+        let f = match action {
+            Action::Exec(source) => lua
+                .load(source.as_str())
+                .set_name("=(command line)")
+                .into_function()
+                .map_err(|e| Failure::Syntax(syntax_message(&e)))?,
+            Action::Require { global, module } => lua
+                .load("local g, m = ...; _G[g] = require(m)")
+                .set_name("=(command line)")
+                .into_function()
+                .map_err(runtime)?
+                .bind((global.as_str(), module.as_str()))
+                .map_err(runtime)?,
+            Action::Warnings => lua
+                .load("warn('@on')")
+                .set_name("=(command line)")
+                .into_function()
+                .map_err(runtime)?,
+        };
+        protected(&protect, MultiValue::from_iter([Value::Function(f)]))?;
+    }
+    if let Some(script) = script {
+        let chunk = lua
+            .load(&script.source[..])
+            .set_name(&script.chunkname)
+            .into_function()
+            .map_err(|e| Failure::Syntax(syntax_message(&e)))?;
+        let args = Msg::to_multi(&script.args, lua).map_err(runtime)?;
+        let mut call_args = MultiValue::from_iter([Value::Function(chunk)]);
+        call_args.extend(args);
+        protected(&protect, call_args)?;
+    }
     if let Some(e) = callback_error(lua) {
         return Err(Failure::Runtime(e));
     }
@@ -143,7 +251,7 @@ pub fn run(lua: &Lua, script: &Script) -> Result<(), Failure> {
     let run: Function = lua
         .load("return require('darksidesync').run")
         .eval()
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+        .map_err(runtime)?;
     protected(&protect, MultiValue::from_iter([Value::Function(run)]))?;
     match callback_error(lua) {
         Some(e) => Err(Failure::Runtime(e)),
@@ -167,12 +275,20 @@ fn syntax_message(e: &mlua::Error) -> String {
     }
 }
 
-/// The stock interpreter's `arg` table: `arg[0]` is the script.
-fn set_arg(lua: &Lua, script: &Script) -> mlua::Result<()> {
+/// The stock interpreter's `arg` table: `arg[0]` is the script, its
+/// arguments follow, and what came before it on the command line (the
+/// program name first) has the negative indices.
+fn set_arg(lua: &Lua, before: &[String], script: Option<&Script>) -> mlua::Result<()> {
     let arg = lua.create_table()?;
-    arg.raw_set(0, script.arg0.as_str())?;
-    for (i, a) in script.args.iter().enumerate() {
-        arg.raw_set(i + 1, a.to_lua(lua)?)?;
+    let n = before.len() as i64;
+    for (i, a) in before.iter().enumerate() {
+        arg.raw_set(i as i64 - n, a.as_str())?;
+    }
+    if let Some(script) = script {
+        arg.raw_set(0, script.arg0.as_str())?;
+        for (i, a) in script.args.iter().enumerate() {
+            arg.raw_set(i + 1, a.to_lua(lua)?)?;
+        }
     }
     lua.globals().set("arg", arg)
 }

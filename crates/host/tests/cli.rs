@@ -1,69 +1,9 @@
 //! The host binary as a user runs it: exit status, messages, `run()`
 //! semantics and states on their own threads.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// A safety net against hangs, not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn script(name: &str, source: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-cli");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, source).unwrap();
-    path
-}
-
-fn host(args: &[&std::ffi::OsStr]) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_darksidesync-host"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).unwrap();
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > PATIENCE {
-            child.kill().unwrap();
-            panic!("darksidesync-host {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Out {
-        code: status.code(),
-        stdout: o.join().unwrap(),
-        stderr: e.join().unwrap(),
-    }
-}
-
-fn run(name: &str, source: &str) -> Out {
-    let path = script(name, source);
-    host(&[path.as_os_str()])
-}
+use common::{host, run, script};
 
 #[test]
 fn help_describes_the_command_line() {

@@ -109,6 +109,10 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         }
     }
     while ran < max {
+        // `stop()` from a callback under `run()`: no further item runs.
+        if st.stop_requested.get() {
+            break;
+        }
         // Borrows end before callbacks run: callbacks may poll().
         let fast = st
             .batch
@@ -168,7 +172,7 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                 return;
             }
             ffi::lua_pushnil(state);
-            while ran < max {
+            while ran < max && !st.stop_requested.get() {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
                     let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else {
