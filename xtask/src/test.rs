@@ -21,6 +21,10 @@ pub fn all() -> Result {
     crate::binding::main()?;
     // The embedded host's example programs, run and checked.
     crate::examples::main()?;
+    // Packaging: the rockspec through luarocks (5.1, 5.4) with a spec on
+    // the installed tree, and `cargo package` for the published crates.
+    crate::rocks::main()?;
+    crate::package::main()?;
     // A smoke run of the benchmark harness (a few thousand items per
     // scenario) so it cannot rot; speed is not checked here.
     crate::bench::main(&["--quick".to_string()])?;
