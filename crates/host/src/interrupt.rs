@@ -40,9 +40,14 @@ signal.on = function(sig, ...)
 end
 "#;
 
-/// Installs both paths in the root state. `sentinel` is the value the
-/// subscription raises (the host's error handler recognises it).
-pub fn install(lua: &Lua, sentinel: Table) -> mlua::Result<()> {
+/// Registry name of the value the subscription raises; `runtime.rs` makes
+/// it and hands it to the host's error handler, which recognises it.
+pub const SENTINEL: &str = "darksidesync-host.interrupted";
+
+/// Installs both paths in `lua`, the root state (child states are ended
+/// with the process).
+pub fn install(lua: &Lua) -> mlua::Result<()> {
+    let sentinel: Table = lua.named_registry_value(SENTINEL)?;
     let flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())
         .map_err(|e| mlua::Error::runtime(format!("cannot handle SIGINT: {e}")))?;

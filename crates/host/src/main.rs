@@ -8,7 +8,8 @@
 //! | `main.rs` | usage, versions and exit status |
 //! | `cli.rs` | the command line, read as `lua5.4` reads it |
 //! | `interrupt.rs` | Ctrl-C raises "interrupted!" as in `lua5.4` |
-//! | `runtime.rs` | one state: preloads, error handling, run a script then `run()` |
+//! | `runtime.rs` | one state: preloads, run the command line and script, then `run()` |
+//! | `errors.lua` | messages and tracebacks as `lua5.4` prints them; fatal callback errors |
 //! | `states.rs` | `darksidesync.host`: more states on their own threads, messages between them |
 //! | `message.rs` | [`message::Msg`], Lua values copied between states |
 
@@ -101,7 +102,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let lua = match runtime::new_state(None) {
+    let lua = match runtime::new_state(None).and_then(|lua| {
+        interrupt::install(&lua)?;
+        Ok(lua)
+    }) {
         Ok(lua) => lua,
         Err(e) => {
             eprintln!("darksidesync-host: cannot set up Lua: {e}");
