@@ -1,0 +1,148 @@
+//! Running one scenario and reading its figures; medians of rounds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::Command;
+
+use super::fixtures::Fixtures;
+use super::scenarios::{Program, Scenario};
+use crate::cmd::Result;
+use crate::root;
+
+/// The figures of one run: the `key=value` pairs of its `RESULT` line
+/// (non-numeric values dropped).
+pub(super) type Figures = BTreeMap<String, f64>;
+
+/// How many crashed runs of a peer are retried (each costs well under a
+/// second; a crash is luv's own race, counted in the results).
+const PEER_RETRIES: f64 = 20.0;
+
+pub(super) struct Env<'a> {
+    pub(super) fixtures: &'a Fixtures,
+    pub(super) interpreter: &'static str,
+}
+
+impl Env<'_> {
+    fn lua(&self) -> Command {
+        let lib = &self.fixtures.lib;
+        let mut cmd = Command::new(self.interpreter);
+        cmd.env(
+            "LUA_PATH",
+            format!("{0}/?.lua;{0}/?/init.lua;;", lib.display()),
+        )
+        .env("LUA_CPATH", format!("{}/?.so;;", lib.display()));
+        for v in ["LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT", "LUA_INIT_5_4"] {
+            cmd.env_remove(v);
+        }
+        cmd
+    }
+
+    /// The peers come from Debian's lua-luv; without it the run fails
+    /// rather than reporting figures without their peers.
+    pub(super) fn check_peers(&self) -> Result {
+        let ok = self
+            .lua()
+            .args(["-e", "require 'luv'"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} cannot require luv (Debian package lua-luv; `cargo xtask deps`)",
+                self.interpreter
+            ))
+        }
+    }
+
+    /// Runs a scenario; a peer's run that crashes (luv's `async:send`
+    /// segfaults now and then under load, its own race) is retried up to
+    /// `PEER_RETRIES` times and the crashes are reported as the figure
+    /// `crashes`, so a flaky peer neither hides nor fails our own figures.
+    /// Our own scenarios are never retried: a crash or a lost item fails
+    /// the run.
+    pub(super) fn run_peer_tolerant(&self, s: &Scenario) -> Result<Figures> {
+        if !s.name.starts_with("luv_") {
+            return self.run(s);
+        }
+        let mut crashes = 0.0;
+        loop {
+            match self.run(s) {
+                Ok(mut f) => {
+                    f.insert("crashes".into(), crashes);
+                    return Ok(f);
+                }
+                Err(e) if crashes < PEER_RETRIES => {
+                    eprintln!(
+                        "bench: peer run crashed, retrying: {}",
+                        e.lines().next().unwrap_or("")
+                    );
+                    crashes += 1.0;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn run(&self, s: &Scenario) -> Result<Figures> {
+        let mut cmd = match s.program {
+            Program::Lua => {
+                let mut c = self.lua();
+                c.arg(root().join("bench/lua/scenarios.lua"));
+                c
+            }
+            Program::ManyStatesInternal => Command::new(&self.fixtures.rust_host),
+            Program::ManyStatesC => {
+                let mut c = Command::new(&self.fixtures.c_host);
+                c.arg(&self.fixtures.lib)
+                    .arg(root().join("bench/lua/state.lua"));
+                c
+            }
+        };
+        cmd.args(&s.args).current_dir(root());
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run scenario {}: {e}", s.name))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "scenario {} failed ({}):\n{stdout}{}",
+                s.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .ok_or_else(|| format!("scenario {} printed no RESULT line:\n{stdout}", s.name))?;
+        Ok(line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse::<f64>().ok()?)))
+            .collect())
+    }
+}
+
+/// The median of every figure over the rounds.
+pub(super) fn median(runs: &[Figures]) -> Figures {
+    let mut out = Figures::new();
+    for key in runs[0].keys() {
+        let mut v: Vec<f64> = runs.iter().filter_map(|r| r.get(key).copied()).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        out.insert(key.clone(), v[v.len() / 2]);
+    }
+    out
+}
+
+/// Every run's figures, one line per run.
+pub(super) fn raw(runs: &BTreeMap<String, Vec<Figures>>) -> String {
+    let mut s = String::new();
+    for (name, list) in runs {
+        for (i, f) in list.iter().enumerate() {
+            let kv: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(s, "{name} #{} {}", i + 1, kv.join(" "));
+        }
+    }
+    s
+}
