@@ -47,6 +47,7 @@ mod svg;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cmd::{cargo, run, Result};
 use crate::module;
@@ -102,6 +103,7 @@ pub fn main(args: &[String]) -> Result {
     let env = Env {
         fixtures: &fixtures,
         interpreter: lua.interpreter,
+        watchdog: Duration::from_secs(if quick { 60 } else { 900 }),
     };
     env.check_peers()?;
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::process::Command;
+use std::fs::File;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use super::fixtures::Fixtures;
 use super::scenarios::{Program, Scenario};
@@ -20,6 +22,9 @@ const PEER_RETRIES: f64 = 20.0;
 pub(super) struct Env<'a> {
     pub(super) fixtures: &'a Fixtures,
     pub(super) interpreter: &'static str,
+    /// How long one scenario may run before it counts as hung (a lost
+    /// item leaves a dispatch loop waiting forever). Not a speed bound.
+    pub(super) watchdog: Duration,
 }
 
 impl Env<'_> {
@@ -100,17 +105,17 @@ impl Env<'_> {
             }
         };
         cmd.args(&s.args).current_dir(root());
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run scenario {}: {e}", s.name))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!(
-                "scenario {} failed ({}):\n{stdout}{}",
-                s.name,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
+        let (status, stdout, stderr) =
+            watched(&mut cmd, self.watchdog).map_err(|e| format!("scenario {}: {e}", s.name))?;
+        if !status.is_some_and(|s| s.success()) {
+            let why = match status {
+                Some(st) => format!("failed ({st})"),
+                None => format!(
+                    "hung (killed after {} s; an item lost?)",
+                    self.watchdog.as_secs()
+                ),
+            };
+            return Err(format!("scenario {} {why}:\n{stdout}{stderr}", s.name));
         }
         let line = stdout
             .lines()
@@ -122,6 +127,35 @@ impl Env<'_> {
             .filter_map(|(k, v)| Some((k.to_string(), v.parse::<f64>().ok()?)))
             .collect())
     }
+}
+
+/// Runs `cmd` with its output in files (no pipe to fill up), killing it
+/// after `limit`. Returns its status (`None`: killed), stdout and stderr.
+fn watched(cmd: &mut Command, limit: Duration) -> Result<(Option<ExitStatus>, String, String)> {
+    let dir = root().join("target/bench-logs");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (out_path, err_path) = (dir.join("last.stdout"), dir.join("last.stderr"));
+    let create = |p: &std::path::Path| {
+        File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(create(&out_path)?)
+        .stderr(create(&err_path)?);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    Ok((status, read(&out_path), read(&err_path)))
 }
 
 /// The median of every figure over the rounds.
