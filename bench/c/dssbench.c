@@ -46,8 +46,8 @@
 
 #include "darksidesync.h"
 
-#if LUA_VERSION_NUM < 502
-#error "dssbench needs Lua 5.2 or newer (lua_rawgetp)"
+#if LUA_VERSION_NUM < 503
+#error "dssbench needs Lua 5.3 or newer (lua_rawgetp, lua_isinteger)"
 #endif
 
 #define MAX_PRODUCERS 16
@@ -252,10 +252,13 @@ static void set_callback(lua_State *L) {
 static int start(lua_State *L, job_kind kind) {
     int calls = kind == CALL1 || kind == CALL2;
     set_callback(L);
-    long n = (long)luaL_checkinteger(L, 3);
-    int producers = calls ? 1 : (int)luaL_checkinteger(L, 2);
+    /* (cb, producers, per) or (cb, calls, gap_us) */
+    long a2 = (long)luaL_checkinteger(L, 2), a3 = (long)luaL_checkinteger(L, 3);
+    int producers = calls ? 1 : (int)a2;
+    long per = calls ? a2 : a3, gap_us = calls ? a3 : 0;
     luaL_argcheck(L, producers >= 1 && producers <= MAX_PRODUCERS, 2, "1..16 producers");
-    luaL_argcheck(L, n >= 0, 3, "a count >= 0");
+    luaL_argcheck(L, per >= 0, calls ? 2 : 3, "a count >= 0");
+    luaL_argcheck(L, gap_us >= 0, 3, "a gap >= 0");
     job **ud = lua_newuserdata(L, sizeof *ud);
     *ud = NULL;
     luaL_setmetatable(L, JOB_META);
@@ -264,13 +267,13 @@ static int start(lua_State *L, job_kind kind) {
     *ud = j;
     j->kind = kind;
     j->ctx = ctx_of(L);
-    j->producers = producers;
-    j->per = calls ? (long)luaL_checkinteger(L, 2) : n;
-    j->gap_us = calls ? n : 0;
+    j->per = per;
+    j->gap_us = gap_us;
     if (calls) {
         j->latencies_ns = calloc((size_t)j->per + 1, sizeof *j->latencies_ns);
         if (j->latencies_ns == NULL) return luaL_error(L, "dssbench: out of memory");
     }
+    /* j->producers counts the threads started, the ones join() waits for. */
     for (int p = 0; p < producers; p++) {
         worker *w = malloc(sizeof *w);
         if (w == NULL) return luaL_error(L, "dssbench: out of memory");
@@ -278,9 +281,9 @@ static int start(lua_State *L, job_kind kind) {
         w->first = 1 + (long)p * j->per;
         if (pthread_create(&j->threads[p], NULL, calls ? call : produce, w) != 0) {
             free(w);
-            j->producers = p;
             return luaL_error(L, "dssbench: cannot start a thread");
         }
+        j->producers = p + 1;
     }
     return 1;
 }
