@@ -35,10 +35,14 @@
 //! per scenario, the module built by `lua-specs` (dev profile), results in
 //! `target/bench-smoke/`. It checks that the harness works, not speed.
 //!
+//! `cargo xtask bench --perf <scenario>` runs one scenario (names as in
+//! `raw.txt`) under `perf record` and prints where its time goes.
+//!
 //! `cargo xtask bench --criterion [args]` runs the core's criterion
 //! benchmarks (`crates/core/benches/core.rs`) instead.
 
 mod fixtures;
+mod profile;
 mod report;
 mod runner;
 mod scenarios;
@@ -61,7 +65,7 @@ pub fn main(args: &[String]) -> Result {
             .args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"])
             .args(&args[1..]));
     }
-    let (mut quick, mut repeat, mut out) = (false, None, None);
+    let (mut quick, mut repeat, mut out, mut perf) = (false, None, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -74,6 +78,7 @@ pub fn main(args: &[String]) -> Result {
                 )
             }
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
+            "--perf" => perf = Some(it.next().ok_or("--perf needs a scenario name")?.clone()),
             other => {
                 return Err(format!(
                     "bench: unexpected argument {other:?} (see cargo xtask help)"
@@ -108,6 +113,9 @@ pub fn main(args: &[String]) -> Result {
     env.check_peers()?;
 
     let scenarios = scenarios::list(sizes);
+    if let Some(name) = perf {
+        return profile::main(&env, &scenarios, &name);
+    }
     let load_before = loadavg();
     let mut runs: BTreeMap<String, Vec<Figures>> = BTreeMap::new();
     for round in 1..=repeat {

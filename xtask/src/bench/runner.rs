@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,9 +29,9 @@ pub(super) struct Env<'a> {
 }
 
 impl Env<'_> {
-    fn lua(&self) -> Command {
+    /// Points Lua's module search at the fixtures, and only there.
+    fn lua_env(&self, cmd: &mut Command) {
         let lib = &self.fixtures.lib;
-        let mut cmd = Command::new(self.interpreter);
         cmd.env(
             "LUA_PATH",
             format!("{0}/?.lua;{0}/?/init.lua;;", lib.display()),
@@ -39,14 +40,14 @@ impl Env<'_> {
         for v in ["LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT", "LUA_INIT_5_4"] {
             cmd.env_remove(v);
         }
-        cmd
     }
 
     /// The peers come from Debian's lua-luv; without it the run fails
     /// rather than reporting figures without their peers.
     pub(super) fn check_peers(&self) -> Result {
-        let ok = self
-            .lua()
+        let mut cmd = Command::new(self.interpreter);
+        self.lua_env(&mut cmd);
+        let ok = cmd
             .args(["-e", "require 'luv'"])
             .status()
             .is_ok_and(|s| s.success());
@@ -89,22 +90,38 @@ impl Env<'_> {
         }
     }
 
-    fn run(&self, s: &Scenario) -> Result<Figures> {
-        let mut cmd = match s.program {
-            Program::Lua => {
-                let mut c = self.lua();
-                c.arg(root().join("bench/lua/scenarios.lua"));
-                c
-            }
-            Program::ManyStatesInternal => Command::new(&self.fixtures.rust_host),
-            Program::ManyStatesC => {
-                let mut c = Command::new(&self.fixtures.c_host);
-                c.arg(&self.fixtures.lib)
-                    .arg(root().join("bench/lua/state.lua"));
-                c
-            }
+    /// The command line of scenario `s`, prefixed by `wrapper` (e.g.
+    /// `perf record ...`) when it is not empty.
+    pub(super) fn command(&self, s: &Scenario, wrapper: &[&str]) -> Command {
+        let (program, first_args): (PathBuf, Vec<PathBuf>) = match s.program {
+            Program::Lua => (
+                self.interpreter.into(),
+                vec![root().join("bench/lua/scenarios.lua")],
+            ),
+            Program::ManyStatesInternal => (self.fixtures.rust_host.clone(), vec![]),
+            Program::ManyStatesC => (
+                self.fixtures.c_host.clone(),
+                vec![
+                    self.fixtures.lib.clone(),
+                    root().join("bench/lua/state.lua"),
+                ],
+            ),
         };
-        cmd.args(&s.args).current_dir(root());
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        self.lua_env(&mut cmd);
+        cmd.args(first_args).args(&s.args).current_dir(root());
+        cmd
+    }
+
+    fn run(&self, s: &Scenario) -> Result<Figures> {
+        let mut cmd = self.command(s, &[]);
         let (status, stdout, stderr) =
             watched(&mut cmd, self.watchdog).map_err(|e| format!("scenario {}: {e}", s.name))?;
         if !status.is_some_and(|s| s.success()) {
