@@ -285,6 +285,16 @@ impl Dss {
         self.post_inner(f, 0)
     }
 
+    /// Like [`post`](Dss::post), but waits at most `timeout` for room in a
+    /// full queue, then refuses with [`Error::Full`] (the closure is
+    /// dropped). For a thread that must not stall on one slow state.
+    pub fn post_timeout<F>(&self, f: F, timeout: Duration) -> Result<(), Error>
+    where
+        F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
+    {
+        self.post_inner(f, timeout_ms(Some(timeout)))
+    }
+
     fn post_inner<F>(&self, f: F, timeout: c_long) -> Result<(), Error>
     where
         F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
