@@ -3,62 +3,26 @@
 //! under stock interpreters, a two-state C host, sanitizers) is
 //! `cargo xtask capi` / `cargo xtask capi-sanitize`.
 
-use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use darksidesync_sys::v2::Handle;
+use darksidesync_sys::{v1, v2};
 use mlua::{ffi, LightUserData, Lua, Table};
 
-type Handle = u64;
-type Run = unsafe extern "C" fn(*mut ffi::lua_State, *mut c_void, Handle) -> c_int;
-type Free = unsafe extern "C" fn(*mut c_void, c_int);
-
-/// `DSS_api_1v0_t`, as the header lays it out.
-#[repr(C)]
-struct Api1 {
-    version: *const c_char,
-    reg: *const c_void,
-    getutilid: *const c_void,
-    deliver: unsafe extern "C" fn(*mut c_void, *const c_void, *const c_void, *mut c_void) -> c_int,
-    unreg: unsafe extern "C" fn(*mut c_void) -> c_int,
-}
-
-/// The first fields of `dss_api_2v0_t`, as the header lays it out.
-#[repr(C)]
-struct Api2 {
-    size: usize,
-    version: *const c_char,
-    reg: unsafe extern "C" fn(
-        *mut ffi::lua_State,
-        *const c_void,
-        *const c_char,
-        *const c_void,
-        *mut c_void,
-        *mut Handle,
-    ) -> c_int,
-    getid: *const c_void,
-    unreg: unsafe extern "C" fn(Handle) -> c_int,
-    post: unsafe extern "C" fn(Handle, Option<Run>, Option<Free>, *mut c_void, c_long) -> c_int,
-    call: *const c_void,
-    hold: *const c_void,
-    release: *const c_void,
-    stats: *const c_void,
-    status: unsafe extern "C" fn(Handle) -> c_int,
-}
-
-// SAFETY: the published tables are immutable statics: a string pointer
-// and function pointers.
-unsafe impl Sync for Api1 {}
-// SAFETY: as above.
-unsafe impl Sync for Api2 {}
-
-fn apis(lua: &Lua) -> (&'static Api1, &'static Api2) {
-    let t: Table = lua.named_registry_value("DSS.DarkSideSync").unwrap();
-    assert_eq!(t.get::<String>("Version").unwrap(), "0.1");
-    let p1: LightUserData = t.get("DSS API 1v0").unwrap();
-    let p2: LightUserData = t.get("DSS API 2v0").unwrap();
+fn apis(lua: &Lua) -> (&'static v1::Api, &'static v2::Api) {
+    let t: Table = lua
+        .named_registry_value(darksidesync_sys::REGISTRY_NAME)
+        .unwrap();
+    assert_eq!(
+        t.get::<String>(darksidesync_sys::VERSION_KEY).unwrap(),
+        darksidesync_sys::VERSION
+    );
+    let p1: LightUserData = t.get(v1::API_KEY).unwrap();
+    let p2: LightUserData = t.get(v2::API_KEY).unwrap();
     // SAFETY: the module publishes pointers to process-lifetime statics
     // with these layouts (include/darksidesync.h).
-    unsafe { (&*(p1.0 as *const Api1), &*(p2.0 as *const Api2)) }
+    unsafe { (&*(p1.0 as *const v1::Api), &*(p2.0 as *const v2::Api)) }
 }
 
 static RAN: AtomicUsize = AtomicUsize::new(0);
@@ -94,17 +58,12 @@ fn registry_table_has_both_versions() {
         assert_eq!(CStr::from_ptr(a1.version).to_str().unwrap(), "DSS API 1v0");
         assert_eq!(CStr::from_ptr(a2.version).to_str().unwrap(), "DSS API 2v0");
         assert_eq!(
-            (a1.deliver)(
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-                std::ptr::null_mut()
-            ),
-            -101
+            (a1.deliver)(std::ptr::null_mut(), None, None, std::ptr::null_mut()),
+            v1::ERR_INVALID_UTILID
         );
         assert_eq!((a1.unreg)(0x1234 as *mut c_void), -101);
     }
-    assert!(a2.size >= std::mem::size_of::<Api2>());
+    assert!(a2.size >= std::mem::size_of::<v2::Api>());
 }
 
 #[test]
@@ -125,7 +84,7 @@ fn a_2v0_handle_outlives_its_state() {
                 state,
                 &LIBID as *const u8 as *const c_void,
                 c"test".as_ptr(),
-                std::ptr::null(),
+                None,
                 std::ptr::null_mut(),
                 &mut h,
             );

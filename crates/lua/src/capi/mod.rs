@@ -40,7 +40,7 @@ use darksidesync_core::CancelReason;
 use mlua::{ffi, LightUserData, Lua, Table};
 
 use crate::state::StateHub;
-use handles::{Api, Cancel, Counters, Handle, Util};
+use handles::{Cancel, Counters, Handle, Util, Version};
 
 /// `registry["DSS.DarkSideSync"]`.
 pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
@@ -85,11 +85,11 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
     t.raw_set("Version", DSS_VERSION)?;
     t.raw_set(
         "DSS API 1v0",
-        LightUserData(&v1::API as *const v1::Api1 as *mut c_void),
+        LightUserData(&v1::API as *const v1::Api as *mut c_void),
     )?;
     t.raw_set(
         "DSS API 2v0",
-        LightUserData(&v2::API as *const v2::Api2 as *mut c_void),
+        LightUserData(&v2::API as *const v2::Api as *mut c_void),
     )?;
     lua.set_named_registry_value(REGISTRY_NAME, t)
 }
@@ -140,7 +140,7 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
 pub(crate) fn register(
     st: &StateHub,
     state: u64,
-    api: Api,
+    api: Version,
     libid: usize,
     name: String,
     cancel: Cancel,

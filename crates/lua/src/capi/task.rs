@@ -36,9 +36,11 @@ use darksidesync_core::Reply;
 use mlua::{ffi, Lua, MultiValue};
 
 use super::handles::{Counters, Util};
-use super::v1::{Decoder1, Return1};
-use super::v2::{Free2, Reply2, Run2, ECANCELLED, ECLOSED, OK};
 use crate::item::{Prepared, ReplySink, Task};
+use darksidesync_sys::v1::{DecoderFn as Decoder1, ReturnFn as Return1};
+use darksidesync_sys::v2::{
+    FreeFn as Free2, ReplyFn as Reply2, RunFn as Run2, ECANCELLED, ECLOSED, OK,
+};
 
 thread_local! {
     static REFUSING: Cell<bool> = const { Cell::new(false) };
