@@ -8,13 +8,13 @@
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
-use darksidesync_core::{CallError, PostErrorKind, Posted};
+use darksidesync_core::{CallError, Discarded, PostErrorKind, Posted};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v1::*;
 
 use super::handles::{self, Cancel, Util, Version};
-use super::task::{CTask, Ctl, Kind, Refusing};
-use super::{guard, Code};
+use super::task::{CItem, Callbacks, Turns};
+use super::{guard, StateError};
 use crate::item::Item;
 
 pub(crate) static API: Api = Api {
@@ -25,11 +25,11 @@ pub(crate) static API: Api = Api {
     unreg,
 };
 
-fn v1_code(c: Code) -> c_int {
+fn v1_code(c: StateError) -> c_int {
     match c {
-        Code::NoState => ERR_NO_GLOBALS,
-        Code::NotStarted | Code::Closed => ERR_NOT_STARTED,
-        Code::NoMem => ERR_OUT_OF_MEMORY,
+        StateError::NoState => ERR_NO_GLOBALS,
+        StateError::NotStarted | StateError::Closed => ERR_NOT_STARTED,
+        StateError::NoMem => ERR_OUT_OF_MEMORY,
     }
 }
 
@@ -156,56 +156,92 @@ unsafe extern "C" fn deliver(
         let Some(decoder) = decoder else {
             return ERR_NO_DECODE_PROVIDED;
         };
-        let kind = Kind::V1 { decoder, ret };
+        let callbacks = Callbacks::Deliver1 { decoder, ret };
         match ret {
             None => {
-                let refusing = Refusing::new();
-                match util
-                    .port
-                    .post(Item::new(CTask::new(kind, data, util.clone(), None, None)))
-                {
-                    Ok(posted) => {
-                        drop(refusing);
-                        match posted {
-                            Posted::Queued => SUCCESS,
-                            Posted::QueuedUdpFailed => ERR_UDP_SEND_FAILED,
-                        }
-                    }
+                // Fire-and-forget returns at once, as DarkSideSync 1.0
+                // promised: a full queue is ERR_OUT_OF_MEMORY, not a wait.
+                let item = Item::new(CItem::new(callbacks, data, util.clone(), None, None));
+                match util.port.try_post(item) {
+                    Ok(Posted::Queued) => SUCCESS,
+                    Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
                     Err(e) => {
                         let code = post_code(e.kind);
-                        drop(e); // a refusal: the caller keeps `data`
+                        // A refusal: the caller keeps `data`.
+                        e.item.discard(Discarded::Refused(e.kind));
                         code
                     }
                 }
             }
-            Some(_) => {
-                let ctl = Ctl::new();
-                let refusing = Refusing::new();
-                let result = util.port.call(
-                    |reply| {
-                        Item::new(CTask::new(
-                            kind,
-                            data,
-                            util.clone(),
-                            Some(ctl.clone()),
-                            Some(reply),
-                        ))
-                    },
-                    None,
-                );
-                drop(refusing);
-                match result {
-                    Ok(()) | Err(CallError::Handler(_)) => SUCCESS,
-                    // Decoder returned 0, or the reply went unanswered.
-                    Err(CallError::Cancelled | CallError::Closed) if ctl.ran() => SUCCESS,
-                    Err(CallError::Closed) => ERR_NOT_STARTED,
-                    Err(CallError::Cancelled | CallError::Unregistered) => ERR_INVALID_UTILID,
-                    Err(CallError::WouldDeadlock) => ERR_WOULD_DEADLOCK,
-                    Err(CallError::Full | CallError::TimedOut) => ERR_OUT_OF_MEMORY,
-                }
-            }
+            Some(ret) => deliver_blocking(&util, callbacks, ret, data),
         }
     })
+}
+
+/// A blocking `deliver`: waits for the answer, then settles what is still
+/// due for `data` before returning (see `task.rs`, `Turns`).
+fn deliver_blocking(
+    util: &Arc<Util>,
+    callbacks: Callbacks,
+    ret: ReturnFn,
+    data: *mut c_void,
+) -> c_int {
+    let turns = Turns::new();
+    let result = util.port.call(
+        |reply| {
+            Item::new(CItem::new(
+                callbacks,
+                data,
+                util.clone(),
+                Some(reply),
+                Some(turns.clone()),
+            ))
+        },
+        None,
+    );
+    let id = handles::to_utilid(util.handle);
+    match result {
+        Ok(()) | Err(CallError::Handler(_)) => SUCCESS,
+        Err(CallError::WouldDeadlock) => ERR_WOULD_DEADLOCK,
+        Err(CallError::Full | CallError::TimedOut) => ERR_OUT_OF_MEMORY,
+        Err(CallError::Unregistered) => ERR_INVALID_UTILID,
+        Err(e @ (CallError::Cancelled | CallError::Closed)) => {
+            let closed = e == CallError::Closed;
+            if turns.decoder_turn() {
+                // Ended before it ran, wherever the item sits: cancelled
+                // now, while `data` is surely alive (the queued item will
+                // not call the decoder again).
+                let Callbacks::Deliver1 { decoder, .. } = callbacks else {
+                    unreachable!("a 1v0 item")
+                };
+                // SAFETY: 1v0 contract: decoder(NULL) once per cancelled item.
+                unsafe { decoder(std::ptr::null_mut(), data, id) };
+                return if closed {
+                    ERR_NOT_STARTED
+                } else {
+                    ERR_INVALID_UTILID
+                };
+            }
+            if !turns.decoded() {
+                // Discarded before it ran: decoder(NULL) ran there.
+                return if closed {
+                    ERR_NOT_STARTED
+                } else {
+                    ERR_INVALID_UTILID
+                };
+            }
+            if turns.return_turn() {
+                // The answer was pending when the utility unregistered or
+                // the state closed: garbage, without a state, at once (as
+                // DarkSideSync 1.0 did at unreg).
+                // SAFETY: 1v0 contract; called once (`return_turn`).
+                unsafe { ret(std::ptr::null_mut(), data, id, 1) };
+                return if closed { SUCCESS } else { ERR_INVALID_UTILID };
+            }
+            // Decoder returned 0, or the reply was answered as garbage.
+            SUCCESS
+        }
+    }
 }
 
 /// `unreg`: see `DSS_unregister_1v0_t`. Any thread, any value.

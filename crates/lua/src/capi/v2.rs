@@ -13,13 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use darksidesync_core::{CallError, PostErrorKind};
+use darksidesync_core::{CallError, Discarded, PostErrorKind};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
 use super::handles::{self, Cancel, Counters, SendPtr, Util, Version};
-use super::task::{CTask, Ctl, Kind, Phase, Refusing};
-use super::{guard, Code};
+use super::task::{CItem, Callbacks};
+use super::{guard, StateError};
 use crate::item::Item;
 
 pub(crate) static API: Api = Api {
@@ -37,20 +37,28 @@ pub(crate) static API: Api = Api {
     strerror,
 };
 
-fn v2_code(c: Code) -> c_int {
+fn v2_code(c: StateError) -> c_int {
     match c {
-        Code::NoState => EINVAL,
-        Code::NotStarted => ENOTSTARTED,
-        Code::Closed => ECLOSED,
-        Code::NoMem => ENOMEM,
+        StateError::NoState => EINVAL,
+        StateError::NotStarted => ENOTSTARTED,
+        StateError::Closed => ECLOSED,
+        StateError::NoMem => ENOMEM,
     }
 }
 
 /// The record of `h` if it is a 2v0 handle: live, or `ECLOSED`/`ESTALE`.
 /// The prologue of `post` and `call`: a live handle and a run callback,
 /// whose shared object is then pinned (see `pin_once`).
+/// A refusal for a closed state counts as refused (as every other one).
 fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(Arc<Util>, RunFn), c_int> {
-    let util = lookup(h)?;
+    let util = match handles::get(h) {
+        Some(u) if u.api == Version::V2 && u.is_closed() => {
+            Counters::bump(&u.counters.refused);
+            return Err(ECLOSED);
+        }
+        Some(u) if u.api == Version::V2 => u,
+        _ => return Err(ESTALE),
+    };
     let Some(run) = run else {
         Counters::bump(&util.counters.refused);
         return Err(EINVAL);
@@ -209,14 +217,13 @@ fn post_inner(
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::new(CTask::new(
-        Kind::V2Post { run, free },
+    let item = Item::new(CItem::new(
+        Callbacks::Post2 { run, free },
         data,
         util.clone(),
         None,
         None,
     ));
-    let _refusing = Refusing::new();
     let result = match timeout_ms {
         t if t < 0 => util.port.post(item),
         0 => util.port.try_post(item),
@@ -226,8 +233,11 @@ fn post_inner(
     };
     match result {
         Ok(_) => OK,
-        // Dropping the refused item (inside `_refusing`) calls nothing.
-        Err(e) => post_code(e.into_kind()),
+        Err(e) => {
+            // Refused: `post` frees `data` itself, with the code.
+            e.item.discard(Discarded::Refused(e.kind));
+            post_code(e.kind)
+        }
     }
 }
 
@@ -268,26 +278,23 @@ unsafe extern "C" fn call(
             Ok(found) => found,
             Err(code) => return code,
         };
-        let ctl = Ctl::new();
         let made = Cell::new(false);
         let make = |r| {
             made.set(true);
-            Item::new(CTask::new(
-                Kind::V2Call { run, reply },
+            Item::new(CItem::new(
+                Callbacks::Call2 { run, reply },
                 data,
                 util.clone(),
-                Some(ctl.clone()),
                 Some(r),
+                None,
             ))
         };
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
-        let refusing = Refusing::new();
         let result = if flags & NOWAIT != 0 {
             util.port.try_call(make, timeout)
         } else {
             util.port.call(make, timeout)
         };
-        drop(refusing);
         let c = &util.counters;
         if !made.get() {
             // Refused before the item existed (closed, or the Lua thread).
@@ -300,13 +307,11 @@ unsafe extern "C" fn call(
                 unsafe { copy_text(errbuf, errlen, &text) };
                 EHANDLER
             }
+            // A reply claimed before the timeout passed is waited for
+            // (the core's `Reply::claim`): this is a real timeout.
             Err(CallError::TimedOut) => {
-                if ctl.abandon() == Phase::Done {
-                    OK // the reply completed just as the timeout passed
-                } else {
-                    Counters::bump(&c.timeouts);
-                    ETIMEDOUT
-                }
+                Counters::bump(&c.timeouts);
+                ETIMEDOUT
             }
             Err(CallError::Cancelled) => ECANCELLED,
             Err(CallError::Closed) => ECLOSED,
