@@ -6,6 +6,12 @@
 --   while watcher.active do copas.step(1) end        -- items are dispatched as they arrive
 --   -- a callback (or another Copas thread) ends it with watcher:detach()
 --
+-- Each item's callback runs in a Copas thread of its own
+-- (`dispatch(max, copas.addthread)`), so it may use Copas I/O
+-- (`copas.receive`, `copas.send`, ...) before it returns; for a blocking
+-- call its return values (or its error) are the reply, or it takes the
+-- reply object with `darksidesync.reply()` and answers later.
+--
 -- `attach(opts)` returns a watcher `{ active, thread, detach() }`; no
 -- callback runs inside `attach()`. `opts.max` bounds the items run per
 -- slice (default: the items queued when the slice starts). After each
@@ -61,7 +67,7 @@ function M.attach(opts)
     while true do
       copas.receivefrom(obj)
       if not watcher.active then return end
-      darksidesync.dispatch(max)
+      darksidesync.dispatch(max, copas.addthread)
     end
   end)
   return watcher

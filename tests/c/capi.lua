@@ -354,7 +354,10 @@ test("2v0 call: run() pushing nothing is ECANCELLED, reply() not called", functi
     local before = u.counters()
     local j = u.v2_call(function() error("nothing to call") end, -1, -1)
     queued(1)
-    eq(dss.dispatch(), 1, "dispatched")
+    -- Nothing to call: dispatch() takes the item but does not count it
+    -- as run (issue 10.9).
+    eq(dss.dispatch(), 0, "skipped, not counted")
+    eq(dss.queuesize(), 0, "taken")
     eq(u.join(j).code, -11, "ECANCELLED")
     eq(delta(before, u.counters(), "v2_replied"), 0, "reply not called")
 end)

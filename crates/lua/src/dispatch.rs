@@ -15,6 +15,7 @@ use mlua::{Function, Lua, MultiValue, Value};
 use crate::args;
 use crate::item::{Callback, Item};
 use crate::raw;
+use crate::reply;
 use crate::state::StateHub;
 use crate::ApiResult;
 
@@ -63,8 +64,23 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<boo
         Some(sink) => {
             values.push_front(Value::Function(st.helpers.reply_handler.clone()));
             values.push_front(callback);
-            let mut results = st.helpers.xpcall.call::<MultiValue>(values)?;
+            // `reply()` may take the sink while the callback runs.
+            // Dispatched callbacks do not nest (dispatch() raises inside
+            // one), but the outer slot is restored all the same.
+            let outer = st.current_reply.replace(Some(sink));
+            let called = st.helpers.xpcall.call::<MultiValue>(values);
+            let sink = st.current_reply.replace(outer);
+            let mut results = called?;
             let ok = matches!(results.pop_front(), Some(Value::Boolean(true)));
+            let Some(sink) = sink else {
+                // Taken by `reply()`: the reply object answers. An error
+                // goes to the error handler, as a fire-and-forget one.
+                if !ok {
+                    let err = results.pop_front().unwrap_or(Value::Nil);
+                    report(lua, st, err)?;
+                }
+                return Ok(true);
+            };
             if ok {
                 if let Err(e) = sink.send(lua, results) {
                     report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
@@ -101,6 +117,38 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
+/// Hands one item to `spawn` instead of running it: `spawn(handler)`,
+/// where `handler` (from `prelude.lua`) runs the callback in whatever
+/// coroutine calls it, binds `reply()` to that coroutine and answers the
+/// reply with the callback's results unless it was taken. Returns false
+/// for a skipped item (nothing to call).
+fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::Result<bool> {
+    let prepared = match item.prepare(lua) {
+        Ok(p) => p,
+        Err(e) => {
+            report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
+            return Ok(true);
+        }
+    };
+    let Some((callback, mut values)) = prepared.call else {
+        return Ok(false);
+    };
+    let reply = match prepared.reply {
+        Some(sink) => reply::create(lua, sink)?,
+        None => Value::Nil,
+    };
+    values.push_front(callback);
+    values.push_front(Value::Function(current_handler(st)));
+    values.push_front(reply);
+    let handler: Function = st.helpers.make_handler.call(values)?;
+    let _guard = CallbackGuard::enter(st);
+    let _ = st
+        .helpers
+        .xpcall
+        .call::<MultiValue>((spawn.clone(), current_handler(st), handler))?;
+    Ok(true)
+}
+
 /// Runs up to `max` items (all queued now when `max` is `None`) and
 /// returns how many it ran; skipped items (see [`run_item`]) are taken but
 /// neither counted nor counted against `max`. Stops
@@ -109,14 +157,7 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
     let max = max.unwrap_or_else(|| st.pending());
     let mut ran = 0;
-    {
-        let mut batch = st.batch.borrow_mut();
-        let have = batch.len();
-        if have < max {
-            st.hub.drain(max - have, &mut batch);
-            st.hub_left.set(0);
-        }
-    }
+    take_up_to(st, max);
     while ran < max {
         // Borrows end before callbacks run: callbacks may poll().
         let fast = {
@@ -144,6 +185,32 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
         }
         if st.stop_requested.get() {
             break;
+        }
+    }
+    Ok(ran)
+}
+
+/// Drains the hub so that the batch holds up to `max` items.
+fn take_up_to(st: &StateHub, max: usize) {
+    let mut batch = st.batch.borrow_mut();
+    let have = batch.len();
+    if have < max {
+        st.hub.drain(max - have, &mut batch);
+        st.hub_left.set(0);
+    }
+}
+
+/// `dispatch(max, spawn)`: hands up to `max` items to `spawn` (see
+/// [`spawn_item`]) and returns how many it handed over.
+fn spawn_n(lua: &Lua, st: &StateHub, max: Option<usize>, spawn: &Function) -> mlua::Result<usize> {
+    let max = max.unwrap_or_else(|| st.pending());
+    let mut ran = 0;
+    take_up_to(st, max);
+    while ran < max {
+        let item = st.batch.borrow_mut().pop();
+        let Some(item) = item else { break };
+        if spawn_item(lua, st, item, spawn)? {
+            ran += 1;
         }
     }
     Ok(ran)
@@ -234,8 +301,31 @@ pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("dispatch")?;
     let max = args::count(a.front().unwrap_or(&Value::Nil), "dispatch", usize::MAX)?;
     let max = if max == usize::MAX { None } else { Some(max) };
-    let ran = dispatch_n(lua, st, max)?;
+    let ran = match a.get(1) {
+        None | Some(Value::Nil) => dispatch_n(lua, st, max)?,
+        Some(Value::Function(spawn)) => spawn_n(lua, st, max, spawn)?,
+        Some(other) => {
+            return Err(format!(
+                "darksidesync.dispatch: spawn must be a function or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
+    };
     Ok(MultiValue::from_iter([Value::Integer(ran as i64)]))
+}
+
+/// `reply()` → the reply object of the blocking call whose callback
+/// `dispatch()` is running now, or nil (fire-and-forget, not inside a
+/// dispatched callback, or already taken). Once taken, the callback's
+/// return values no longer answer: the object does. (`prelude.lua` wraps
+/// this with the lookup for handlers run by `dispatch(max, spawn)`.)
+pub(crate) fn reply(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
+    let sink = st.current_reply.borrow_mut().take();
+    Ok(MultiValue::from_iter([match sink {
+        Some(sink) => reply::create(lua, sink)?,
+        None => Value::Nil,
+    }]))
 }
 
 /// `run()`: dispatches until `stop()` or until nothing can arrive any more

@@ -157,12 +157,20 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         ("capacity", control::capacity),
         ("stats", control::stats),
         ("seterrorhandler", dispatch::seterrorhandler),
+        ("reply", dispatch::reply),
     ];
     let t = make_table(lua, &st, fns)?;
     let general: mlua::Function = t.raw_get("poll")?;
     t.raw_set(
         "poll",
         poll::make_fast_poll(lua, general, st.helpers.closing.clone())?,
+    )?;
+    let raw_reply: mlua::Function = t.raw_get("reply")?;
+    t.raw_set(
+        "reply",
+        st.helpers
+            .coroutine_reply
+            .call::<mlua::Function>(raw_reply)?,
     )?;
     t.raw_set("_VERSION", VERSION)?;
     capi::publish(lua)?;

@@ -49,6 +49,67 @@ else
   end
 end
 
+-- Handlers of dispatch(max, spawn). Each runs its callback in a coroutine
+-- of its own and forwards that coroutine's yields to whoever resumes the
+-- coroutine `spawn` runs the handler in (a Copas thread, a cqueues
+-- coroutine), so the callback may yield on I/O; this also keeps yields
+-- working across the error catching on PUC Lua 5.1, whose pcall cannot
+-- yield.
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_status, co_running = coroutine.status, coroutine.running
+local unpack = unpack or table.unpack
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- callback coroutine -> its reply object (false once reply() took it)
+local bound = setmetatable({}, { __mode = "k" })
+local reply_fail -- set by set_reply_fail: fails a reply object with a text
+
+function H.set_reply_fail(f) reply_fail = f end
+
+local function run_forwarding(co)
+  local res = pack(co_resume(co))
+  while res[1] and co_status(co) ~= "dead" do
+    res = pack(co_resume(co, co_yield(unpack(res, 2, res.n))))
+  end
+  return res
+end
+
+function H.make_handler(reply, errorhandler, callback, ...)
+  local args = pack(...)
+  return function()
+    local co = co_create(function() return callback(unpack(args, 1, args.n)) end)
+    if reply ~= nil then bound[co] = reply end
+    local res = run_forwarding(co)
+    local answer = reply ~= nil and bound[co] ~= false
+    bound[co] = nil
+    if answer then
+      if res[1] then
+        reply(unpack(res, 2, res.n))
+      else
+        reply_fail(reply, tostring(res[2]))
+      end
+    elseif not res[1] then
+      errorhandler(res[2])
+    end
+  end
+end
+
+-- The module's reply(): the reply object bound to the running callback
+-- coroutine of a spawned handler, else the one of the callback dispatch()
+-- is running (raw_reply).
+function H.coroutine_reply(raw_reply)
+  return function()
+    if closing[1] then error(CLOSING, 0) end
+    local co = co_running()
+    local r = co and bound[co]
+    if r then
+      bound[co] = false
+      return r
+    end
+    return raw_reply()
+  end
+end
+
 -- The default error handler: runs as the message handler of the failing
 -- callback, so the traceback shows where it failed. Writes, never raises.
 function H.default_handler(err)

@@ -43,6 +43,19 @@ pub(crate) fn create(lua: &Lua, sink: Box<dyn ReplySink>) -> mlua::Result<Value>
     Ok(value)
 }
 
+/// `fail(reply, text)`: answers a reply object with an error text, as a
+/// failing dispatched callback does; nothing when already answered.
+pub(crate) fn make_fail(lua: &Lua) -> mlua::Result<Function> {
+    lua.create_function(|lua, (this, text): (Value, String)| {
+        if let Some(Some(sink)) =
+            raw::with_userdata(lua, &this, |h: &mut ReplyHandle| h.sink.take())
+        {
+            sink.fail(lua, text);
+        }
+        Ok(())
+    })
+}
+
 /// Creates the reply metatable and stores it in the registry. `guard`
 /// (from `prelude.lua`) wraps a raw function with the closing check.
 pub(crate) fn register_metatable(lua: &Lua, guard: &Function) -> mlua::Result<()> {
