@@ -18,7 +18,6 @@
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
-//! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
 //! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
@@ -63,7 +62,6 @@ pub mod libs;
 mod poll;
 mod reply;
 mod state;
-pub mod testlib;
 mod wait;
 
 use std::ffi::c_void;
@@ -184,12 +182,6 @@ fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
 fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
     libs::process::open(lua)
-}
-
-#[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_testlib", skip_memory_check)]
-fn luaopen_testlib(lua: &Lua) -> mlua::Result<Table> {
-    testlib::open(lua)
 }
 
 #[cfg(feature = "module")]
