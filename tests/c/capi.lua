@@ -1,5 +1,5 @@
 -- The C-ABI tests run by a stock interpreter: darksidesync plus the C
--- utility dssutil (tests/c/dssutil.c), which delivers through DSS API 1v0
+-- utility dssutil (examples/c/dssutil.c), which delivers through DSS API 1v0
 -- and 2v0 from its own pthreads.
 --
 --   lua5.4 tests/c/capi.lua DIR     (DIR has darksidesync.so and dssutil.so)

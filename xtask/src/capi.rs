@@ -6,7 +6,7 @@
 //! * For Lua 5.4, 5.1 (the 1v0 drop-in check on the original's Lua) and
 //!   LuaJIT (utility built against the 5.1 headers, as LuaJIT's ABI is):
 //!   the module is built (`target/lua-modules/<ver>`, shared with
-//!   `lua-specs`), the C utility `tests/c/dssutil.c` is compiled against
+//!   `lua-specs`), the C utility `examples/c/dssutil.c` is compiled against
 //!   that version's headers into `target/capi/<ver>/dssutil.so`, and
 //!   `tests/c/capi.lua` runs under the stock interpreter.
 //! * `tests/c/twostates.c`, a C host linking liblua5.4, runs two Lua states
@@ -310,7 +310,7 @@ fn prepare(t: &Target, suffix: &str, extra: &[&str]) -> Result<PathBuf> {
         .args(extra)
         .args(["-shared", "-fPIC"])
         .args(incs(t.include))
-        .arg(root().join("tests/c/dssutil.c"))
+        .arg(root().join("examples/c/dssutil.c"))
         .arg("-o")
         .arg(dir.join("dssutil.so")))?;
     Ok(dir)

@@ -110,6 +110,7 @@ fn run_one(lua: LuaVersion) -> Result<String, String> {
     let lib = base.join("lib");
     let so = module::build(lua, &base.join("cargo"), "dev")?;
     module::install(&so, &lib)?;
+    module::install_testlib(lua, &base.join("cargo"), &lib)?;
 
     let specs = root().join("tests/lua");
     let compat = base.join("compat");
