@@ -102,6 +102,20 @@ impl Report<'_> {
         self.get(scenario, "items_per_s")
     }
 
+    /// The `dispatch()` row of `src` with 2 producers, against the
+    /// internal path's (contention between producers shows here).
+    fn two_producers(&self, t: &mut Table, src: &str) {
+        let v = self.rate(&format!("{src}_dispatch_2"));
+        let internal = self.rate("dispatch_2");
+        t.row(
+            "the same, 2 producers".into(),
+            mps(v),
+            ratio(v, internal, "internal, 2 producers"),
+            "",
+            None,
+        );
+    }
+
     pub(super) fn lines(&self) -> Vec<Line> {
         let mut t = Table(Vec::new());
         let limit_poll = self.rate("limit_poll");
@@ -160,6 +174,7 @@ impl Report<'_> {
             "≥ 0.7× internal",
             meets(v, internal, 0.7, true),
         );
+        self.two_producers(&mut t, "c1");
         let v = self.rate("c1_luv_1");
         t.row(
             "fd-woken: luv loop on `fd()` (darksidesync.luv), 1 producer".into(),
@@ -193,6 +208,7 @@ impl Report<'_> {
                     },
                     meets(v, internal, r, true),
                 );
+                self.two_producers(&mut t, src);
             }
             let sc = format!("{src}_roundtrip_wait");
             let p50 = self.get(&sc, "p50_us");
