@@ -53,3 +53,22 @@ fn describe(cmd: &Command) -> String {
     }
     s
 }
+
+/// Runs `cmd` from the workspace root and returns its standard output;
+/// fails on a non-zero exit, with its standard error in the message.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    cmd.current_dir(root());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed with {}: {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout)
+        .map_err(|e| format!("{}: output is not UTF-8: {e}", describe(cmd)))
+}

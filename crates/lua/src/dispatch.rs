@@ -10,15 +10,13 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
-use std::ffi::c_int;
-
-use mlua::{ffi, Function, Lua, MultiValue, Value};
+use mlua::{Function, Lua, MultiValue, Value};
 
 use crate::args;
-use crate::data::Data;
 use crate::item::{Callback, Item};
+use crate::raw;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 /// Counts a running callback; `forbid_in_callback` sees it.
 struct CallbackGuard<'a>(&'a StateHub);
@@ -36,15 +34,22 @@ impl Drop for CallbackGuard<'_> {
     }
 }
 
-/// Runs one item to completion. Errors of the callback never escape; an
-/// `Err` here is a failure of the Lua machinery itself (out of memory).
-pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()> {
+/// Runs one item to completion. Returns false when the item had nothing
+/// to call (skipped: a call whose caller already timed out, a DSS decoder
+/// that pushed nothing), which `dispatch()` does not count as run. Errors
+/// of the callback never escape; an `Err` here is a failure of the Lua
+/// machinery itself (out of memory).
+pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<bool> {
     let prepared = match item.prepare(lua) {
         Ok(p) => p,
-        Err(e) => return report(lua, st, Value::String(lua.create_string(e.to_string())?)),
+        Err(e) => {
+            // Reported to the error handler, as a failing callback is.
+            report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
+            return Ok(true);
+        }
     };
     let Some((callback, mut values)) = prepared.call else {
-        return Ok(());
+        return Ok(false);
     };
     let _guard = CallbackGuard::enter(st);
     match prepared.reply {
@@ -74,7 +79,7 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()>
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn current_handler(st: &StateHub) -> Function {
@@ -96,7 +101,11 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Runs up to `max` items (all queued now when `max` is `None`).
+/// Runs up to `max` items (all queued now when `max` is `None`) and
+/// returns how many it ran; skipped items (see [`run_item`]) are taken but
+/// neither counted nor counted against `max`. Stops
+/// early right after the callback that called `stop()` (only `run()`
+/// lets `stop()` set the flag).
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
     let max = max.unwrap_or_else(|| st.pending());
     let mut ran = 0;
@@ -119,14 +128,21 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
             let n = run_calls(lua, st, max - ran)?;
             if n > 0 {
                 ran += n;
+                if st.stop_requested.get() {
+                    break;
+                }
                 continue;
             }
             // A callback of another state: the slow path reports it.
         }
         let item = st.batch.borrow_mut().pop();
         let Some(item) = item else { break };
-        run_item(lua, st, item)?;
-        ran += 1;
+        if run_item(lua, st, item)? {
+            ran += 1;
+        }
+        if st.stop_requested.get() {
+            break;
+        }
     }
     Ok(ran)
 }
@@ -136,7 +152,8 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
 /// as `lua_pcall(callback, arg)` with the error handler as message handler
 /// (what `xpcall` does, without building a `MultiValue` or crossing mlua's
 /// call machinery per item). Stops at the first other item, or at a
-/// callback that belongs to another state. Returns how many ran.
+/// callback that belongs to another state, or after a callback that
+/// called `stop()`. Returns how many ran.
 ///
 /// Consecutive items usually share a callback: its function is fetched
 /// from the registry once and kept on the stack, and the items' references
@@ -154,20 +171,18 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
     // SAFETY: the closure runs on this state's thread inside mlua's
     // protected call, with the handler at stack index 1. It keeps the
     // current callback's function at index 2 and per item uses two slots
-    // above that (a copy of the function and its argument), reserved by
-    // lua_checkstack; lua_pcall with no results pops both and leaves only
-    // an error value, which is popped; the stack is reset to the handler
-    // at the end. Nothing in the loop can raise a Lua error outside
-    // lua_pcall (rawgeti on the registry, replace, pushvalue, pushing
-    // scalars), so no longjmp crosses the Rust frames. The registry slot
-    // is read while `current` holds a reference to its key. The batch is
-    // not borrowed while a callback runs.
+    // above that (reserved), which `pcall_scalar` gives back; the stack is
+    // reset to the handler at the end. None of the raw helpers used in
+    // the loop can raise (pcall_scalar catches the callback's errors), so
+    // no longjmp crosses the Rust frames. The registry slot is read while
+    // `current` holds a reference to its key. The batch is not borrowed
+    // while a callback runs.
     unsafe {
         lua.exec_raw::<()>(handler, |state| {
-            if ffi::lua_checkstack(state, 4) == 0 {
+            if !raw::reserve(state, 4) {
                 return;
             }
-            ffi::lua_pushnil(state);
+            raw::set_top(state, 2); // index 2: the current callback (nil)
             while ran < max {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
@@ -178,10 +193,10 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                     if !same && !lua.owns_registry_value(cb.key()) {
                         break;
                     }
-                    batch
-                        .pop()
-                        .and_then(Item::into_call)
-                        .expect("the front item is a call")
+                    let Some(call) = batch.pop().and_then(Item::into_call) else {
+                        break; // not reached: the front item was checked
+                    };
+                    call
                 };
                 match &mut current {
                     Some((c, extra)) if c.id() == cb.id() => {
@@ -190,21 +205,19 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                         *extra += 1;
                     }
                     _ => {
-                        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
-                        ffi::lua_replace(state, 2);
+                        raw::replace_with_registry_value(state, 2, cb.key());
                         if let Some((old, extra)) = current.replace((cb, 0)) {
                             old.release(extra);
                         }
                     }
                 }
-                ffi::lua_pushvalue(state, 2);
-                push_scalar(state, &arg);
-                if ffi::lua_pcall(state, 1, 0, 1) != 0 {
-                    ffi::lua_pop(state, 1);
-                }
+                raw::pcall_scalar(state, 2, 1, &arg);
                 ran += 1;
+                if st.stop_requested.get() {
+                    break;
+                }
             }
-            ffi::lua_settop(state, 1);
+            raw::set_top(state, 1);
         })?;
     }
     if let Some((c, extra)) = current {
@@ -213,27 +226,8 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
     Ok(ran)
 }
 
-/// Pushes a non-string [`Data`] (one stack slot; cannot raise).
-///
-/// # Safety
-/// `state` is the running state and has a free stack slot.
-pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
-    // SAFETY: per the function's contract.
-    unsafe {
-        match value {
-            Data::Nil | Data::String(_) => ffi::lua_pushnil(state),
-            Data::Boolean(b) => ffi::lua_pushboolean(state, *b as c_int),
-            #[cfg(any(feature = "lua53", feature = "lua54"))]
-            Data::Integer(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
-            #[cfg(not(any(feature = "lua53", feature = "lua54")))]
-            Data::Integer(i) => ffi::lua_pushnumber(state, *i as ffi::lua_Number),
-            Data::Number(n) => ffi::lua_pushnumber(state, *n as ffi::lua_Number),
-        }
-    }
-}
-
 /// `dispatch([max])` → number of items run.
-pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("dispatch")?;
     let max = args::count(a.front().unwrap_or(&Value::Nil), "dispatch", usize::MAX)?;
     let max = if max == usize::MAX { None } else { Some(max) };
@@ -243,7 +237,7 @@ pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 
 /// `run()`: dispatches until `stop()` or until nothing can arrive any more
 /// (no keep-alive reference and an empty queue). Returns the number run.
-pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     st.forbid_in_callback("run")?;
     if st.running.get() {
         return Err("darksidesync.run: already running".to_string().into());
@@ -273,7 +267,7 @@ pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 
 /// `stop()`: makes a running `run()` return after the current callback.
 /// Returns true when a `run()` was running.
-pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let running = st.running.get();
     if running {
         st.stop_requested.set(true);
@@ -284,7 +278,7 @@ pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 /// `seterrorhandler(f)`: `f` handles errors of fire-and-forget callbacks;
 /// `nil` restores the default. Returns the previous handler (nil for the
 /// default).
-pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let new = match a.front() {
         None | Some(Value::Nil) => None,
         Some(Value::Function(f)) => Some(f.clone()),

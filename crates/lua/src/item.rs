@@ -104,7 +104,7 @@ enum Repr {
 ///
 /// Reference-counted by hand rather than an `Arc`, only so that
 /// `dispatch()` can release the references of a run of items with one
-/// atomic operation ([`Callback::release`]) instead of one per item: the
+/// atomic operation (`Callback::release`) instead of one per item: the
 /// count's cache line is written by the producer for every post, and a
 /// per-item decrement on the consumer made it bounce between the two cores
 /// (~10% of the `dispatch()` profile).

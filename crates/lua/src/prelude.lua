@@ -4,7 +4,37 @@ local error, select, tostring, xpcall, pairs = error, select, tostring, xpcall, 
 local traceback = debug and debug.traceback
 local stderr = io and io.stderr
 
+if not (error and select and tostring and xpcall and pairs and ((newproxy and getmetatable) or setmetatable)) then
+  return nil, "darksidesync: needs Lua's base library"
+    .. " (error, select, tostring, xpcall, pairs, setmetatable or newproxy)"
+end
+
 local H = {}
+
+-- The closing flag: closing[1] becomes true when lua_close starts running
+-- finalisers. Lua finalises the newest objects first, so the guard below
+-- (made at the first require) runs before the finalisers of every object
+-- that got its own before that require: those can still call
+-- darksidesync's functions, after mlua and the state's hub are gone.
+-- Every function checks the flag first and raises CLOSING instead.
+local CLOSING = "darksidesync: state is closing"
+local closing = { false }
+H.closing = closing
+local function mark_closing() closing[1] = true end
+if newproxy then -- Lua 5.1, LuaJIT: only userdata have __gc
+  closing.guard = newproxy(true)
+  getmetatable(closing.guard).__gc = mark_closing
+else
+  closing.guard = setmetatable({}, { __gc = mark_closing })
+end
+
+-- Wraps f with the closing check.
+function H.guard(f)
+  return function(...)
+    if closing[1] then error(CLOSING, 0) end
+    return f(...)
+  end
+end
 
 -- xpcall with arguments. Lua 5.2+ and LuaJIT take them natively; PUC Lua
 -- 5.1 does not, so wrap the call in a closure there.
@@ -42,7 +72,10 @@ function H.wrap(raw, FAIL)
   end
   local M = {}
   for name, f in pairs(raw) do
-    M[name] = function(...) return check(f(...)) end
+    M[name] = function(...)
+      if closing[1] then error(CLOSING, 0) end
+      return check(f(...))
+    end
   end
   return M
 end

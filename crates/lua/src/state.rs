@@ -28,6 +28,10 @@ pub(crate) struct Helpers {
     pub(crate) reply_handler: Function,
     /// Builds the module table from the raw functions.
     pub(crate) wrap: Function,
+    /// Wraps a function with the closing check.
+    pub(crate) guard: Function,
+    /// `closing[1]` is true once `lua_close` runs finalisers.
+    pub(crate) closing: Table,
 }
 
 /// Everything darksidesync keeps per Lua state.
@@ -73,16 +77,22 @@ impl StateHub {
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
-        let prelude: Table = lua
+        let (prelude, missing): (Option<Table>, Option<String>) = lua
             .load(include_str!("prelude.lua"))
             .set_name("=darksidesync.prelude")
             .call(())?;
+        let Some(prelude) = prelude else {
+            return Err(mlua::Error::runtime(missing.unwrap_or_default()));
+        };
         let helpers = Helpers {
             xpcall: prelude.get("xpcall")?,
             default_handler: prelude.get("default_handler")?,
             reply_handler: prelude.get("reply_handler")?,
             wrap: prelude.get("wrap")?,
+            guard: prelude.get("guard")?,
+            closing: prelude.get("closing")?,
         };
+        crate::reply::register_metatable(lua, &helpers.guard)?;
         Ok(StateHub {
             hub: Hub::new(),
             batch: RefCell::new(Batch::new()),

@@ -34,7 +34,7 @@ use crate::args;
 use crate::data::Data;
 use crate::item::{DataReply, Item, Prepared, Task};
 use crate::state::StateHub;
-use crate::{make_table, Ret};
+use crate::{make_table, ApiResult};
 
 /// The state's test port, registered lazily; `reset()` unregisters it.
 struct TestPort(std::cell::RefCell<Option<Port<Item>>>);
@@ -206,7 +206,11 @@ fn finish(shared: &JobShared, outcome: Outcome) {
     shared.cv.notify_all();
 }
 
-fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> Result<Arc<RegistryKey>, crate::Fail> {
+fn callback_key(
+    lua: &Lua,
+    v: Option<&Value>,
+    what: &str,
+) -> Result<Arc<RegistryKey>, crate::ApiError> {
     match v {
         Some(f @ Value::Function(_)) => Ok(Arc::new(lua.create_registry_value(f.clone())?)),
         other => Err(format!(
@@ -218,7 +222,7 @@ fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> Result<Arc<Registry
 }
 
 /// `post(callback, n, producers [, "try"])` → job.
-fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = callback_key(lua, a.front(), "post")?;
     let n = args::count(a.get(1).unwrap_or(&Value::Nil), "testlib.post", 1)? as u64;
     let producers = args::count(a.get(2).unwrap_or(&Value::Nil), "testlib.post", 1)?.max(1);
@@ -287,7 +291,7 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `call(callback, opts, ...)` → job; `opts` = nil or `{timeout = s, try = bool}`.
-fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = callback_key(lua, a.front(), "call")?;
     let (timeout, try_call) = match a.get(1) {
         Some(Value::Table(t)) => options(t)?,
@@ -327,7 +331,7 @@ fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
     Ok(MultiValue::from_iter([Value::UserData(job)]))
 }
 
-fn options(t: &Table) -> Result<(Option<Duration>, bool), crate::Fail> {
+fn options(t: &Table) -> Result<(Option<Duration>, bool), crate::ApiError> {
     let timeout: Value = t.get("timeout")?;
     let timeout = args::timeout(&timeout, "testlib.call", "seconds", 1.0, false)?;
     let try_call: Option<bool> = t.get("try")?;
@@ -336,7 +340,7 @@ fn options(t: &Table) -> Result<(Option<Duration>, bool), crate::Fail> {
 
 /// `callhere(callback, ...)` → the status of a blocking call made on the
 /// Lua thread itself (always "would deadlock").
-fn callhere(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+fn callhere(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = callback_key(lua, a.front(), "callhere")?;
     let values: Vec<Data> = a.iter().skip(1).map(Data::from_lua).collect();
     let port = port(lua, st)?;
@@ -354,7 +358,7 @@ fn callhere(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `reset()` → true when a test port was unregistered.
-fn reset(lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn reset(lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     let port = lua
         .app_data_ref::<TestPort>()
         .and_then(|tp| tp.0.borrow_mut().take());

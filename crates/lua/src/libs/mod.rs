@@ -12,7 +12,7 @@
 //!
 //! Each library follows one pattern, worth copying:
 //!
-//! * per Lua state, an `Rc` of its state in mlua app data ([`lib_state`]):
+//! * per Lua state, an `Rc` of its state in mlua app data (`lib_state`):
 //!   the port on the state's hub and the Lua callbacks by id. Callbacks
 //!   never leave the Lua thread;
 //! * background threads hold the port (plus a keep-alive reference while
@@ -31,13 +31,13 @@ use std::rc::Rc;
 use mlua::{Function, Lua, MultiValue, Table, UserDataRef, Value};
 
 use crate::state::StateHub;
-use crate::{args, make_table, Fail, RawFn};
+use crate::{args, make_table, ApiError, ApiFn};
 
 /// The library state `T` of this Lua state, created by `init` on first use.
 pub(crate) fn lib_state<T: 'static>(
     lua: &Lua,
-    init: impl FnOnce(&StateHub) -> Result<T, Fail>,
-) -> Result<Rc<T>, Fail> {
+    init: impl FnOnce(&StateHub) -> Result<T, ApiError>,
+) -> Result<Rc<T>, ApiError> {
     if let Some(s) = lua.app_data_ref::<Rc<T>>() {
         return Ok(Rc::clone(&s));
     }
@@ -53,13 +53,13 @@ pub(crate) fn existing_state<T: 'static>(lua: &Lua) -> Option<Rc<T>> {
 }
 
 /// A table of methods for a handle type (its metatable's `__index`).
-pub(crate) fn methods(lua: &Lua, fns: &[(&str, RawFn)]) -> mlua::Result<Table> {
+pub(crate) fn methods(lua: &Lua, fns: &[(&str, ApiFn)]) -> mlua::Result<Table> {
     let st = StateHub::get(lua)?;
     make_table(lua, &st, fns)
 }
 
 /// The `self` argument of a method, borrowed as `T`.
-pub(crate) fn this<T: 'static>(a: &MultiValue, what: &str) -> Result<UserDataRef<T>, Fail> {
+pub(crate) fn this<T: 'static>(a: &MultiValue, what: &str) -> Result<UserDataRef<T>, ApiError> {
     if let Some(Value::UserData(ud)) = a.front() {
         if let Ok(r) = ud.borrow::<T>() {
             return Ok(r);
@@ -73,7 +73,7 @@ pub(crate) fn this<T: 'static>(a: &MultiValue, what: &str) -> Result<UserDataRef
 }
 
 /// A required function argument.
-pub(crate) fn function(v: Option<&Value>, what: &str) -> Result<Function, Fail> {
+pub(crate) fn function(v: Option<&Value>, what: &str) -> Result<Function, ApiError> {
     match v {
         Some(Value::Function(f)) => Ok(f.clone()),
         other => Err(format!(
@@ -103,7 +103,7 @@ pub(crate) const SIGNALS: &[(&str, libc::c_int)] = &[
 ];
 
 /// A signal given as a name (`"TERM"`, `"SIGTERM"`, any case) or number.
-pub(crate) fn signal_number(v: &Value, what: &str) -> Result<libc::c_int, Fail> {
+pub(crate) fn signal_number(v: &Value, what: &str) -> Result<libc::c_int, ApiError> {
     if let Some(n) = args::integer(v) {
         if SIGNALS.iter().any(|&(_, s)| i64::from(s) == n) {
             return Ok(n as libc::c_int);

@@ -53,7 +53,7 @@ use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFiel
 use super::{lib_state, methods, one, signal_name, signal_number, this};
 use crate::item::{Item, Prepared};
 use crate::state::StateHub;
-use crate::{args, make_table, Fail, Ret};
+use crate::{args, make_table, ApiError, ApiResult};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -96,7 +96,7 @@ struct Callbacks {
     handle: AnyUserData,
 }
 
-fn state(lua: &Lua) -> Result<Rc<ProcState>, Fail> {
+fn state(lua: &Lua) -> Result<Rc<ProcState>, ApiError> {
     lib_state(lua, |st: &StateHub| {
         let children: Arc<Mutex<Vec<Arc<Shared>>>> = Default::default();
         let on_close = children.clone();
@@ -216,7 +216,7 @@ fn string_of(v: &Value) -> Option<OsString> {
     }
 }
 
-fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, Fail> {
+fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, ApiError> {
     match t.get::<Value>(key)? {
         Value::Nil => Ok(None),
         Value::Function(f) => Ok(Some(f)),
@@ -229,7 +229,7 @@ fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, Fail> {
 }
 
 /// `spawn(argv, opts)` → process, or nil and a message.
-fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let argv = match a.front() {
         Some(Value::Table(t)) => t.clone(),
         other => {
@@ -478,7 +478,7 @@ fn waiter(
 }
 
 /// `p:write(data)` → true, or nil and a message.
-fn write(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn write(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let p = this::<Process>(&a, "process:write")?;
     let data = match a.get(1) {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
@@ -511,14 +511,14 @@ fn write(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `p:close()` → true when stdin was open.
-fn close(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn close(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let p = this::<Process>(&a, "process:close")?;
     let was = p.stdin.borrow_mut().take().is_some();
     Ok(one(Value::Boolean(was)))
 }
 
 /// `p:kill([signal])` → true when sent, false when it already exited.
-fn kill(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn kill(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let p = this::<Process>(&a, "process:kill")?;
     let sig = match a.get(1) {
         None | Some(Value::Nil) => libc::SIGTERM,
@@ -532,13 +532,13 @@ fn kill(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `p:pid()` → the process id.
-fn pid(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn pid(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let p = this::<Process>(&a, "process:pid")?;
     Ok(one(Value::Integer(i64::from(p.shared.pid))))
 }
 
 /// `p:running()` → false once the exit callback is pending or ran.
-fn running(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn running(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let p = this::<Process>(&a, "process:running")?;
     let exited = *p.shared.exited.lock().unwrap_or_else(|e| e.into_inner());
     Ok(one(Value::Boolean(!exited)))

@@ -38,7 +38,7 @@ use signal_hook::iterator::{Handle, Signals};
 use super::{function, lib_state, methods, one, signal_name, signal_number, this};
 use crate::item::{Item, Prepared};
 use crate::state::StateHub;
-use crate::{args, make_table, Fail, Ret};
+use crate::{args, make_table, ApiError, ApiResult};
 
 /// Signals that can be subscribed to.
 const ALLOWED: &[libc::c_int] = &[
@@ -156,7 +156,7 @@ struct SignalState {
     live: RefCell<HashMap<u64, Function>>,
 }
 
-fn state(lua: &Lua) -> Result<Rc<SignalState>, Fail> {
+fn state(lua: &Lua) -> Result<Rc<SignalState>, ApiError> {
     lib_state(lua, |st: &StateHub| {
         let owner = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let port = st
@@ -198,7 +198,7 @@ impl UserData for Subscription {
     }
 }
 
-fn allowed(a: &MultiValue, what: &str) -> Result<libc::c_int, Fail> {
+fn allowed(a: &MultiValue, what: &str) -> Result<libc::c_int, ApiError> {
     let sig = signal_number(a.front().unwrap_or(&Value::Nil), what)?;
     if !ALLOWED.contains(&sig) {
         let names: Vec<String> = ALLOWED.iter().map(|&s| signal_name(s)).collect();
@@ -213,7 +213,7 @@ fn allowed(a: &MultiValue, what: &str) -> Result<libc::c_int, Fail> {
 }
 
 /// `on(signal, fn [, {keepalive = bool}])` → handle.
-fn on(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn on(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let sig = allowed(&a, "signal.on")?;
     let callback = function(a.get(1), "signal.on")?;
     let keepalive = match a.get(2) {
@@ -261,7 +261,7 @@ fn on(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `h:cancel()` → true when it was active.
-fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let id = this::<Subscription>(&a, "signal:cancel")?.id;
     let was = super::existing_state::<SignalState>(lua)
         .is_some_and(|s| s.live.borrow_mut().remove(&id).is_some());
@@ -270,7 +270,7 @@ fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `raise(signal)` → true: sends the signal to this process.
-fn raise(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn raise(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let sig = signal_number(a.front().unwrap_or(&Value::Nil), "signal.raise")?;
     // SAFETY: kill(2) with our own pid and a validated signal number has no
     // memory-safety preconditions.
@@ -282,7 +282,7 @@ fn raise(_lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `pid()` → this process's id (what `kill` needs).
-fn pid(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn pid(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(Value::Integer(i64::from(std::process::id()))))
 }
 

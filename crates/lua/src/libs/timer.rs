@@ -37,7 +37,7 @@ use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFiel
 use super::{function, lib_state, methods, one, this};
 use crate::item::{Item, Prepared};
 use crate::state::StateHub;
-use crate::{args, make_table, Fail, Ret};
+use crate::{args, make_table, ApiError, ApiResult};
 
 /// How long a tick refused by a full queue waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(5);
@@ -251,7 +251,7 @@ struct TimerState {
     live: std::cell::RefCell<HashMap<u64, (Function, AnyUserData)>>,
 }
 
-fn state(lua: &Lua) -> Result<std::rc::Rc<TimerState>, Fail> {
+fn state(lua: &Lua) -> Result<std::rc::Rc<TimerState>, ApiError> {
     lib_state(lua, |st: &StateHub| {
         let owner = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let port = st
@@ -305,7 +305,7 @@ impl UserData for Timer {
     }
 }
 
-fn seconds(v: Option<&Value>, what: &str, allow_zero: bool) -> Result<Duration, Fail> {
+fn seconds(v: Option<&Value>, what: &str, allow_zero: bool) -> Result<Duration, ApiError> {
     let v = v.unwrap_or(&Value::Nil);
     let n = args::number(v).ok_or_else(|| {
         format!(
@@ -325,7 +325,7 @@ fn seconds(v: Option<&Value>, what: &str, allow_zero: bool) -> Result<Duration, 
         .map_err(|_| format!("timer.{what}: {n} seconds is too long").into())
 }
 
-fn start(lua: &Lua, first: Duration, every: Option<Duration>, callback: Function) -> Ret {
+fn start(lua: &Lua, first: Duration, every: Option<Duration>, callback: Function) -> ApiResult {
     let ts = state(lua)?;
     let keep = ts
         .port
@@ -353,14 +353,14 @@ fn start(lua: &Lua, first: Duration, every: Option<Duration>, callback: Function
 }
 
 /// `after(seconds, fn)` → timer.
-fn after(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn after(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let delay = seconds(a.front(), "after", true)?;
     let callback = function(a.get(1), "timer.after")?;
     start(lua, delay, None, callback)
 }
 
 /// `every(seconds, fn [, first])` → timer.
-fn every(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn every(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let period = seconds(a.front(), "every", false)?;
     let callback = function(a.get(1), "timer.every")?;
     let first = match a.get(2) {
@@ -371,7 +371,7 @@ fn every(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `t:cancel()` → true when the timer was active.
-fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let id = this::<Timer>(&a, "timer:cancel")?.id;
     let was = super::existing_state::<TimerState>(lua)
         .is_some_and(|ts| ts.live.borrow_mut().remove(&id).is_some());
@@ -380,7 +380,7 @@ fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `t:active()` → boolean.
-fn active(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
+fn active(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     let id = this::<Timer>(&a, "timer:active")?.id;
     let live = super::existing_state::<TimerState>(lua)
         .is_some_and(|ts| ts.live.borrow().contains_key(&id));
@@ -388,7 +388,7 @@ fn active(lua: &Lua, _st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `now()` → seconds on a monotonic clock.
-fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     Ok(one(Value::Number(epoch.elapsed().as_secs_f64())))
