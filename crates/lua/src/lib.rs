@@ -20,7 +20,7 @@
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
-//! | `libs/` | example background libraries: `darksidesync.timer`, `.signal`, `.process` (see `doc/libs.md`) |
+//! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
 //! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!

@@ -1,17 +1,18 @@
 //! `dssrust`: an example library built as its own cdylib with mlua that
-//! uses `darksidesync-binding`. Loaded by a stock interpreter after
-//! `require "darksidesync"`:
+//! uses `darksidesync-binding`. Loaded by a stock interpreter (it loads
+//! darksidesync itself):
 //!
 //! ```lua
-//! local dss = require "darksidesync"
 //! local dssrust = require "dssrust"
-//! dssrust.post(callback, n)                 -- a thread posts n closures; each calls callback(i) on the Lua thread
+//! dssrust.post(callback, n [, letgo])       -- a thread posts n closures; each calls callback(i) on the Lua thread;
+//!                                           -- with letgo, the thread then lets run() return (Dss::unref)
 //! local job = dssrust.call(callback, arg [, timeout_seconds])
 //!                                           -- a thread calls callback(arg) on the Lua thread and waits
 //! job:done() --> boolean
-//! job:result() --> "ok", value | "lua", message | "timed out" | "closed" | "cancelled" | ...
+//! job:result() --> "ok", value | "lua", message, traceback | "timed out" | "closed" | "cancelled" | ...
 //! dssrust.callhere(callback) --> the outcome of a call made on the Lua thread itself
-//! dssrust.stats() --> { posted = , ran = , ... }
+//! dssrust.reference()                       -- keeps run() waiting again (Dss::reference)
+//! dssrust.stats() --> { posted = , ran = , errors = , keep_alive = , ... }
 //! ```
 //!
 //! Callbacks stay in this state's registry (a table keyed by number), so
@@ -57,10 +58,14 @@ impl UserData for Job {
         m.add_method("done", |_, this, ()| Ok(this.0.lock().unwrap().is_some()));
         m.add_method("result", |_, this, ()| {
             Ok(match this.0.lock().unwrap().clone() {
-                None => (None, None),
-                Some(Ok(v)) => (Some("ok".to_string()), Some(v)),
-                Some(Err(Error::Lua(m))) => (Some("lua".to_string()), Some(m)),
-                Some(Err(e)) => (Some(kind(&e).to_string()), None),
+                None => (None, None, None),
+                Some(Ok(v)) => (Some("ok".to_string()), Some(v), None),
+                Some(Err(Error::Lua(e))) => (
+                    Some("lua".to_string()),
+                    Some(e.message().to_string()),
+                    e.traceback().map(str::to_string),
+                ),
+                Some(Err(e)) => (Some(kind(&e).to_string()), None, None),
             })
         });
     }
@@ -90,7 +95,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "post",
-        lua.create_function(|lua, (f, n): (Function, u32)| {
+        lua.create_function(|lua, (f, n, letgo): (Function, u32, Option<bool>)| {
             let id = keep_callback(lua, f)?;
             let dss = handle_of(lua)?;
             std::thread::spawn(move || {
@@ -101,6 +106,9 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
                     {
                         break;
                     }
+                }
+                if letgo == Some(true) {
+                    dss.unref();
                 }
             });
             Ok(())
@@ -133,6 +141,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     t.set(
+        "reference",
+        lua.create_function(|lua, ()| handle_of(lua)?.reference().map_err(mlua::Error::external))?,
+    )?;
+    t.set(
         "stats",
         lua.create_function(|lua, ()| {
             let s = handle_of(lua)?.stats().map_err(mlua::Error::external)?;
@@ -143,6 +155,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             t.set("replies", s.replies)?;
             t.set("errors", s.errors)?;
             t.set("timeouts", s.timeouts)?;
+            t.set("keep_alive", s.keep_alive)?;
             Ok(t)
         })?,
     )?;

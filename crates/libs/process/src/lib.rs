@@ -28,13 +28,16 @@
 //! never blocks the Lua thread), and a waiter. The waiter waits for the
 //! exit *without reaping* (`waitid` with `WNOWAIT`), marks the child
 //! exited, reaps it, waits for both readers to finish and then posts the
-//! exit item: the exit callback always comes after the last line. `kill`
+//! exit: the exit callback always comes after the last line. `kill`
 //! checks the exited mark under the same lock, so it never signals a
 //! reused pid. The waiter holds a keep-alive reference until the exit is
 //! queued, so `run()` waits for every child.
 //!
 //! Closing the Lua state sends SIGTERM to its children that are still
-//! running.
+//! running (the binding's close notification).
+//!
+//! Built only on `darksidesync-binding` (see `doc/libs.md`); signal names
+//! come from `darksidesync-signal`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -47,14 +50,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
-use darksidesync_core::{KeepAlive, Port};
+use darksidesync_binding::{function, Dss, Hold, LibId};
+use darksidesync_signal::names::{name as signal_name, number as signal_number, type_name};
 use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
 
-use super::{lib_state, methods, one, signal_name, signal_number, this};
-use crate::item::{Item, Prepared};
-use crate::state::StateHub;
-use crate::{args, make_table, ApiError, ApiResult};
+type Fail = mlua::Error;
+type Ret = mlua::Result<MultiValue>;
 
+fn fail<T>(message: impl Into<String>) -> mlua::Result<T> {
+    Err(mlua::Error::runtime(message.into()))
+}
+
+fn one(v: Value) -> MultiValue {
+    MultiValue::from_iter([v])
+}
+
+static LIB: LibId = LibId::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What the Lua thread and the waiter share about one child.
@@ -81,9 +92,9 @@ impl Shared {
     }
 }
 
-/// Per state: the port, the callbacks by child id, the running children.
+/// Per state: the handle, the callbacks by child id, the running children.
 struct ProcState {
-    port: Port<Item>,
+    dss: Dss,
     live: RefCell<HashMap<u64, Callbacks>>,
     /// Children still running, for the close path.
     children: Arc<Mutex<Vec<Arc<Shared>>>>,
@@ -96,28 +107,15 @@ struct Callbacks {
     handle: AnyUserData,
 }
 
-fn state(lua: &Lua) -> Result<Rc<ProcState>, ApiError> {
-    lib_state(lua, |st: &StateHub| {
-        let children: Arc<Mutex<Vec<Arc<Shared>>>> = Default::default();
-        let on_close = children.clone();
-        let port = st
-            .hub
-            .register("darksidesync.process", move |_| {
-                let kids = std::mem::take(&mut *on_close.lock().unwrap_or_else(|p| p.into_inner()));
-                for k in kids {
-                    let _ = k.kill(libc::SIGTERM);
-                }
-            })
-            .map_err(|e| format!("process: cannot register: {e}"))?;
-        Ok(ProcState {
-            port,
-            live: Default::default(),
-            children,
-        })
-    })
+fn existing_state(lua: &Lua) -> Option<Rc<ProcState>> {
+    lua.app_data_ref::<Rc<ProcState>>().map(|s| Rc::clone(&s))
 }
 
-/// What an item of this library carries.
+fn state(lua: &Lua) -> mlua::Result<Rc<ProcState>> {
+    existing_state(lua).ok_or_else(|| mlua::Error::runtime("process: not opened in this Lua state"))
+}
+
+/// What a delivery of this library carries.
 enum Event {
     /// One line of output, without its newline.
     Line { stderr: bool, line: Vec<u8> },
@@ -129,54 +127,30 @@ enum Event {
     },
 }
 
-fn prepare(lua: &Lua, id: u64, event: Event) -> mlua::Result<Prepared> {
-    let Some(ps) = super::existing_state::<ProcState>(lua) else {
-        return Ok(Prepared {
-            call: None,
-            reply: None,
-        });
+/// On the Lua thread: calls the callback the event is for, if any.
+fn deliver(lua: &Lua, id: u64, event: Event) -> mlua::Result<()> {
+    let Some(ps) = existing_state(lua) else {
+        return Ok(());
     };
-    let call = match event {
+    match event {
         Event::Line { stderr, line } => {
-            let live = ps.live.borrow();
-            let target = live.get(&id).and_then(|cb| {
-                let f = if stderr {
-                    cb.stderr.clone()
-                } else {
-                    cb.stdout.clone()
-                };
-                f.map(|f| (f, cb.handle.clone()))
+            let target = ps.live.borrow().get(&id).and_then(|cb| {
+                let f = if stderr { &cb.stderr } else { &cb.stdout };
+                f.clone().map(|f| (f, cb.handle.clone()))
             });
             match target {
-                None => None,
-                Some((f, h)) => Some((
-                    Value::Function(f),
-                    MultiValue::from_iter([
-                        Value::String(lua.create_string(&line)?),
-                        Value::UserData(h),
-                    ]),
-                )),
+                Some((f, h)) => f.call((lua.create_string(&line)?, h)),
+                None => Ok(()),
             }
         }
         Event::Exit { code, signal } => {
             let cb = ps.live.borrow_mut().remove(&id);
             match cb.and_then(|cb| cb.exit.map(|f| (f, cb.handle))) {
-                None => None,
-                Some((f, h)) => {
-                    let code = code.map_or(Value::Nil, |c| Value::Integer(i64::from(c)));
-                    let sig = match signal {
-                        Some(s) => Value::String(lua.create_string(signal_name(s))?),
-                        None => Value::Nil,
-                    };
-                    Some((
-                        Value::Function(f),
-                        MultiValue::from_iter([code, sig, Value::UserData(h)]),
-                    ))
-                }
+                Some((f, h)) => f.call((code.map(i64::from), signal.map(signal_name), h)),
+                None => Ok(()),
             }
         }
-    };
-    Ok(Prepared { call, reply: None })
+    }
 }
 
 /// A child process handle.
@@ -191,19 +165,29 @@ struct Process {
 impl UserData for Process {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_meta_field_with("__index", |lua| {
-            methods(
-                lua,
-                &[
-                    ("write", write),
-                    ("close", close),
-                    ("kill", kill),
-                    ("pid", pid),
-                    ("running", running),
-                ],
-            )
+            let t = lua.create_table()?;
+            t.set("write", function(lua, write)?)?;
+            t.set("close", function(lua, close)?)?;
+            t.set("kill", function(lua, kill)?)?;
+            t.set("pid", function(lua, pid)?)?;
+            t.set("running", function(lua, running)?)?;
+            Ok(t)
         });
         fields.add_meta_field("__name", "darksidesync.process");
     }
+}
+
+/// The process a method was called on (colon syntax).
+fn this(a: &MultiValue, what: &str) -> mlua::Result<mlua::UserDataRef<Process>> {
+    if let Some(Value::UserData(ud)) = a.front() {
+        if let Ok(p) = ud.borrow::<Process>() {
+            return Ok(p);
+        }
+    }
+    fail(format!(
+        "{what}: expected a handle as self (use the colon syntax), got {}",
+        a.front().map_or("no value", type_name)
+    ))
 }
 
 fn string_of(v: &Value) -> Option<OsString> {
@@ -216,55 +200,50 @@ fn string_of(v: &Value) -> Option<OsString> {
     }
 }
 
-fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, ApiError> {
+fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, Fail> {
     match t.get::<Value>(key)? {
         Value::Nil => Ok(None),
         Value::Function(f) => Ok(Some(f)),
-        other => Err(format!(
+        other => fail(format!(
             "process.spawn: option {key} must be a function, got {}",
-            args::type_name(&other)
-        )
-        .into()),
+            type_name(&other)
+        )),
     }
 }
 
 /// `spawn(argv, opts)` → process, or nil and a message.
-fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
+fn spawn(lua: &Lua, a: MultiValue) -> Ret {
     let argv = match a.front() {
         Some(Value::Table(t)) => t.clone(),
         other => {
-            return Err(format!(
+            return fail(format!(
                 "process.spawn: expected an array of program and arguments, got {}",
-                other.map_or("no value", args::type_name)
-            )
-            .into())
+                other.map_or("no value", type_name)
+            ))
         }
     };
     let mut words = Vec::new();
     for (i, v) in argv.sequence_values::<Value>().enumerate() {
         let v = v?;
         words.push(string_of(&v).ok_or_else(|| {
-            format!(
+            mlua::Error::runtime(format!(
                 "process.spawn: argv[{}] must be a string, got {}",
                 i + 1,
-                args::type_name(&v)
-            )
+                type_name(&v)
+            ))
         })?);
     }
     if words.is_empty() {
-        return Err("process.spawn: argv must name a program (argv[1])"
-            .to_string()
-            .into());
+        return fail("process.spawn: argv must name a program (argv[1])");
     }
     let opts = match a.get(1) {
         None | Some(Value::Nil) => lua.create_table()?,
         Some(Value::Table(t)) => t.clone(),
         Some(other) => {
-            return Err(format!(
+            return fail(format!(
                 "process.spawn: options must be a table or nil, got {}",
-                args::type_name(other)
-            )
-            .into())
+                type_name(other)
+            ))
         }
     };
     let stdout = optional_function(&opts, "stdout")?;
@@ -274,11 +253,10 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
         Value::Nil | Value::Boolean(false) => false,
         Value::Boolean(true) => true,
         other => {
-            return Err(format!(
+            return fail(format!(
                 "process.spawn: option stdin must be a boolean, got {}",
-                args::type_name(&other)
-            )
-            .into())
+                type_name(&other)
+            ))
         }
     };
     let mut cmd = Command::new(&words[0]);
@@ -287,10 +265,10 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
         Value::Nil => {}
         v => {
             let dir = string_of(&v).ok_or_else(|| {
-                format!(
+                mlua::Error::runtime(format!(
                     "process.spawn: option cwd must be a string, got {}",
-                    args::type_name(&v)
-                )
+                    type_name(&v)
+                ))
             })?;
             cmd.current_dir(dir);
         }
@@ -301,19 +279,16 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
             for pair in env.pairs::<Value, Value>() {
                 let (k, v) = pair?;
                 let (Value::String(k), Some(v)) = (&k, string_of(&v)) else {
-                    return Err("process.spawn: option env must map names to strings"
-                        .to_string()
-                        .into());
+                    return fail("process.spawn: option env must map names to strings");
                 };
                 cmd.env(k.to_string_lossy(), v);
             }
         }
         other => {
-            return Err(format!(
+            return fail(format!(
                 "process.spawn: option env must be a table, got {}",
-                args::type_name(&other)
-            )
-            .into())
+                type_name(&other)
+            ))
         }
     }
     cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() });
@@ -329,10 +304,10 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     });
 
     let ps = state(lua)?;
-    let keep = ps
-        .port
-        .keep_alive()
-        .map_err(|e| format!("process.spawn: the state is closing: {e}"))?;
+    let keep = match ps.dss.hold() {
+        Ok(k) => k,
+        Err(e) => return fail(format!("process.spawn: the state is closing: {e}")),
+    };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -363,12 +338,12 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
     });
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        let port = ps.port.clone();
-        readers.push(thread::spawn(move || reader(out, port, id, false)));
+        let dss = ps.dss.clone();
+        readers.push(thread::spawn(move || reader(out, dss, id, false)));
     }
     if let Some(err) = child.stderr.take() {
-        let port = ps.port.clone();
-        readers.push(thread::spawn(move || reader(err, port, id, true)));
+        let dss = ps.dss.clone();
+        readers.push(thread::spawn(move || reader(err, dss, id, true)));
     }
     let handle = lua.create_userdata(Process {
         shared: shared.clone(),
@@ -384,8 +359,8 @@ fn spawn(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
             handle: handle.clone(),
         },
     );
-    let (port, children) = (ps.port.clone(), ps.children.clone());
-    thread::spawn(move || waiter(child, shared, readers, port, keep, id, children));
+    let (dss, children) = (ps.dss.clone(), ps.children.clone());
+    thread::spawn(move || waiter(child, shared, readers, dss, keep, id, children));
     Ok(one(Value::UserData(handle)))
 }
 
@@ -410,8 +385,8 @@ fn writer(mut pipe: std::process::ChildStdin, rx: mpsc::Receiver<Vec<u8>>) {
     }
 }
 
-/// Posts one item per line (the last one may lack its newline).
-fn reader(stream: impl Read, port: Port<Item>, id: u64, stderr: bool) {
+/// Posts one delivery per line (the last one may lack its newline).
+fn reader(stream: impl Read, dss: Dss, id: u64, stderr: bool) {
     let mut r = BufReader::new(stream);
     loop {
         let mut line = Vec::new();
@@ -422,10 +397,7 @@ fn reader(stream: impl Read, port: Port<Item>, id: u64, stderr: bool) {
                     line.pop();
                 }
                 let event = Event::Line { stderr, line };
-                if port
-                    .post(Item::from_fn(move |lua| prepare(lua, id, event)))
-                    .is_err()
-                {
+                if dss.post(move |lua| deliver(lua, id, event)).is_err() {
                     break; // the state is gone; dropping the pipe ends the child's writes
                 }
             }
@@ -437,8 +409,8 @@ fn waiter(
     mut child: Child,
     shared: Arc<Shared>,
     readers: Vec<thread::JoinHandle<()>>,
-    port: Port<Item>,
-    keep: KeepAlive<Item>,
+    dss: Dss,
+    keep: Hold,
     id: u64,
     children: Arc<Mutex<Vec<Arc<Shared>>>>,
 ) {
@@ -471,32 +443,28 @@ fn waiter(
         Ok(s) => (s.code(), s.signal()),
         Err(_) => (None, None),
     };
-    let _ = port.post(Item::from_fn(move |lua| {
-        prepare(lua, id, Event::Exit { code, signal })
-    }));
+    let _ = dss.post(move |lua| deliver(lua, id, Event::Exit { code, signal }));
     drop(keep); // after the exit is queued: run() cannot miss it
 }
 
 /// `p:write(data)` → true, or nil and a message.
-fn write(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let p = this::<Process>(&a, "process:write")?;
+fn write(lua: &Lua, a: MultiValue) -> Ret {
+    let p = this(&a, "process:write")?;
     let data = match a.get(1) {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(v @ (Value::Integer(_) | Value::Number(_))) => args::describe(v).into_bytes(),
+        Some(v @ (Value::Integer(_) | Value::Number(_))) => match lua.coerce_string(v.clone())? {
+            Some(s) => s.as_bytes().to_vec(),
+            None => Vec::new(),
+        },
         other => {
-            return Err(format!(
+            return fail(format!(
                 "process:write: data must be a string, got {}",
-                other.map_or("no value", args::type_name)
-            )
-            .into())
+                other.map_or("no value", type_name)
+            ))
         }
     };
     if !p.piped {
-        return Err(
-            "process:write: stdin was not opened (spawn with stdin = true)"
-                .to_string()
-                .into(),
-        );
+        return fail("process:write: stdin was not opened (spawn with stdin = true)");
     }
     let sent = match p.stdin.borrow().as_ref() {
         None => Err("stdin is closed"),
@@ -511,41 +479,62 @@ fn write(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
 }
 
 /// `p:close()` → true when stdin was open.
-fn close(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let p = this::<Process>(&a, "process:close")?;
+fn close(_lua: &Lua, a: MultiValue) -> Ret {
+    let p = this(&a, "process:close")?;
     let was = p.stdin.borrow_mut().take().is_some();
     Ok(one(Value::Boolean(was)))
 }
 
 /// `p:kill([signal])` → true when sent, false when it already exited.
-fn kill(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let p = this::<Process>(&a, "process:kill")?;
+fn kill(_lua: &Lua, a: MultiValue) -> Ret {
+    let p = this(&a, "process:kill")?;
     let sig = match a.get(1) {
         None | Some(Value::Nil) => libc::SIGTERM,
-        Some(v) => signal_number(v, "process:kill")?,
+        Some(v) => signal_number(v, "process:kill").map_err(mlua::Error::runtime)?,
     };
     let sent = p
         .shared
         .kill(sig)
-        .map_err(|e| format!("process:kill: {e}"))?;
+        .map_err(|e| mlua::Error::runtime(format!("process:kill: {e}")))?;
     Ok(one(Value::Boolean(sent)))
 }
 
 /// `p:pid()` → the process id.
-fn pid(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let p = this::<Process>(&a, "process:pid")?;
+fn pid(_lua: &Lua, a: MultiValue) -> Ret {
+    let p = this(&a, "process:pid")?;
     Ok(one(Value::Integer(i64::from(p.shared.pid))))
 }
 
 /// `p:running()` → false once the exit callback is pending or ran.
-fn running(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let p = this::<Process>(&a, "process:running")?;
+fn running(_lua: &Lua, a: MultiValue) -> Ret {
+    let p = this(&a, "process:running")?;
     let exited = *p.shared.exited.lock().unwrap_or_else(|e| e.into_inner());
     Ok(one(Value::Boolean(!exited)))
 }
 
-/// Builds the `darksidesync.process` table.
+/// Builds the `darksidesync.process` table: registers with the state's
+/// darksidesync (loading it if need be) on first use in that state.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
-    let st = StateHub::get(lua)?;
-    make_table(lua, &st, &[("spawn", spawn)])
+    if existing_state(lua).is_none() {
+        let dss = Dss::register(lua, &LIB, "darksidesync.process")?;
+        // Idle, the library does not keep run() waiting: each child's
+        // waiter holds it until the exit is queued.
+        dss.unref();
+        let children: Arc<Mutex<Vec<Arc<Shared>>>> = Default::default();
+        let on_close = children.clone();
+        dss.on_close(move || {
+            let kids = std::mem::take(&mut *on_close.lock().unwrap_or_else(|p| p.into_inner()));
+            for k in kids {
+                let _ = k.kill(libc::SIGTERM);
+            }
+        });
+        lua.set_app_data(Rc::new(ProcState {
+            dss,
+            live: RefCell::default(),
+            children,
+        }));
+    }
+    let t = lua.create_table()?;
+    t.set("spawn", function(lua, spawn)?)?;
+    Ok(t)
 }

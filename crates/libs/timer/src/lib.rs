@@ -15,32 +15,36 @@
 //! repeating one when cancelled. Ticks of a repeating timer never pile up:
 //! while one is queued and not yet run, the next is skipped.
 //!
+//! Built only on `darksidesync-binding`, the way a binding author writes a
+//! library (see `doc/libs.md`): [`open`] registers with the state's
+//! darksidesync, lets go of `run()` while idle ([`Dss::unref`]) and takes a
+//! [`Hold`] per live timer; the close notification removes the state's
+//! timers; callbacks stay on the Lua thread, in this state's app data,
+//! and ticks carry only a timer id.
+//!
 //! # The timer thread
 //!
 //! A min-heap of deadlines under one mutex, with a condvar the thread sleeps
 //! on until the earliest deadline (or a new, earlier timer). Due timers are
 //! collected under the lock and posted after it is released: the thread
-//! never holds its lock while calling into a hub. A tick refused because
-//! the state's queue is full is retried shortly; one whose state closed
-//! ends its timer. Closing a state removes its timers through the port's
-//! cancel notification.
+//! never holds its lock while posting. A tick refused because the state's
+//! queue is full is retried shortly; one whose state closed ends its timer.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use darksidesync_core::{KeepAlive, Port, PostErrorKind};
+use darksidesync_binding::{function, Dss, Error, Hold, LibId};
 use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
-
-use super::{function, lib_state, methods, one, this};
-use crate::item::{Item, Prepared};
-use crate::state::StateHub;
-use crate::{args, make_table, ApiError, ApiResult};
 
 /// How long a tick refused by a full queue waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(5);
+
+static LIB: LibId = LibId::new();
 
 // ----- the process-wide timer thread -------------------------------------
 
@@ -48,9 +52,9 @@ const RETRY: Duration = Duration::from_millis(5);
 struct Entry {
     /// The state that owns it (see [`TimerState::owner`]).
     owner: u64,
-    port: Port<Item>,
+    dss: Dss,
     /// Held while the timer is live; dropped after the last tick is queued.
-    _keep: KeepAlive<Item>,
+    _keep: Hold,
     deadline: Instant,
     /// `Some` for a repeating timer.
     every: Option<Duration>,
@@ -114,7 +118,7 @@ fn unschedule(id: u64) -> bool {
     removed.is_some()
 }
 
-/// Removes every timer of a state (its hub closed).
+/// Removes every timer of a state (it closed).
 fn unschedule_owner(owner: u64) {
     let gone: Vec<Entry> = {
         let mut t = lock();
@@ -134,7 +138,7 @@ fn unschedule_owner(owner: u64) {
 /// A tick to post, collected under the lock.
 struct Due {
     id: u64,
-    port: Port<Item>,
+    dss: Dss,
     in_flight: Arc<AtomicBool>,
     /// The entry of a one-shot timer, taken out of the table: dropped (its
     /// keep-alive released) only after its tick is queued.
@@ -165,23 +169,24 @@ fn timer_thread() {
                         next = now + every; // fell behind: skip missed ticks
                     }
                     e.deadline = next;
-                    let (port, in_flight) = (e.port.clone(), e.in_flight.clone());
+                    let (dss, in_flight) = (e.dss.clone(), e.in_flight.clone());
                     t.heap.push(Reverse((next, id)));
                     due.push(Due {
                         id,
-                        port,
+                        dss,
                         in_flight,
                         last: None,
                     });
                 }
                 None => {
-                    let e = t.entries.remove(&id).expect("just found");
-                    due.push(Due {
-                        id,
-                        port: e.port.clone(),
-                        in_flight: e.in_flight.clone(),
-                        last: Some(e),
-                    });
+                    if let Some(e) = t.entries.remove(&id) {
+                        due.push(Due {
+                            id,
+                            dss: e.dss.clone(),
+                            in_flight: e.in_flight.clone(),
+                            last: Some(e),
+                        });
+                    }
                 }
             }
         }
@@ -189,9 +194,9 @@ fn timer_thread() {
             drop(t);
             let retry = fire(due);
             t = lock();
-            for e in retry {
-                t.heap.push(Reverse((e.1.deadline, e.0)));
-                t.entries.insert(e.0, e.1);
+            for (id, e) in retry {
+                t.heap.push(Reverse((e.deadline, id)));
+                t.entries.insert(id, e);
             }
             continue;
         }
@@ -216,24 +221,21 @@ fn fire(due: Vec<Due>) -> Vec<(u64, Entry)> {
         }
         let in_flight = d.in_flight.clone();
         let id = d.id;
-        let item = Item::from_fn(move |lua| {
+        let posted = d.dss.try_post(move |lua| {
             in_flight.store(false, Ordering::Release);
-            prepare_tick(lua, id)
+            tick(lua, id)
         });
-        match d.port.try_post(item) {
-            Ok(_) => {}
-            Err(e) => {
-                d.in_flight.store(false, Ordering::Release);
-                match (e.kind, d.last) {
-                    (PostErrorKind::Full, Some(mut entry)) => {
-                        entry.deadline = Instant::now() + RETRY;
-                        retry.push((id, entry));
-                    }
-                    (PostErrorKind::Full, None) => {} // a repeating tick is skipped
-                    (_, _) => {
-                        // The state is gone: the timer ends with it.
-                        unschedule(id);
-                    }
+        if let Err(e) = posted {
+            d.in_flight.store(false, Ordering::Release);
+            match (e, d.last) {
+                (Error::Full, Some(mut entry)) => {
+                    entry.deadline = Instant::now() + RETRY;
+                    retry.push((id, entry));
+                }
+                (Error::Full, None) => {} // a repeating tick is skipped
+                _ => {
+                    // The state is gone: the timer ends with it.
+                    unschedule(id);
                 }
             }
         }
@@ -243,36 +245,23 @@ fn fire(due: Vec<Due>) -> Vec<(u64, Entry)> {
 
 // ----- the Lua side -------------------------------------------------------
 
-/// Per state: the port and the callbacks of live timers.
+/// Per state: the handle and the callbacks of live timers.
 struct TimerState {
     /// A process-unique id of this state's timer library.
     owner: u64,
-    port: Port<Item>,
-    live: std::cell::RefCell<HashMap<u64, (Function, AnyUserData)>>,
+    dss: Dss,
+    live: RefCell<HashMap<u64, (Function, AnyUserData)>>,
 }
 
-fn state(lua: &Lua) -> Result<std::rc::Rc<TimerState>, ApiError> {
-    lib_state(lua, |st: &StateHub| {
-        let owner = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let port = st
-            .hub
-            .register("darksidesync.timer", move |_| unschedule_owner(owner))
-            .map_err(|e| format!("timer: cannot register: {e}"))?;
-        Ok(TimerState {
-            owner,
-            port,
-            live: Default::default(),
-        })
-    })
+fn existing_state(lua: &Lua) -> Option<Rc<TimerState>> {
+    lua.app_data_ref::<Rc<TimerState>>().map(|s| Rc::clone(&s))
 }
 
-/// A tick reached the Lua thread: the callback, if the timer is still live.
-fn prepare_tick(lua: &Lua, id: u64) -> mlua::Result<Prepared> {
-    let Some(ts) = super::existing_state::<TimerState>(lua) else {
-        return Ok(Prepared {
-            call: None,
-            reply: None,
-        });
+/// A tick reached the Lua thread: calls the callback, if the timer is
+/// still live. Its error goes to the state's error handler.
+fn tick(lua: &Lua, id: u64) -> mlua::Result<()> {
+    let Some(ts) = existing_state(lua) else {
+        return Ok(());
     };
     let repeating = lock().entries.get(&id).is_some_and(|e| e.every.is_some());
     let found = if repeating {
@@ -280,15 +269,10 @@ fn prepare_tick(lua: &Lua, id: u64) -> mlua::Result<Prepared> {
     } else {
         ts.live.borrow_mut().remove(&id)
     };
-    Ok(Prepared {
-        call: found.map(|(f, handle)| {
-            (
-                Value::Function(f),
-                MultiValue::from_iter([Value::UserData(handle)]),
-            )
-        }),
-        reply: None,
-    })
+    match found {
+        Some((f, handle)) => f.call(handle),
+        None => Ok(()),
+    }
 }
 
 /// A timer handle.
@@ -299,47 +283,86 @@ struct Timer {
 impl UserData for Timer {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_meta_field_with("__index", |lua| {
-            methods(lua, &[("cancel", cancel), ("active", active)])
+            let t = lua.create_table()?;
+            t.set("cancel", function(lua, cancel)?)?;
+            t.set("active", function(lua, active)?)?;
+            Ok(t)
         });
         fields.add_meta_field("__name", "darksidesync.timer");
     }
 }
 
-fn seconds(v: Option<&Value>, what: &str, allow_zero: bool) -> Result<Duration, ApiError> {
+/// The Lua type name, with integers and floats both "number".
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::Nil => "nil",
+        other => other.type_name(),
+    }
+}
+
+fn fail<T>(message: String) -> mlua::Result<T> {
+    Err(mlua::Error::runtime(message))
+}
+
+fn seconds(v: Option<&Value>, what: &str, allow_zero: bool) -> mlua::Result<Duration> {
     let v = v.unwrap_or(&Value::Nil);
-    let n = args::number(v).ok_or_else(|| {
-        format!(
-            "timer.{what}: seconds must be a number, got {}",
-            args::type_name(v)
-        )
-    })?;
+    let n = match v {
+        Value::Integer(i) => *i as f64,
+        Value::Number(n) => *n,
+        other => {
+            return fail(format!(
+                "timer.{what}: seconds must be a number, got {}",
+                type_name(other)
+            ))
+        }
+    };
     if n.is_nan() || n < 0.0 || (!allow_zero && n == 0.0) {
         let bound = if allow_zero {
             "non-negative"
         } else {
             "positive"
         };
-        return Err(format!("timer.{what}: seconds must be a {bound} number, got {n}").into());
+        return fail(format!(
+            "timer.{what}: seconds must be a {bound} number, got {n}"
+        ));
     }
     Duration::try_from_secs_f64(n)
-        .map_err(|_| format!("timer.{what}: {n} seconds is too long").into())
+        .or_else(|_| fail(format!("timer.{what}: {n} seconds is too long")))
 }
 
-fn start(lua: &Lua, first: Duration, every: Option<Duration>, callback: Function) -> ApiResult {
-    let ts = state(lua)?;
-    let keep = ts
-        .port
-        .keep_alive()
-        .map_err(|e| format!("timer: the state is closing: {e}"))?;
+fn callback(v: Option<&Value>, what: &str) -> mlua::Result<Function> {
+    match v {
+        Some(Value::Function(f)) => Ok(f.clone()),
+        other => fail(format!(
+            "{what}: callback must be a function, got {}",
+            other.map_or("no value", type_name)
+        )),
+    }
+}
+
+fn start(
+    lua: &Lua,
+    first: Duration,
+    every: Option<Duration>,
+    f: Function,
+) -> mlua::Result<AnyUserData> {
+    let Some(ts) = existing_state(lua) else {
+        return fail("timer: not opened in this Lua state".into());
+    };
+    let keep = match ts.dss.hold() {
+        Ok(k) => k,
+        Err(e) => return fail(format!("timer: the state is closing: {e}")),
+    };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let handle = lua.create_userdata(Timer { id })?;
-    let deadline = Instant::now()
-        .checked_add(first)
-        .ok_or_else(|| "timer: deadline too far away".to_string())?;
-    ts.live.borrow_mut().insert(id, (callback, handle.clone()));
+    let Some(deadline) = Instant::now().checked_add(first) else {
+        return fail("timer: deadline too far away".into());
+    };
+    ts.live.borrow_mut().insert(id, (f, handle.clone()));
     let entry = Entry {
         owner: ts.owner,
-        port: ts.port.clone(),
+        dss: ts.dss.clone(),
         _keep: keep,
         deadline,
         every,
@@ -347,59 +370,82 @@ fn start(lua: &Lua, first: Duration, every: Option<Duration>, callback: Function
     };
     if let Err(e) = schedule(id, entry) {
         ts.live.borrow_mut().remove(&id);
-        return Err(e.into());
+        return fail(e);
     }
-    Ok(one(Value::UserData(handle)))
+    Ok(handle)
 }
 
 /// `after(seconds, fn)` → timer.
-fn after(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
+fn after(lua: &Lua, a: MultiValue) -> mlua::Result<AnyUserData> {
     let delay = seconds(a.front(), "after", true)?;
-    let callback = function(a.get(1), "timer.after")?;
-    start(lua, delay, None, callback)
+    let f = callback(a.get(1), "timer.after")?;
+    start(lua, delay, None, f)
 }
 
 /// `every(seconds, fn [, first])` → timer.
-fn every(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
+fn every(lua: &Lua, a: MultiValue) -> mlua::Result<AnyUserData> {
     let period = seconds(a.front(), "every", false)?;
-    let callback = function(a.get(1), "timer.every")?;
+    let f = callback(a.get(1), "timer.every")?;
     let first = match a.get(2) {
         None | Some(Value::Nil) => period,
         v => seconds(v, "every (first)", true)?,
     };
-    start(lua, first, Some(period), callback)
+    start(lua, first, Some(period), f)
+}
+
+/// The timer a method was called on (colon syntax).
+fn this(a: &MultiValue, what: &str) -> mlua::Result<u64> {
+    if let Some(Value::UserData(ud)) = a.front() {
+        if let Ok(t) = ud.borrow::<Timer>() {
+            return Ok(t.id);
+        }
+    }
+    fail(format!(
+        "{what}: expected a handle as self (use the colon syntax), got {}",
+        a.front().map_or("no value", type_name)
+    ))
 }
 
 /// `t:cancel()` → true when the timer was active.
-fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let id = this::<Timer>(&a, "timer:cancel")?.id;
-    let was = super::existing_state::<TimerState>(lua)
-        .is_some_and(|ts| ts.live.borrow_mut().remove(&id).is_some());
+fn cancel(lua: &Lua, a: MultiValue) -> mlua::Result<bool> {
+    let id = this(&a, "timer:cancel")?;
+    let was = existing_state(lua).is_some_and(|ts| ts.live.borrow_mut().remove(&id).is_some());
     unschedule(id);
-    Ok(one(Value::Boolean(was)))
+    Ok(was)
 }
 
 /// `t:active()` → boolean.
-fn active(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let id = this::<Timer>(&a, "timer:active")?.id;
-    let live = super::existing_state::<TimerState>(lua)
-        .is_some_and(|ts| ts.live.borrow().contains_key(&id));
-    Ok(one(Value::Boolean(live)))
+fn active(lua: &Lua, a: MultiValue) -> mlua::Result<bool> {
+    let id = this(&a, "timer:active")?;
+    Ok(existing_state(lua).is_some_and(|ts| ts.live.borrow().contains_key(&id)))
 }
 
 /// `now()` → seconds on a monotonic clock.
-fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
+fn now(_lua: &Lua, (): ()) -> mlua::Result<f64> {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    Ok(one(Value::Number(epoch.elapsed().as_secs_f64())))
+    Ok(epoch.elapsed().as_secs_f64())
 }
 
-/// Builds the `darksidesync.timer` table.
+/// Builds the `darksidesync.timer` table: registers with the state's
+/// darksidesync (loading it if need be) on first use in that state.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
-    let st = StateHub::get(lua)?;
-    make_table(
-        lua,
-        &st,
-        &[("after", after), ("every", every), ("now", now)],
-    )
+    if existing_state(lua).is_none() {
+        let dss = Dss::register(lua, &LIB, "darksidesync.timer")?;
+        // Idle, the library does not keep run() waiting: each live timer
+        // holds it.
+        dss.unref();
+        let owner = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        dss.on_close(move || unschedule_owner(owner));
+        lua.set_app_data(Rc::new(TimerState {
+            owner,
+            dss,
+            live: RefCell::default(),
+        }));
+    }
+    let t = lua.create_table()?;
+    t.set("after", function(lua, after)?)?;
+    t.set("every", function(lua, every)?)?;
+    t.set("now", function(lua, now)?)?;
+    Ok(t)
 }

@@ -12,17 +12,21 @@
 //! DarkSideSync's `luaexit` ran Lua from a signal handler; here the signal
 //! handler does only what is async-signal-safe. The `signal-hook` crate's
 //! handler writes to a self-pipe; its iterator, on one background thread
-//! per process, reads the pipe and this library posts one item per
-//! subscribed callback to each subscribing Lua state's hub. The callback
-//! runs on the Lua thread, like any other delivery.
+//! per process, reads the pipe and this library posts one closure per
+//! subscribed callback to each subscribing Lua state, through
+//! `darksidesync-binding` like any third-party library. The callback runs
+//! on the Lua thread, like any other delivery.
 //!
 //! Once a signal was subscribed in the process, its handler stays
 //! installed. While no callback is subscribed to it, a signal arriving
 //! gets its default action (emulated by `signal-hook`), so Ctrl-C still
 //! ends a program whose handlers were all cancelled.
 //!
-//! A handler does not keep `run()` going unless `keepalive = true`: a
-//! program that only handles Ctrl-C ends when its other work does.
+//! A handler does not keep `run()` going unless `keepalive = true` (then
+//! it holds a [`Hold`]): a program that only handles Ctrl-C ends when its
+//! other work does.
+
+pub mod names;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,14 +35,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use darksidesync_core::{KeepAlive, Port};
-use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
+use darksidesync_binding::{function, Dss, Hold, LibId};
+use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
 use signal_hook::iterator::{Handle, Signals};
 
-use super::{function, lib_state, methods, one, signal_name, signal_number, this};
-use crate::item::{Item, Prepared};
-use crate::state::StateHub;
-use crate::{args, make_table, ApiError, ApiResult};
+use names::{name as signal_name, number as signal_number, type_name};
 
 /// Signals that can be subscribed to.
 const ALLOWED: &[libc::c_int] = &[
@@ -55,6 +56,7 @@ const ALLOWED: &[libc::c_int] = &[
 /// gives up on that one delivery (it must not stall the other states).
 const POST_PATIENCE: Duration = Duration::from_millis(500);
 
+static LIB: LibId = LibId::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 // ----- the process-wide signal thread ------------------------------------
@@ -63,8 +65,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 struct Sub {
     id: u64,
     owner: u64,
-    port: Port<Item>,
-    _keep: Option<KeepAlive<Item>>,
+    dss: Dss,
+    _keep: Option<Hold>,
 }
 
 struct Registry {
@@ -99,13 +101,14 @@ fn registry() -> Result<MutexGuard<'static, Registry>, String> {
     }
 }
 
-/// On the signal thread: one item per subscription, or the default action.
+/// On the signal thread: one closure per subscription, or the default
+/// action.
 fn deliver(sig: libc::c_int) {
-    let targets: Vec<(u64, Port<Item>)> = match registry() {
+    let targets: Vec<(u64, Dss)> = match registry() {
         Ok(r) => r
             .subs
             .get(&sig)
-            .map(|v| v.iter().map(|s| (s.id, s.port.clone())).collect())
+            .map(|v| v.iter().map(|s| (s.id, s.dss.clone())).collect())
             .unwrap_or_default(),
         Err(_) => return,
     };
@@ -114,10 +117,9 @@ fn deliver(sig: libc::c_int) {
         let _ = signal_hook::low_level::emulate_default_handler(sig);
         return;
     }
-    for (id, port) in targets {
-        let item = Item::from_fn(move |lua| prepare(lua, id, sig));
+    for (id, dss) in targets {
         // A closed or unregistered state just misses it: it is gone.
-        let _ = port.post_timeout(item, POST_PATIENCE);
+        let _ = dss.post_timeout(move |lua| call_back(lua, id, sig), POST_PATIENCE);
     }
 }
 
@@ -152,38 +154,21 @@ fn unsubscribe_owner(owner: u64) {
 
 struct SignalState {
     owner: u64,
-    port: Port<Item>,
+    dss: Dss,
     live: RefCell<HashMap<u64, Function>>,
 }
 
-fn state(lua: &Lua) -> Result<Rc<SignalState>, ApiError> {
-    lib_state(lua, |st: &StateHub| {
-        let owner = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let port = st
-            .hub
-            .register("darksidesync.signal", move |_| unsubscribe_owner(owner))
-            .map_err(|e| format!("signal: cannot register: {e}"))?;
-        Ok(SignalState {
-            owner,
-            port,
-            live: Default::default(),
-        })
-    })
+fn existing_state(lua: &Lua) -> Option<Rc<SignalState>> {
+    lua.app_data_ref::<Rc<SignalState>>().map(|s| Rc::clone(&s))
 }
 
-fn prepare(lua: &Lua, id: u64, sig: libc::c_int) -> mlua::Result<Prepared> {
-    let callback =
-        super::existing_state::<SignalState>(lua).and_then(|s| s.live.borrow().get(&id).cloned());
-    Ok(Prepared {
-        call: callback.map(|f| {
-            let args = MultiValue::from_iter([
-                Value::String(lua.create_string(signal_name(sig)).expect("a short string")),
-                Value::Integer(i64::from(sig)),
-            ]);
-            (Value::Function(f), args)
-        }),
-        reply: None,
-    })
+/// On the Lua thread: calls the subscription's callback, if still live.
+fn call_back(lua: &Lua, id: u64, sig: libc::c_int) -> mlua::Result<()> {
+    let callback = existing_state(lua).and_then(|s| s.live.borrow().get(&id).cloned());
+    match callback {
+        Some(f) => f.call((signal_name(sig), i64::from(sig))),
+        None => Ok(()),
+    }
 }
 
 /// A subscription handle.
@@ -193,101 +178,143 @@ struct Subscription {
 
 impl UserData for Subscription {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_meta_field_with("__index", |lua| methods(lua, &[("cancel", cancel)]));
+        fields.add_meta_field_with("__index", |lua| {
+            let t = lua.create_table()?;
+            t.set("cancel", function(lua, cancel)?)?;
+            Ok(t)
+        });
         fields.add_meta_field("__name", "darksidesync.signal");
     }
 }
 
-fn allowed(a: &MultiValue, what: &str) -> Result<libc::c_int, ApiError> {
-    let sig = signal_number(a.front().unwrap_or(&Value::Nil), what)?;
+fn fail<T>(message: String) -> mlua::Result<T> {
+    Err(mlua::Error::runtime(message))
+}
+
+fn allowed(a: &MultiValue, what: &str) -> mlua::Result<libc::c_int> {
+    let sig =
+        signal_number(a.front().unwrap_or(&Value::Nil), what).map_err(mlua::Error::runtime)?;
     if !ALLOWED.contains(&sig) {
         let names: Vec<String> = ALLOWED.iter().map(|&s| signal_name(s)).collect();
-        return Err(format!(
+        return fail(format!(
             "{what}: {} cannot be handled; use one of {}",
             signal_name(sig),
             names.join(", ")
-        )
-        .into());
+        ));
     }
     Ok(sig)
 }
 
 /// `on(signal, fn [, {keepalive = bool}])` → handle.
-fn on(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
+fn on(lua: &Lua, a: MultiValue) -> mlua::Result<AnyUserData> {
     let sig = allowed(&a, "signal.on")?;
-    let callback = function(a.get(1), "signal.on")?;
+    let callback = match a.get(1) {
+        Some(Value::Function(f)) => f.clone(),
+        other => {
+            return fail(format!(
+                "signal.on: callback must be a function, got {}",
+                other.map_or("no value", type_name)
+            ))
+        }
+    };
     let keepalive = match a.get(2) {
         None | Some(Value::Nil) => false,
         Some(Value::Table(t)) => t.get::<Option<bool>>("keepalive")?.unwrap_or(false),
         Some(other) => {
-            return Err(format!(
+            return fail(format!(
                 "signal.on: options must be a table or nil, got {}",
-                args::type_name(other)
-            )
-            .into())
+                type_name(other)
+            ))
         }
     };
-    let ss = state(lua)?;
+    let Some(ss) = existing_state(lua) else {
+        return fail("signal: not opened in this Lua state".into());
+    };
     let keep = if keepalive {
-        Some(
-            ss.port
-                .keep_alive()
-                .map_err(|e| format!("signal.on: the state is closing: {e}"))?,
-        )
+        match ss.dss.hold() {
+            Ok(k) => Some(k),
+            Err(e) => return fail(format!("signal.on: the state is closing: {e}")),
+        }
     } else {
         None
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     {
-        let mut r = registry()?;
+        let mut r = registry().map_err(mlua::Error::runtime)?;
         let subs = r.subs.entry(sig).or_default();
         if subs.is_empty() {
             // `add_signal` is idempotent: registering twice is harmless.
-            r.handle
-                .add_signal(sig)
-                .map_err(|e| format!("signal.on: cannot handle {}: {e}", signal_name(sig)))?;
+            if let Err(e) = r.handle.add_signal(sig) {
+                return fail(format!(
+                    "signal.on: cannot handle {}: {e}",
+                    signal_name(sig)
+                ));
+            }
         }
         r.subs.entry(sig).or_default().push(Sub {
             id,
             owner: ss.owner,
-            port: ss.port.clone(),
+            dss: ss.dss.clone(),
             _keep: keep,
         });
     }
     ss.live.borrow_mut().insert(id, callback);
-    Ok(one(Value::UserData(
-        lua.create_userdata(Subscription { id })?,
-    )))
+    lua.create_userdata(Subscription { id })
 }
 
 /// `h:cancel()` → true when it was active.
-fn cancel(lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let id = this::<Subscription>(&a, "signal:cancel")?.id;
-    let was = super::existing_state::<SignalState>(lua)
-        .is_some_and(|s| s.live.borrow_mut().remove(&id).is_some());
+fn cancel(lua: &Lua, a: MultiValue) -> mlua::Result<bool> {
+    let id = match a.front() {
+        Some(Value::UserData(ud)) if ud.is::<Subscription>() => ud.borrow::<Subscription>()?.id,
+        other => {
+            return fail(format!(
+                "signal:cancel: expected a handle as self (use the colon syntax), got {}",
+                other.map_or("no value", type_name)
+            ))
+        }
+    };
+    let was = existing_state(lua).is_some_and(|s| s.live.borrow_mut().remove(&id).is_some());
     unsubscribe(id);
-    Ok(one(Value::Boolean(was)))
+    Ok(was)
 }
 
 /// `raise(signal)` → true: sends the signal to this process.
-fn raise(_lua: &Lua, _st: &StateHub, a: MultiValue) -> ApiResult {
-    let sig = signal_number(a.front().unwrap_or(&Value::Nil), "signal.raise")?;
+fn raise(_lua: &Lua, a: MultiValue) -> mlua::Result<bool> {
+    let sig = signal_number(a.front().unwrap_or(&Value::Nil), "signal.raise")
+        .map_err(mlua::Error::runtime)?;
     // SAFETY: kill(2) with our own pid and a validated signal number has no
     // memory-safety preconditions.
     let rc = unsafe { libc::kill(libc::getpid(), sig) };
     if rc != 0 {
-        return Err(format!("signal.raise: {}", std::io::Error::last_os_error()).into());
+        return fail(format!("signal.raise: {}", std::io::Error::last_os_error()));
     }
-    Ok(one(Value::Boolean(true)))
+    Ok(true)
 }
 
 /// `pid()` → this process's id (what `kill` needs).
-fn pid(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
-    Ok(one(Value::Integer(i64::from(std::process::id()))))
+fn pid(_lua: &Lua, (): ()) -> mlua::Result<i64> {
+    Ok(i64::from(std::process::id()))
 }
 
-/// Builds the `darksidesync.signal` table.
+/// Builds the `darksidesync.signal` table: registers with the state's
+/// darksidesync (loading it if need be) on first use in that state.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
-    let st = StateHub::get(lua)?;
-    make_table(lua, &st, &[("on", on), ("raise", raise), ("pid", pid)])
+    if existing_state(lua).is_none() {
+        let dss = Dss::register(lua, &LIB, "darksidesync.signal")?;
+        // Idle, the library does not keep run() waiting; `keepalive = true`
+        // subscriptions hold it.
+        dss.unref();
+        let owner = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        dss.on_close(move || unsubscribe_owner(owner));
+        lua.set_app_data(Rc::new(SignalState {
+            owner,
+            dss,
+            live: RefCell::default(),
+        }));
+    }
+    let t = lua.create_table()?;
+    t.set("on", function(lua, on)?)?;
+    t.set("raise", function(lua, raise)?)?;
+    t.set("pid", function(lua, pid)?)?;
+    Ok(t)
 }
