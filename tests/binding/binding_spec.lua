@@ -1,5 +1,5 @@
 -- darksidesync-binding, seen from Lua: `dssrust` is a Rust library built
--- as its own cdylib (crates/binding/example), loaded by this stock
+-- as its own cdylib (examples/rust), loaded by this stock
 -- interpreter next to darksidesync.so. It reaches darksidesync only
 -- through the DSS API 2v0 registry table, and loads it itself.
 local dssrust = require "dssrust"

@@ -1,7 +1,7 @@
 //! `cargo xtask binding`
 //!
 //! The Rust binding-author API end to end: builds the module and the
-//! example cdylib `dssrust` (crates/binding/example, a Rust library
+//! example cdylib `dssrust` (examples/rust, a Rust library
 //! compiled separately that uses `darksidesync-binding`) for Lua 5.4 and
 //! 5.1, installs both side by side, and runs `tests/binding/*_spec.lua`
 //! with busted under the stock interpreter. Then does what a new user

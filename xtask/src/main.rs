@@ -12,7 +12,7 @@
 //! * `package`   — `cargo package` for every published crate.
 //! * `rocks`     — `luarocks make` into fresh trees for 5.1 and 5.4, then a spec.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
-//! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
+//! * `capi`      — the C-ABI tests (`xtask/src/capi/`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 //! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
 //! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.

@@ -124,13 +124,25 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 /// Builds the module into `target_dir` with `profile` ("release" or
 /// "dev") and returns the path of the shared object.
 pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result<PathBuf, String> {
+    build_package(lua, target_dir, profile, "darksidesync-lua", "darksidesync")
+}
+
+/// Builds the cdylib `lib` of `package` for `lua` (mlua's `module`
+/// feature plus the version's) and returns the path of the shared object.
+pub(crate) fn build_package(
+    lua: LuaVersion,
+    target_dir: &Path,
+    profile: &str,
+    package: &str,
+    lib: &str,
+) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
         .args([
             "build",
             "--package",
-            "darksidesync-lua",
+            package,
             "--lib",
             "--no-default-features",
         ])
@@ -141,11 +153,11 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("building the module for Lua {} failed", lua.name));
+        return Err(format!("building {package} for Lua {} failed", lua.name));
     }
     let dir = if profile == "dev" { "debug" } else { profile };
     let so = target_dir.join(dir).join(format!(
-        "{}darksidesync{}",
+        "{}{lib}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ));
@@ -153,6 +165,29 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
         return Err(format!("expected {} after the build", so.display()));
     }
     Ok(so)
+}
+
+/// Builds the test-only `darksidesync.testlib` (crates/testlib, on the
+/// public binding) and installs it as `out/darksidesync/testlib.so`, where
+/// `require "darksidesync.testlib"` finds it. Never part of `main`'s
+/// production install.
+pub(crate) fn install_testlib(
+    lua: LuaVersion,
+    target_dir: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let so = build_package(
+        lua,
+        target_dir,
+        "dev",
+        "darksidesync-testlib",
+        "darksidesync_testlib",
+    )?;
+    let dir = out.join("darksidesync");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(".testlib.so.tmp");
+    fs::copy(&so, &tmp).map_err(|e| format!("cannot copy {}: {e}", so.display()))?;
+    fs::rename(&tmp, dir.join("testlib.so")).map_err(|e| format!("cannot install testlib.so: {e}"))
 }
 
 /// Copies the module to `out/darksidesync.so` and the Lua files of `lua/`

@@ -7,7 +7,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::cmd::{run, Result};
+use crate::cmd::{clear_lua_env, run, Result};
 use crate::root;
 
 const ROCKSPEC: &str = "rockspecs/darksidesync-scm-1.rockspec";
@@ -35,15 +35,7 @@ pub fn main() -> Result {
         );
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &script]).env("DSS_ROCK_TREE", &tree);
-        for v in [
-            "LUA_PATH",
-            "LUA_CPATH",
-            "LUA_PATH_5_4",
-            "LUA_CPATH_5_4",
-            "LUA_INIT",
-        ] {
-            cmd.env_remove(v);
-        }
+        clear_lua_env(&mut cmd);
         run(&mut cmd)?;
     }
     Ok(())

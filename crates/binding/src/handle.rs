@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlua::Lua;
+use mlua::{Lua, MultiValue};
 
+use crate::callback::{
+    reply_callback, run_call_callback, run_post_callback, CallbackSlot, Prepared,
+};
 use crate::discovery::find_api;
 use crate::error::{error_of, strerror, Error, LuaError};
 use crate::ffi::{self, Api, Handle};
@@ -320,6 +323,119 @@ impl Dss {
         }
     }
 
+    /// Queues a Lua callback that darksidesync calls itself, like the
+    /// module's own deliveries: `prepare` runs on the Lua thread and
+    /// returns the Lua function and its arguments; `dispatch()` then calls
+    /// it under the state's error handler (which sees the error value as
+    /// raised) and `poll()` returns it to its Lua caller. Waits for room
+    /// while the queue is full.
+    pub fn post_callback<P>(&self, prepare: P) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        self.post_callback_inner(prepare, -1)
+    }
+
+    /// Like [`post_callback`](Dss::post_callback), but refuses with
+    /// [`Error::Full`] at once when the queue is full.
+    pub fn try_post_callback<P>(&self, prepare: P) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        self.post_callback_inner(prepare, 0)
+    }
+
+    fn post_callback_inner<P>(&self, prepare: P, timeout: c_long) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        let data = Box::into_raw(Box::new(Some(prepare))) as *mut c_void;
+        let api = self.inner.api;
+        // SAFETY: as in post_inner: post() owns `data` and calls
+        // free_post::<P> exactly once; run and free agree on its type.
+        let rc = unsafe {
+            (api.post)(
+                self.inner.handle,
+                Some(run_post_callback::<P>),
+                Some(free_post::<P>),
+                data,
+                timeout,
+            )
+        };
+        if rc == ffi::OK {
+            Ok(())
+        } else {
+            Err(error_of(api, rc))
+        }
+    }
+
+    /// A blocking [`post_callback`](Dss::post_callback): waits until the
+    /// Lua side answered (the callback's results under `dispatch()`, or the
+    /// arguments of the reply userdata under `poll()`), and returns what
+    /// `answer` made of them on the Lua thread. The callback raising gives
+    /// [`Error::Lua`] with its text; a reply userdata collected unanswered
+    /// gives [`Error::Cancelled`]. `nowait`: fail with [`Error::Full`] at
+    /// once on a full queue.
+    pub fn call_callback<R, P, A>(
+        &self,
+        prepare: P,
+        answer: A,
+        timeout: Option<Duration>,
+        nowait: bool,
+    ) -> Result<R, Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send,
+        A: FnOnce(&Lua, MultiValue) -> mlua::Result<R> + Send,
+        R: Send,
+    {
+        let mut slot: CallbackSlot<P, A, R> = CallbackSlot {
+            prepare: Some(prepare),
+            answer: Some(answer),
+            result: None,
+        };
+        let mut errbuf = [0 as c_char; 1024];
+        let api = self.inner.api;
+        // SAFETY: as in call_inner: `slot` is lent to the trampolines only
+        // while this call is blocked; errbuf is live for its length.
+        let rc = unsafe {
+            (api.call)(
+                self.inner.handle,
+                Some(run_call_callback::<P, A, R>),
+                Some(reply_callback::<P, A, R>),
+                &mut slot as *mut CallbackSlot<P, A, R> as *mut c_void,
+                timeout_ms(timeout),
+                if nowait { ffi::NOWAIT } else { 0 },
+                errbuf.as_mut_ptr(),
+                errbuf.len(),
+            )
+        };
+        self.answer(rc, slot.result.take(), &mut errbuf)
+    }
+
+    /// The outcome of a call from its code and what the trampolines left.
+    fn answer<R>(
+        &self,
+        rc: c_int,
+        result: Option<Result<R, Error>>,
+        errbuf: &mut [c_char],
+    ) -> Result<R, Error> {
+        match (rc, result) {
+            (ffi::OK, Some(result)) => result,
+            (ffi::OK, None) => Err(Error::Cancelled),
+            // The closure failed: its own error, not the text copy.
+            (ffi::EHANDLER, Some(Err(e))) => Err(e),
+            (ffi::EHANDLER, _) => {
+                // SAFETY: on EHANDLER errbuf holds a NUL-terminated text
+                // (header contract); the last byte is NUL in any case.
+                let last = errbuf.len() - 1;
+                errbuf[last] = 0;
+                let text = unsafe { CStr::from_ptr(errbuf.as_ptr()) }.to_string_lossy();
+                Err(Error::Lua(LuaError::from_text(&text)))
+            }
+            (other, _) => Err(error_of(self.inner.api, other)),
+        }
+    }
+
     /// Runs `f` on the Lua thread and returns its result, blocking until it
     /// ran, the state closed or `timeout` (for the whole call) passed. `f`
     /// returning `Err` gives [`Error::Lua`] with the message and traceback
@@ -373,20 +489,7 @@ impl Dss {
                 errbuf.len(),
             )
         };
-        match (rc, slot.result.take()) {
-            (ffi::OK, Some(result)) => result,
-            (ffi::OK, None) => Err(Error::Cancelled),
-            // The closure failed: its own error, not the text copy.
-            (ffi::EHANDLER, Some(Err(e))) => Err(e),
-            (ffi::EHANDLER, _) => {
-                // SAFETY: on EHANDLER errbuf holds a NUL-terminated text
-                // (header contract); the last byte is NUL in any case.
-                errbuf[errbuf.len() - 1] = 0;
-                let text = unsafe { CStr::from_ptr(errbuf.as_ptr()) }.to_string_lossy();
-                Err(Error::Lua(LuaError::from_text(&text)))
-            }
-            (other, _) => Err(error_of(api, other)),
-        }
+        self.answer(rc, slot.result.take(), &mut errbuf)
     }
 
     /// Takes a keep-alive reference: while it is held,

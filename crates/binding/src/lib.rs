@@ -12,6 +12,13 @@
 //!   closed, cancelled, timed out, full, would-deadlock, or the Lua error
 //!   ([`LuaError`]: message and traceback apart).
 //!
+//! * [`post_callback`](Dss::post_callback) and
+//!   [`call_callback`](Dss::call_callback) hand darksidesync a Lua function
+//!   and its arguments (prepared on the Lua thread) which it delivers
+//!   exactly like its own items: `dispatch()` calls it under the state's
+//!   error handler, `poll()` returns it to the Lua caller (with the reply
+//!   userdata for a call), and a call's answer is the callback's results.
+//!
 //! No Rust types cross between your library and darksidesync: they are
 //! compiled separately and share only the C ABI. A closure travels as a
 //! `void *` plus a monomorphised `extern "C"` trampoline compiled into
@@ -192,6 +199,7 @@
 //! the caller is blocked, or never.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod callback;
 mod discovery;
 mod error;
 mod ffi;
@@ -200,6 +208,7 @@ mod plain_error;
 mod stats;
 mod trampoline;
 
+pub use callback::Prepared;
 pub use error::{Error, LuaError};
 pub use handle::{Dss, Hold, LibId};
 pub use plain_error::function;

@@ -40,7 +40,7 @@ unsafe extern "C-unwind" fn raise_arg(l: *mut lua_State) -> c_int {
 ///
 /// # Safety
 /// `l` is the running state, on the Lua thread.
-unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
+pub(crate) unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
     // SAFETY: per the contract; two slots are checked for first. Pushing a
     // C function and a string only raises on memory exhaustion.
     unsafe {
@@ -86,12 +86,9 @@ where
 }
 
 /// `free` of a post: drops the box (and the closure if it never ran).
-pub(crate) unsafe extern "C" fn free_post<F>(data: *mut c_void, _outcome: c_int)
-where
-    F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
-{
-    // SAFETY: called exactly once per post with the Box made by
-    // Dss::post::<F> (header contract). A panicking Drop of the closure's
+pub(crate) unsafe extern "C" fn free_post<F: Send + 'static>(data: *mut c_void, _outcome: c_int) {
+    // SAFETY: called exactly once per post with the Box<Option<F>> made by
+    // the post (header contract). A panicking Drop of the closure's
     // captures must not unwind into C.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         drop(unsafe { Box::from_raw(data as *mut Option<F>) })

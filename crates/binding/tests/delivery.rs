@@ -154,3 +154,49 @@ fn failed_closures_count_in_stats_errors() {
     let s = dss.stats().unwrap();
     assert_eq!((s.replies, s.errors), (1, 2), "{s:?}");
 }
+
+#[test]
+fn a_prepared_callback_is_called_by_darksidesync_and_answers_the_call() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    lua.load("function add(a, b) return a + b, 'sum' end function bad() error({ code = 7 }) end")
+        .exec()
+        .unwrap();
+    // The error handler sees the error value as raised (a table here).
+    lua.load("seen = nil").exec().unwrap();
+    m.get::<Function>("seterrorhandler")
+        .unwrap()
+        .call::<()>(
+            lua.load("function(e) seen = e.code end")
+                .eval::<Function>()
+                .unwrap(),
+        )
+        .unwrap();
+    let dss = Dss::register(&lua, &ID, "prepared").unwrap();
+    let worker = std::thread::spawn({
+        let dss = dss.clone();
+        move || {
+            dss.post_callback(|lua| Ok((lua.globals().get("bad")?, mlua::MultiValue::new())))
+                .unwrap();
+            dss.call_callback(
+                |lua| {
+                    let args = mlua::IntoLuaMulti::into_lua_multi((2, 3), lua)?;
+                    Ok((lua.globals().get("add")?, args))
+                },
+                |_, values| {
+                    let v: Vec<String> = values
+                        .iter()
+                        .map(|v| v.to_string().unwrap_or_default())
+                        .collect();
+                    Ok(v)
+                },
+                None,
+                false,
+            )
+        }
+    });
+    let answer = dispatch_until_done(&m, worker).unwrap();
+    assert_eq!(answer, vec!["5".to_string(), "sum".to_string()]);
+    assert_eq!(lua.globals().get::<i64>("seen").unwrap(), 7);
+}

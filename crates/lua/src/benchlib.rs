@@ -105,7 +105,7 @@ impl UserData for Job {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("done", |_, this, ()| Ok(this.done()));
         methods.add_method("wait", |_, this, secs: Option<f64>| {
-            Ok(crate::testlib::wait_until(
+            Ok(wait_until(
                 &this.shared.report,
                 &this.shared.cv,
                 secs,
@@ -281,4 +281,26 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             ("peak_rss", peak_rss),
         ],
     )
+}
+
+/// Waits on `cv` until `done` holds for the value under `m`, or `secs`
+/// seconds pass (`nil`, or a span too large to represent, waits without
+/// limit; negative or NaN counts as 0). False on timeout. `h:wait([secs])`.
+fn wait_until<T>(m: &Mutex<T>, cv: &Condvar, secs: Option<f64>, done: impl Fn(&T) -> bool) -> bool {
+    let deadline = secs
+        .and_then(|s| Instant::now().checked_add(Duration::try_from_secs_f64(s.max(0.0)).ok()?));
+    let mut guard = m.lock().unwrap();
+    while !done(&guard) {
+        guard = match deadline {
+            None => cv.wait(guard).unwrap(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return false;
+                }
+                cv.wait_timeout(guard, d - now).unwrap().0
+            }
+        };
+    }
+    true
 }

@@ -160,11 +160,13 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
     take_up_to(st, max);
     while ran < max {
         // Borrows end before callbacks run: callbacks may poll().
-        let fast = st
-            .batch
-            .borrow()
-            .front()
-            .is_some_and(|i| i.as_scalar_call().is_some());
+        let fast = {
+            let mut batch = st.batch.borrow_mut();
+            // Items of a library unregistered since they were drained
+            // (even by the callback that just ran) never run.
+            st.hub.purge_stale(&mut batch);
+            batch.front().is_some_and(|i| i.as_scalar_call().is_some())
+        };
         if fast {
             let n = run_calls(lua, st, max - ran)?;
             if n > 0 {
@@ -253,6 +255,7 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
             while ran < max {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
+                    st.hub.purge_stale(&mut batch);
                     let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else {
                         break;
                     };

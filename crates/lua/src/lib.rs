@@ -19,7 +19,6 @@
 //! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
-//! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
 //! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
@@ -65,7 +64,6 @@ mod poll;
 mod raw;
 mod reply;
 mod state;
-pub mod testlib;
 mod wait;
 
 use std::ffi::c_void;
@@ -216,12 +214,6 @@ fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
 fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
     libs::process::open(lua)
-}
-
-#[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_testlib", skip_memory_check)]
-fn luaopen_testlib(lua: &Lua) -> mlua::Result<Table> {
-    testlib::open(lua)
 }
 
 #[cfg(feature = "module")]

@@ -97,6 +97,8 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
         st.hub.bind_consumer();
         st.refill(&mut batch);
     }
+    // Items of a library unregistered since they were drained never run.
+    st.hub.purge_stale(&mut batch);
     let Some(front) = batch.front() else {
         return Fast::Empty;
     };

@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind};
+use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_CAPACITY};
 use mlua::{Function, Lua, Table};
 
 use crate::item::{Item, ReplySink};
@@ -107,7 +107,7 @@ impl StateHub {
             .get::<Function>("set_reply_fail")?
             .call::<()>(crate::reply::make_fail(lua)?)?;
         Ok(StateHub {
-            hub: Hub::new(),
+            hub: Hub::with_discard(DEFAULT_CAPACITY, Item::discard),
             batch: RefCell::new(Batch::new()),
             error_handler: RefCell::new(None),
             current_reply: RefCell::new(None),
@@ -148,6 +148,8 @@ impl StateHub {
         if batch.is_empty() {
             self.refill(&mut batch);
         }
+        // Items of a library unregistered since they were drained never run.
+        self.hub.purge_stale(&mut batch);
         batch.pop()
     }
 
@@ -193,6 +195,6 @@ impl Drop for StateHub {
         // Close first so that the items still in the batch release their
         // callers with `Closed`, not `Cancelled`.
         self.hub.close();
-        drop(std::mem::take(&mut *self.batch.borrow_mut()));
+        self.hub.discard_batch(&mut self.batch.borrow_mut());
     }
 }

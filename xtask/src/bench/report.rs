@@ -102,6 +102,20 @@ impl Report<'_> {
         self.get(scenario, "items_per_s")
     }
 
+    /// The `dispatch()` row of `src` with 2 producers, against the
+    /// internal path's (contention between producers shows here).
+    fn two_producers(&self, t: &mut Table, src: &str) {
+        let v = self.rate(&format!("{src}_dispatch_2"));
+        let internal = self.rate("dispatch_2");
+        t.row(
+            "the same, 2 producers".into(),
+            mps(v),
+            ratio(v, internal, "internal, 2 producers"),
+            "",
+            None,
+        );
+    }
+
     pub(super) fn lines(&self) -> Vec<Line> {
         let mut t = Table(Vec::new());
         let limit_poll = self.rate("limit_poll");
@@ -160,6 +174,7 @@ impl Report<'_> {
             "≥ 0.7× internal",
             meets(v, internal, 0.7, true),
         );
+        self.two_producers(&mut t, "c1");
         let v = self.rate("c1_luv_1");
         t.row(
             "fd-woken: luv loop on `fd()` (darksidesync.luv), 1 producer".into(),
@@ -193,6 +208,7 @@ impl Report<'_> {
                     },
                     meets(v, internal, r, true),
                 );
+                self.two_producers(&mut t, src);
             }
             let sc = format!("{src}_roundtrip_wait");
             let p50 = self.get(&sc, "p50_us");
@@ -447,4 +463,117 @@ fn git_rev() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::scenarios::QUICK;
+
+    fn report(m: &BTreeMap<String, Figures>) -> Report<'_> {
+        Report {
+            m,
+            quick: true,
+            repeat: 1,
+            sizes: &QUICK,
+            load_before: String::new(),
+            load_after: String::new(),
+            command: "cargo xtask bench --quick".into(),
+        }
+    }
+
+    fn figures(pairs: &[(&str, &str, f64)]) -> BTreeMap<String, Figures> {
+        let mut m = BTreeMap::<String, Figures>::new();
+        for (scenario, key, v) in pairs {
+            m.entry(scenario.to_string())
+                .or_default()
+                .insert(key.to_string(), *v);
+        }
+        m
+    }
+
+    /// The markdown line whose first cell starts with `what` under the
+    /// section heading `section`.
+    fn line<'a>(md: &'a str, section: &str, what: &str) -> &'a str {
+        md.lines()
+            .skip_while(|l| !l.contains(section))
+            .find(|l| l.starts_with(&format!("| {what}")))
+            .unwrap_or_else(|| panic!("no row {what:?} under {section:?} in\n{md}"))
+    }
+
+    #[test]
+    fn ratios_decide_met_and_not_met() {
+        let m = figures(&[
+            ("limit_poll", "items_per_s", 2.0e6),
+            ("c1_poll_1", "items_per_s", 1.5e6), // 0.75x: met (>= 0.7)
+            ("c1_poll_2", "items_per_s", 1.2e6), // 0.6x: not met
+            ("dispatch_1", "items_per_s", 10.0e6),
+            ("rust_dispatch_1", "items_per_s", 5.0e6), // 0.5x: met (>= 0.5)
+            ("roundtrip_wait", "p50_us", 10.0),
+            ("c2_roundtrip_wait", "p50_us", 12.5), // 1.25x: not met (<= 1.2)
+        ]);
+        let md = report(&m).markdown();
+        let c1 = "DSS API 1v0";
+        let l = line(&md, c1, "`poll()` busy loop, 1 producer");
+        assert!(
+            l.contains("0.75× pure-Lua poll") && l.ends_with("| MET |"),
+            "{l}"
+        );
+        let l = line(&md, c1, "`poll()` busy loop, 2 producer");
+        assert!(
+            l.contains("0.60× pure-Lua poll") && l.ends_with("| **NOT MET** |"),
+            "{l}"
+        );
+        let l = line(&md, "darksidesync-binding", "post + `wait()`");
+        assert!(
+            l.contains("0.50× internal") && l.ends_with("| MET |"),
+            "{l}"
+        );
+        let l = line(&md, "DSS API 2v0", "`call` round trip");
+        assert!(
+            l.contains("1.25× internal p50") && l.ends_with("| **NOT MET** |"),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn a_missing_figure_is_not_a_verdict() {
+        let md = report(&BTreeMap::new()).markdown();
+        let l = line(&md, "DSS API 1v0", "`poll()` draining");
+        assert!(l.ends_with("| n/a |"), "{l}");
+        assert_eq!(meets(1.0, f64::NAN, 0.5, true), None);
+        assert_eq!(meets(1.0, 0.0, 0.5, true), None);
+        assert_eq!(ratio(f64::NAN, 1.0, "x"), "");
+    }
+
+    #[test]
+    fn every_row_reads_a_scenario_of_the_list() {
+        // Every figure of every listed scenario present: no row may be
+        // left without its value (a row reading a misspelt scenario would).
+        let keys = [
+            "items_per_s",
+            "p50_us",
+            "p99_us",
+            "wakeups_per_1000",
+            "bytes_per_item",
+            "items",
+            "peak_over_idle",
+            "idle_rss",
+            "delivered",
+            "delivered_per_s",
+            "crashes_total",
+        ];
+        let mut m = BTreeMap::<String, Figures>::new();
+        let list = crate::bench::scenarios::list(&QUICK);
+        for s in &list {
+            let f = keys.iter().map(|k| (k.to_string(), 1.0)).collect();
+            assert!(
+                m.insert(s.name.clone(), f).is_none(),
+                "two scenarios named {}",
+                s.name
+            );
+        }
+        let md = report(&m).markdown();
+        assert!(!md.contains("n/a") && !md.contains("NaN"), "{md}");
+    }
 }

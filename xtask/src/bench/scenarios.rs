@@ -115,10 +115,12 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
     }
     // The public paths.
     for src in PUBLIC {
-        list.push(lua(
-            format!("{src}_dispatch_1"),
-            &["throughput", src, "dispatch", "1", &s(z.public_items)],
-        ));
+        for p in [1u64, 2] {
+            list.push(lua(
+                format!("{src}_dispatch_{p}"),
+                &["throughput", src, "dispatch", &s(p), &s(z.public_items / p)],
+            ));
+        }
         list.push(lua(
             format!("{src}_roundtrip_wait"),
             &["roundtrip", src, "wait", &s(z.calls), &s(CALL_GAP_US)],

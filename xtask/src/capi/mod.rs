@@ -6,7 +6,7 @@
 //! * For Lua 5.4, 5.1 (the 1v0 drop-in check on the original's Lua) and
 //!   LuaJIT (utility built against the 5.1 headers, as LuaJIT's ABI is):
 //!   the module is built (`target/lua-modules/<ver>`, shared with
-//!   `lua-specs`), the C utility `tests/c/dssutil.c` is compiled against
+//!   `lua-specs`), the C utility `examples/c/dssutil.c` is compiled against
 //!   that version's headers into `target/capi/<ver>/dssutil.so`, and
 //!   `tests/c/capi.lua` runs under the stock interpreter.
 //! * `tests/c/twostates.c`, a C host linking liblua5.4, runs two Lua states
@@ -19,14 +19,26 @@
 //! Nothing is skipped: a missing compiler, header, library or interpreter
 //! fails the command with what to install.
 
-use std::path::{Path, PathBuf};
+mod build;
+mod header;
+mod sanitize;
+
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cmd::{root, run, Result};
+use crate::cmd::{clear_lua_env, root, run_watched, Result};
 use crate::module::{self, LuaVersion};
+use build::{compile_host, prepare};
+use sanitize::{asan_runtime, VALGRIND};
 
-const CFLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread", "-g"];
+/// How long one C-ABI test program may run before it counts as hung.
+/// Generous (valgrind is slow); not a performance bound.
+const WATCHDOG: Duration = Duration::from_secs(900);
+
+fn watched(cmd: &mut Command) -> Result {
+    run_watched(cmd, WATCHDOG)
+}
 
 struct Target {
     lua: LuaVersion,
@@ -57,26 +69,16 @@ fn targets() -> Result<Vec<Target>> {
     ])
 }
 
-const VALGRIND: &[&str] = &[
-    "valgrind",
-    "--quiet",
-    "--error-exitcode=99",
-    "--leak-check=full",
-    "--show-leak-kinds=definite",
-    "--errors-for-leak-kinds=definite",
-    "--track-origins=yes",
-];
-
 pub fn main(sanitize: bool) -> Result {
     require_tools(sanitize)?;
-    header()?;
+    header::check()?;
     let mut dirs = Vec::new();
     let targets = targets()?;
     for t in &targets {
         let dir = prepare(t, "", &[])?;
         let mut cmd = Command::new(t.lua.interpreter);
         cmd.arg(root().join("tests/c/capi.lua")).arg(&dir);
-        clean_env(&mut cmd);
+        clear_lua_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
         if sanitize && t.valgrind {
             let mut cmd = Command::new(VALGRIND[0]);
@@ -84,7 +86,7 @@ pub fn main(sanitize: bool) -> Result {
                 .arg(t.lua.interpreter)
                 .arg(root().join("tests/c/capi.lua"))
                 .arg(&dir);
-            clean_env(&mut cmd);
+            clear_lua_env(&mut cmd);
             run_expect_cancel(&mut cmd)?;
         }
         dirs.push(dir);
@@ -114,7 +116,7 @@ pub fn main(sanitize: bool) -> Result {
             .arg(&dir)
             .env("LD_PRELOAD", libasan)
             .env("ASAN_OPTIONS", asan_options);
-        clean_env(&mut cmd);
+        clear_lua_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
     }
     eprintln!(
@@ -154,54 +156,6 @@ fn run_expect_cancel(cmd: &mut Command) -> Result {
     Ok(())
 }
 
-/// How long one C-ABI test program may run before it counts as hung.
-/// Generous (valgrind is slow); not a performance bound.
-const WATCHDOG: Duration = Duration::from_secs(900);
-
-/// Runs `cmd` from the workspace root; fails on a non-zero exit, and
-/// kills it and fails when it outlives the watchdog (a hang).
-fn watched(cmd: &mut Command) -> Result {
-    cmd.current_dir(root());
-    eprintln!("+ {cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(format!("{cmd:?} failed with {status}"))
-            };
-        }
-        if start.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{cmd:?} hung: killed after {} s",
-                WATCHDOG.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The AddressSanitizer runtime, to preload into a stock interpreter.
-fn asan_runtime() -> Result<String> {
-    let out = Command::new("gcc")
-        .arg("-print-file-name=libasan.so")
-        .output()
-        .map_err(|e| e.to_string())?;
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let real = std::fs::canonicalize(&path).map_err(|_| {
-        format!(
-            "libasan not found (gcc -print-file-name=libasan.so gave {path:?}); install libasan"
-        )
-    })?;
-    Ok(real.display().to_string())
-}
-
 fn require_tools(sanitize: bool) -> Result {
     let mut missing = Vec::new();
     for (file, pkg) in [
@@ -229,102 +183,4 @@ fn require_tools(sanitize: bool) -> Result {
             missing.join(" ")
         ))
     }
-}
-
-/// The header alone, both include orders, and as C++.
-fn header() -> Result {
-    let dir = root().join("target/capi");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let body = "static int dec(lua_State *L, void *d, void *u) { (void)L; (void)d; (void)u; return 0; }\n\
-                int main(void) { DSS_decoder_1v0_t f = dec; dss_api_2v0_t a; a.size = sizeof a; (void)f;\n\
-                return DSS2_HAS(&a, strerror) ? 0 : 1; }\n";
-    for (name, first, second) in [
-        ("h_after.c", "lua.h", "darksidesync.h"),
-        ("h_before.c", "darksidesync.h", "lua.h"),
-    ] {
-        let src = dir.join(name);
-        std::fs::write(
-            &src,
-            format!("#include \"{first}\"\n#include \"{second}\"\n{body}"),
-        )
-        .map_err(|e| e.to_string())?;
-        run(Command::new("gcc")
-            .args(CFLAGS)
-            .arg("-pedantic")
-            .args(incs("/usr/include/lua5.4"))
-            .arg("-c")
-            .arg(&src)
-            .arg("-o")
-            .arg(src.with_extension("o")))?;
-    }
-    let src = dir.join("h_before.c");
-    run(Command::new("g++")
-        .args(["-x", "c++", "-Wall", "-Wextra", "-Werror"])
-        .args(incs("/usr/include/lua5.4"))
-        .arg("-c")
-        .arg(&src)
-        .arg("-o")
-        .arg(dir.join("h_cxx.o")))
-}
-
-fn incs(lua_include: &str) -> Vec<String> {
-    vec![
-        format!("-I{}", root().join("include").display()),
-        format!("-I{lua_include}"),
-    ]
-}
-
-fn clean_env(cmd: &mut Command) {
-    for v in [
-        "LUA_PATH",
-        "LUA_CPATH",
-        "LUA_PATH_5_2",
-        "LUA_CPATH_5_2",
-        "LUA_PATH_5_3",
-        "LUA_CPATH_5_3",
-        "LUA_PATH_5_4",
-        "LUA_CPATH_5_4",
-        "LUA_INIT",
-    ] {
-        cmd.env_remove(v);
-    }
-}
-
-/// Builds and installs the module and the utility for one Lua into
-/// `target/capi/<ver><suffix>/`.
-fn prepare(t: &Target, suffix: &str, extra: &[&str]) -> Result<PathBuf> {
-    let so = module::build(
-        t.lua,
-        &root()
-            .join("target/lua-modules")
-            .join(t.lua.name)
-            .join("cargo"),
-        "dev",
-    )?;
-    let dir = root()
-        .join("target/capi")
-        .join(format!("{}{suffix}", t.lua.name));
-    module::install(&so, &dir)?;
-    run(Command::new("gcc")
-        .args(CFLAGS)
-        .args(extra)
-        .args(["-shared", "-fPIC"])
-        .args(incs(t.include))
-        .arg(root().join("tests/c/dssutil.c"))
-        .arg("-o")
-        .arg(dir.join("dssutil.so")))?;
-    Ok(dir)
-}
-
-fn compile_host(dir: &Path, suffix: &str, extra: &[&str]) -> Result<PathBuf> {
-    let exe = dir.join(format!("twostates{suffix}"));
-    run(Command::new("gcc")
-        .args(CFLAGS)
-        .args(extra)
-        .args(incs("/usr/include/lua5.4"))
-        .arg(root().join("tests/c/twostates.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg("-llua5.4"))?;
-    Ok(exe)
 }

@@ -81,6 +81,7 @@ typedef struct counters {
     long v1_cancelled;    /* decoder called with NULL */
     long v1_returned;     /* return callback, garbage = 0 */
     long v1_garbage;      /* return callback, garbage = 1 */
+    long v1_garbage_with_state; /* ... of which given a lua_State */
     long v1_cancel_calls; /* cancel callback */
     long v2_ran;          /* run callback */
     long v2_freed_ok;     /* free callback, outcome DSS2_OK */
@@ -179,6 +180,7 @@ static int v1_return(lua_State *L, void *pData, void *utilid, int garbage) {
     if (garbage) {
         it->garbage = 1;
         COUNT(it->cx, v1_garbage, 1);
+        if (L != NULL) COUNT(it->cx, v1_garbage_with_state, 1);
         return 0;
     }
     COUNT(it->cx, v1_returned, 1);
@@ -337,6 +339,12 @@ static void *job_thread(void *p) {
             rc = api1->deliver(j->utilid, v1_decode, NULL, it);
             if (rc == DSS_SUCCESS || rc == DSS_ERR_UDP_SEND_FAILED) {
                 acc++;
+            } else if (rc == DSS_ERR_OUT_OF_MEMORY && j->kind == V1_FLOOD) {
+                /* Full: a fire-and-forget deliver returns at once; a
+                 * flood waits for room and tries again. */
+                free(it);
+                ref++;
+                sleep_ms(1);
             } else {
                 free(it); /* refused: still ours */
                 ref++;
@@ -618,6 +626,7 @@ static int l_counters(lua_State *L) {
     SETINT("v1_cancelled", c.v1_cancelled);
     SETINT("v1_returned", c.v1_returned);
     SETINT("v1_garbage", c.v1_garbage);
+    SETINT("v1_garbage_with_state", c.v1_garbage_with_state);
     SETINT("v1_cancel_calls", c.v1_cancel_calls);
     SETINT("v2_ran", c.v2_ran);
     SETINT("v2_freed_ok", c.v2_freed_ok);
