@@ -262,6 +262,20 @@ describe("darksidesync", function()
       assert.equal(999, dss.queuesize())
     end)
 
+    it("counts items drained into the local batch and then unregistered as cancelled", function()
+      H.join(testlib.post(function() end, 1000, 1))
+      local s0 = dss.stats()
+      assert.is_true(dss.poll() ~= -1) -- the rest wait, partly in the local batch
+      testlib.reset() -- unregisters: none of the 999 may run
+      local s = dss.stats()
+      assert.is_true(identity_holds(s),
+        ("posted %d, delivered %d, cancelled %d, depth %d"):format(s.posted, s.delivered, s.cancelled, s.depth))
+      assert.equal(1, s.delivered - s0.delivered)
+      assert.equal(999, s.cancelled - s0.cancelled)
+      assert.equal(0, s.depth)
+      assert.equal(-1, dss.poll())
+    end)
+
     it("keeps the identity in every snapshot under concurrent producers", function()
       local job = testlib.post(function() end, 5000, 4)
       local snapshots, bad, first_bad = 0, 0, nil
