@@ -67,6 +67,25 @@ describe("darksidesync", function()
       assert.same({ "a", nil, 3, n = 3 }, select(2, job:result()))
     end)
 
+    it("keeps its metatable hidden and its metamethods safe on other values", function()
+      local job = testlib.call(function() end)
+      H.until_true(function() return dss.queuesize() > 0 end, function() dss.wait(0.05) end)
+      local _, _, args = dss.poll()
+      local reply = args[1]
+      assert.equal("darksidesync.reply", getmetatable(reply))
+      local mt = debug.getmetatable(reply)
+      local other = io.stdout
+      local ok, err = pcall(mt.__call, other, 1)
+      assert.is_false(ok)
+      assert.equal("darksidesync.reply: expected a reply object", tostring(err):match("darksidesync%.reply: expected a reply object"))
+      mt.__gc(other) -- a foreign userdata is left alone
+      assert.equal(io.type(other), "file")
+      assert.equal("darksidesync.reply (pending)", tostring(reply))
+      reply("ok")
+      H.join(job)
+      assert.equal("replied", (job:result()))
+    end)
+
     it("releases the waiter when the reply userdata is collected uncalled", function()
       local job = testlib.call(function() end)
       H.until_true(function() return dss.queuesize() > 0 end, function() dss.wait(0.05) end)
