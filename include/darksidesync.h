@@ -39,6 +39,13 @@
  * Every function validates its arguments and returns a code; none of them
  * raises a Lua error, aborts, or lets a Rust panic escape.
  *
+ * Signal handlers: no function of this header is async-signal-safe in
+ * this version. Deliveries take the state's queue lock and allocate, so a
+ * deliver()/post() from a handler that interrupted the Lua thread inside
+ * poll()/dispatch() (or inside malloc) can deadlock, as it could with
+ * DarkSideSync 1.0. From a handler, set a `volatile sig_atomic_t` flag or
+ * write() to a pipe, and deliver from one of your threads.
+ *
  * Compiles with `-std=c99 -Wall -Wextra -Werror` (and as C++).
  */
 #ifndef DARKSIDESYNC_H

@@ -277,9 +277,6 @@ fn reply_values(
             ffi::lua_settop(state, 0);
             let nargs = ffi::lua_gettop(co);
             let n = call(co, nargs);
-            if ffi::lua_checkstack(co, 1) == 0 {
-                ffi::lua_settop(co, 0); // no room to move results: none
-            }
             keep_top(co, n);
             let n = ffi::lua_gettop(co);
             if ffi::lua_checkstack(state, n) != 0 {
@@ -294,18 +291,25 @@ fn reply_values(
 ///
 /// # Safety
 /// `state` is a state of the running Lua on its thread (the running one
-/// inside a C frame, or a thread that is not running), with one free slot.
+/// inside a C frame, or a thread that is not running).
 unsafe fn keep_top(state: *mut ffi::lua_State, n: c_int) {
     // SAFETY: per the function contract, the indices are within our frame
-    // (1..=top) and pushvalue uses the one free slot, which replace pops.
+    // (1..=top); pushvalue uses the free slot checked for, which replace
+    // pops; without one, remove shifts values down in place.
     unsafe {
         let top = ffi::lua_gettop(state);
         let keep = n.clamp(0, top);
         let first = top - keep + 1;
-        if first > 1 {
+        if first > 1 && ffi::lua_checkstack(state, 1) != 0 {
             for i in 0..keep {
                 ffi::lua_pushvalue(state, first + i);
                 ffi::lua_replace(state, 1 + i);
+            }
+        } else {
+            // No free slot (the callback used them all): remove the
+            // unwanted bottom values in place instead.
+            for _ in 1..first {
+                ffi::lua_remove(state, 1);
             }
         }
         ffi::lua_settop(state, keep);
