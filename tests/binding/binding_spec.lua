@@ -113,6 +113,16 @@ describe("a Rust cdylib using darksidesync-binding", function()
     assert.equal("table\tfunction\n", out)
   end)
 
+  it("runs the bundled libraries without a require of darksidesync first", function()
+    -- darksidesync.timer is built on darksidesync-binding: it loads the module itself.
+    local out = run_lua([[
+      local timer = require "darksidesync.timer"
+      timer.after(0, function() print("tick") end)
+      package.loaded.darksidesync.run()
+      print("run returned")]])
+    assert.equal("tick\nrun returned\n", out)
+  end)
+
   it("fails with a clear Lua error when darksidesync cannot be found", function()
     local out = run_lua([[
       local so = os.getenv("LUA_CPATH"):match("^(.-)%?%.so") .. "dssrust.so"
