@@ -98,15 +98,12 @@ pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
             _ => None,
         })
     })?;
-    // What the Ctrl-C subscription raises (see interrupt.rs).
-    let interrupted = lua.create_table()?;
-    lua.set_named_registry_value(interrupt::SENTINEL, &interrupted)?;
-    let protect: Function = lua.load(PRELUDE).set_name("=darksidesync-host").call((
-        dss,
-        record,
-        interrupted,
-        error_text,
-    ))?;
+    // Ctrl-C records its message through the same slot (interrupt.rs).
+    lua.set_named_registry_value(interrupt::RECORD, &record)?;
+    let protect: Function = lua
+        .load(PRELUDE)
+        .set_name("=darksidesync-host")
+        .call((dss, record, error_text))?;
     lua.set_named_registry_value("darksidesync-host.protect", protect)?;
     Ok(lua)
 }
