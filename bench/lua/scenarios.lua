@@ -12,7 +12,8 @@
 --   internal  darksidesync.benchlib (the module's own Item::call path)
 --   c1        dssbench through DSS API 1v0 (deliver)
 --   c2        dssbench through DSS API 2v0 (post / call)
---   rust      dssbenchrs on darksidesync-binding
+--   rust      dssbenchrs on darksidesync-binding (Dss::post / Dss::call)
+--   rustcb    the same through Dss::post_callback / Dss::call_callback
 --
 --   throughput <source> <dispatch|poll|luv> <producers> <items per producer>
 --   drain      <source> <items>   poll() over a pre-filled queue
@@ -89,6 +90,11 @@ end
 function SOURCES.rust()
   local b = require "dssbenchrs"
   return { post = b.post, call = b.call, sum = distinct_sum, outcome = own_outcome }
+end
+
+function SOURCES.rustcb()
+  local b = require "dssbenchrs"
+  return { post = b.post_callback, call = b.call_callback, sum = distinct_sum, outcome = own_outcome }
 end
 
 local function source(name)

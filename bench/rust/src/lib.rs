@@ -7,6 +7,10 @@
 //! local b = require "dssbenchrs"
 //! local job = b.post(cb, producers, per)  -- each thread posts `per` closures; closure k calls cb(k)
 //! local job = b.call(cb, calls, gap_us)   -- one thread: `calls` blocking calls of cb(k), `gap_us` apart
+//! -- the same through Dss::post_callback / Dss::call_callback: the closure
+//! -- only prepares cb and k, darksidesync calls cb itself
+//! local job = b.post_callback(cb, producers, per)
+//! local job = b.call_callback(cb, calls, gap_us)
 //! job:wait() --> true     job:done() --> boolean
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
@@ -20,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use darksidesync_binding::{Dss, LibId};
-use mlua::{Function, Lua, RegistryKey, Table, UserData, UserDataMethods};
+use darksidesync_binding::{Dss, Error, LibId};
+use mlua::{Function, Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value};
 
 static LIB: LibId = LibId::new();
 
@@ -97,7 +101,51 @@ fn handle(lua: &Lua) -> mlua::Result<Dss> {
         .ok_or_else(|| mlua::Error::runtime("dssbenchrs: not initialised"))
 }
 
-fn post(lua: &Lua, (cb, producers, per): (Function, usize, u64)) -> mlua::Result<Job> {
+/// How a job's items reach Lua.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `Dss::post` / `Dss::call`: the closure calls the callback.
+    Closure,
+    /// `Dss::post_callback` / `Dss::call_callback`: the closure prepares
+    /// the callback and its argument; darksidesync calls it.
+    Callback,
+}
+
+/// The callback of `key` and the integer, for darksidesync to call.
+fn prepared(lua: &Lua, key: &RegistryKey, v: i64) -> mlua::Result<(Function, MultiValue)> {
+    Ok((
+        lua.registry_value::<Function>(key)?,
+        MultiValue::from_iter([Value::Integer(v)]),
+    ))
+}
+
+fn post_one(dss: &Dss, via: Via, key: &Arc<RegistryKey>, v: i64) -> Result<(), Error> {
+    let key = key.clone();
+    match via {
+        Via::Closure => dss.post(move |lua| lua.registry_value::<Function>(&key)?.call(v)),
+        Via::Callback => dss.post_callback(move |lua| prepared(lua, &key, v)),
+    }
+}
+
+fn call_one(dss: &Dss, via: Via, key: &RegistryKey, v: i64) -> Result<i64, Error> {
+    match via {
+        Via::Closure => dss.call(
+            |lua| lua.registry_value::<Function>(key)?.call::<i64>(v),
+            None,
+        ),
+        Via::Callback => dss.call_callback(
+            |lua| prepared(lua, key, v),
+            |_, answer: MultiValue| match answer.front() {
+                Some(Value::Integer(i)) => Ok(*i),
+                _ => Ok(i64::MIN),
+            },
+            None,
+            false,
+        ),
+    }
+}
+
+fn post(lua: &Lua, via: Via, (cb, producers, per): (Function, usize, u64)) -> mlua::Result<Job> {
     if !(1..=16).contains(&producers) {
         return Err(mlua::Error::runtime("dssbenchrs.post: 1..16 producers"));
     }
@@ -110,9 +158,7 @@ fn post(lua: &Lua, (cb, producers, per): (Function, usize, u64)) -> mlua::Result
             thread::spawn(move || {
                 let (mut sent, mut failed) = (0, 0);
                 for v in p * per + 1..=(p + 1) * per {
-                    let key = key.clone();
-                    let r = dss.post(move |lua| lua.registry_value::<Function>(&key)?.call(v));
-                    if r.is_ok() {
+                    if post_one(&dss, via, &key, v as i64).is_ok() {
                         sent += 1;
                     } else {
                         failed += 1;
@@ -132,7 +178,7 @@ fn post(lua: &Lua, (cb, producers, per): (Function, usize, u64)) -> mlua::Result
     })
 }
 
-fn call(lua: &Lua, (cb, calls, gap_us): (Function, u64, u64)) -> mlua::Result<Job> {
+fn call(lua: &Lua, via: Via, (cb, calls, gap_us): (Function, u64, u64)) -> mlua::Result<Job> {
     let key = Arc::new(lua.create_registry_value(cb)?);
     let dss = handle(lua)?;
     let counts = Arc::new(Counts::default());
@@ -142,12 +188,8 @@ fn call(lua: &Lua, (cb, calls, gap_us): (Function, u64, u64)) -> mlua::Result<Jo
         let (mut sent, mut failed, mut bad) = (0, 0, 0);
         for v in 1..=calls as i64 {
             thread::sleep(Duration::from_micros(gap_us));
-            let key: &RegistryKey = &key;
             let t0 = Instant::now();
-            let r = dss.call(
-                |lua| lua.registry_value::<Function>(key)?.call::<i64>(v),
-                None,
-            );
+            let r = call_one(&dss, via, &key, v);
             lat.push(t0.elapsed().as_nanos() as u64);
             match r {
                 Ok(answer) => {
@@ -180,8 +222,22 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     let dss = Dss::register(lua, &LIB, "dssbenchrs")?;
     lua.set_app_data(Handle(dss));
     let t = lua.create_table()?;
-    t.set("post", lua.create_function(post)?)?;
-    t.set("call", lua.create_function(call)?)?;
+    t.set(
+        "post",
+        lua.create_function(|lua, a| post(lua, Via::Closure, a))?,
+    )?;
+    t.set(
+        "call",
+        lua.create_function(|lua, a| call(lua, Via::Closure, a))?,
+    )?;
+    t.set(
+        "post_callback",
+        lua.create_function(|lua, a| post(lua, Via::Callback, a))?,
+    )?;
+    t.set(
+        "call_callback",
+        lua.create_function(|lua, a| call(lua, Via::Callback, a))?,
+    )?;
     Ok(t)
 }
 

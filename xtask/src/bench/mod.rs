@@ -35,6 +35,11 @@
 //! per scenario, the module built by `lua-specs` (dev profile), results in
 //! `target/bench-smoke/`. It checks that the harness works, not speed.
 //!
+//! `--only a,b,...` runs only the scenarios whose names (as in `raw.txt`)
+//! start with one of the prefixes, e.g. `--only c1_,c2_,dispatch_1,limit_`
+//! to compare the public paths with the internal one and the limits
+//! (rows whose scenarios did not run show `n/a`).
+//!
 //! `cargo xtask bench --perf <scenario>` runs one scenario (names as in
 //! `raw.txt`) under `perf record` and prints where its time goes.
 //!
@@ -66,6 +71,7 @@ pub fn main(args: &[String]) -> Result {
             .args(&args[1..]));
     }
     let (mut quick, mut repeat, mut out, mut perf) = (false, None, None, None);
+    let mut only: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -79,6 +85,13 @@ pub fn main(args: &[String]) -> Result {
             }
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
             "--perf" => perf = Some(it.next().ok_or("--perf needs a scenario name")?.clone()),
+            "--only" => only.extend(
+                it.next()
+                    .ok_or("--only needs scenario names (comma-separated prefixes)")?
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string),
+            ),
             other => {
                 return Err(format!(
                     "bench: unexpected argument {other:?} (see cargo xtask help)"
@@ -112,9 +125,18 @@ pub fn main(args: &[String]) -> Result {
     };
     env.check_peers()?;
 
-    let scenarios = scenarios::list(sizes);
+    let mut scenarios = scenarios::list(sizes);
     if let Some(name) = perf {
         return profile::main(&env, &scenarios, &name);
+    }
+    if !only.is_empty() {
+        scenarios.retain(|s| only.iter().any(|p| s.name.starts_with(p.as_str())));
+        if scenarios.is_empty() {
+            return Err(format!(
+                "bench --only {}: no scenario matches",
+                only.join(",")
+            ));
+        }
     }
     let load_before = loadavg();
     let mut runs: BTreeMap<String, Vec<Figures>> = BTreeMap::new();

@@ -69,6 +69,11 @@ impl Report<'_> {
                 rate("rust_dispatch_1"),
                 public,
             ),
+            (
+                "binding post_callback + dispatch()".into(),
+                rate("rustcb_dispatch_1"),
+                public,
+            ),
             ("2v0: 1 state (C host)".into(), rate("c2_states_1"), states),
             (
                 "2v0: 8 states, aggregate".into(),
@@ -99,6 +104,7 @@ impl Report<'_> {
             ("c1_roundtrip_wait", "1v0 deliver+reply, wait()"),
             ("c2_roundtrip_wait", "2v0 call, wait()"),
             ("rust_roundtrip_wait", "binding call, wait()"),
+            ("rustcb_roundtrip_wait", "binding call_callback, wait()"),
         ] {
             lat.push((format!("{name}: p50"), self.get(sc, "p50_us"), internal));
             lat.push((format!("{name}: p99"), self.get(sc, "p99_us"), "#4299e1"));
