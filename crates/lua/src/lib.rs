@@ -63,6 +63,7 @@ pub mod libs;
 mod poll;
 mod reply;
 mod state;
+pub mod states;
 pub mod testlib;
 mod wait;
 
@@ -166,6 +167,12 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync", skip_memory_check)]
 fn luaopen_module(lua: &Lua) -> mlua::Result<Table> {
     open(lua)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_states", skip_memory_check)]
+fn luaopen_states(lua: &Lua) -> mlua::Result<Table> {
+    states::open(lua)
 }
 
 #[cfg(feature = "module")]
