@@ -97,6 +97,21 @@ describe("darksidesync.states", function()
       assert.matches("^an object", err)
     end)
 
+    it("calls onexit in the parent with the results or the error", function()
+      local got = {}
+      local ok_h = states.spawn("return 'fine', { n = 1 }")
+      ok_h:onexit(function(...) got.ok = { ... } end)
+      local bad_h = states.spawn("error('bad end', 0)")
+      bad_h:onexit(function(...) got.bad = { ... } end)
+      H.dispatch_until(function() return got.ok and got.bad end, "both exits")
+      assert.same({ true, "fine", { n = 1 } }, got.ok)
+      assert.is_false(got.bad[1])
+      assert.matches("^bad end\nstack traceback:", got.bad[2])
+      local ok, err = pcall(ok_h.onexit, ok_h, 42)
+      assert.is_false(ok)
+      assert.equal("darksidesync.states: onexit: expected a function or nil, got number", err)
+    end)
+
     it("join with a timeout returns nil, 'timeout' while the child runs", function()
       local h = states.spawn([[require("darksidesync").run() return "ended"]])
       local r, why = h:join(0.05)
@@ -289,7 +304,7 @@ describe("darksidesync.states", function()
       local cases = {
         { print, "function" },
         { io.stdout, "userdata" },
-        { coroutine.create(print), "thread" },
+        { coroutine.create(function() end), "thread" },
         { { nested = { f = print } }, "function" },
       }
       for _, c in ipairs(cases) do

@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `main.rs` | the command line and exit status |
 //! | `runtime.rs` | one state: preloads, error handling, run a script then `run()` |
-//! | `states.rs` | `darksidesync.host`: more states on their own threads, messages between them |
+//! | `states.rs` | `darksidesync.host`: a Lua layer over `darksidesync.states` |
 //! | `message.rs` | [`message::Msg`], Lua values copied between states |
 
 mod message;
@@ -30,7 +30,8 @@ these modules preloaded:
   darksidesync.timer    one-shot and repeating timers
   darksidesync.signal   POSIX signals to Lua callbacks
   darksidesync.process  child processes, line by line
-  darksidesync.host     more Lua states on their own threads, with messages
+  darksidesync.states   more Lua states on their own threads, with messages
+  darksidesync.host     the same with the host's conventions (see doc/host.md)
 then dispatches callbacks until nothing can arrive any more (no live timer,
 process, keep-alive signal handler, child state or other keep-alive
 reference, and an empty queue) or the script calls darksidesync.stop().
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let lua = match runtime::new_state(None) {
+    let lua = match runtime::new_state() {
         Ok(lua) => lua,
         Err(e) => {
             eprintln!("darksidesync-host: cannot set up Lua: {e}");

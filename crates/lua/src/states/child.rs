@@ -226,6 +226,7 @@ pub(crate) fn spawn(
     };
     let (tx, rx) = mpsc::sync_channel::<Started>(1);
     let thread_exit = Arc::clone(&exit);
+    let parent_port = node.port.clone();
     RUNNING.fetch_add(1, Ordering::SeqCst);
     let thread = std::thread::Builder::new()
         .name(format!("darksidesync-state-{id}"))
@@ -234,8 +235,9 @@ pub(crate) fn spawn(
                 run_child(start, paths, tx)
             }))
             .unwrap_or_else(|_| Err("the state's thread panicked".into()));
-            thread_exit.set(outcome);
-            drop(parent_keep); // after the outcome: a parent in run() sees it
+            thread_exit.set(outcome.clone());
+            let _ = parent_port.post(node::exited(id, outcome));
+            drop(parent_keep); // after the exit is queued: a parent in run() sees it
             RUNNING.fetch_sub(1, Ordering::SeqCst);
         })
         .map_err(|e| {

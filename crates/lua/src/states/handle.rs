@@ -48,6 +48,7 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
         ("call", call),
         ("calltimeout", calltimeout),
         ("onmessage", onmessage),
+        ("onexit", onexit),
         ("join", join),
         ("close", close),
         ("id", id),
@@ -182,6 +183,31 @@ fn onmessage(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
         Some(other) => {
             return Err(format!(
                 "darksidesync.states: onmessage: expected a function or nil, got {}",
+                super::portable::lua_type(&other)
+            )
+            .into())
+        }
+    }
+    Ok(MultiValue::new())
+}
+
+/// `h:onexit(fn)`: called in this state once the child ended, with `true`
+/// and its results or `false` and its error; nil removes it.
+fn onexit(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+    let ud = this(&mut a, "onexit")?;
+    let p = ud.borrow::<Peer>()?;
+    child_of(&p, "onexit")?;
+    let node = Node::get(lua)?;
+    match a.pop_front() {
+        None | Some(Value::Nil) => {
+            node.exit_handlers.borrow_mut().remove(&p.peer);
+        }
+        Some(Value::Function(f)) => {
+            node.exit_handlers.borrow_mut().insert(p.peer, f);
+        }
+        Some(other) => {
+            return Err(format!(
+                "darksidesync.states: onexit: expected a function or nil, got {}",
                 super::portable::lua_type(&other)
             )
             .into())

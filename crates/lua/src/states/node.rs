@@ -11,15 +11,16 @@ use std::sync::Arc;
 use darksidesync_core::Port;
 use mlua::{Function, Lua, MultiValue, Value};
 
-use super::child::{self, Child};
+use super::child::{self, Child, Outcome};
 use super::deadlock::WaitKey;
 use super::portable::Portable;
 use crate::item::{Item, Prepared, ReplySink};
 use crate::state::StateHub;
 use darksidesync_core::Reply;
 
-/// Ids of states, process-wide; 0 is never used.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids of states, process-wide: the first state to load the module (the
+/// main one, as a rule) gets 0.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// The next state id.
 pub(crate) fn next_id() -> u64 {
@@ -40,6 +41,8 @@ pub(crate) struct Node {
     pub(crate) port: Port<Item>,
     /// `onmessage` handlers, by the sending state's id.
     pub(crate) handlers: RefCell<HashMap<u64, Function>>,
+    /// `onexit` handlers, by child id.
+    pub(crate) exit_handlers: RefCell<HashMap<u64, Function>>,
     /// Children started from this state that may still run.
     pub(crate) children: RefCell<Vec<Arc<Child>>>,
     pub(crate) parent: Option<ParentLink>,
@@ -70,6 +73,7 @@ impl Node {
             id,
             port,
             handlers: RefCell::default(),
+            exit_handlers: RefCell::default(),
             children: RefCell::default(),
             parent,
         });
@@ -85,6 +89,37 @@ impl Drop for Node {
         self.port.unregister();
         child::stop_all(std::mem::take(&mut *self.children.borrow_mut()));
     }
+}
+
+/// The item that tells a parent that child `id` ended: its `onexit`
+/// handler gets `true` and the results, or `false` and the error. The
+/// child's handlers go with it (nothing more can come from it).
+pub(crate) fn exited(id: u64, outcome: Outcome) -> Item {
+    Item::from_fn(move |lua| {
+        let node = Node::get(lua)?;
+        node.handlers.borrow_mut().remove(&id);
+        let handler = node.exit_handlers.borrow_mut().remove(&id);
+        let Some(f) = handler else {
+            return Ok(Prepared {
+                call: None,
+                reply: None,
+            });
+        };
+        let args = match outcome {
+            Ok(values) => {
+                let mut args = Portable::to_multi(&values, lua)?;
+                args.push_front(Value::Boolean(true));
+                args
+            }
+            Err(e) => {
+                MultiValue::from_iter([Value::Boolean(false), Value::String(lua.create_string(e)?)])
+            }
+        };
+        Ok(Prepared {
+            call: Some((Value::Function(f), args)),
+            reply: None,
+        })
+    })
 }
 
 /// The answer path of a call: the caller's reply and its wait's edge.

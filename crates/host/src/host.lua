@@ -1,0 +1,140 @@
+-- darksidesync.host: the host's conventions over darksidesync.states
+-- (see states.rs).
+local dss = require "darksidesync"
+local states = require "darksidesync.states"
+local error, pcall, select, setmetatable, tostring, type = error, pcall, select, setmetatable, tostring, type
+local unpack = table.unpack or unpack
+
+-- Sent by a child whose main chunk set no host.onmessage.
+local NOT_LISTENING = "\0darksidesync.host: not listening"
+
+local host = { id = states.id }
+
+-- Re-raises an error of darksidesync.states under the host's name.
+local function rename(err, from, to)
+  return (tostring(err):gsub("^darksidesync%.states: " .. from .. ": ", to .. ": "))
+end
+
+local function packed(...) return { n = select("#", ...), ... } end
+
+-- The chunk every child runs: the script, then run(), with the host's
+-- callback error handling.
+local CHILD = [[
+local source, chunkname, arg0 = ...
+local dss = require "darksidesync"
+local host = require "darksidesync.host"
+local traceback, tostring = debug.traceback, tostring
+local failed
+dss.seterrorhandler(function(err)
+  failed = failed or traceback("error in callback: " .. tostring(err), 2)
+  dss.stop()
+  return err
+end)
+local f = assert(load(source, chunkname))
+arg = { [0] = arg0, select(4, ...) }
+f(select(4, ...))
+if failed then error(failed, 0) end
+if not host._listening then require("darksidesync.states").parent:post(host._NOT_LISTENING) end
+dss.run()
+if failed then error(failed, 0) end
+]]
+
+local Child = {}
+Child.__index = Child
+
+function Child:onmessage(f)
+  if f ~= nil and type(f) ~= "function" then
+    error("child:onmessage: expected a function or nil, got " .. type(f), 2)
+  end
+  self._onmessage = f
+end
+
+function Child:onexit(f)
+  if f ~= nil and type(f) ~= "function" then
+    error("child:onexit: expected a function or nil, got " .. type(f), 2)
+  end
+  self._onexit = f
+end
+
+function Child:send(...)
+  local ok, r, why = pcall(self._h.post, self._h, ...)
+  if not ok then error(rename(r, "post", "child:send"), 0) end
+  if r then return true end
+  return false, why
+end
+
+function Child:close() return self._h:close() end
+
+function Child:id() return self._id end
+
+local function script_of(script)
+  if type(script) == "string" then
+    local f, err = io.open(script, "rb")
+    if not f then error("host.spawn: cannot read " .. err, 0) end
+    local source = f:read("*a")
+    f:close()
+    return source, "@" .. script, script
+  elseif type(script) == "table" and type(script.source) == "string" then
+    local name = script.name or "host.spawn"
+    return script.source, "=" .. name, name
+  elseif type(script) == "table" then
+    error("host.spawn: a table script needs a source string", 0)
+  end
+  error("host.spawn: expected a script path or {source = ...}, got " .. type(script), 0)
+end
+
+function host.spawn(script, ...)
+  local source, chunkname, arg0 = script_of(script)
+  local _, err = load(source, chunkname)
+  if err then error("host.spawn: syntax error: " .. err, 0) end
+  local ok, h = pcall(states.spawn, CHILD, source, chunkname, arg0, ...)
+  if not ok then error(rename(h, "spawn", "host.spawn"), 0) end
+  local child = setmetatable({ _h = h, _id = h:id() }, Child)
+  h:onmessage(function(first, ...)
+    if first == NOT_LISTENING and select("#", ...) == 0 then
+      h:close()
+      return
+    end
+    if child._onmessage then return child._onmessage(first, ...) end
+    error("darksidesync.host: state " .. child._id .. " sent a message but its handle has no onmessage handler", 0)
+  end)
+  h:onexit(function(done, err)
+    if child._onexit then
+      if done then return child._onexit(true) end
+      return child._onexit(false, err)
+    end
+    if not done then error("state " .. child._id .. " failed: " .. tostring(err), 0) end
+  end)
+  return child
+end
+
+function host.onmessage(f)
+  if not states.parent then
+    error("host.onmessage: the root state has no parent to receive from", 2)
+  end
+  if f ~= nil and type(f) ~= "function" then
+    error("host.onmessage: expected a function or nil, got " .. type(f), 2)
+  end
+  states.parent:onmessage(f)
+  host._listening = f ~= nil
+end
+
+if states.parent then
+  local p = states.parent
+  host.parent = {
+    send = function(_, ...)
+      local ok, r, why = pcall(p.post, p, ...)
+      if not ok then error(rename(r, "post", "host.parent:send"), 0) end
+      if r then return true end
+      return false, why
+    end,
+    call = function(_, ...)
+      local r = packed(pcall(p.call, p, ...))
+      if not r[1] then error(rename(r[2], "call", "host.parent:call"), 0) end
+      return unpack(r, 2, r.n)
+    end,
+  }
+end
+
+host._NOT_LISTENING = NOT_LISTENING
+return host
