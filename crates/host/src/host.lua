@@ -90,20 +90,26 @@ function host.spawn(script, ...)
   local ok, h = pcall(states.spawn, CHILD, source, chunkname, arg0, ...)
   if not ok then error(rename(h, "spawn", "host.spawn"), 0) end
   local child = setmetatable({ _h = h, _id = h:id() }, Child)
+  -- The handlers hold the child weakly: a collected child handle lets go
+  -- of the state (its run() may end), as child:close() does.
+  local weak = setmetatable({ child = child }, { __mode = "v" })
+  local id = child._id
   h:onmessage(function(first, ...)
+    local c = weak.child
     if first == NOT_LISTENING and select("#", ...) == 0 then
-      h:close()
+      if c then c._h:close() end
       return
     end
-    if child._onmessage then return child._onmessage(first, ...) end
-    error("darksidesync.host: state " .. child._id .. " sent a message but its handle has no onmessage handler", 0)
+    if c and c._onmessage then return c._onmessage(first, ...) end
+    error("darksidesync.host: state " .. id .. " sent a message but its handle has no onmessage handler", 0)
   end)
   h:onexit(function(done, err)
-    if child._onexit then
-      if done then return child._onexit(true) end
-      return child._onexit(false, err)
+    local c = weak.child
+    if c and c._onexit then
+      if done then return c._onexit(true) end
+      return c._onexit(false, err)
     end
-    if not done then error("state " .. child._id .. " failed: " .. tostring(err), 0) end
+    if not done then error("state " .. id .. " failed: " .. tostring(err), 0) end
   end)
   return child
 end
