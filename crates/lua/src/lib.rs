@@ -18,6 +18,7 @@
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
+//! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
 //! | `libs/` | example background libraries: `darksidesync.timer`, `.signal`, `.process` (see `doc/libs.md`) |
 //! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |

@@ -108,14 +108,23 @@ pub(crate) struct Child {
 
 impl Child {
     /// The chunk's outcome, waiting at most `timeout` (`None`: no limit);
-    /// `None` on timeout. After the outcome the thread is joined.
+    /// `None` on timeout. The thread is joined if it has finished; after
+    /// the outcome it only queues the exit notification, which may wait
+    /// for room in this (the joining) state's queue, so it is not waited for.
     pub(crate) fn join(&self, timeout: Option<Duration>) -> Option<Outcome> {
         let outcome = self.exit.wait(timeout.map(|t| Instant::now() + t))?;
-        self.reap();
+        let mut thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if thread.as_ref().is_some_and(|t| t.is_finished()) {
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
         Some(outcome)
     }
 
-    /// Joins the thread once it has filled the outcome (it only closes up).
+    /// Joins the thread once it has filled the outcome. Only for a closing
+    /// parent: its port no longer takes the exit notification, so the
+    /// thread just closes up.
     fn reap(&self) {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
