@@ -6,14 +6,15 @@
 //! `luaL_newstate` through the same symbols the module uses), is used by
 //! its thread only, and is closed on that thread.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use darksidesync_core::{KeepAlive, Port};
-use mlua::{Function, HookTriggers, Lua, MultiValue, Table, Value, VmState};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use super::interrupt::Interrupt;
 use super::node::{self, Node, ParentLink};
 use super::portable::Portable;
 use crate::item::{Item, Prepared};
@@ -26,9 +27,6 @@ const START_PATIENCE: Duration = Duration::from_secs(30);
 /// leaves the rest running on their own (a child stuck in a C call cannot
 /// be interrupted).
 pub(crate) const STOP_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Lua instructions between two checks of a child's stop flag.
-const STOP_CHECK_INSTRUCTIONS: u32 = 1000;
 
 /// Threads of spawned states still running, process-wide.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -98,7 +96,7 @@ pub(crate) struct Child {
     pub(crate) id: u64,
     /// The child's port: the parent's messages go there.
     pub(crate) port: Port<Item>,
-    stop: Arc<AtomicBool>,
+    interrupt: Arc<Interrupt>,
     exit: Arc<Exit>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The parent's keep-alive reference on the child's hub: while held, a
@@ -138,17 +136,17 @@ impl Child {
         keep.is_some() // released here, outside the lock
     }
 
-    /// Asks the child to stop: its Lua code raises an error at the next
-    /// check, and a `darksidesync.run()` it is blocked in returns.
+    /// Asks the child to stop: its Lua code raises an error (see
+    /// `interrupt.rs`), and a `darksidesync.run()` it is blocked in returns.
     fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.interrupt.fire();
         self.release_link();
+        // Runs no Lua code (the stop hook may be set by now): it only ends
+        // the child's run() as darksidesync.stop() does.
         let _ = self.port.try_post(Item::from_fn(|lua| {
-            let stop = lua
-                .load("local d = package.loaded.darksidesync return type(d) == 'table' and d.stop or nil")
-                .eval::<Option<Function>>()?;
+            crate::state::StateHub::get(lua)?.stop_requested.set(true);
             Ok(Prepared {
-                call: stop.map(|f| (Value::Function(f), MultiValue::new())),
+                call: None,
                 reply: None,
             })
         }));
@@ -186,7 +184,7 @@ struct Start {
     script: Script,
     args: Vec<Portable>,
     parent: ParentLink,
-    stop: Arc<AtomicBool>,
+    interrupt: Arc<Interrupt>,
 }
 
 // `mlua::String` is not `Send`; the paths travel as bytes.
@@ -221,7 +219,7 @@ pub(crate) fn spawn(
         .keep_alive()
         .map_err(|e| format!("the spawning state is closing ({e})"))?;
     let id = node::next_id();
-    let stop = Arc::new(AtomicBool::new(false));
+    let interrupt = Arc::new(Interrupt::default());
     let exit = Arc::new(Exit::default());
     let start = Start {
         id,
@@ -231,7 +229,7 @@ pub(crate) fn spawn(
             id: node.id,
             port: node.port.clone(),
         },
-        stop: Arc::clone(&stop),
+        interrupt: Arc::clone(&interrupt),
     };
     let (tx, rx) = mpsc::sync_channel::<Started>(1);
     let thread_exit = Arc::clone(&exit);
@@ -264,7 +262,7 @@ pub(crate) fn spawn(
     let child = Arc::new(Child {
         id,
         port,
-        stop,
+        interrupt,
         exit,
         thread: Mutex::new(Some(thread)),
         link: Mutex::new(Some(keep)),
@@ -327,7 +325,11 @@ fn run_child(start: Start, paths: Paths, tx: mpsc::SyncSender<Started>) -> Outco
     if !ok {
         return Err(why);
     }
-    let outcome = run_chunk(&lua, &start).unwrap_or_else(|e| Err(e.to_string()));
+    let outcome = match start.interrupt.arm(&lua) {
+        Ok(()) => run_chunk(&lua, &start).unwrap_or_else(|e| Err(e.to_string())),
+        Err(e) => Err(e.to_string()),
+    };
+    start.interrupt.disarm();
     drop(lua); // closes the state, stopping and joining its own children
     outcome
 }
@@ -353,19 +355,6 @@ fn prepare_state(lua: &Lua, start: &Start, paths: &Paths) -> mlua::Result<std::r
         init(lua)?;
     }
     let node = Node::install(lua, start.id, Some(start.parent.clone()))?;
-    let stop = Arc::clone(&start.stop);
-    lua.set_global_hook(
-        HookTriggers::new().every_nth_instruction(STOP_CHECK_INSTRUCTIONS),
-        move |_, _| {
-            if stop.load(Ordering::Relaxed) {
-                Err(mlua::Error::runtime(
-                    "darksidesync.states: stopped because the parent state closed",
-                ))
-            } else {
-                Ok(VmState::Continue)
-            }
-        },
-    )?;
     Ok(node)
 }
 

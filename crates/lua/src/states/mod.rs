@@ -26,11 +26,13 @@
 //! | `node.rs` | a state's place among states: id, port, handlers, children, its close |
 //! | `child.rs` | spawning a state on its thread, joining it, stopping it |
 //! | `handle.rs` | the handle userdata and its methods |
+//! | `interrupt.rs` | stopping a child's Lua code when its parent closes |
 //! | `deadlock.rs` | who waits for whom, refusing waits that close a cycle |
 
 mod child;
 mod deadlock;
 mod handle;
+mod interrupt;
 mod node;
 mod portable;
 
