@@ -389,6 +389,26 @@ describe("darksidesync.states", function()
       until_count(baseline)
     end)
 
+    it("a main state closed at exit stops and joins its running children", function()
+      -- A script of its own, run by this interpreter: its lua_close must
+      -- neither hang nor crash with children waiting, looping and calling.
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write([[
+        local states = require "darksidesync.states"
+        local waiting = states.spawn("require('darksidesync').run()")
+        local looping = states.spawn("if jit then jit.off() end while true do end")
+        local calling = states.spawn("return require('darksidesync.states').parent:call('never answered')")
+        print("started", states.count())
+      ]])
+      f:close()
+      local p = assert(io.popen("timeout 60 " .. arg[-1] .. " " .. script .. " 2>&1; echo status=$?"))
+      local out = p:read("*a")
+      p:close()
+      os.remove(script)
+      assert.equal("started\t3\nstatus=0\n", out)
+    end)
+
     it("a collected handle lets its child's run() end", function()
       local h = states.spawn([[require("darksidesync").run()]])
       h = nil

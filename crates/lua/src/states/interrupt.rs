@@ -60,7 +60,7 @@ impl Interrupt {
             // signal that arrived before the swap above may have set the
             // stop hook, removed here so that the close runs no hook.
             unsafe {
-                let _ = ffi::lua_sethook(state, None, 0, 0);
+                ffi::lua_sethook(state, None, 0, 0);
             }
         }
     }
@@ -108,7 +108,7 @@ extern "C" fn on_signal(_sig: c_int) {
         // manuals and the stock interpreters' Ctrl-C handlers call
         // lua_sethook from a signal handler exactly like this.
         unsafe {
-            let _ = ffi::lua_sethook(
+            ffi::lua_sethook(
                 state,
                 Some(stop_hook),
                 ffi::LUA_MASKCALL | ffi::LUA_MASKRET | ffi::LUA_MASKCOUNT,
@@ -118,19 +118,22 @@ extern "C" fn on_signal(_sig: c_int) {
     }
 }
 
+// `lua_sethook` returns an int before Lua 5.3 and nothing after: its
+// result is not used.
+
 /// Raises the stop error, and again every [`REPEAT_INSTRUCTIONS`].
 unsafe extern "C-unwind" fn stop_hook(state: *mut ffi::lua_State, _ar: *mut ffi::lua_Debug) {
     // SAFETY: called by the VM on the state's own thread with room for a
     // value on the stack (hooks get LUA_MINSTACK slots); lua_error unwinds
     // to the nearest protected call, through no Rust frame with drops.
     unsafe {
-        let _ = ffi::lua_sethook(
+        ffi::lua_sethook(
             state,
             Some(stop_hook),
             ffi::LUA_MASKCOUNT,
             REPEAT_INSTRUCTIONS,
         );
-        let _ = ffi::lua_pushstring(state, STOPPED.as_ptr());
+        ffi::lua_pushstring(state, STOPPED.as_ptr());
         ffi::lua_error(state);
     }
 }
