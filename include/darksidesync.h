@@ -89,10 +89,14 @@ struct lua_State;
  *              and returns how many values it pushed (callback included).
  *              Returning 0 (or less) means: nothing to call; the item ends
  *              there (a waiting deliver() returns DSS_SUCCESS).
- *   cancelled  decoder(NULL, pData, utilid), exactly once, on whatever
- *              thread closed the state or unregistered the utility: free
- *              your data. An item refused by deliver() (error code) is
- *              NOT cancelled: the caller still owns pData.
+ *   cancelled  decoder(NULL, pData, utilid), exactly once: free your
+ *              data. On the thread that closed the state or unregistered
+ *              the utility; for items poll()/dispatch() had already taken
+ *              from the queue, on the Lua thread before the next item runs
+ *              (an item of an unregistered utility never runs); for a
+ *              blocking delivery, always before its deliver() returns.
+ *              An item refused by deliver() (error code) is NOT
+ *              cancelled: the caller still owns pData.
  *   The decoder must not raise a Lua error and must not block.
  *
  * Blocking deliveries (pReturn != NULL)
@@ -102,18 +106,33 @@ struct lua_State;
  *     arguments on an otherwise empty stack; pReturn returns how many
  *     values it pushed, and those are what the call returns. dispatch()
  *     does the same with the Lua callback's return values.       -> -100
- *   - the reply userdata was collected uncalled, the state closed while
- *     it was pending, or the callback raised an error under dispatch():
- *     pReturn(L_or_NULL, pData, utilid, 1) ("garbage"). L is NULL
- *     except on a callback error under dispatch().                -> -100
+ *   - the reply userdata was collected uncalled, or the callback raised
+ *     an error under dispatch(): pReturn(L, pData, utilid, 1)
+ *     ("garbage") on the Lua thread, L being the state (its main thread
+ *     for a collected userdata), as DarkSideSync 1.0 did.        -> -100
+ *   - the state closed while the answer was pending (poll() handed out
+ *     the reply userdata, or the callback is not done): pReturn(NULL,
+ *     pData, utilid, 1) on the thread blocked in deliver().       -> -100
+ *   - the utility called unreg() while the answer was pending: likewise
+ *     pReturn(NULL, ..., 1) on the blocked thread, at once; calling the
+ *     reply userdata later does nothing.         -> DSS_ERR_INVALID_UTILID
  *   - the decoder returned 0: pReturn is not called.              -> -100
- *   - the item was cancelled before it ran: decoder(NULL, ...).
- *                             -> DSS_ERR_NOT_STARTED after a close,
+ *   - the item was cancelled before it ran, wherever it sat (queue or
+ *     already taken by poll()): decoder(NULL, ...) before deliver()
+ *     returns.                -> DSS_ERR_NOT_STARTED after a close,
  *                                DSS_ERR_INVALID_UTILID after unreg()
  *   - it was issued from the Lua thread itself (it would wait for
  *     itself forever): fails at once, nothing is queued or called.
  *                                                -> DSS_ERR_WOULD_DEADLOCK
- *   pReturn is called at most once per item, on the Lua thread.
+ *   pReturn is called at most once per item.
+ *
+ * The Lua thread
+ *   A blocking deliver() from the thread running the state's Lua code
+ *   returns DSS_ERR_WOULD_DEADLOCK. The module learns which thread that
+ *   is from every darksidesync Lua function and from reg()/getutilid()
+ *   (2v0: reg()/getid()): a host that moves a state to another thread
+ *   makes one of those calls there before a utility delivers blocking
+ *   from that thread.
  *
  * Differences from DarkSideSync 1.0 (its bugs, fixed)
  *   - utilids are generation-checked handles, not pointers: NULL, stale
@@ -122,9 +141,10 @@ struct lua_State;
  *   - closing one Lua state cancels only that state's utilities, last
  *     registered first.
  *   - cancelled items get decoder(NULL, ...) without crashing.
- *   - the queue is bounded (`darksidesync.setcapacity`); a full queue
- *     makes deliver() wait for room, or return DSS_ERR_OUT_OF_MEMORY when
- *     called on the Lua thread (waiting there could never end).
+ *   - the queue is bounded (`darksidesync.setcapacity`); on a full queue
+ *     a fire-and-forget deliver() returns DSS_ERR_OUT_OF_MEMORY at once
+ *     (1.0 promised it never waits), a blocking one waits for room, or
+ *     returns DSS_ERR_OUT_OF_MEMORY on the Lua thread.
  *   - a blocking deliver() from the Lua thread returns
  *     DSS_ERR_WOULD_DEADLOCK instead of hanging.
  *   - the UDP wake-up payload is text, and one datagram per burst.
@@ -136,7 +156,7 @@ struct lua_State;
 #define DSS_ERR_INVALID_UTILID      (-101) /* NULL, garbage, unregistered or reused utilid */
 #define DSS_ERR_NOT_STARTED         (-102) /* darksidesync not loaded in that state, or the state closed */
 #define DSS_ERR_NO_CANCEL_PROVIDED  (-103) /* reg() without a cancel callback */
-#define DSS_ERR_OUT_OF_MEMORY       (-104) /* allocation failed, or queue full on the Lua thread */
+#define DSS_ERR_OUT_OF_MEMORY       (-104) /* allocation failed, or queue full (fire-and-forget, or on the Lua thread) */
 #define DSS_ERR_NO_DECODE_PROVIDED  (-105) /* deliver() without a decoder */
 #define DSS_ERR_NO_GLOBALS          (-106) /* reg()/getutilid() given a NULL lua_State */
 #define DSS_ERR_UNKNOWN_LIB         (-107) /* getutilid(): libid not registered in that state */
@@ -165,13 +185,15 @@ typedef void *(*DSS_register_1v0_t)(struct lua_State *L, void *libid, DSS_cancel
  * DSS_ERR_UNKNOWN_LIB / DSS_ERR_NO_GLOBALS / DSS_ERR_NOT_STARTED. */
 typedef void *(*DSS_getutilid_1v0_t)(struct lua_State *L, void *libid, int *errcode);
 /* Any thread. Queues an item (see "Life of an item"); pReturn NULL means
- * fire-and-forget. Returns DSS_SUCCESS, DSS_ERR_UDP_SEND_FAILED (queued),
+ * fire-and-forget, which never waits (DSS_ERR_OUT_OF_MEMORY when the
+ * queue is full). Returns DSS_SUCCESS, DSS_ERR_UDP_SEND_FAILED (queued),
  * DSS_ERR_INVALID_UTILID, DSS_ERR_NOT_STARTED, DSS_ERR_NO_DECODE_PROVIDED,
  * DSS_ERR_OUT_OF_MEMORY, DSS_ERR_WOULD_DEADLOCK. */
 typedef int (*DSS_deliver_1v0_t)(void *utilid, DSS_decoder_1v0_t pDecode, DSS_return_1v0_t pReturn, void *pData);
 /* Any thread. Unregisters: queued items are cancelled (decoder(NULL)),
- * blocked deliver() calls return DSS_ERR_INVALID_UTILID, cancel is not
- * called. After the state closed, unreg() releases the utilid's record and
+ * including those poll()/dispatch() already took (they never run), every
+ * blocked deliver() returns DSS_ERR_INVALID_UTILID at once (see
+ * "Blocking deliveries"), cancel is not called. After the state closed, unreg() releases the utilid's record and
  * returns DSS_SUCCESS. Returns DSS_ERR_INVALID_UTILID for a stale id. */
 typedef int (*DSS_unregister_1v0_t)(void *utilid);
 
@@ -194,7 +216,9 @@ typedef struct DSS_api_1v0_s {
  *   valid handle. A handle is stale after unreg(); using a stale, garbage
  *   or zero handle returns DSS2_ESTALE, never undefined behaviour. After
  *   the utility's state closed, the handle reports DSS2_ECLOSED until the
- *   utility calls unreg(), which releases it.
+ *   utility calls unreg(), which releases it. Closing a state releases its
+ *   queue, descriptors and buffers at once; what a utility that never
+ *   calls unreg() keeps is one small record per handle.
  * - Explicit outcomes. call() returns exactly one of: DSS2_OK (replied),
  *   DSS2_EHANDLER (the Lua callback raised; its message is copied into the
  *   caller's buffer), DSS2_ECANCELLED, DSS2_ECLOSED, DSS2_ETIMEDOUT,
@@ -226,8 +250,9 @@ typedef struct DSS_api_1v0_s {
  * - Callbacks that take a lua_State* always run on the Lua thread and are
  *   never called with NULL; cancellation goes to free_fn and cancel.
  *
- * Threads: reg() and getid() on the Lua thread (they take L); everything
- * else on any thread. cancel() runs on the thread that closes the state
+ * Threads: reg() and getid() on the Lua thread (they take L; they also
+ * tell the module which thread runs the state, see "The Lua thread" in
+ * section 2); everything else on any thread. cancel() runs on the thread that closes the state
  * (inside lua_close), after the utility's queued items were cancelled,
  * utilities of that state last registered first.
  */
@@ -280,7 +305,7 @@ typedef struct dss2_stats {
     uint64_t posted;      /* items accepted (post and call) */
     uint64_t ran;         /* items whose run() was called on the Lua thread */
     uint64_t cancelled;   /* accepted items dropped unrun */
-    uint64_t refused;     /* post()/call() refused (full, closed, would deadlock ...) */
+    uint64_t refused;     /* post()/call() refused (full, closed (DSS2_ECLOSED), would deadlock ...) */
     uint64_t replies;     /* calls answered (reply() ran) */
     uint64_t errors;      /* calls answered with a handler error */
     uint64_t timeouts;    /* calls that timed out */
@@ -297,7 +322,10 @@ typedef int (*dss2_reg_fn)(struct lua_State *L, const void *libid, const char *n
  * DSS2_EINVAL, DSS2_ENOTSTARTED. */
 typedef int (*dss2_getid_fn)(struct lua_State *L, const void *libid, dss2_handle *out);
 /* Any thread. Unregisters: queued items are cancelled (free_fn with
- * DSS2_ECANCELLED), blocked calls return DSS2_ECANCELLED, keep-alive
+ * DSS2_ECANCELLED), including those poll()/dispatch() already took (they
+ * never run), blocked calls return DSS2_ECANCELLED at once wherever their
+ * item sits (a call's run()/reply() already running is waited for first),
+ * keep-alive
  * references are dropped, cancel is not called; the handle becomes stale.
  * On a closed handle releases its record. DSS2_OK or DSS2_ESTALE. */
 typedef int (*dss2_unreg_fn)(dss2_handle h);

@@ -4,15 +4,28 @@
 --   lua5.4 bench/lua/scenarios.lua <scenario> [args...]
 --
 -- with LUA_PATH/LUA_CPATH pointing at an installed module (`cargo xtask
--- module --lua 5.4 --out DIR`). Each prints one line
--- `RESULT key=value key=value ...` that xtask parses.
+-- module --lua 5.4 --out DIR`) and, for the public paths, the benchmark
+-- utilities dssbench.so (bench/c) and dssbenchrs.so (bench/rust) beside it.
+-- Each prints one line `RESULT key=value key=value ...` that xtask parses.
 --
---   throughput <dispatch|poll> <producers> <items per producer>
---   roundtrip  <wait|luv> <calls> <gap_us>
---   queued     <items>          resident bytes per item with <items> queued
+-- <source> is where items come from:
+--   internal  darksidesync.benchlib (the module's own Item::call path)
+--   c1        dssbench through DSS API 1v0 (deliver)
+--   c2        dssbench through DSS API 2v0 (post / call)
+--   rust      dssbenchrs on darksidesync-binding
+--
+--   throughput <source> <dispatch|poll|luv> <producers> <items per producer>
+--   drain      <source> <items>   poll() over a pre-filled queue
+--   roundtrip  <source> <wait|luv> <calls> <gap_us>
+--   limit_poll <items>           pure Lua: the Lua side of poll() alone
+--   limit_pcall <items>          C calls a Lua function per item via lua_pcall
+--   queued     <items>           resident bytes per item with <items> queued
 --   stream     <items> <capacity> peak RSS for <items> through <capacity>
---   luv_work   <items>          peer: luv's uv.new_work thread pool
---   luv_async  <items>          peer: luv's async:send from a uv thread
+--   luv_work   <items>           peer: luv's uv.new_work thread pool
+--   luv_async  <items>           peer: luv's async:send from a uv thread
+--
+-- Every item carries an integer; the scenarios count the items and sum the
+-- integers and fail (non-zero exit) unless each arrived exactly once.
 local scenario = arg[1]
 local unpack = table.unpack or unpack
 
@@ -25,19 +38,104 @@ local function result(t)
   print("RESULT " .. table.concat(out, " "))
 end
 
+-- Monotonic seconds, from the C utility (any source's scenario loads it).
+local function now()
+  require "darksidesync"
+  return require("dssbench").now()
+end
+
+-- The item sources, one interface: post(cb, producers, per) and
+-- call(cb, calls, gap_us) start a job; outcome(job) waits for it and
+-- returns { sent, failed, bad_replies, p50_us, p99_us, max_us };
+-- sum(producers, per) is the sum of the integers a post job sends.
+local SOURCES = {}
+
+local function distinct_sum(producers, per)
+  local t = producers * per
+  return t * (t + 1) // 2
+end
+
+local function own_outcome(job)
+  return job:result()
+end
+
+function SOURCES.internal()
+  local bl = require "darksidesync.benchlib"
+  return {
+    post = function(cb, producers, per) return bl.post(cb, per, producers) end,
+    call = function(cb, calls, gap) return bl.call(cb, calls, gap) end,
+    -- Each producer sends 0 .. per - 1.
+    sum = function(producers, per) return producers * (per * (per - 1) // 2) end,
+    outcome = function(job)
+      job:wait()
+      local r = job:result()
+      -- benchlib counts a call with a wrong reply as failed.
+      return { sent = r.posted + r.calls, failed = r.failed, bad_replies = 0,
+               p50_us = r.p50_us, p99_us = r.p99_us, max_us = r.max_us }
+    end,
+  }
+end
+
+function SOURCES.c1()
+  local b = require "dssbench"
+  return { post = b.post1, call = b.call1, sum = distinct_sum, outcome = own_outcome }
+end
+
+function SOURCES.c2()
+  local b = require "dssbench"
+  return { post = b.post2, call = b.call2, sum = distinct_sum, outcome = own_outcome }
+end
+
+function SOURCES.rust()
+  local b = require "dssbenchrs"
+  return { post = b.post, call = b.call, sum = distinct_sum, outcome = own_outcome }
+end
+
+local function source(name)
+  local make = SOURCES[name]
+  if not make then error("unknown source " .. tostring(name)) end
+  require "darksidesync"
+  return make()
+end
+
+-- Fails unless every item of `job` arrived exactly once. `count()`
+-- returns how many items the callback saw and the sum of their integers;
+-- it is read after the job ended and anything still queued ran (a
+-- duplicate or a miscount would show there).
+local function check_exactly_once(src, job, count, producers, per)
+  local dss = require "darksidesync"
+  local r = src.outcome(job)
+  dss.dispatch()
+  local got, sum = count()
+  local total = producers * per
+  assert(r.failed == 0, ("%d deliveries refused"):format(r.failed))
+  assert(r.sent == total, ("%d of %d items sent"):format(r.sent, total))
+  assert(got == total, ("%d of %d items arrived"):format(got, total))
+  assert(sum == src.sum(producers, per), "an item was lost or arrived twice (sum)")
+  assert(dss.queuesize() == 0, "items left in the queue")
+  return r
+end
+
+-- A callback that counts and sums, and the function reading both.
+local function counting()
+  local got, sum = 0, 0
+  return function(i) got = got + 1; sum = sum + i end, function() return got, sum end
+end
+
 local S = {}
 
-function S.throughput(mode, producers, per)
+function S.throughput(src_name, mode, producers, per)
   local dss = require "darksidesync"
-  local bl = require "darksidesync.benchlib"
-  producers, per = tonumber(producers), tonumber(per)
+  local src = source(src_name)
+  producers, per = math.tointeger(producers), math.tointeger(per)
   local total = producers * per
-  local got = 0
-  local function callback(i) got = got + 1 end
+  -- Locals, not the table, for the hot loops' count.
+  local got, sum = 0, 0
+  local function callback(i) got = got + 1; sum = sum + i end
   local wait, dispatch, poll = dss.wait, dss.dispatch, dss.poll
   local before = dss.stats()
-  local t0 = bl.now()
-  local job = bl.post(callback, per, producers)
+  local t0 = now()
+  local job = src.post(callback, producers, per)
   if mode == "dispatch" then
     while got < total do
       wait()
@@ -53,26 +151,94 @@ function S.throughput(mode, producers, per)
         f(unpack(args, 1, args.n))
       end
     end
+  elseif mode == "luv" then
+    -- Woken through darksidesync.fd() by a luv loop.
+    local uv = require "luv"
+    local dssluv = require "darksidesync.luv"
+    dssluv.attach()
+    local timer = uv.new_timer()
+    timer:start(1, 1, function()
+      if got >= total then
+        timer:close()
+        dssluv.detach()
+      end
+    end)
+    uv.run()
   else
-    error("mode must be dispatch or poll")
+    error("mode must be dispatch, poll or luv")
   end
-  local secs = bl.now() - t0
-  job:wait()
+  local secs = now() - t0
+  check_exactly_once(src, job, function() return got, sum end, producers, per)
   local s = dss.stats()
   local wakeups = s.wakeups - before.wakeups
   result {
-    mode = mode, producers = producers, items = total, secs = secs,
+    source = src_name, mode = mode, producers = producers, items = total, secs = secs,
     items_per_s = total / secs, wakeups = wakeups,
     wakeups_per_1000 = wakeups * 1000 / total, peak_depth = s.peak_depth,
   }
 end
 
-function S.roundtrip(mode, calls, gap)
+function S.drain(src_name, items)
   local dss = require "darksidesync"
-  local bl = require "darksidesync.benchlib"
-  calls, gap = tonumber(calls), tonumber(gap)
+  local src = source(src_name)
+  items = math.tointeger(items)
+  dss.setcapacity(items + 16)
+  local callback, count = counting()
+  local job = src.post(callback, 1, items)
+  -- Wait for the producer: the queue is full before the clock starts.
+  local r = src.outcome(job)
+  src.outcome = function() return r end
+  local queued = dss.queuesize()
+  assert(queued == items, ("%d of %d items queued before the drain"):format(queued, items))
+  local poll = dss.poll
+  local t0 = now()
+  for _ = 1, items do
+    local n, f, args = poll()
+    f(unpack(args, 1, args.n))
+  end
+  local secs = now() - t0
+  check_exactly_once(src, job, count, 1, items)
+  result { source = src_name, items = items, secs = secs, items_per_s = items / secs }
+end
+
+function S.limit_poll(items)
+  items = math.tointeger(items)
+  local callback, count = counting()
+  -- What poll() hands back: a count, the callback, a fresh args table with n.
+  local left = items
+  local function fake_poll()
+    left = left - 1
+    return left, callback, { left, n = 1 }
+  end
+  local t0 = now()
+  for _ = 1, items do
+    local n, f, args = fake_poll()
+    f(unpack(args, 1, args.n))
+  end
+  local secs = now() - t0
+  assert(count() == items)
+  result { items = items, secs = secs, items_per_s = items / secs }
+end
+
+function S.limit_pcall(items)
+  require "darksidesync"
+  local b = require "dssbench"
+  items = math.tointeger(items)
+  local callback, count = counting()
+  local t0 = now()
+  b.pcall_loop(callback, items)
+  local secs = now() - t0
+  local got, sum = count()
+  assert(got == items and sum == distinct_sum(1, items))
+  result { items = items, secs = secs, items_per_s = items / secs }
+end
+
+function S.roundtrip(src_name, mode, calls, gap)
+  local dss = require "darksidesync"
+  local src = source(src_name)
+  calls, gap = math.tointeger(calls), math.tointeger(gap)
   local function callback(i) return i + 1 end
-  local job = bl.call(callback, calls, gap)
+  local job = src.call(callback, calls, gap)
   if mode == "wait" then
     while not job:done() do
       if dss.wait(0.05) then dss.dispatch() end
@@ -92,8 +258,11 @@ function S.roundtrip(mode, calls, gap)
   else
     error("mode must be wait or luv")
   end
-  local r = job:result()
-  result { mode = mode, calls = r.calls, failed = r.failed, p50_us = r.p50_us, p99_us = r.p99_us, max_us = r.max_us }
+  local r = src.outcome(job)
+  assert(r.failed == 0 and r.bad_replies == 0 and r.sent == calls,
+    ("%d of %d calls answered, %d failed, %d wrong replies"):format(r.sent, calls, r.failed, r.bad_replies))
+  result { source = src_name, mode = mode, calls = r.sent, failed = r.failed,
+           p50_us = r.p50_us, p99_us = r.p99_us, max_us = r.max_us }
 end
 
 function S.queued(items)

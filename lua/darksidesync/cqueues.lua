@@ -12,6 +12,12 @@
 -- field `cq`. The coroutine waits with
 -- `cqueues.poll({pollfd = fd, events = "r"}, cond)`, where `cond` is the
 -- condition `detach()` signals.
+--
+-- Each item's callback runs in a coroutine of its own in `cq`
+-- (`dispatch(max, spawn)`), so it may use cqueues I/O (sockets,
+-- `cqueues.sleep`, ...) before it returns; for a blocking call its return
+-- values (or its error) are the reply, or it takes the reply object with
+-- `darksidesync.reply()` and answers later.
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
 local darksidesync = require "darksidesync"
@@ -25,6 +31,7 @@ function M.attach(cq, opts)
   local watcher = { cq = cq, active = true }
   local stopped = condition.new()
   local pollable = { pollfd = darksidesync.fd(), events = "r" }
+  local function spawn(handler) cq:wrap(handler) end
   function watcher.detach()
     if not watcher.active then return false end
     watcher.active = false
@@ -34,7 +41,7 @@ function M.attach(cq, opts)
   cq:wrap(function()
     while watcher.active do
       cqueues.poll(pollable, stopped)
-      if watcher.active then darksidesync.dispatch(max) end
+      if watcher.active then darksidesync.dispatch(max, spawn) end
     end
   end)
   return watcher

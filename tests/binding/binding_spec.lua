@@ -1,9 +1,9 @@
 -- darksidesync-binding, seen from Lua: `dssrust` is a Rust library built
--- as its own cdylib (crates/binding/example), loaded by this stock
+-- as its own cdylib (examples/rust), loaded by this stock
 -- interpreter next to darksidesync.so. It reaches darksidesync only
--- through the DSS API 2v0 registry table.
-local dss = require "darksidesync"
+-- through the DSS API 2v0 registry table, and loads it itself.
 local dssrust = require "dssrust"
+local dss = require "darksidesync"
 
 local PATIENCE = 60 -- a hang watchdog, not a timing assertion
 
@@ -42,6 +42,17 @@ describe("a Rust cdylib using darksidesync-binding", function()
     assert.matches("boom", msg)
   end)
 
+  it("keeps the message and the traceback of a failing call apart", function()
+    local before = dssrust.stats().errors
+    local job = dssrust.call(function() error("filter failed") end, "x")
+    dispatch_until(function() return job:done() end, "the call")
+    local kind, msg, traceback = job:result()
+    assert.equal("lua", kind)
+    assert.matches("binding_spec.lua:%d+: filter failed$", msg)
+    assert.matches("^stack traceback:", traceback)
+    assert.equal(before + 1, dssrust.stats().errors, "a failed closure counts in errors")
+  end)
+
   it("times out when nobody dispatches, and the closure never runs after", function()
     local ran = false
     local job = dssrust.call(function() ran = true; return "late" end, "x", 0.05)
@@ -76,12 +87,40 @@ describe("a Rust cdylib using darksidesync-binding", function()
     assert.is_true(s.timeouts >= 1)
   end)
 
-  it("fails with a clear Lua error when darksidesync was not required first", function()
+  it("keeps run() waiting while registered, until the library lets go", function()
+    local got = {}
+    assert.equal(1, dssrust.stats().keep_alive, "the registration's reference")
+    dssrust.post(function(i) got[#got + 1] = i end, 50, true)
+    dss.run()
+    assert.equal(50, #got)
+    assert.equal(0, dssrust.stats().keep_alive)
+    dssrust.reference()
+    assert.equal(1, dssrust.stats().keep_alive)
+  end)
+
+  local function run_lua(code)
     local lua = assert(os.getenv("DSS_LUA"), "DSS_LUA names the interpreter")
-    local p = assert(io.popen(lua .. [[ -e 'local ok, e = pcall(require, "dssrust") print(ok, e)' 2>&1]]))
+    local p = assert(io.popen(lua .. " -e '" .. code .. "' 2>&1"))
     local out = p:read("*a")
     p:close()
+    return out
+  end
+
+  it("loads darksidesync itself when the script did not", function()
+    local out = run_lua([[
+      local dssrust = require "dssrust"
+      print(type(package.loaded.darksidesync), type(package.loaded.darksidesync.run))]])
+    assert.equal("table\tfunction\n", out)
+  end)
+
+  it("fails with a clear Lua error when darksidesync cannot be found", function()
+    local out = run_lua([[
+      local so = os.getenv("LUA_CPATH"):match("^(.-)%?%.so") .. "dssrust.so"
+      package.cpath = ""
+      local open = assert(package.loadlib(so, "luaopen_dssrust"))
+      print(pcall(open))]])
     assert.matches("^false", out)
-    assert.matches('dssrust: darksidesync is not loaded in this Lua state; require "darksidesync" before "dssrust"', out, 1, true)
+    assert.matches('dssrust: cannot load darksidesync (require "darksidesync" failed): '
+      .. "module 'darksidesync' not found", out, 1, true)
   end)
 end)

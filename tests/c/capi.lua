@@ -1,5 +1,5 @@
 -- The C-ABI tests run by a stock interpreter: darksidesync plus the C
--- utility dssutil (tests/c/dssutil.c), which delivers through DSS API 1v0
+-- utility dssutil (examples/c/dssutil.c), which delivers through DSS API 1v0
 -- and 2v0 from its own pthreads.
 --
 --   lua5.4 tests/c/capi.lua DIR     (DIR has darksidesync.so and dssutil.so)
@@ -195,6 +195,84 @@ test("1v0 unreg releases a blocked deliver with -101", function()
     eq(u.v1_reregister(), -100, "register again")
 end)
 
+test("1v0 fire-and-forget deliver on a full queue returns -104 at once (issue 10.6)", function()
+    dss.setcapacity(1)
+    local r = u.join(u.v1_post(function() end, 3, 1))
+    eq(r.accepted, 1, "accepted"); eq(r.refused, 2, "refused at once"); eq(r.code, -104, "DSS_ERR_OUT_OF_MEMORY")
+    eq(dss.dispatch(), 1, "the accepted one runs")
+end)
+
+test("1v0 reply userdata collected uncalled: pReturn(L, ..., 1) with the state (issue 10.7)", function()
+    local before = u.counters()
+    local j = u.v1_call(function() end, 1)
+    queued(1)
+    do local _ = { dss.poll() } end
+    collectgarbage(); collectgarbage()
+    local r = u.join(j)
+    eq(r.code, -100, "code"); eq(r.garbage, true, "garbage = 1")
+    eq(delta(before, u.counters(), "v1_garbage_with_state"), 1, "L given, as DarkSideSync 1.0 did")
+end)
+
+local function post_joined(n, cb) eq(u.join(u.v1_post(cb or function() end, n, 1)).accepted, n, "posted") end
+
+test("1v0 unreg from the first dispatch() callback: the other 999 drained items never run (issue 10.2)", function()
+    local before = u.counters()
+    local ran = 0
+    post_joined(1000, function() ran = ran + 1; if ran == 1 then eq(u.v1_unreg(), -100, "unreg") end end)
+    dss.dispatch()
+    eq(ran, 1, "callbacks run after unreg")
+    eq(delta(before, u.counters(), "v1_cancelled"), 999, "decoder(NULL) for each")
+    eq(u.counters().double_calls, 0, "once")
+    eq(u.v1_reregister(), -100, "register again")
+end)
+
+test("1v0 unreg between poll() calls: the items poll() already drained never run (issue 10.2)", function()
+    local before = u.counters()
+    local ran = 0
+    post_joined(1000, function() ran = ran + 1 end)
+    local n, f, args = dss.poll()
+    f(table.unpack and table.unpack(args, 1, args.n) or unpack(args, 1, args.n))
+    eq(u.v1_unreg(), -100, "unreg")
+    eq(dss.poll(), -1, "nothing left to poll")
+    eq(ran, 1, "callbacks run")
+    eq(delta(before, u.counters(), "v1_cancelled"), 999, "decoder(NULL) for each")
+    eq(u.v1_reregister(), -100, "register again")
+end)
+
+test("1v0 unreg releases a blocked deliver whose item poll() already drained, with -101 (issue 10.3)", function()
+    local before = u.counters()
+    post_joined(3)
+    local j = u.v1_call(function() error("must not run") end, 1)
+    queued(4)
+    post_joined(3)
+    eq(dss.poll(), 6, "one taken, the call among those drained")
+    eq(u.v1_unreg(), -100, "unreg")
+    local r = u.join(j) -- hung here until the next poll() before the fix
+    eq(r.code, -101, "released"); eq(r.cancelled, true, "decoder(NULL) before deliver returned")
+    eq(dss.poll(), -1, "nothing runs after unreg")
+    eq(delta(before, u.counters(), "v1_cancelled"), 6, "decoder(NULL) for each, once")
+    eq(u.counters().double_calls, 0, "once")
+    eq(u.v1_reregister(), -100, "register again")
+end)
+
+test("1v0 unreg while Lua holds the reply userdata: the deliver returns at once; a later call does nothing (issue 10.4)", function()
+    local before = u.counters()
+    local j = u.v1_call(function() end, 1)
+    queued(1)
+    local _, _, args = dss.poll()
+    eq(u.v1_unreg(), -100, "unreg")
+    local r = u.join(j) -- hung until the userdata was called or collected before the fix
+    eq(r.code, -101, "released"); eq(r.garbage, true, "pReturn(NULL, ..., 1), as DarkSideSync 1.0")
+    eq(select("#", args[1](5)), 0, "the userdata does nothing now")
+    local after = u.counters()
+    eq(delta(before, after, "v1_returned"), 0, "no answer after unreg")
+    eq(delta(before, after, "v1_garbage"), 1, "garbage once")
+    eq(delta(before, after, "v1_garbage_with_state"), 0, "without a state, off the Lua thread")
+    args = nil; collectgarbage(); collectgarbage()
+    eq(delta(before, u.counters(), "v1_garbage"), 1, "still once after collection")
+    eq(u.v1_reregister(), -100, "register again")
+end)
+
 -- 2v0 -------------------------------------------------------------------
 
 test("2v0 post from two threads: run then free(OK), once each", function()
@@ -276,7 +354,10 @@ test("2v0 call: run() pushing nothing is ECANCELLED, reply() not called", functi
     local before = u.counters()
     local j = u.v2_call(function() error("nothing to call") end, -1, -1)
     queued(1)
-    eq(dss.dispatch(), 1, "dispatched")
+    -- Nothing to call: dispatch() takes the item but does not count it
+    -- as run (issue 10.9).
+    eq(dss.dispatch(), 0, "skipped, not counted")
+    eq(dss.queuesize(), 0, "taken")
     eq(u.join(j).code, -11, "ECANCELLED")
     eq(delta(before, u.counters(), "v2_replied"), 0, "reply not called")
 end)
@@ -293,6 +374,22 @@ test("2v0 from the Lua thread: call EWOULDDEADLOCK, waiting post on a full queue
     eq(u.here_v2_post(function() end, -1), 0, "room: queued")
     eq(u.here_v2_post(function() end, -1), -10, "full: would deadlock")
     eq(u.here_v2_post(function() end, 0), -8, "full, no wait: EFULL")
+end)
+
+test("2v0 unreg releases a blocked call whose item poll() already drained, with ECANCELLED (issue 10.3)", function()
+    local before = u.counters()
+    eq(u.join(u.v2_post(function() end, 3, 1, -1)).accepted, 3, "posted")
+    local j = u.v2_call(function() error("must not run") end, 1, -1)
+    queued(4)
+    eq(u.join(u.v2_post(function() end, 3, 1, -1)).accepted, 3, "posted")
+    eq(dss.poll(), 6, "one taken, the call among those drained")
+    eq(u.v2_unreg(), 0, "unreg")
+    eq(u.join(j).code, -11, "ECANCELLED at unreg")
+    eq(dss.poll(), -1, "nothing runs after unreg")
+    local after = u.counters()
+    eq(delta(before, after, "v2_ran"), 1, "only the polled one ran")
+    eq(delta(before, after, "v2_freed_other"), 5, "the others freed as cancelled")
+    eq(u.v2_reregister(), 0, "register again")
 end)
 
 test("2v0 keep-alive: run() waits for a held utility, returns after release", function()

@@ -128,5 +128,67 @@ describe("adapters", function()
     -- the detached thread wakes (dirty) and ends
     for _ = 1, 5 do copas.step(0) end
     t.check()
+    assert.equal("dead", coroutine.status(watcher.thread))
+  end)
+
+  it("copas: attach() runs no callback, and a callback may detach the watcher", function()
+    local copas = require "copas"
+    local dsscopas = require "darksidesync.copas"
+    local watcher
+    local n = 0
+    H.join(testlib.post(function()
+      n = n + 1
+      if n == 7 then assert.is_true(watcher:detach()) end
+    end, 20, 1))
+    watcher = dsscopas.attach({ max = 5 })
+    assert.equal(0, n)
+    assert.is_true(watcher.active)
+    for _ = 1, 10 do copas.step(0) end
+    assert.is_false(watcher.active)
+    assert.equal("dead", coroutine.status(watcher.thread))
+    -- the slice in which detach() was called completes; nothing after it
+    assert.equal(10, n)
+    assert.equal(10, dss.queuesize())
+  end)
+
+  it("copas: runs at most max items per step and lets other Copas threads run meanwhile", function()
+    local copas = require "copas"
+    local socket = require "socket"
+    local dsscopas = require "darksidesync.copas"
+    -- another Copas thread: a UDP server on a real loopback socket
+    local server = assert(socket.udp())
+    assert(server:setsockname("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local received = {}
+    copas.addserver(server, function(skt)
+      while #received < 3 do
+        local data = copas.receivefrom(skt)
+        received[#received + 1] = { data = data, left = dss.queuesize() }
+      end
+    end)
+    local n = 0
+    H.join(testlib.post(function() n = n + 1 end, 200, 1))
+    local watcher = dsscopas.attach({ max = 10 })
+    local client = assert(socket.udp())
+    for i = 1, 3 do assert(client:sendto("ping" .. i, "127.0.0.1", port)) end
+    local steps = 0
+    while n < 200 do
+      local before = n
+      copas.step(0)
+      steps = steps + 1
+      assert.is_true(n - before <= 10, "a step ran " .. (n - before) .. " items")
+      assert.is_true(steps < 1000, "no progress")
+    end
+    assert.is_true(steps >= 20)
+    assert.equal(3, #received)
+    for i, r in ipairs(received) do
+      assert.equal("ping" .. i, r.data)
+      assert.is_true(r.left > 0, "the server ran only after the queue was empty")
+    end
+    watcher:detach()
+    for _ = 1, 3 do copas.step(0) end
+    assert.equal("dead", coroutine.status(watcher.thread))
+    client:close()
+    server:close()
   end)
 end)

@@ -245,6 +245,42 @@ describe("darksidesync", function()
       assert.equal(0, s1.depth)
     end)
 
+    local function identity_holds(s)
+      return s.posted == s.delivered + s.cancelled + s.depth
+    end
+
+    it("keeps posted == delivered + cancelled + depth after one poll() of 1000", function()
+      H.join(testlib.post(function() end, 1000, 1))
+      local s0 = dss.stats()
+      assert.is_true(identity_holds(s0), "before poll")
+      assert.is_true(dss.poll() ~= -1)
+      local s = dss.stats()
+      assert.is_true(identity_holds(s),
+        ("posted %d, delivered %d, cancelled %d, depth %d"):format(s.posted, s.delivered, s.cancelled, s.depth))
+      assert.equal(999, s.depth)
+      assert.equal(1, s.delivered - s0.delivered)
+      assert.equal(999, dss.queuesize())
+    end)
+
+    it("keeps the identity in every snapshot under concurrent producers", function()
+      local job = testlib.post(function() end, 5000, 4)
+      local snapshots, bad, first_bad = 0, 0, nil
+      while not job:done() or dss.queuesize() > 0 do
+        for _ = 1, 10 do
+          local s = dss.stats()
+          snapshots = snapshots + 1
+          if not identity_holds(s) then
+            bad = bad + 1
+            first_bad = first_bad or ("posted %d, delivered %d, cancelled %d, depth %d")
+              :format(s.posted, s.delivered, s.cancelled, s.depth)
+          end
+        end
+        if snapshots % 20 == 0 then dss.dispatch(50) else dss.poll() end
+      end
+      assert.is_true(snapshots >= 2000, "snapshots: " .. snapshots)
+      assert.equal(0, bad, first_bad)
+    end)
+
     it("counts items cancelled when their library unregisters", function()
       local s0 = dss.stats()
       H.join(testlib.post(function() end, 4, 1))
@@ -278,6 +314,24 @@ describe("darksidesync", function()
       H.dispatch_until(function() return job:done() and dss.queuesize() == 0 end)
       assert.equal(1000, n)
       assert.is_false(dss.stop())
+    end)
+
+    it("returns right after the callback that called stop(), leaving the rest queued", function()
+      local n = 0
+      H.join(testlib.post(function() n = n + 1 if n == 3 then dss.stop() end end, 10, 1))
+      assert.equal(3, dss.run())
+      assert.equal(3, n)
+      assert.equal(7, dss.queuesize())
+      assert.equal(7, dss.dispatch())
+    end)
+
+    it("returns after a failing callback whose error handler calls stop()", function()
+      local n, errors = 0, {}
+      dss.seterrorhandler(function(e) errors[#errors + 1] = tostring(e) dss.stop() end)
+      H.join(testlib.post(function() n = n + 1 if n == 3 then error("third", 0) end end, 10, 1))
+      assert.equal(3, dss.run())
+      assert.same({ "third" }, errors)
+      assert.equal(7, dss.queuesize())
     end)
 
     it("answers blocking calls while running", function()

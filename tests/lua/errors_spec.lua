@@ -71,6 +71,29 @@ describe("bad input", function()
     end
   end)
 
+  it("shows huge and tiny numbers short in messages", function()
+    local cases = {
+      { dss.setcapacity, 1e308, "^darksidesync%.setcapacity: capacity must be an integer from 1 to 16777216, got 1e%+308$" },
+      { dss.dispatch, 1e-300, "^darksidesync%.dispatch: expected a non%-negative integer or nil, got 1e%-300$" },
+      { dss.dispatch, -1e300, "got %-1e%+300$" },
+      { dss.wait, -1e-300, "got %-1e%-300$" },
+      { dss.setcapacity, 2.5, "got 2%.5$" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1], c[2])
+      assert.is_false(ok)
+      assert.is_true(#err < 120, err)
+      assert.matches(c[3], err)
+    end
+  end)
+
+  it("require in a state without the base library raises a string error", function()
+    local out, status = H.run_script("tests/lua/scripts/require_without_base.lua")
+    assert.equal(0, status, out)
+    assert.equal("false\tstring\tdarksidesync: needs Lua's base library"
+      .. " (error, select, tostring, xpcall, pairs, setmetatable or newproxy)\n", out)
+  end)
+
   it("seterrorhandler() rejects a non-function", function()
     for _, bad in ipairs { 1, "f", {}, true } do
       local ok, err = pcall(dss.seterrorhandler, bad)

@@ -46,4 +46,24 @@ function H.collect_errors()
   return errors
 end
 
+-- The interpreter running this spec (the parent of io.popen's shell).
+function H.interpreter()
+  local p = assert(io.popen("readlink /proc/$PPID/exe"))
+  local path = p:read("*l")
+  p:close()
+  assert(path and path ~= "", "cannot find the running interpreter")
+  return path
+end
+
+-- Runs a Lua script in a fresh copy of the running interpreter (same
+-- LUA_PATH/LUA_CPATH) and returns its output (stdout and stderr) and exit
+-- status.
+function H.run_script(script)
+  local p = assert(io.popen("'" .. H.interpreter() .. "' " .. script .. " 2>&1; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local status = tonumber(out:match("exit=(%d+)\n?$"))
+  return out:gsub("exit=%d+\n?$", ""), status
+end
+
 return H

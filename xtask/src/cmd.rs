@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
@@ -52,4 +53,75 @@ fn describe(cmd: &Command) -> String {
         s += &a.to_string_lossy();
     }
     s
+}
+
+/// Runs `cmd` from the workspace root and returns its standard output;
+/// fails on a non-zero exit, with its standard error in the message.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    cmd.current_dir(root());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed with {}: {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout)
+        .map_err(|e| format!("{}: output is not UTF-8: {e}", describe(cmd)))
+}
+
+/// Removes the variables through which the environment would change a stock
+/// interpreter's search paths or run code first, so that a run sees only
+/// the paths the caller sets.
+pub fn clear_lua_env(cmd: &mut Command) {
+    for v in [
+        "LUA_PATH",
+        "LUA_CPATH",
+        "LUA_INIT",
+        "LUA_PATH_5_2",
+        "LUA_CPATH_5_2",
+        "LUA_INIT_5_2",
+        "LUA_PATH_5_3",
+        "LUA_CPATH_5_3",
+        "LUA_INIT_5_3",
+        "LUA_PATH_5_4",
+        "LUA_CPATH_5_4",
+        "LUA_INIT_5_4",
+    ] {
+        cmd.env_remove(v);
+    }
+}
+
+/// Runs `cmd` from the workspace root; fails on a non-zero exit, and kills
+/// it and fails when it outlives `limit` (a hang, not a speed bound).
+pub fn run_watched(cmd: &mut Command, limit: Duration) -> Result {
+    cmd.current_dir(root());
+    eprintln!("+ {}", describe(cmd));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{}` failed with {status}", describe(cmd)))
+            };
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "`{}` hung: killed after {} s",
+                describe(cmd),
+                limit.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

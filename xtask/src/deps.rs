@@ -21,6 +21,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("liblua5.4-dev", "/usr/include/lua5.4/lua.h"),
     ("liblua5.1-0-dev", "/usr/include/lua5.1/lua.h"),
     ("valgrind", "/usr/bin/valgrind"),
+    ("luarocks", "/usr/bin/luarocks"),
 ];
 
 /// Installs whatever is missing (as root, through apt-get), then checks that

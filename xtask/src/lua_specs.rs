@@ -14,6 +14,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use crate::cmd::clear_lua_env;
 use crate::module::{self, LuaVersion, VERSIONS};
 use crate::root;
 
@@ -110,6 +111,7 @@ fn run_one(lua: LuaVersion) -> Result<String, String> {
     let lib = base.join("lib");
     let so = module::build(lua, &base.join("cargo"), "dev")?;
     module::install(&so, &lib)?;
+    module::install_testlib(lua, &base.join("cargo"), &lib)?;
 
     let specs = root().join("tests/lua");
     let compat = base.join("compat");
@@ -121,19 +123,9 @@ fn run_one(lua: LuaVersion) -> Result<String, String> {
     );
     let lua_cpath = format!("{}/?.so;;", lib.display());
     let env = |cmd: &mut Command| {
-        cmd.env("LUA_PATH", &lua_path).env("LUA_CPATH", &lua_cpath);
         // Interpreter-specific variables would override ours.
-        for v in [
-            "LUA_PATH_5_2",
-            "LUA_CPATH_5_2",
-            "LUA_PATH_5_3",
-            "LUA_CPATH_5_3",
-            "LUA_PATH_5_4",
-            "LUA_CPATH_5_4",
-            "LUA_INIT",
-        ] {
-            cmd.env_remove(v);
-        }
+        clear_lua_env(cmd);
+        cmd.env("LUA_PATH", &lua_path).env("LUA_CPATH", &lua_cpath);
     };
 
     provide_pure_lua_modules(lua, &compat, &env)?;

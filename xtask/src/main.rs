@@ -2,12 +2,17 @@
 //! Each task lives in its own file.
 //!
 //! * `test`      — the whole test suite, installing what it needs (CI runs this).
+//! * `hygiene`   — its first stage: fmt, clippy, rustdoc, drift (`hygiene.rs`).
+//! * `drift`     — the Lua reference, versions and the C header against the built module.
+//! * `lua-doc`   — the Lua reference as HTML (`lua_doc.rs`).
 //! * `deps`      — only the install step of `test`.
 //! * `loom`      — the core's loom model checks.
 //! * `bench`     — every benchmark scenario, this project and its peers in one run.
 //! * `module`    — build the Lua module for one Lua version into a folder.
+//! * `package`   — `cargo package` for every published crate.
+//! * `rocks`     — `luarocks make` into fresh trees for 5.1 and 5.4, then a spec.
 //! * `lua-specs` — build the module for every Lua and run the busted specs.
-//! * `capi`      — the C-ABI tests (`xtask/src/capi.rs`).
+//! * `capi`      — the C-ABI tests (`xtask/src/capi/`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 //! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
 //! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
@@ -17,13 +22,19 @@ mod binding;
 mod capi;
 mod cmd;
 mod deps;
+mod drift;
 mod examples;
+mod hygiene;
+mod lua_doc;
 mod lua_specs;
 mod module;
+mod package;
+mod rocks;
 mod test;
 
 pub(crate) use cmd::root;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -33,23 +44,30 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match task {
+        // Help is not an error: usage on stdout, exit 0.
+        "help" | "--help" | "-h" => {
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ = writeln!(std::io::stdout(), "{}", usage());
+            return ExitCode::SUCCESS;
+        }
         "test" => test::all(),
         "deps" => deps::ensure(),
+        "hygiene" => hygiene::main(),
+        "drift" => drift::main(),
+        "lua-doc" => lua_doc::main(rest),
         "loom" => test::loom(),
         "bench" => bench::main(rest),
         "module" => module::main(rest),
+        "rocks" => rocks::main(),
+        "package" => package::main(),
         "capi" => capi::main(false),
         "capi-sanitize" => capi::main(true),
         "lua-specs" => lua_specs::main(rest),
         "examples" => examples::main(),
         "binding" => binding::main(),
         _ => {
-            eprintln!("{}", usage());
-            return if task == "help" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            eprintln!("xtask: unknown task {task:?}; try cargo xtask --help");
+            return ExitCode::from(2);
         }
     };
     match result {
@@ -62,13 +80,19 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <task>\n\
+    "usage: cargo xtask <task>   (help, --help, -h: this text)\n\
      \x20 test                                           the whole suite (installs what it needs)\n\
      \x20 deps                                           install the Debian packages the suite needs\n\
+     \x20 hygiene                                        fmt --check, clippy -D warnings, rustdoc -D warnings, drift\n\
+     \x20 drift                                          the module's exports against doc/lua-api.md and the header\n\
+     \x20 lua-doc [--out DIR]                            the Lua reference as HTML (default target/doc/lua)\n\
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
      \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
-     \x20 module --lua <5.1|5.2|5.3|5.4|jit> --out DIR   build the Lua module and its helper files into DIR\n\
+     \x20 module --lua <5.1|5.2|5.3|5.4|jit> [--out DIR]  build the release Lua module (size printed, < 2 MB) and install it with its Lua files into DIR\n\
+     \x20   [--lua-interpreter PATH] [--lua-dir DIR]     (the Lua version asked from PATH; the Lua files into another DIR)\n\
+     \x20 package                                        cargo package (no verify) for every published crate\n\
+     \x20 rocks                                          luarocks make (5.1, 5.4) into target/rocks and a spec with `luarocks path`\n\
      \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
      \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\
      \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\

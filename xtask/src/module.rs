@@ -1,11 +1,16 @@
-//! `cargo xtask module --lua <5.1|5.2|5.3|5.4|jit> --out DIR`
+//! `cargo xtask module (--lua <5.1|5.2|5.3|5.4|jit> | --lua-interpreter PATH)
+//! [--out DIR [--lua-dir DIR]]`
 //!
 //! Builds the loadable Lua module for one Lua version (mlua's `module`
 //! feature, which cannot be combined with the workspace's default
-//! `vendored` build, hence its own target directory) and installs it with
+//! `vendored` build, hence its own target directory), release-sized
+//! (checked under [`MAX_SIZE`], the size is printed), and installs it with
 //! the Lua helper files, so that
 //! `LUA_CPATH='DIR/?.so;;' LUA_PATH='DIR/?.lua;DIR/?/init.lua;;'` is all a
-//! stock interpreter needs.
+//! stock interpreter needs. `--lua-interpreter` asks that interpreter
+//! which Lua it is, and `--lua-dir` puts the Lua files apart from the
+//! module: this is what the rockspec calls with LuaRocks' `$(LUA)`,
+//! `$(LIBDIR)` and `$(LUADIR)`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,20 +65,54 @@ pub(crate) fn version(name: &str) -> Result<LuaVersion, String> {
         .ok_or_else(|| format!("unknown Lua version {name:?}; use one of 5.1, 5.2, 5.3, 5.4, jit"))
 }
 
+/// The release module must stay under this size (it is about 1 MB; with
+/// debug info it was 10).
+pub(crate) const MAX_SIZE: u64 = 2 * 1024 * 1024;
+
+/// Which Lua `interpreter` is (asks it).
+pub(crate) fn version_of(interpreter: &str) -> Result<LuaVersion, String> {
+    let out = Command::new(interpreter)
+        .args(["-e", "io.write(jit and 'jit' or _VERSION:sub(5))"])
+        .output()
+        .map_err(|e| format!("cannot run {interpreter}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{interpreter} -e failed with {}", out.status));
+    }
+    version(&String::from_utf8_lossy(&out.stdout))
+}
+
 pub(crate) fn main(args: &[String]) -> Result<(), String> {
-    let (mut lua, mut out) = (None, None);
+    let (mut lua, mut out, mut lua_dir) = (None, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
-            "--lua" => lua = Some(version(it.next().ok_or("--lua needs a value")?)?),
-            "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a value")?)),
+            "--lua" => lua = Some(version(value()?)?),
+            "--lua-interpreter" => lua = Some(version_of(value()?)?),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--lua-dir" => lua_dir = Some(PathBuf::from(value()?)),
             other => return Err(format!("module: unexpected argument {other:?}")),
         }
     }
-    let lua = lua.ok_or("module: --lua <5.1|5.2|5.3|5.4|jit> is required")?;
-    let out = out.ok_or("module: --out DIR is required")?;
+    let lua =
+        lua.ok_or("module: --lua <5.1|5.2|5.3|5.4|jit> (or --lua-interpreter PATH) is required")?;
     let so = build(lua, &root().join("target/module").join(lua.name), "release")?;
-    install(&so, &out)?;
+    let size = fs::metadata(&so)
+        .map_err(|e| format!("cannot stat {}: {e}", so.display()))?
+        .len();
+    println!(
+        "darksidesync for Lua {}: {} ({:.2} MB)",
+        lua.name,
+        so.display(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    if size >= MAX_SIZE {
+        return Err(format!(
+            "the release module is {size} bytes, over the {MAX_SIZE}-byte limit (debug info in [profile.release]?)"
+        ));
+    }
+    let Some(out) = out else { return Ok(()) };
+    install_into(&so, &out, lua_dir.as_deref().unwrap_or(&out))?;
     println!(
         "installed darksidesync for Lua {} into {}",
         lua.name,
@@ -85,13 +124,25 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 /// Builds the module into `target_dir` with `profile` ("release" or
 /// "dev") and returns the path of the shared object.
 pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result<PathBuf, String> {
+    build_package(lua, target_dir, profile, "darksidesync-lua", "darksidesync")
+}
+
+/// Builds the cdylib `lib` of `package` for `lua` (mlua's `module`
+/// feature plus the version's) and returns the path of the shared object.
+pub(crate) fn build_package(
+    lua: LuaVersion,
+    target_dir: &Path,
+    profile: &str,
+    package: &str,
+    lib: &str,
+) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
         .args([
             "build",
             "--package",
-            "darksidesync-lua",
+            package,
             "--lib",
             "--no-default-features",
         ])
@@ -102,11 +153,11 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("building the module for Lua {} failed", lua.name));
+        return Err(format!("building {package} for Lua {} failed", lua.name));
     }
     let dir = if profile == "dev" { "debug" } else { profile };
     let so = target_dir.join(dir).join(format!(
-        "{}darksidesync{}",
+        "{}{lib}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ));
@@ -116,17 +167,47 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
     Ok(so)
 }
 
+/// Builds the test-only `darksidesync.testlib` (crates/testlib, on the
+/// public binding) and installs it as `out/darksidesync/testlib.so`, where
+/// `require "darksidesync.testlib"` finds it. Never part of `main`'s
+/// production install.
+pub(crate) fn install_testlib(
+    lua: LuaVersion,
+    target_dir: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let so = build_package(
+        lua,
+        target_dir,
+        "dev",
+        "darksidesync-testlib",
+        "darksidesync_testlib",
+    )?;
+    let dir = out.join("darksidesync");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(".testlib.so.tmp");
+    fs::copy(&so, &tmp).map_err(|e| format!("cannot copy {}: {e}", so.display()))?;
+    fs::rename(&tmp, dir.join("testlib.so")).map_err(|e| format!("cannot install testlib.so: {e}"))
+}
+
 /// Copies the module to `out/darksidesync.so` and the Lua files of `lua/`
 /// (keeping their relative paths) into `out`.
 pub(crate) fn install(so: &Path, out: &Path) -> Result<(), String> {
+    install_into(so, out, out)
+}
+
+/// Copies the module to `out/darksidesync.so` and the Lua files into
+/// `lua_dir`.
+pub(crate) fn install_into(so: &Path, out: &Path, lua_dir: &Path) -> Result<(), String> {
     fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    fs::create_dir_all(lua_dir).map_err(|e| format!("cannot create {}: {e}", lua_dir.display()))?;
     // Copy to a temporary name and rename, so a running interpreter that
     // has the old file mapped keeps a valid mapping.
     let dest = out.join("darksidesync.so");
     let tmp = out.join(".darksidesync.so.tmp");
     fs::copy(so, &tmp).map_err(|e| format!("cannot copy {}: {e}", so.display()))?;
     fs::rename(&tmp, &dest).map_err(|e| format!("cannot install {}: {e}", dest.display()))?;
-    copy_lua_tree(&root().join("lua"), out)
+    copy_lua_tree(&root().join("lua"), lua_dir)
 }
 
 fn copy_lua_tree(from: &Path, to: &Path) -> Result<(), String> {

@@ -5,6 +5,10 @@ use crate::deps;
 
 pub fn all() -> Result {
     deps::ensure()?;
+    // Formatting, lints, rustdoc and the drift check first: they are
+    // cheap and catch what every later stage would trip over.
+    crate::hygiene::main()?;
+    crate::lua_doc::main(&[])?;
     // Rust: unit, integration and doc tests of every crate.
     run(cargo().args(["test", "--workspace", "--release"]))?;
     loom()?;
@@ -17,6 +21,10 @@ pub fn all() -> Result {
     crate::binding::main()?;
     // The embedded host's example programs, run and checked.
     crate::examples::main()?;
+    // Packaging: the rockspec through luarocks (5.1, 5.4) with a spec on
+    // the installed tree, and `cargo package` for the published crates.
+    crate::rocks::main()?;
+    crate::package::main()?;
     // A smoke run of the benchmark harness (a few thousand items per
     // scenario) so it cannot rot; speed is not checked here.
     crate::bench::main(&["--quick".to_string()])?;

@@ -1,17 +1,25 @@
-//! [`Dss`], the handle, and the trampolines that carry closures through the
-//! C ABI.
+//! [`Dss`]: a registered library's handle on one Lua state's darksidesync,
+//! with its keep-alive ([`Hold`], the registration's own reference) and
+//! its close notification.
 
-use std::any::Any;
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlua::ffi::{self as lua, lua_State};
-use mlua::{Lua, Value};
+use mlua::{Lua, MultiValue};
 
+use crate::callback::{
+    reply_callback, run_call_callback, run_post_callback, CallbackSlot, Prepared,
+};
+use crate::discovery::find_api;
+use crate::error::{error_of, strerror, Error, LuaError};
 use crate::ffi::{self, Api, Handle};
+use crate::stats::Stats;
+use crate::trampoline::{free_post, run_call, run_post, CallSlot};
 
 /// Identifies one library: declare a `static` and pass its address to
 /// [`Dss::register`]. Two statics are two libraries, even with the same
@@ -27,87 +35,31 @@ impl LibId {
     }
 }
 
-/// How a post or call did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// The Lua state has closed (or closed before the closure ran).
-    Closed,
-    /// The closure was dropped unrun while the state stayed open: the
-    /// handle was unregistered.
-    Cancelled,
-    /// No answer within the call's timeout. The closure will not run any
-    /// more once this is returned.
-    TimedOut,
-    /// The queue was full and the caller chose not to wait.
-    Full,
-    /// A blocking operation was attempted on the Lua thread itself, which
-    /// would wait for itself forever.
-    WouldDeadlock,
-    /// The closure returned an error (or the Lua side raised one while
-    /// answering): its message.
-    Lua(String),
-    /// The closure panicked on the Lua thread (the panic was caught there).
-    Panicked(String),
-    /// The handle was unregistered.
-    Stale,
-    /// Another darksidesync result code, with its description.
-    Other(i32, String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Closed => f.write_str("the Lua state has closed"),
-            Error::Cancelled => f.write_str("cancelled"),
-            Error::TimedOut => f.write_str("timed out"),
-            Error::Full => f.write_str("the queue is full"),
-            Error::WouldDeadlock => f.write_str("would deadlock: blocking call on the Lua thread"),
-            Error::Lua(m) => write!(f, "Lua error: {m}"),
-            Error::Panicked(m) => write!(f, "the closure panicked: {m}"),
-            Error::Stale => f.write_str("the handle was unregistered"),
-            Error::Other(code, m) => write!(f, "darksidesync error {code}: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// A library's counters (see `dss2_stats_t`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Items accepted (posts and calls).
-    pub posted: u64,
-    /// Items whose closure ran on the Lua thread.
-    pub ran: u64,
-    /// Accepted items dropped unrun.
-    pub cancelled: u64,
-    /// Posts and calls refused (full, closed, would deadlock ...).
-    pub refused: u64,
-    /// Calls answered.
-    pub replies: u64,
-    /// Calls answered with a handler error.
-    pub errors: u64,
-    /// Calls that timed out.
-    pub timeouts: u64,
-    /// Keep-alive references held now.
-    pub keep_alive: u64,
-}
+/// What to run once when the library's registration ends.
+type Notice = Mutex<Option<Box<dyn FnOnce() + Send>>>;
 
 struct Inner {
     api: &'static Api,
     handle: Handle,
+    /// The registration's own keep-alive reference is held.
+    keeps_run_alive: AtomicBool,
+    /// Also in `NOTICES` until the registration ends.
+    notice: Arc<Notice>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // After the state closed the record stays until unreg() releases
         // it; while the state is open, dropping the last handle must not
-        // cancel items still queued, so the library stays registered.
-        // SAFETY: status/unreg accept any handle value and only return codes.
+        // cancel items still queued, so the library stays registered and
+        // only lets go of run().
+        // SAFETY: status/unreg/release accept any handle value and only
+        // return codes.
         unsafe {
             if (self.api.status)(self.handle) == ffi::ECLOSED {
                 (self.api.unreg)(self.handle);
+            } else if self.keeps_run_alive.swap(false, Ordering::AcqRel) {
+                (self.api.release)(self.handle);
             }
         }
     }
@@ -115,11 +67,20 @@ impl Drop for Inner {
 
 /// A registered library's handle on one Lua state's darksidesync:
 /// `Send + Sync + Clone`, cheap to clone, safe to use after the state is
-/// gone (every use then fails with [`Error::Closed`]).
+/// gone (every use then fails with [`Error::Closed`]). Two handles are
+/// equal when they are the same library in the same state.
 #[derive(Clone)]
 pub struct Dss {
     inner: Arc<Inner>,
 }
+
+impl PartialEq for Dss {
+    fn eq(&self, other: &Dss) -> bool {
+        self.inner.handle == other.inner.handle
+    }
+}
+
+impl Eq for Dss {}
 
 impl fmt::Debug for Dss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,29 +90,10 @@ impl fmt::Debug for Dss {
     }
 }
 
-fn strerror(api: &Api, code: c_int) -> String {
-    // SAFETY: strerror returns a static NUL-terminated string, never NULL
-    // (header contract); checked anyway.
-    unsafe {
-        let p = (api.strerror)(code);
-        if p.is_null() {
-            return format!("code {code}");
-        }
-        CStr::from_ptr(p).to_string_lossy().into_owned()
-    }
-}
-
-fn error_of(api: &Api, code: c_int) -> Error {
-    match code {
-        ffi::ECLOSED | ffi::ENOTSTARTED => Error::Closed,
-        ffi::ECANCELLED => Error::Cancelled,
-        ffi::ETIMEDOUT => Error::TimedOut,
-        ffi::EFULL => Error::Full,
-        ffi::EWOULDDEADLOCK => Error::WouldDeadlock,
-        ffi::ESTALE => Error::Stale,
-        other => Error::Other(other, strerror(api, other)),
-    }
-}
+/// This state's registrations made through this copy of the crate, by
+/// `LibId` address, so registering again returns the same handle.
+#[derive(Default)]
+struct Registrations(HashMap<usize, Dss>);
 
 fn timeout_ms(timeout: Option<Duration>) -> c_long {
     match timeout {
@@ -160,88 +102,167 @@ fn timeout_ms(timeout: Option<Duration>) -> c_long {
     }
 }
 
-fn panic_text(p: Box<dyn Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_string()
+/// The close notifications of live registrations, by handle: whoever
+/// takes a handle's entry out (the state's close, or `unregister`) runs
+/// it, so it runs once even when both race. Touched only when a library
+/// registers or its registration ends, never per delivery.
+static NOTICES: Mutex<Vec<(Handle, Arc<Notice>)>> = Mutex::new(Vec::new());
+
+fn notices() -> std::sync::MutexGuard<'static, Vec<(Handle, Arc<Notice>)>> {
+    NOTICES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The notice registered for `h`, if its registration has not ended.
+fn notice_of(h: Handle) -> Option<Arc<Notice>> {
+    notices()
+        .iter()
+        .find(|(k, _)| *k == h)
+        .map(|(_, n)| n.clone())
+}
+
+/// Ends `h`'s registration: takes its notice out and runs it, once; a
+/// panic in it stays here.
+fn end_registration(h: Handle) {
+    let taken = {
+        let mut all = notices();
+        all.iter()
+            .position(|(k, _)| *k == h)
+            .map(|at| all.swap_remove(at).1)
+    };
+    let Some(notice) = taken else { return };
+    let f = notice.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(f) = f {
+        let _ = catch_unwind(AssertUnwindSafe(f));
     }
 }
 
-/// Finds the published 2v0 table in `lua`, or says why not.
-fn find_api(lua: &Lua, name: &str) -> mlua::Result<&'static Api> {
-    let missing = || {
-        mlua::Error::runtime(format!(
-            "{name}: darksidesync is not loaded in this Lua state; require \"darksidesync\" before \"{name}\""
-        ))
-    };
-    let table = match lua.named_registry_value::<Value>(ffi::REGISTRY_NAME)? {
-        Value::Table(t) => t,
-        _ => return Err(missing()),
-    };
-    let ptr = match table.raw_get::<Value>(ffi::API_KEY)? {
-        Value::LightUserData(p) if !p.0.is_null() => p.0 as *const Api,
-        _ => {
-            return Err(mlua::Error::runtime(format!(
-                "{name}: the loaded darksidesync does not publish \"{}\" (too old?)",
-                ffi::API_KEY
-            )))
-        }
-    };
-    // SAFETY: the registry entry is the module's static `dss_api_2v0_t`,
-    // valid for the process (header contract: the module pins itself).
-    // Only `size` is read before it is known that the rest is there.
-    let api: &'static Api = unsafe { &*ptr };
-    if api.size < std::mem::size_of::<Api>() {
-        return Err(mlua::Error::runtime(format!(
-            "{name}: the loaded darksidesync publishes a smaller DSS API 2v0 ({} bytes, need {})",
-            api.size,
-            std::mem::size_of::<Api>()
-        )));
-    }
-    Ok(api)
+/// The cancel callback given to reg(): the state is closing.
+unsafe extern "C" fn state_closing(h: Handle, _ud: *mut c_void) {
+    end_registration(h);
 }
 
 impl Dss {
     /// Registers the library `libid` (named `name` in darksidesync's
-    /// statistics) with the darksidesync instance of `lua`. Lua thread
+    /// statistics) with the darksidesync instance of `lua`, loading it
+    /// with `require "darksidesync"` if this state has not yet. Lua thread
     /// only; registering again returns the same handle.
     ///
-    /// Fails with a Lua error when `require "darksidesync"` has not run in
-    /// this state, or the state is closing.
+    /// The registration keeps `darksidesync.run()` waiting until it ends
+    /// ([`unregister`](Dss::unregister), or the state closes) or the
+    /// library opts out with [`unref`](Dss::unref).
+    ///
+    /// Fails with a Lua error naming `name` when darksidesync cannot be
+    /// loaded, or the state is closing.
     pub fn register(lua: &Lua, libid: &'static LibId, name: &str) -> mlua::Result<Dss> {
+        let key = libid as *const LibId as usize;
+        if let Some(known) = lua
+            .app_data_ref::<Registrations>()
+            .and_then(|r| r.0.get(&key).cloned())
+            .filter(Dss::is_live)
+        {
+            return Ok(known);
+        }
         let api = find_api(lua, name)?;
         let cname = CString::new(name.replace('\0', "?")).expect("NULs replaced");
         let mut handle: Handle = 0;
         let mut rc = ffi::EINTERNAL;
-        let id = libid as *const LibId as *const c_void;
         // SAFETY: exec_raw hands us this state's running lua_State on the
         // Lua thread; reg() follows the header contract (Lua thread, valid
-        // L, a libid address, a NUL-terminated name, an out pointer to a
-        // live local). It neither raises nor keeps `cname`.
+        // L, a libid address, a NUL-terminated name, a cancel callback
+        // that ignores its NULL user data, an out pointer to a live
+        // local). It neither raises nor keeps `cname`.
         unsafe {
             lua.exec_raw::<()>((), |state| {
                 rc = (api.reg)(
                     state,
-                    id,
+                    key as *const c_void,
                     cname.as_ptr(),
-                    None,
+                    Some(state_closing),
                     std::ptr::null_mut(),
                     &mut handle,
                 );
             })?;
         }
-        match rc {
-            ffi::OK | ffi::EALREADY => Ok(Dss {
-                inner: Arc::new(Inner { api, handle }),
-            }),
-            other => Err(mlua::Error::runtime(format!(
-                "{name}: cannot register with darksidesync: {}",
-                strerror(api, other)
-            ))),
+        let notice = match rc {
+            ffi::OK => {
+                let fresh: Arc<Notice> = Arc::new(Mutex::new(None));
+                notices().push((handle, fresh.clone()));
+                fresh
+            }
+            // Registered before by another copy of this crate: share.
+            _ => notice_of(handle).unwrap_or_default(),
+        };
+        let dss = match rc {
+            ffi::OK | ffi::EALREADY => Dss {
+                inner: Arc::new(Inner {
+                    api,
+                    handle,
+                    keeps_run_alive: AtomicBool::new(false),
+                    notice,
+                }),
+            },
+            other => {
+                return Err(mlua::Error::runtime(format!(
+                    "{name}: cannot register with darksidesync: {}",
+                    strerror(api, other)
+                )))
+            }
+        };
+        if rc == ffi::OK {
+            dss.reference().map_err(|e| {
+                mlua::Error::runtime(format!("{name}: cannot keep darksidesync.run() alive: {e}"))
+            })?;
         }
+        if lua.app_data_ref::<Registrations>().is_none() {
+            lua.set_app_data(Registrations::default());
+        }
+        if let Some(mut r) = lua.app_data_mut::<Registrations>() {
+            r.0.insert(key, dss.clone());
+        }
+        Ok(dss)
+    }
+
+    /// Lets `darksidesync.run()` return while this library is registered
+    /// but idle: drops the registration's keep-alive reference (like
+    /// Neon's `Channel::unref` or `napi_unref_threadsafe_function`). Take
+    /// a [`hold`](Dss::hold) for each piece of pending work instead. True
+    /// when the reference was held.
+    pub fn unref(&self) -> bool {
+        if !self.inner.keeps_run_alive.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        // SAFETY: release() accepts any handle value and returns a code.
+        unsafe { (self.inner.api.release)(self.inner.handle) };
+        true
+    }
+
+    /// Takes the registration's keep-alive reference again after
+    /// [`unref`](Dss::unref) (Neon's `Channel::reference`); registering
+    /// takes it. Nothing happens when it is held.
+    pub fn reference(&self) -> Result<(), Error> {
+        if self.inner.keeps_run_alive.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // SAFETY: hold() accepts any handle value and returns a code.
+        let rc = unsafe { (self.inner.api.hold)(self.inner.handle) };
+        if rc == ffi::OK {
+            Ok(())
+        } else {
+            self.inner.keeps_run_alive.store(false, Ordering::Release);
+            Err(error_of(self.inner.api, rc))
+        }
+    }
+
+    /// Sets what runs once when this library's registration ends: the
+    /// state closes (on the thread that closes it, inside `lua_close`,
+    /// after the library's queued closures were dropped: it must not use
+    /// Lua) or [`unregister`](Dss::unregister) succeeds (on its caller's
+    /// thread). Stop the library's threads here. Replaces an earlier one.
+    pub fn on_close<F>(&self, f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        *self.inner.notice.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 
     /// Queues `f` to run on the Lua thread, waiting for room while the
@@ -265,6 +286,16 @@ impl Dss {
         F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
     {
         self.post_inner(f, 0)
+    }
+
+    /// Like [`post`](Dss::post), but waits at most `timeout` for room in a
+    /// full queue, then refuses with [`Error::Full`] (the closure is
+    /// dropped). For a thread that must not stall on one slow state.
+    pub fn post_timeout<F>(&self, f: F, timeout: Duration) -> Result<(), Error>
+    where
+        F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
+    {
+        self.post_inner(f, timeout_ms(Some(timeout)))
     }
 
     fn post_inner<F>(&self, f: F, timeout: c_long) -> Result<(), Error>
@@ -292,10 +323,124 @@ impl Dss {
         }
     }
 
+    /// Queues a Lua callback that darksidesync calls itself, like the
+    /// module's own deliveries: `prepare` runs on the Lua thread and
+    /// returns the Lua function and its arguments; `dispatch()` then calls
+    /// it under the state's error handler (which sees the error value as
+    /// raised) and `poll()` returns it to its Lua caller. Waits for room
+    /// while the queue is full.
+    pub fn post_callback<P>(&self, prepare: P) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        self.post_callback_inner(prepare, -1)
+    }
+
+    /// Like [`post_callback`](Dss::post_callback), but refuses with
+    /// [`Error::Full`] at once when the queue is full.
+    pub fn try_post_callback<P>(&self, prepare: P) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        self.post_callback_inner(prepare, 0)
+    }
+
+    fn post_callback_inner<P>(&self, prepare: P, timeout: c_long) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        let data = Box::into_raw(Box::new(Some(prepare))) as *mut c_void;
+        let api = self.inner.api;
+        // SAFETY: as in post_inner: post() owns `data` and calls
+        // free_post::<P> exactly once; run and free agree on its type.
+        let rc = unsafe {
+            (api.post)(
+                self.inner.handle,
+                Some(run_post_callback::<P>),
+                Some(free_post::<P>),
+                data,
+                timeout,
+            )
+        };
+        if rc == ffi::OK {
+            Ok(())
+        } else {
+            Err(error_of(api, rc))
+        }
+    }
+
+    /// A blocking [`post_callback`](Dss::post_callback): waits until the
+    /// Lua side answered (the callback's results under `dispatch()`, or the
+    /// arguments of the reply userdata under `poll()`), and returns what
+    /// `answer` made of them on the Lua thread. The callback raising gives
+    /// [`Error::Lua`] with its text; a reply userdata collected unanswered
+    /// gives [`Error::Cancelled`]. `nowait`: fail with [`Error::Full`] at
+    /// once on a full queue.
+    pub fn call_callback<R, P, A>(
+        &self,
+        prepare: P,
+        answer: A,
+        timeout: Option<Duration>,
+        nowait: bool,
+    ) -> Result<R, Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send,
+        A: FnOnce(&Lua, MultiValue) -> mlua::Result<R> + Send,
+        R: Send,
+    {
+        let mut slot: CallbackSlot<P, A, R> = CallbackSlot {
+            prepare: Some(prepare),
+            answer: Some(answer),
+            result: None,
+        };
+        let mut errbuf = [0 as c_char; 1024];
+        let api = self.inner.api;
+        // SAFETY: as in call_inner: `slot` is lent to the trampolines only
+        // while this call is blocked; errbuf is live for its length.
+        let rc = unsafe {
+            (api.call)(
+                self.inner.handle,
+                Some(run_call_callback::<P, A, R>),
+                Some(reply_callback::<P, A, R>),
+                &mut slot as *mut CallbackSlot<P, A, R> as *mut c_void,
+                timeout_ms(timeout),
+                if nowait { ffi::NOWAIT } else { 0 },
+                errbuf.as_mut_ptr(),
+                errbuf.len(),
+            )
+        };
+        self.answer(rc, slot.result.take(), &mut errbuf)
+    }
+
+    /// The outcome of a call from its code and what the trampolines left.
+    fn answer<R>(
+        &self,
+        rc: c_int,
+        result: Option<Result<R, Error>>,
+        errbuf: &mut [c_char],
+    ) -> Result<R, Error> {
+        match (rc, result) {
+            (ffi::OK, Some(result)) => result,
+            (ffi::OK, None) => Err(Error::Cancelled),
+            // The closure failed: its own error, not the text copy.
+            (ffi::EHANDLER, Some(Err(e))) => Err(e),
+            (ffi::EHANDLER, _) => {
+                // SAFETY: on EHANDLER errbuf holds a NUL-terminated text
+                // (header contract); the last byte is NUL in any case.
+                let last = errbuf.len() - 1;
+                errbuf[last] = 0;
+                let text = unsafe { CStr::from_ptr(errbuf.as_ptr()) }.to_string_lossy();
+                Err(Error::Lua(LuaError::from_text(&text)))
+            }
+            (other, _) => Err(error_of(self.inner.api, other)),
+        }
+    }
+
     /// Runs `f` on the Lua thread and returns its result, blocking until it
     /// ran, the state closed or `timeout` (for the whole call) passed. `f`
-    /// returning `Err` gives [`Error::Lua`] with its message. Waits for
-    /// room while the queue is full.
+    /// returning `Err` gives [`Error::Lua`] with the message and traceback
+    /// apart, and counts in [`Stats::errors`]. Waits for room while the
+    /// queue is full.
     ///
     /// On the Lua thread itself it fails at once with
     /// [`Error::WouldDeadlock`] (`f` is dropped unrun).
@@ -344,26 +489,13 @@ impl Dss {
                 errbuf.len(),
             )
         };
-        match rc {
-            ffi::OK => match slot.result.take() {
-                Some(result) => result,
-                None => Err(Error::Cancelled),
-            },
-            ffi::EHANDLER => {
-                // SAFETY: on EHANDLER errbuf holds a NUL-terminated text
-                // (header contract); the last byte is NUL in any case.
-                errbuf[errbuf.len() - 1] = 0;
-                let text = unsafe { CStr::from_ptr(errbuf.as_ptr()) }
-                    .to_string_lossy()
-                    .into_owned();
-                Err(Error::Lua(text))
-            }
-            other => Err(error_of(api, other)),
-        }
+        self.answer(rc, slot.result.take(), &mut errbuf)
     }
 
     /// Takes a keep-alive reference: while it is held,
     /// `darksidesync.run()` keeps waiting for this library's deliveries.
+    /// For a library that called [`unref`](Dss::unref): one per piece of
+    /// pending work.
     pub fn hold(&self) -> Result<Hold, Error> {
         // SAFETY: hold() accepts any handle value and returns a code.
         let rc = unsafe { (self.inner.api.hold)(self.inner.handle) };
@@ -393,24 +525,21 @@ impl Dss {
         if rc != ffi::OK {
             return Err(error_of(self.inner.api, rc));
         }
-        Ok(Stats {
-            posted: s.posted,
-            ran: s.ran,
-            cancelled: s.cancelled,
-            refused: s.refused,
-            replies: s.replies,
-            errors: s.errors,
-            timeouts: s.timeouts,
-            keep_alive: s.keep_alive,
-        })
+        Ok(s.into())
     }
 
     /// Unregisters the library: its queued closures are dropped unrun,
-    /// blocked calls return [`Error::Cancelled`], and every clone of this
-    /// handle becomes stale. False when it already was.
+    /// blocked calls return [`Error::Cancelled`], its keep-alive references
+    /// go, the [`on_close`](Dss::on_close) notification runs here, and
+    /// every clone of this handle becomes stale. False when it already was.
     pub fn unregister(&self) -> bool {
         // SAFETY: unreg() accepts any handle value and returns a code.
-        unsafe { (self.inner.api.unreg)(self.inner.handle) == ffi::OK }
+        if unsafe { (self.inner.api.unreg)(self.inner.handle) } != ffi::OK {
+            return false;
+        }
+        self.inner.keeps_run_alive.store(false, Ordering::Release);
+        end_registration(self.inner.handle);
+        true
     }
 }
 
@@ -430,234 +559,5 @@ impl Drop for Hold {
 impl fmt::Debug for Hold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Hold")
-    }
-}
-
-// ----- trampolines (run on the Lua thread, called by the module) -------------
-
-/// What `call()` lends to the Lua thread.
-struct CallSlot<F, R> {
-    f: Option<F>,
-    result: Option<Result<R, Error>>,
-}
-
-/// The callback a call's `run` pushes: darksidesync calls it and answers
-/// the caller with its (no) results; the closure already ran in `run`.
-unsafe extern "C-unwind" fn nothing(_l: *mut lua_State) -> c_int {
-    0
-}
-
-/// The callback a post's `run` pushes when the closure failed: raises its
-/// argument, so the message reaches the state's error handler.
-unsafe extern "C-unwind" fn raise_arg(l: *mut lua_State) -> c_int {
-    // SAFETY: called by Lua with our one string argument; lua_error raises
-    // the value on top. No Rust value with a destructor is live here.
-    unsafe {
-        lua::lua_settop(l, 1);
-        lua::lua_error(l)
-    }
-}
-
-/// Pushes `raise_arg, message`; returns how many values were pushed.
-///
-/// # Safety
-/// `l` is the running state, on the Lua thread.
-unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
-    // SAFETY: per the contract; two slots are checked for first. Pushing a
-    // C function and a string only raises on memory exhaustion.
-    unsafe {
-        if lua::lua_checkstack(l, 2) == 0 {
-            return 0;
-        }
-        lua::lua_pushcfunction(l, raise_arg);
-        lua::lua_pushlstring(l, message.as_ptr() as *const c_char, message.len());
-    }
-    2
-}
-
-/// `run` of a post: runs the closure with `&Lua`.
-unsafe extern "C" fn run_post<F>(l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int
-where
-    F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
-{
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `data` is the Box<Option<F>> made by post_inner::<F>; the
-        // module owns it until free_post, and run is called at most once,
-        // on the Lua thread, before free.
-        let slot = unsafe { &mut *(data as *mut Option<F>) };
-        let f = slot.take()?;
-        // SAFETY: `l` is a valid state on its own thread (2v0 contract: run
-        // never gets NULL); the Lua it gives outlives this call.
-        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
-        match catch_unwind(AssertUnwindSafe(|| f(lua))) {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(p) => Some(format!("panic in a posted closure: {}", panic_text(p))),
-        }
-    }));
-    match outcome {
-        Ok(None) => 0,
-        // SAFETY: on the Lua thread, inside run (see above).
-        Ok(Some(message)) => unsafe { push_raise(l, &message) },
-        Err(_) => 0,
-    }
-}
-
-/// `free` of a post: drops the box (and the closure if it never ran).
-unsafe extern "C" fn free_post<F>(data: *mut c_void, _outcome: c_int)
-where
-    F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
-{
-    // SAFETY: called exactly once per post with the Box made by
-    // post_inner::<F> (header contract). A panicking Drop of the closure's
-    // captures must not unwind into C.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        drop(unsafe { Box::from_raw(data as *mut Option<F>) })
-    }));
-}
-
-/// `run` of a call: runs the closure, keeps its result in the lent slot,
-/// and pushes a callback with no effect so the call is answered.
-unsafe extern "C" fn run_call<F, R>(l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int
-where
-    F: FnOnce(&Lua) -> mlua::Result<R> + Send,
-    R: Send,
-{
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `data` is the caller's CallSlot<F, R>, lent while the
-        // caller is blocked in call(); the module claims it before calling
-        // run and the caller cannot return meanwhile.
-        let slot = unsafe { &mut *(data as *mut CallSlot<F, R>) };
-        let Some(f) = slot.f.take() else { return false };
-        // SAFETY: as in run_post.
-        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
-        slot.result = Some(match catch_unwind(AssertUnwindSafe(|| f(lua))) {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Error::Lua(e.to_string())),
-            Err(p) => Err(Error::Panicked(panic_text(p))),
-        });
-        true
-    }));
-    if !matches!(ran, Ok(true)) {
-        return 0;
-    }
-    // SAFETY: on the Lua thread inside run; one slot checked for first.
-    unsafe {
-        if lua::lua_checkstack(l, 1) == 0 {
-            return 0;
-        }
-        lua::lua_pushcfunction(l, nothing);
-    }
-    1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
-
-    #[test]
-    fn the_handle_is_send_sync_clone() {
-        assert_send_sync_clone::<Dss>();
-    }
-
-    #[test]
-    fn registering_without_darksidesync_is_a_clear_lua_error() {
-        static ID: LibId = LibId::new();
-        let lua = Lua::new();
-        let e = Dss::register(&lua, &ID, "mylib").unwrap_err().to_string();
-        assert!(
-            e.contains("mylib: darksidesync is not loaded in this Lua state; require \"darksidesync\" before \"mylib\""),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn registering_twice_gives_the_same_library() {
-        static ID: LibId = LibId::new();
-        let lua = Lua::new();
-        darksidesync::open(&lua).unwrap();
-        let a = Dss::register(&lua, &ID, "twice").unwrap();
-        let b = Dss::register(&lua, &ID, "twice").unwrap();
-        assert_eq!(a.inner.handle, b.inner.handle);
-        assert!(a.is_live());
-    }
-
-    #[test]
-    fn a_closed_state_gives_closed_and_drops_queued_closures() {
-        static ID: LibId = LibId::new();
-        let lua = Lua::new();
-        darksidesync::open(&lua).unwrap();
-        let dss = Dss::register(&lua, &ID, "closing").unwrap();
-        let dropped = Arc::new(());
-        let witness = dropped.clone();
-        std::thread::spawn({
-            let dss = dss.clone();
-            move || {
-                dss.post(move |_| {
-                    let _w = witness;
-                    Ok(())
-                })
-            }
-        })
-        .join()
-        .unwrap()
-        .unwrap();
-        assert_eq!(Arc::strong_count(&dropped), 2, "queued, not run");
-        drop(lua);
-        assert_eq!(Arc::strong_count(&dropped), 1, "dropped with the state");
-        assert!(!dss.is_live());
-        let r = std::thread::spawn(move || (dss.post(|_| Ok(())), dss.call(|_| Ok(1), None)))
-            .join()
-            .unwrap();
-        assert_eq!(r.0, Err(Error::Closed));
-        assert_eq!(r.1, Err(Error::Closed));
-    }
-
-    #[test]
-    fn a_call_times_out_when_nobody_dispatches() {
-        static ID: LibId = LibId::new();
-        let lua = Lua::new();
-        darksidesync::open(&lua).unwrap();
-        let dss = Dss::register(&lua, &ID, "timeout").unwrap();
-        let r = std::thread::spawn(move || dss.call(|_| Ok(1), Some(Duration::from_millis(20))))
-            .join()
-            .unwrap();
-        assert_eq!(r, Err(Error::TimedOut));
-    }
-
-    #[test]
-    fn a_full_queue_refuses_try_post_and_try_call() {
-        static ID: LibId = LibId::new();
-        let lua = Lua::new();
-        let m = darksidesync::open(&lua).unwrap();
-        m.get::<mlua::Function>("setcapacity")
-            .unwrap()
-            .call::<()>(1)
-            .unwrap();
-        let dss = Dss::register(&lua, &ID, "full").unwrap();
-        let r = std::thread::spawn(move || {
-            dss.try_post(|_| Ok(())).unwrap();
-            (dss.try_post(|_| Ok(())), dss.try_call(|_| Ok(()), None))
-        })
-        .join()
-        .unwrap();
-        assert_eq!(r.0, Err(Error::Full));
-        assert_eq!(r.1, Err(Error::Full));
-    }
-
-    #[test]
-    fn unregister_cancels_and_makes_the_handle_stale() {
-        static ID: LibId = LibId::new();
-        let lua = Lua::new();
-        darksidesync::open(&lua).unwrap();
-        let dss = Dss::register(&lua, &ID, "unreg").unwrap();
-        assert!(dss.unregister());
-        assert!(!dss.unregister());
-        let r = std::thread::spawn(move || dss.post(|_| Ok(())))
-            .join()
-            .unwrap();
-        assert_eq!(r, Err(Error::Stale));
     }
 }

@@ -10,17 +10,103 @@
 //! * [`call`](Dss::call) does the same and blocks the calling thread until
 //!   the closure ran, returning its typed result, or a typed [`Error`]:
 //!   closed, cancelled, timed out, full, would-deadlock, or the Lua error
-//!   with its message.
+//!   ([`LuaError`]: message and traceback apart).
+//!
+//! * [`post_callback`](Dss::post_callback) and
+//!   [`call_callback`](Dss::call_callback) hand darksidesync a Lua function
+//!   and its arguments (prepared on the Lua thread) which it delivers
+//!   exactly like its own items: `dispatch()` calls it under the state's
+//!   error handler, `poll()` returns it to the Lua caller (with the reply
+//!   userdata for a call), and a call's answer is the callback's results.
 //!
 //! No Rust types cross between your library and darksidesync: they are
 //! compiled separately and share only the C ABI. A closure travels as a
 //! `void *` plus a monomorphised `extern "C"` trampoline compiled into
 //! *your* library, which the module calls back on the Lua thread.
 //!
-//! # Example
+//! # Getting started
 //!
-//! A library's `luaopen` registers once per state; its threads keep clones
-//! of the handle.
+//! A library is a cdylib that picks its Lua version and mlua's `module`
+//! feature itself (mlua's convention; this crate adds none). `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "hello"
+//! version = "0.1.0"
+//! edition = "2021"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! darksidesync-binding = "0.1"
+//! mlua = { version = "0.11", features = ["lua54", "module"] }
+//! ```
+//!
+//! `src/lib.rs`: `hello.count(n, f, done)` starts a thread that calls
+//! `f(i)` on the Lua thread for `i = 1..n`, adds up the answers and posts
+//! `done(sum)`.
+//!
+//! ```rust,ignore
+//! use std::sync::Arc;
+//!
+//! use darksidesync_binding::{Dss, LibId};
+//! use mlua::{Function, Lua, Table};
+//!
+//! static LIB: LibId = LibId::new();
+//!
+//! #[mlua::lua_module]
+//! fn hello(lua: &Lua) -> mlua::Result<Table> {
+//!     // Loads darksidesync into this state if the script has not.
+//!     let dss = Dss::register(lua, &LIB, "hello")?;
+//!     // Idle, the library lets `darksidesync.run()` return; each job
+//!     // holds it until the job's last delivery is queued.
+//!     dss.unref();
+//!     let exports = lua.create_table()?;
+//!     let count = move |lua: &Lua, (n, f, done): (i64, Function, Function)| {
+//!         let f = Arc::new(lua.create_registry_value(f)?);
+//!         let done = lua.create_registry_value(done)?;
+//!         let hold = dss.hold().map_err(mlua::Error::external)?;
+//!         let dss = dss.clone();
+//!         std::thread::spawn(move || {
+//!             let mut sum = 0;
+//!             for i in 1..=n {
+//!                 let f = f.clone();
+//!                 // Runs on the Lua thread; blocks here for the answer.
+//!                 let got = dss.call(move |lua| lua.registry_value::<Function>(&f)?.call::<i64>(i), None);
+//!                 match got {
+//!                     Ok(v) => sum += v,
+//!                     Err(e) => return eprintln!("hello: {e}"),
+//!                 }
+//!             }
+//!             // Fire and forget: runs on the Lua thread, later.
+//!             let _ = dss.post(move |lua| lua.registry_value::<Function>(&done)?.call::<()>(sum));
+//!             drop(hold);
+//!         });
+//!         Ok(())
+//!     };
+//!     exports.set("count", lua.create_function(count)?)?;
+//!     Ok(exports)
+//! }
+//! ```
+//!
+//! And in Lua (`lua5.4` with `hello.so` and `darksidesync.so` on
+//! `package.cpath`):
+//!
+//! ```lua
+//! local hello = require "hello"     -- loads darksidesync itself
+//! local dss = require "darksidesync"
+//! hello.count(3, function(i) return i * 10 end, function(sum) print("sum", sum) end)
+//! dss.run()                         -- returns once the job is done
+//! --> sum 60
+//! ```
+//!
+//! `cargo xtask binding` builds exactly these two files as a fresh crate
+//! outside the workspace and runs that script with stock `lua5.4`.
+//!
+//! # In-process (tests)
+//!
+//! With a vendored Lua the module can be linked in and driven from Rust:
 //!
 //! ```
 //! use std::time::Duration;
@@ -31,47 +117,36 @@
 //!
 //! # fn main() -> mlua::Result<()> {
 //! let lua = Lua::new();
-//! // In a real program this is `require "darksidesync"` in Lua, before
-//! // `require "mylib"`; here the module is linked in for the doc test.
+//! // The module linked in; a real library lets `Dss::register` require it.
 //! let dssmod = darksidesync::open(&lua)?;
-//!
-//! // In mylib's `luaopen_mylib(lua)`:
 //! let dss = Dss::register(&lua, &MY_LIB, "mylib")?;
-//!
-//! // Lua code the library will call back.
 //! lua.globals().set("double", lua.create_function(|_, x: i64| Ok(x * 2))?)?;
 //!
-//! // A background thread of the library:
 //! let worker = {
 //!     let dss = dss.clone();
 //!     std::thread::spawn(move || {
-//!         // Fire-and-forget: runs on the Lua thread, later.
 //!         dss.post(|lua| lua.globals().set("greeting", "hello from a thread")).unwrap();
-//!         // Blocking call with a typed answer.
 //!         let doubled: i64 = dss
 //!             .call(|lua| lua.globals().get::<Function>("double")?.call(21), Some(Duration::from_secs(60)))
 //!             .unwrap();
-//!         // A Lua error comes back with its message.
+//!         // A Lua error comes back with its message and traceback apart.
 //!         let err = dss.call(|lua| lua.load("error('nope')").exec(), None).unwrap_err();
+//!         // Done: the registration stops keeping run() alive.
+//!         dss.unregister();
 //!         (doubled, err)
 //!     })
 //! };
 //!
-//! // The Lua side dispatches until the worker is done.
-//! let dispatch: Function = dssmod.get("dispatch")?;
-//! let wait: Function = dssmod.get("wait")?;
-//! while !worker.is_finished() {
-//!     if wait.call::<bool>(0.01)? {
-//!         dispatch.call::<()>(())?;
-//!     }
-//! }
+//! // Runs deliveries until the library unregisters.
+//! dssmod.get::<Function>("run")?.call::<()>(())?;
 //! let (doubled, err) = worker.join().unwrap();
 //! assert_eq!(doubled, 42);
-//! assert!(matches!(err, Error::Lua(ref m) if m.contains("nope")), "{err}");
+//! assert!(matches!(err, Error::Lua(ref e) if e.message().ends_with("nope")), "{err}");
 //! assert_eq!(lua.globals().get::<String>("greeting")?, "hello from a thread");
 //!
-//! // On the Lua thread itself a blocking call would wait for itself:
-//! assert_eq!(dss.call(|_| Ok(()), None), Err(Error::WouldDeadlock));
+//! // On the Lua thread itself a blocking call would wait for itself.
+//! let again = Dss::register(&lua, &MY_LIB, "mylib")?;
+//! assert_eq!(again.call(|_| Ok(()), None), Err(Error::WouldDeadlock));
 //! # Ok(())
 //! # }
 //! ```
@@ -79,10 +154,34 @@
 //! # Registration
 //!
 //! [`Dss::register`] runs on the Lua thread (typically in your
-//! `#[mlua::lua_module]` function). It fails with a clear Lua error when
-//! darksidesync was not required first in that state, or when the
-//! published API is not 2v0-compatible. Registering the same [`LibId`] again
-//! in the same state returns the same handle.
+//! `#[mlua::lua_module]` function). It loads darksidesync with
+//! `require "darksidesync"` when the state has not loaded it yet, and fails
+//! with a Lua error naming your library when it cannot be found, or when
+//! the published API is not 2v0-compatible. Registering the same [`LibId`]
+//! again in the same state returns the same handle.
+//!
+//! # Keeping `run()` alive
+//!
+//! `darksidesync.run()` dispatches until no library holds a keep-alive
+//! reference and the queue is empty. Like Neon's `Channel` and Node-API's
+//! thread-safe functions, a registration holds one by default: work
+//! posted from your threads is never silently left unrun because `run()`
+//! returned. A library that is idle between jobs calls
+//! [`Dss::unref`] once and takes a [`Hold`] ([`Dss::hold`]) per job
+//! instead, dropping it after the job's last post; [`Dss::unregister`]
+//! and the state's close drop every reference.
+//!
+//! # Errors for your library's users
+//!
+//! [`function`] makes a Lua function whose errors are plain strings (as
+//! `luaL_error` gives in C), so `pcall(mylib.start, "soon")` returns
+//! `false, "mylib.start: seconds must be a number"` rather than mlua's
+//! error userdata.
+//!
+//! # Close notification
+//!
+//! [`Dss::on_close`] runs once when the registration ends (the state
+//! closes, or the library unregisters): stop the library's threads there.
 //!
 //! # Lifetime
 //!
@@ -100,7 +199,17 @@
 //! the caller is blocked, or never.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod callback;
+mod discovery;
+mod error;
 mod ffi;
 mod handle;
+mod plain_error;
+mod stats;
+mod trampoline;
 
-pub use handle::{Dss, Error, Hold, LibId, Stats};
+pub use callback::Prepared;
+pub use error::{Error, LuaError};
+pub use handle::{Dss, Hold, LibId};
+pub use plain_error::function;
+pub use stats::Stats;

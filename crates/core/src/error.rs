@@ -124,3 +124,19 @@ pub enum CancelReason {
     /// The port was unregistered.
     Unregistered,
 }
+
+/// Why the core discards an accepted item without handing it to the
+/// consumer: the item's discard path (see
+/// [`Hub::with_discard`](crate::Hub::with_discard)) is told which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Discarded {
+    /// A call's item was refused before it was queued (the caller gets the
+    /// matching [`CallError`]). Refused posts are not discarded: their item
+    /// comes back in [`PostError::item`].
+    Refused(PostErrorKind),
+    /// Its port was unregistered (the item was queued, or in the consumer's
+    /// batch, see [`Hub::purge_stale`](crate::Hub::purge_stale)).
+    Unregistered,
+    /// Its hub closed.
+    Closed,
+}

@@ -5,10 +5,11 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::error::{CancelReason, PostErrorKind};
+use crate::error::{CancelReason, Discarded, PostErrorKind};
 use crate::port::Port;
 use crate::state::{Entry, Shared, DEFAULT_CAPACITY};
 use crate::stats::Stats;
+use crate::sync::far_future;
 use crate::sync::Arc;
 
 /// The consumer's end of a FIFO that any number of threads post into.
@@ -47,6 +48,9 @@ pub struct Hub<T> {
 /// path runs), so nothing is leaked.
 pub struct Batch<T> {
     entries: VecDeque<Entry<T>>,
+    /// The hub's stale-port epoch when this batch was last checked
+    /// ([`Hub::purge_stale`]).
+    seen_epoch: u64,
 }
 
 impl<T> Batch<T> {
@@ -54,6 +58,7 @@ impl<T> Batch<T> {
     pub fn new() -> Batch<T> {
         Batch {
             entries: VecDeque::new(),
+            seen_epoch: 0,
         }
     }
 
@@ -103,8 +108,50 @@ impl<T: Send + 'static> Hub<T> {
     /// A hub bounded to `capacity` items (at least 1).
     pub fn with_capacity(capacity: usize) -> Hub<T> {
         Hub {
-            shared: Arc::new(Shared::new(capacity)),
+            shared: Arc::new(Shared::new(capacity, None)),
         }
+    }
+
+    /// A hub bounded to `capacity` items whose discarded items go to
+    /// `discard` with the reason, instead of being dropped: items removed
+    /// unrun by [`Port::unregister`], [`close`](Hub::close) or
+    /// [`purge_stale`](Hub::purge_stale), and call items refused before
+    /// they were queued. `discard` runs on the thread that discarded the
+    /// item, never under a lock of the hub.
+    pub fn with_discard(
+        capacity: usize,
+        discard: impl Fn(T, Discarded) + Send + Sync + 'static,
+    ) -> Hub<T> {
+        Hub {
+            shared: Arc::new(Shared::new(capacity, Some(Box::new(discard)))),
+        }
+    }
+
+    /// Discards the items of `batch` whose port was unregistered (or whose
+    /// hub closed) since they were drained, keeping the order of the rest.
+    /// Costs one atomic load when no port went stale since the last check;
+    /// call it before taking items from a batch that may have waited.
+    pub fn purge_stale(&self, batch: &mut Batch<T>) {
+        let epoch = self.shared.stale_epoch();
+        if epoch != batch.seen_epoch {
+            batch.seen_epoch = epoch;
+            self.shared.purge_stale(&mut batch.entries);
+        }
+    }
+
+    /// Discards every item left in `batch` (`Closed` once the hub closed,
+    /// else `Unregistered`): the consumer gives up items it will not run.
+    pub fn discard_batch(&self, batch: &mut Batch<T>) {
+        let why = if self.is_closed() {
+            Discarded::Closed
+        } else {
+            Discarded::Unregistered
+        };
+        let items: Vec<T> = std::mem::take(&mut batch.entries)
+            .into_iter()
+            .map(|e| e.item)
+            .collect();
+        self.shared.discard_all(items, why);
     }
 
     /// Registers a library and returns its port. `on_cancel` runs once, on
@@ -176,8 +223,8 @@ impl<T: Send + 'static> Hub<T> {
 
     /// A descriptor that is readable while work is pending, created on first
     /// use (posts before then cost no descriptor write). The same descriptor
-    /// every call, valid until the hub and all its ports are dropped; do not
-    /// read or close it.
+    /// every call, valid until the hub closes (close releases it, even while
+    /// ports are still held); do not read or close it. An error once closed.
     pub fn fd(&self) -> io::Result<RawFd> {
         self.shared.fd()
     }
@@ -229,8 +276,4 @@ impl<T> Drop for Hub<T> {
     fn drop(&mut self) {
         self.shared.close();
     }
-}
-
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }

@@ -14,11 +14,15 @@
 //!
 //! * **FIFO** per hub across all its ports.
 //! * **Nothing lost silently.** Every accepted item is either drained by the
-//!   consumer or dropped by close/unregister, exactly once; a refused post
-//!   gives the item back in [`PostError::item`]. An item's `Drop` is its drop
-//!   path: put the "free" or "tell the library" logic there.
+//!   consumer or discarded by close/unregister, exactly once; a refused post
+//!   gives the item back in [`PostError::item`]. A hub made with
+//!   [`Hub::with_discard`] tells each discarded item why ([`Discarded`]):
+//!   put the "free" or "tell the library" logic there; otherwise the item is
+//!   dropped.
 //! * **Calls always end**: replied, handler error, cancelled, closed, timed
-//!   out, full, unregistered, or would-deadlock on the consumer thread.
+//!   out, full, unregistered, or would-deadlock on the consumer thread. An
+//!   unregister or close ends a pending call wherever its item sits (queue,
+//!   the consumer's batch, a reply the consumer still holds).
 //! * **Bounded**: at most [`capacity`](Hub::capacity) items are queued;
 //!   producers choose to block ([`Port::post`]), wait a while
 //!   ([`Port::post_timeout`]) or be refused ([`Port::try_post`]).
@@ -59,7 +63,7 @@ mod stats;
 mod sync;
 pub mod waker;
 
-pub use error::{CallError, CancelReason, PostError, PostErrorKind};
+pub use error::{CallError, CancelReason, Discarded, PostError, PostErrorKind};
 pub use hub::{Batch, Hub};
 pub use port::{KeepAlive, Port};
 pub use reply::Reply;

@@ -3,11 +3,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::error::{CallError, PostError, PostErrorKind};
-use crate::hub::far_future;
+use crate::error::{CallError, Discarded, PostError, PostErrorKind};
 use crate::reply::{self, Outcome, Reply};
 use crate::state::{PortKey, Posted, Shared, WhenFull};
-use crate::sync::{Arc, Ordering};
+use crate::sync::{far_future, Arc, Ordering};
 
 /// A library's handle on a hub: `Send + Sync + Clone`, cheap to clone, and
 /// safe to keep after the hub is gone (every use then fails with `Closed`).
@@ -64,18 +63,23 @@ impl<T: Send + 'static> Port<T> {
     /// Queues `item`, waiting for room while the queue is full. Fails at once
     /// with `WouldDeadlock` instead of waiting on the consumer thread.
     pub fn post(&self, item: T) -> Result<Posted, PostError<T>> {
-        self.shared.push(self.key, item, WhenFull::Block(None))
+        self.shared
+            .push(self.key, item, WhenFull::Block(None), None)
     }
 
     /// Queues `item`, or refuses at once with `Full` when there is no room.
     pub fn try_post(&self, item: T) -> Result<Posted, PostError<T>> {
-        self.shared.push(self.key, item, WhenFull::Refuse)
+        self.shared.push(self.key, item, WhenFull::Refuse, None)
     }
 
     /// Queues `item`, waiting at most `timeout` for room (`Full` after that).
     pub fn post_timeout(&self, item: T, timeout: Duration) -> Result<Posted, PostError<T>> {
-        self.shared
-            .push(self.key, item, WhenFull::Block(Some(deadline(timeout))))
+        self.shared.push(
+            self.key,
+            item,
+            WhenFull::Block(Some(deadline(timeout))),
+            None,
+        )
     }
 
     /// Queues the item built by `make` around a [`Reply`] and blocks until
@@ -84,7 +88,7 @@ impl<T: Send + 'static> Port<T> {
     ///
     /// Issued from the consumer thread it fails at once with
     /// [`CallError::WouldDeadlock`] and `make` is not called.
-    pub fn call<R>(
+    pub fn call<R: Send + 'static>(
         &self,
         make: impl FnOnce(Reply<R>) -> T,
         timeout: Option<Duration>,
@@ -95,7 +99,7 @@ impl<T: Send + 'static> Port<T> {
 
     /// Like [`call`](Port::call), but fails at once with
     /// [`CallError::Full`] instead of waiting for room.
-    pub fn try_call<R>(
+    pub fn try_call<R: Send + 'static>(
         &self,
         make: impl FnOnce(Reply<R>) -> T,
         timeout: Option<Duration>,
@@ -103,7 +107,7 @@ impl<T: Send + 'static> Port<T> {
         self.call_inner(make, WhenFull::Refuse, timeout.map(deadline))
     }
 
-    fn call_inner<R>(
+    fn call_inner<R: Send + 'static>(
         &self,
         make: impl FnOnce(Reply<R>) -> T,
         when_full: WhenFull,
@@ -117,7 +121,12 @@ impl<T: Send + 'static> Port<T> {
             return Err(CallError::WouldDeadlock);
         }
         let (reply, waiter) = reply::pair();
-        if let Err(e) = self.shared.push(self.key, make(reply), when_full) {
+        let pending = waiter.pending();
+        if let Err(e) = self
+            .shared
+            .push(self.key, make(reply), when_full, Some(pending))
+        {
+            self.shared.discard_one(e.item, Discarded::Refused(e.kind));
             return Err(e.kind.into());
         }
         match waiter.wait(deadline) {
@@ -125,8 +134,8 @@ impl<T: Send + 'static> Port<T> {
                 self.shared.replies.fetch_add(1, Ordering::Relaxed);
                 r.map_err(CallError::Handler)
             }
-            Outcome::Dropped if self.shared.is_closed() => Err(CallError::Closed),
-            Outcome::Dropped => Err(CallError::Cancelled),
+            Outcome::Ended if self.shared.is_closed() => Err(CallError::Closed),
+            Outcome::Ended => Err(CallError::Cancelled),
             Outcome::TimedOut => Err(CallError::TimedOut),
         }
     }

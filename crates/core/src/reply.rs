@@ -1,18 +1,27 @@
 //! The reply slot of a blocking call: a one-shot hand-off from the consumer
 //! (which holds the [`Reply`]) to the producer blocked in
-//! [`Port::call`](crate::Port::call) (which holds the [`Waiter`]).
+//! [`Port::call`](crate::Port::call) (which holds the [`Waiter`]), and the
+//! one place that decides how a call ends.
 //!
 //! # Invariants
 //!
-//! * The slot leaves `Waiting` exactly once: to `Replied` (by [`Reply::send`]
-//!   or [`Reply::fail`]), to `Dropped` (the `Reply` was dropped unanswered:
-//!   its item was cancelled, or the consumer discarded it), or to `Abandoned`
-//!   (the waiter timed out first). Whoever moves it does so under the lock,
-//!   so a late reply to an abandoned call is refused, never lost in a slot
-//!   nobody reads.
-//! * `settled` is set (release) after the state left `Waiting`; the waiter
-//!   may spin on it (acquire) before taking the lock and sleeping, which is
-//!   what keeps a round trip with a busy consumer in the low microseconds.
+//! 1. The slot reaches exactly one end: `Replied` (by [`Reply::send`] or
+//!    [`Reply::fail`]), `Dropped` (the `Reply` was dropped unanswered: its
+//!    item was discarded, or the consumer never answered), `Cancelled` (its
+//!    port was unregistered or its hub closed while the call was pending,
+//!    wherever the item sat: queue, consumer's batch or a Lua reply
+//!    userdata) or `Abandoned` (the waiter timed out first). Whoever moves
+//!    it does so under the slot's lock, so a late reply is refused, never
+//!    lost in a slot nobody reads.
+//! 2. `Claimed` marks work on the consumer thread that uses what the caller
+//!    lent it (a C caller's `data`): while claimed, neither a timeout nor a
+//!    cancellation ends the call; they wait for the claim to end. So after
+//!    the caller returned, nothing the consumer does touches its data.
+//! 3. `settled` is set (release) when the waiter's answer is there; the
+//!    waiter may spin on it (acquire) before taking the lock and sleeping,
+//!    which is what keeps a round trip with a busy consumer in the low
+//!    microseconds. `finished` is set once the slot reached its end, so the
+//!    hub can forget it without taking its lock.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -92,10 +101,15 @@ fn spin_outcome(answered: bool) {
 const SPINS_PER_CHECK: u32 = 32;
 
 enum State<R> {
+    /// Queued, or its callback ran and the answer is pending.
     Waiting,
+    /// The consumer is inside work that uses the caller's lent data.
+    Claimed,
     Replied(Result<R, String>),
     Dropped,
+    Cancelled,
     Abandoned,
+    /// The waiter took the end.
     Taken,
 }
 
@@ -103,6 +117,18 @@ struct Slot<R> {
     state: Mutex<State<R>>,
     cv: Condvar,
     settled: AtomicBool,
+    finished: AtomicBool,
+}
+
+impl<R> Slot<R> {
+    /// Moves to an end the waiter reads, and wakes it.
+    fn settle(&self, mut state: crate::sync::MutexGuard<'_, State<R>>, to: State<R>) {
+        *state = to;
+        self.settled.store(true, Ordering::Release);
+        self.finished.store(true, Ordering::Release);
+        drop(state);
+        self.cv.notify_all();
+    }
 }
 
 /// The consumer's half of a blocking call: answer it once with
@@ -117,7 +143,8 @@ pub struct Reply<R> {
 /// What a waiter learned.
 pub(crate) enum Outcome<R> {
     Replied(Result<R, String>),
-    Dropped,
+    /// Dropped unanswered, or cancelled.
+    Ended,
     TimedOut,
 }
 
@@ -126,11 +153,44 @@ pub(crate) struct Waiter<R> {
     slot: Arc<Slot<R>>,
 }
 
+/// A pending call as its hub tracks it, to cancel it when its port is
+/// unregistered or the hub closes (see invariant 1).
+pub(crate) trait PendingCall: Send + Sync {
+    /// Ends a pending call as cancelled (waits out a claim; a no-op once
+    /// the call has ended).
+    fn cancel(&self);
+    /// True once the call reached its end; the hub may forget it.
+    fn is_finished(&self) -> bool;
+}
+
+impl<R: Send> PendingCall for Arc<Slot<R>> {
+    fn cancel(&self) {
+        let mut state = lock(&self.state);
+        loop {
+            match *state {
+                State::Claimed => {
+                    state = self.cv.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                State::Waiting => {
+                    self.settle(state, State::Cancelled);
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+}
+
 pub(crate) fn pair<R>() -> (Reply<R>, Waiter<R>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State::Waiting),
         cv: Condvar::new(),
         settled: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
     });
     (
         Reply {
@@ -141,13 +201,21 @@ pub(crate) fn pair<R>() -> (Reply<R>, Waiter<R>) {
     )
 }
 
+impl<R: Send + 'static> Waiter<R> {
+    /// The handle the hub keeps to cancel this call.
+    pub(crate) fn pending(&self) -> Box<dyn PendingCall> {
+        Box::new(self.slot.clone())
+    }
+}
+
 impl<R> Reply<R> {
     /// Answers the call with a value. Returns the value back when the caller
-    /// has already given up (timed out), so the consumer can dispose of it.
+    /// has already given up (timed out) or the call was cancelled, so the
+    /// consumer can dispose of it.
     pub fn send(self, value: R) -> Result<(), R> {
-        self.settle(Ok(value)).map_err(|r| match r {
+        self.answer(Ok(value)).map_err(|r| match r {
             Ok(v) => v,
-            Err(_) => unreachable!("settle returns what it was given"),
+            Err(_) => unreachable!("answer returns what it was given"),
         })
     }
 
@@ -155,25 +223,51 @@ impl<R> Reply<R> {
     /// [`CallError::Handler`](crate::CallError::Handler) with this text.
     /// Returns `false` when the caller had already given up.
     pub fn fail(self, text: impl Into<String>) -> bool {
-        self.settle(Err(text.into())).is_ok()
+        self.answer(Err(text.into())).is_ok()
     }
 
-    /// True once the caller stopped waiting (its timeout passed). A consumer
-    /// may skip the work of such an item; answering it is harmless.
+    /// True once the call ended without this reply: the caller stopped
+    /// waiting (its timeout passed) or the call was cancelled (its port was
+    /// unregistered, its hub closed). A consumer may skip the work of such
+    /// an item; answering it is harmless.
     pub fn is_abandoned(&self) -> bool {
-        matches!(*lock(&self.slot.state), State::Abandoned)
+        matches!(*lock(&self.slot.state), State::Abandoned | State::Cancelled)
     }
 
-    fn settle(mut self, result: Result<R, String>) -> Result<(), Result<R, String>> {
-        self.answered = true;
+    /// Starts work that uses what the caller lent (invariant 2): until
+    /// [`unclaim`](Reply::unclaim) or the answer, the caller waits even when
+    /// its timeout passes, and a cancellation waits too. Returns false when
+    /// the call already ended (timed out, cancelled): its lent data must
+    /// not be touched.
+    pub fn claim(&self) -> bool {
         let mut state = lock(&self.slot.state);
-        if !matches!(*state, State::Waiting) {
+        match *state {
+            State::Waiting => {
+                *state = State::Claimed;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a [`claim`](Reply::claim) without answering: the call waits
+    /// for its answer again (and may time out or be cancelled).
+    pub fn unclaim(&self) {
+        let mut state = lock(&self.slot.state);
+        if matches!(*state, State::Claimed) {
+            *state = State::Waiting;
+            drop(state);
+            self.slot.cv.notify_all();
+        }
+    }
+
+    fn answer(mut self, result: Result<R, String>) -> Result<(), Result<R, String>> {
+        self.answered = true;
+        let state = lock(&self.slot.state);
+        if !matches!(*state, State::Waiting | State::Claimed) {
             return Err(result);
         }
-        *state = State::Replied(result);
-        self.slot.settled.store(true, Ordering::Release);
-        drop(state);
-        self.slot.cv.notify_one();
+        self.slot.settle(state, State::Replied(result));
         Ok(())
     }
 }
@@ -183,12 +277,13 @@ impl<R> Drop for Reply<R> {
         if self.answered {
             return;
         }
-        let mut state = lock(&self.slot.state);
-        if matches!(*state, State::Waiting) {
-            *state = State::Dropped;
-            self.slot.settled.store(true, Ordering::Release);
-            drop(state);
-            self.slot.cv.notify_one();
+        let state = lock(&self.slot.state);
+        if matches!(*state, State::Waiting | State::Claimed) {
+            self.slot.settle(state, State::Dropped);
+        } else {
+            // The waiter left (timed out) or the call was cancelled:
+            // nobody will read the slot again.
+            self.slot.finished.store(true, Ordering::Release);
         }
     }
 }
@@ -202,8 +297,9 @@ impl<R> fmt::Debug for Reply<R> {
 }
 
 impl<R> Waiter<R> {
-    /// Blocks until the slot settles or `deadline` passes. On timeout the
-    /// slot becomes `Abandoned` so a late answer is refused, not stored.
+    /// Blocks until the slot reaches its end or `deadline` passes. On
+    /// timeout the slot becomes `Abandoned` so a late answer is refused,
+    /// not stored; a claimed slot is waited out first (invariant 2).
     pub(crate) fn wait(self, deadline: Option<Instant>) -> Outcome<R> {
         if !SPIN_TIME.is_zero() && spin_worth_trying() {
             let start = Instant::now();
@@ -225,20 +321,27 @@ impl<R> Waiter<R> {
         }
         let mut state = lock(&self.slot.state);
         loop {
-            match std::mem::replace(&mut *state, State::Taken) {
-                State::Replied(r) => return Outcome::Replied(r),
-                State::Dropped => return Outcome::Dropped,
-                State::Waiting => *state = State::Waiting,
+            match &*state {
+                State::Replied(_) => match std::mem::replace(&mut *state, State::Taken) {
+                    State::Replied(r) => return Outcome::Replied(r),
+                    _ => unreachable!("matched above"),
+                },
+                // Left in place: the consumer's `is_abandoned` reads it.
+                State::Dropped | State::Cancelled => return Outcome::Ended,
                 State::Abandoned | State::Taken => {
                     unreachable!("only the waiter abandons or takes")
                 }
+                State::Waiting | State::Claimed => {}
             }
+            let claimed = matches!(*state, State::Claimed);
             state = match deadline {
                 None => self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(_) if claimed => self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         *state = State::Abandoned;
+                        self.slot.finished.store(true, Ordering::Release);
                         return Outcome::TimedOut;
                     }
                     condvar_wait_timeout(&self.slot.cv, state, deadline - now)

@@ -8,8 +8,8 @@
 //!    close) never reorders what stays.
 //! 2. **Exactly once.** An item leaves `queue` exactly once: handed to the
 //!    consumer by a drain (counted `delivered`), or removed unrun by close or
-//!    unregister (counted `cancelled`; its `Drop` is its drop path and runs
-//!    after the lock is released). A refused post hands the item back to its
+//!    unregister (counted `cancelled`; its discard path runs after the lock
+//!    is released). A refused post hands the item back to its
 //!    producer (counted `dropped`). So `posted == delivered + cancelled +
 //!    queue.len()` at every unlock.
 //! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only
@@ -21,14 +21,15 @@
 //!    edges touch the descriptor under the lock, so a clear can never eat the
 //!    wake-up of a post that raced it.
 //! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
-//!    every port is stale, and every waiter (consumer or producer) has been
-//!    notified.
+//!    every port is stale, every waiter (consumer or producer) and every
+//!    pending call has been notified, and the descriptors are released.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
-use crate::error::{CancelReason, PostError, PostErrorKind};
+use crate::error::{CancelReason, Discarded, PostError, PostErrorKind};
+use crate::reply::PendingCall;
 use crate::stats::Stats;
 use crate::sync::{
     condvar_wait_timeout, lock, thread_token, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar,
@@ -39,7 +40,15 @@ use crate::waker::{FdSignal, UdpNotifier};
 /// Queue capacity of a new hub, in items.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
+/// Tracked calls of a port before the first pruning of finished ones.
+const PRUNE_FIRST: usize = 16;
+
 pub(crate) type CancelFn = Box<dyn FnOnce(CancelReason) + Send + 'static>;
+
+/// What a hub does with an accepted item it discards unrun (see
+/// [`Hub::with_discard`](crate::Hub::with_discard)); without one the item
+/// is dropped.
+pub(crate) type DiscardFn<T> = Box<dyn Fn(T, Discarded) + Send + Sync + 'static>;
 
 /// A port's identity: its slot in the table and the slot's generation when
 /// the port was registered. A handle whose generation no longer matches is
@@ -51,7 +60,7 @@ pub struct PortKey {
 }
 
 pub(crate) struct Entry<T> {
-    pub(crate) port: u32,
+    pub(crate) port: PortKey,
     pub(crate) item: T,
 }
 
@@ -62,6 +71,12 @@ struct PortSlot {
     live: bool,
     name: String,
     on_cancel: Option<CancelFn>,
+    /// Blocking calls of this port that may still be pending, wherever
+    /// their items are (queue, consumer's batch, a reply in Lua's hands):
+    /// unregister and close cancel them. Finished ones are pruned when the
+    /// list doubles.
+    calls: Vec<Box<dyn PendingCall>>,
+    prune_at: usize,
 }
 
 /// What the producer chose to do when the queue is full.
@@ -124,6 +139,11 @@ pub(crate) struct Shared<T> {
     closed: AtomicBool,
     keep_alive: AtomicUsize,
     pub(crate) replies: AtomicU64,
+    /// Bumped (release) by every unregister and by close, after the ports
+    /// went stale: a consumer compares it with the value its batch saw to
+    /// find items of stale ports without taking the lock (`purge_stale`).
+    stale_epoch: AtomicU64,
+    discard: Option<DiscardFn<T>>,
 }
 
 impl<T> State<T> {
@@ -145,7 +165,7 @@ impl<T> State<T> {
 }
 
 impl<T> Shared<T> {
-    pub(crate) fn new(capacity: usize) -> Shared<T> {
+    pub(crate) fn new(capacity: usize, discard: Option<DiscardFn<T>>) -> Shared<T> {
         Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -168,7 +188,56 @@ impl<T> Shared<T> {
             closed: AtomicBool::new(false),
             keep_alive: AtomicUsize::new(0),
             replies: AtomicU64::new(0),
+            stale_epoch: AtomicU64::new(0),
+            discard,
         }
+    }
+
+    /// Hands items discarded unrun to the hub's discard path (or drops
+    /// them). Never called under the lock.
+    pub(crate) fn discard_all(&self, items: impl IntoIterator<Item = T>, why: Discarded) {
+        for item in items {
+            self.discard_one(item, why);
+        }
+    }
+
+    pub(crate) fn discard_one(&self, item: T, why: Discarded) {
+        match &self.discard {
+            Some(f) => f(item, why),
+            None => drop(item),
+        }
+    }
+
+    pub(crate) fn stale_epoch(&self) -> u64 {
+        self.stale_epoch.load(Ordering::Acquire)
+    }
+
+    /// Removes the entries of stale ports from a consumer's batch (order of
+    /// the rest kept) and discards them: `Unregistered`, or `Closed` once
+    /// the hub closed.
+    pub(crate) fn purge_stale(&self, batch: &mut VecDeque<Entry<T>>) {
+        let st = self.lock();
+        if !batch.iter().any(|e| !st.port_live(e.port)) {
+            return;
+        }
+        let closed = st.closed;
+        let mut gone = Vec::new();
+        let mut kept = VecDeque::with_capacity(batch.len());
+        for e in batch.drain(..) {
+            if st.port_live(e.port) {
+                kept.push_back(e);
+            } else {
+                gone.push(e.item);
+            }
+        }
+        drop(st);
+        *batch = kept;
+        let why = if closed {
+            Discarded::Closed
+        } else {
+            Discarded::Unregistered
+        };
+        self.discard_all(gone, why);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -207,6 +276,8 @@ impl<T> Shared<T> {
                     live: false,
                     name: String::new(),
                     on_cancel: None,
+                    calls: Vec::new(),
+                    prune_at: PRUNE_FIRST,
                 });
                 (st.ports.len() - 1) as u32
             }
@@ -250,16 +321,22 @@ impl<T> Shared<T> {
         slot.generation = slot.generation.wrapping_add(1);
         slot.name.clear();
         let on_cancel = slot.on_cancel.take();
+        let calls = std::mem::take(&mut slot.calls);
+        slot.prune_at = PRUNE_FIRST;
         st.free_ports.push(key.index);
-        let gone = remove_port_items(&mut st.queue, key.index);
+        let gone = remove_port_items(&mut st.queue, key);
         st.counters.cancelled += gone.len() as u64;
         st.settle_signal();
+        self.stale_epoch.fetch_add(1, Ordering::Release);
         let room = st.blocked_producers > 0 && !gone.is_empty();
         drop(st);
         if room {
             self.room_cv.notify_all();
         }
-        drop(gone);
+        self.discard_all(gone.into_iter().map(|e| e.item), Discarded::Unregistered);
+        for call in calls {
+            call.cancel();
+        }
         if let Some(f) = on_cancel {
             f(CancelReason::Unregistered);
         }
@@ -268,11 +345,14 @@ impl<T> Shared<T> {
 
     // ----- producing ---------------------------------------------------
 
+    /// Queues `item` for `port`; `call` is the pending call it answers,
+    /// tracked so unregister and close can cancel it.
     pub(crate) fn push(
         &self,
         port: PortKey,
         item: T,
         when_full: WhenFull,
+        call: Option<Box<dyn PendingCall>>,
     ) -> Result<Posted, PostError<T>> {
         let mut st = self.lock();
         let refuse = |mut st: MutexGuard<'_, State<T>>, kind, item| {
@@ -310,10 +390,15 @@ impl<T> Shared<T> {
             };
             st.blocked_producers -= 1;
         }
-        st.queue.push_back(Entry {
-            port: port.index,
-            item,
-        });
+        st.queue.push_back(Entry { port, item });
+        if let Some(call) = call {
+            let slot = &mut st.ports[port.index as usize];
+            if slot.calls.len() >= slot.prune_at {
+                slot.calls.retain(|c| !c.is_finished());
+                slot.prune_at = (slot.calls.len() * 2).max(PRUNE_FIRST);
+            }
+            slot.calls.push(call);
+        }
         let depth = st.queue.len();
         let c = &mut st.counters;
         c.posted += 1;
@@ -435,6 +520,9 @@ impl<T> Shared<T> {
 
     pub(crate) fn fd(&self) -> io::Result<std::os::fd::RawFd> {
         let mut st = self.lock();
+        if st.closed {
+            return Err(io::Error::other("the hub is closed"));
+        }
         if let Some(fd) = &st.fd {
             return Ok(fd.raw());
         }
@@ -456,7 +544,10 @@ impl<T> Shared<T> {
             Some(p) if p != 0 => Some(Arc::new(UdpNotifier::new(p)?)),
             _ => None,
         };
-        self.lock().udp = notifier;
+        let mut st = self.lock();
+        if !st.closed {
+            st.udp = notifier;
+        }
         Ok(())
     }
 
@@ -497,20 +588,31 @@ impl<T> Shared<T> {
         let items = std::mem::take(&mut st.queue);
         st.counters.cancelled += items.len() as u64;
         st.settle_signal();
+        // Ports and C handles may keep the shared record for long after
+        // (a utility that never unregisters): keep only what their stale
+        // checks read, not the descriptors.
+        let wakers = (st.fd.take(), st.udp.take());
         let mut cancels: Vec<(u64, CancelFn)> = Vec::new();
+        let mut calls = Vec::new();
         for slot in st.ports.iter_mut().filter(|s| s.live) {
             slot.live = false;
             slot.generation = slot.generation.wrapping_add(1);
+            calls.append(&mut slot.calls);
             if let Some(f) = slot.on_cancel.take() {
                 cancels.push((slot.seq, f));
             }
         }
+        self.stale_epoch.fetch_add(1, Ordering::Release);
         // Last registered first, as DarkSideSync cancelled its utilities.
         cancels.sort_by_key(|c| std::cmp::Reverse(c.0));
         drop(st);
         self.room_cv.notify_all();
         self.consumer_cv.notify_all();
-        drop(items);
+        drop(wakers);
+        self.discard_all(items.into_iter().map(|e| e.item), Discarded::Closed);
+        for call in calls {
+            call.cancel();
+        }
         for (_, f) in cancels {
             f(CancelReason::HubClosed);
         }
@@ -519,7 +621,7 @@ impl<T> Shared<T> {
 }
 
 /// Removes `port`'s entries from `queue`, keeping everyone else's order.
-fn remove_port_items<T>(queue: &mut VecDeque<Entry<T>>, port: u32) -> Vec<Entry<T>> {
+fn remove_port_items<T>(queue: &mut VecDeque<Entry<T>>, port: PortKey) -> Vec<Entry<T>> {
     let mut gone = Vec::new();
     let mut kept = VecDeque::with_capacity(queue.len());
     for e in queue.drain(..) {

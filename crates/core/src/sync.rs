@@ -83,3 +83,9 @@ pub(crate) fn condvar_wait_timeout<'a, T>(
     // loom does not model time; a timed wait is an untimed one there.
     cv.wait(guard).unwrap_or_else(|p| p.into_inner())
 }
+
+/// A deadline so far away it stands for "never" where an `Instant` is
+/// needed (a timeout that overflows `Instant`).
+pub(crate) fn far_future() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
+}

@@ -1,6 +1,6 @@
 -- darksidesync.host: the host's conventions over darksidesync.states
 -- (see states.rs).
-local dss = require "darksidesync"
+local run_child = ... -- runs a child's script the host's way (states.rs)
 local states = require "darksidesync.states"
 local error, pcall, select, setmetatable, tostring, type = error, pcall, select, setmetatable, tostring, type
 local unpack = table.unpack or unpack
@@ -17,27 +17,8 @@ end
 
 local function packed(...) return { n = select("#", ...), ... } end
 
--- The chunk every child runs: the script, then run(), with the host's
--- callback error handling.
-local CHILD = [[
-local source, chunkname, arg0 = ...
-local dss = require "darksidesync"
-local host = require "darksidesync.host"
-local traceback, tostring = debug.traceback, tostring
-local failed
-dss.seterrorhandler(function(err)
-  failed = failed or traceback("error in callback: " .. tostring(err), 2)
-  dss.stop()
-  return err
-end)
-local f = assert(load(source, chunkname))
-arg = { [0] = arg0, select(4, ...) }
-f(select(4, ...))
-if failed then error(failed, 0) end
-if not host._listening then require("darksidesync.states").parent:post(host._NOT_LISTENING) end
-dss.run()
-if failed then error(failed, 0) end
-]]
+-- The chunk every child runs: the script, then run(), the host's way.
+local CHILD = [[return require("darksidesync.host")._run_child(...)]]
 
 local Child = {}
 Child.__index = Child
@@ -103,13 +84,17 @@ function host.spawn(script, ...)
     if c and c._onmessage then return c._onmessage(first, ...) end
     error("darksidesync.host: state " .. id .. " sent a message but its handle has no onmessage handler", 0)
   end)
-  h:onexit(function(done, err)
+  -- A child reports its failure as (false, text) from run_child; an error
+  -- of darksidesync.states itself arrives as (false, text) too.
+  h:onexit(function(done, ok, text)
+    local err
+    if not done then err = ok elseif ok == false then err = text end
     local c = weak.child
     if c and c._onexit then
-      if done then return c._onexit(true) end
+      if err == nil then return c._onexit(true) end
       return c._onexit(false, err)
     end
-    if not done then error("state " .. id .. " failed: " .. tostring(err), 0) end
+    if err ~= nil then error("state " .. id .. " failed: " .. tostring(err), 0) end
   end)
   return child
 end
@@ -142,5 +127,17 @@ if states.parent then
   }
 end
 
-host._NOT_LISTENING = NOT_LISTENING
+-- In a state started by host.spawn (see CHILD).
+local spawned = false
+function host._run_child(...)
+  spawned = true
+  return run_child(...)
+end
+
+-- After the main chunk (runtime.rs): a child that does not listen lets its
+-- parent know, so that the parent's hold does not keep it running.
+function host._after_main_chunk()
+  if spawned and not host._listening then states.parent:post(NOT_LISTENING) end
+end
+
 return host

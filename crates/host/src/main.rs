@@ -5,11 +5,16 @@
 //!
 //! | file | what |
 //! | --- | --- |
-//! | `main.rs` | the command line and exit status |
-//! | `runtime.rs` | one state: preloads, error handling, run a script then `run()` |
-//! | `states.rs` | `darksidesync.host`: a Lua layer over `darksidesync.states` |
+//! | `main.rs` | usage, versions and exit status |
+//! | `cli.rs` | the command line, read as `lua5.4` reads it |
+//! | `interrupt.rs` | Ctrl-C raises "interrupted!" as in `lua5.4` |
+//! | `runtime.rs` | one state: preloads, run the command line and script, then `run()` |
+//! | `errors.lua` | messages and tracebacks as `lua5.4` prints them; fatal callback errors |
+//! | `states.rs` | `darksidesync.host`: a Lua layer (`host.lua`) over `darksidesync.states` |
 //! | `message.rs` | [`message::Msg`], Lua values copied between states |
 
+mod cli;
+mod interrupt;
 mod message;
 mod runtime;
 mod states;
@@ -35,70 +40,84 @@ these modules preloaded:
 then dispatches callbacks until nothing can arrive any more (no live timer,
 process, keep-alive signal handler, child state or other keep-alive
 reference, and an empty queue) or the script calls darksidesync.stop().
-ARGS are in the global table `arg` (arg[0] is SCRIPT) and in `...`.
+The command line and `arg` are those of the stock lua5.4: arg[0] is
+SCRIPT, ARGS are arg[1].. and the chunk's `...`, what precedes SCRIPT has
+negative indices (arg[-1] ...).
 
-An error in a callback ends the program like an error in the script,
-unless the script installs its own darksidesync.seterrorhandler.
+An error in a callback ends the program like an error in the script (no
+later callback runs), unless the script installs its own
+darksidesync.seterrorhandler. Ctrl-C raises \"interrupted!\" in the
+running code, unless the script subscribes to SIGINT itself.
 
-options:
+options (as lua5.4's, run in order before SCRIPT):
+  -e STAT        run the Lua statement STAT
+  -l MOD         MOD = require \"MOD\"
+  -l G=MOD       G = require \"MOD\"
+  -W             turn warnings on
+  -v, -V, --version  show the versions (then run SCRIPT or -e if given)
+  SCRIPT may be left out when -e is given.
   -h, --help     show this help and exit
-  -V, --version  show the versions and exit
-  --             end of options
+  --             end of options; -  end of options, run standard input
 
 exit status:
-  0  the script and its callbacks finished
+  0  the script and its callbacks finished (or os.exit's status)
   1  a syntax error, or an uncaught error in the script, a callback or a
-     child state without an onexit handler (message and traceback on stderr)
+     child state without an onexit handler, or Ctrl-C (message and
+     traceback on stderr)
   2  a usage error: no script, an unreadable script, an unknown option
 ";
 
+/// The one-line usage error, and where to look.
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("darksidesync-host: {message}; try darksidesync-host --help");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1).peekable();
-    // Options come before the script; each one ends the command line.
-    if let Some(a) = args.peek() {
-        match a.to_str() {
-            Some("-h") | Some("--help") => {
-                print!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            Some("-V") | Some("--version") => {
-                println!(
-                    "darksidesync-host {} ({}, {})",
-                    env!("CARGO_PKG_VERSION"),
-                    darksidesync::VERSION,
-                    lua_version()
-                );
-                return ExitCode::SUCCESS;
-            }
-            Some("--") => {
-                args.next();
-            }
-            Some(s) if s.starts_with('-') && s != "-" => {
-                eprintln!("darksidesync-host: unknown option {s}\n\n{USAGE}");
-                return ExitCode::from(2);
-            }
-            _ => {}
+    let cl = match cli::parse(std::env::args_os().collect()) {
+        Ok(cl) => cl,
+        Err(cli::Stop::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(cli::Stop::Usage(m)) => return usage_error(&m),
+    };
+    if cl.version {
+        println!(
+            "darksidesync-host {} ({}, {})",
+            env!("CARGO_PKG_VERSION"),
+            darksidesync::VERSION,
+            lua_version()
+        );
+        if cl.script.is_none() && cl.actions.is_empty() {
+            return ExitCode::SUCCESS;
         }
     }
-    let Some(script) = args.next() else {
-        eprintln!("darksidesync-host: no script given\n\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    let script = match load(script, args.collect()) {
+    if cl.script.is_none() && cl.actions.is_empty() {
+        return usage_error("no script given");
+    }
+    let script = match cl.script.map(|s| load(s, cl.args)).transpose() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("darksidesync-host: {e}");
             return ExitCode::from(2);
         }
     };
-    let lua = match runtime::new_state() {
+    let lua = match runtime::new_state().and_then(|lua| {
+        interrupt::install(&lua)?;
+        Ok(lua)
+    }) {
         Ok(lua) => lua,
         Err(e) => {
             eprintln!("darksidesync-host: cannot set up Lua: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime::run(&lua, &script) {
+    let invocation = runtime::Invocation {
+        actions: cl.actions,
+        before: cl.before,
+    };
+    match runtime::run_invocation(&lua, &invocation, script.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Syntax(m)) => {
             eprintln!("darksidesync-host: syntax error: {m}");

@@ -10,6 +10,8 @@ use std::cell::RefCell;
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use crate::cli::Action;
+use crate::interrupt;
 use crate::message::Msg;
 use crate::states;
 
@@ -48,27 +50,9 @@ impl std::fmt::Display for Failure {
 #[derive(Default)]
 struct CallbackError(RefCell<Option<String>>);
 
-const PRELUDE: &str = r#"
-local dss, record = ...
-local traceback, tostring = debug.traceback, tostring
--- Callback errors are fatal, as in most event-loop hosts: record the first
--- one with its traceback and stop run(). A script may install its own
--- handler with darksidesync.seterrorhandler (nil restores the module's
--- default, which only prints).
-dss.seterrorhandler(function(err)
-  record(traceback("error in callback: " .. tostring(err), 2))
-  dss.stop()
-  return err
-end)
--- Runs f(...) and returns nil, or the error text with its traceback.
-return function(f, ...)
-  local ok, err = xpcall(f, function(e)
-    if type(e) ~= "string" then e = tostring(e) end
-    return traceback(e, 2)
-  end, ...)
-  if not ok then return err end
-end
-"#;
+/// The host's error handling in Lua (messages and tracebacks as `lua5.4`
+/// prints them, fatal callback errors): `errors.lua`.
+const PRELUDE: &str = include_str!("errors.lua");
 
 /// A new state with everything preloaded.
 pub fn new_state() -> mlua::Result<Lua> {
@@ -80,6 +64,13 @@ pub fn new_state() -> mlua::Result<Lua> {
     preload(&lua)?;
     // States started with darksidesync.states get the same preloads.
     darksidesync::states::set_initializer(preload);
+    install_error_handling(&lua)?;
+    Ok(lua)
+}
+
+/// The host's error handling (`errors.lua`), in the root state and in each
+/// state `host.spawn` starts.
+pub fn install_error_handling(lua: &Lua) -> mlua::Result<()> {
     lua.set_app_data(CallbackError::default());
     let record = lua.create_function(|lua, text: String| {
         if let Some(slot) = lua.app_data_ref::<CallbackError>() {
@@ -88,12 +79,24 @@ pub fn new_state() -> mlua::Result<Lua> {
         Ok(())
     })?;
     let dss: Table = lua.load("return require 'darksidesync'").eval()?;
-    let protect: Function = lua
-        .load(PRELUDE)
-        .set_name("=darksidesync-host")
-        .call((dss, record))?;
+    // The text of an mlua error object (an error raised from Rust), or nil.
+    let error_text = lua.create_function(|_, v: Value| {
+        Ok(match v {
+            Value::Error(e) => Some(e.to_string()),
+            _ => None,
+        })
+    })?;
+    // What the Ctrl-C subscription raises (see interrupt.rs).
+    let interrupted = lua.create_table()?;
+    lua.set_named_registry_value(interrupt::SENTINEL, &interrupted)?;
+    let protect: Function = lua.load(PRELUDE).set_name("=darksidesync-host").call((
+        dss,
+        record,
+        interrupted,
+        error_text,
+    ))?;
     lua.set_named_registry_value("darksidesync-host.protect", protect)?;
-    Ok(lua)
+    Ok(())
 }
 
 /// The host's `package.preload` entries.
@@ -131,29 +134,75 @@ fn callback_error(lua: &Lua) -> Option<String> {
         .and_then(|e| e.0.borrow_mut().take())
 }
 
+/// What the command line asks the root state to do around its script.
+#[derive(Default)]
+pub struct Invocation {
+    /// `-e`, `-l`, `-W`, in order, before the script.
+    pub actions: Vec<Action>,
+    /// `arg[-n]`..`arg[-1]`: the arguments before the script.
+    pub before: Vec<String>,
+}
+
 /// Runs `script` in `lua`, then `darksidesync.run()`. `Ok` when the script
 /// and every callback ended without an uncaught error.
 pub fn run(lua: &Lua, script: &Script) -> Result<(), Failure> {
-    let chunk = lua
-        .load(&script.source[..])
-        .set_name(&script.chunkname)
-        .into_function()
-        .map_err(|e| Failure::Syntax(syntax_message(&e)))?;
-    set_arg(lua, script).map_err(|e| Failure::Runtime(e.to_string()))?;
+    run_invocation(lua, &Invocation::default(), Some(script))
+}
+
+/// Sets `arg`, runs the command line's actions, then `script` (if any),
+/// then `darksidesync.run()`, in the order `lua5.4` does: an action runs
+/// before the script is even compiled.
+pub fn run_invocation(
+    lua: &Lua,
+    invocation: &Invocation,
+    script: Option<&Script>,
+) -> Result<(), Failure> {
+    let runtime = |e: mlua::Error| Failure::Runtime(e.to_string());
+    set_arg(lua, &invocation.before, script).map_err(runtime)?;
     let protect: Function = lua
         .named_registry_value("darksidesync-host.protect")
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let args = Msg::to_multi(&script.args, lua).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let mut call_args = MultiValue::from_iter([Value::Function(chunk)]);
-    call_args.extend(args);
-    protected(&protect, call_args)?;
+        .map_err(runtime)?;
+    for action in &invocation.actions {
+        let f = match action {
+            Action::Exec(source) => lua
+                .load(source.as_str())
+                .set_name("=(command line)")
+                .into_function()
+                .map_err(|e| Failure::Syntax(syntax_message(&e)))?,
+            Action::Require { global, module } => lua
+                .load("local g, m = ...; _G[g] = require(m)")
+                .set_name("=(command line)")
+                .into_function()
+                .map_err(runtime)?
+                .bind((global.as_str(), module.as_str()))
+                .map_err(runtime)?,
+            Action::Warnings => lua
+                .load("warn('@on')")
+                .set_name("=(command line)")
+                .into_function()
+                .map_err(runtime)?,
+        };
+        protected(&protect, MultiValue::from_iter([Value::Function(f)]))?;
+    }
+    if let Some(script) = script {
+        let chunk = lua
+            .load(&script.source[..])
+            .set_name(&script.chunkname)
+            .into_function()
+            .map_err(|e| Failure::Syntax(syntax_message(&e)))?;
+        let args = Msg::to_multi(&script.args, lua).map_err(runtime)?;
+        let mut call_args = MultiValue::from_iter([Value::Function(chunk)]);
+        call_args.extend(args);
+        protected(&protect, call_args)?;
+    }
     if let Some(e) = callback_error(lua) {
         return Err(Failure::Runtime(e));
     }
+    states::after_main_chunk(lua);
     let run: Function = lua
         .load("return require('darksidesync').run")
         .eval()
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+        .map_err(runtime)?;
     protected(&protect, MultiValue::from_iter([Value::Function(run)]))?;
     match callback_error(lua) {
         Some(e) => Err(Failure::Runtime(e)),
@@ -177,12 +226,20 @@ fn syntax_message(e: &mlua::Error) -> String {
     }
 }
 
-/// The stock interpreter's `arg` table: `arg[0]` is the script.
-fn set_arg(lua: &Lua, script: &Script) -> mlua::Result<()> {
+/// The stock interpreter's `arg` table: `arg[0]` is the script, its
+/// arguments follow, and what came before it on the command line (the
+/// program name first) has the negative indices.
+fn set_arg(lua: &Lua, before: &[String], script: Option<&Script>) -> mlua::Result<()> {
     let arg = lua.create_table()?;
-    arg.raw_set(0, script.arg0.as_str())?;
-    for (i, a) in script.args.iter().enumerate() {
-        arg.raw_set(i + 1, a.to_lua(lua)?)?;
+    let n = before.len() as i64;
+    for (i, a) in before.iter().enumerate() {
+        arg.raw_set(i as i64 - n, a.as_str())?;
+    }
+    if let Some(script) = script {
+        arg.raw_set(0, script.arg0.as_str())?;
+        for (i, a) in script.args.iter().enumerate() {
+            arg.raw_set(i + 1, a.to_lua(lua)?)?;
+        }
     }
     lua.globals().set("arg", arg)
 }

@@ -28,12 +28,57 @@
 //!   it ends once its own work is done;
 //! * the host's names and error texts (`send`, `host.spawn: ...`).
 
-use mlua::{Lua, Table};
+use mlua::{Function, Lua, MultiValue, Table, Value};
+
+use crate::message::Msg;
+use crate::runtime::{self, Failure, Script};
 
 /// The layer, evaluated once per state that requires it.
 const LAYER: &str = include_str!("host.lua");
 
 /// Builds the `darksidesync.host` table.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
-    lua.load(LAYER).set_name("=darksidesync.host").call(())
+    let run_child = lua.create_function(run_child)?;
+    lua.load(LAYER)
+        .set_name("=darksidesync.host")
+        .call(run_child)
+}
+
+/// In a state started by `host.spawn`: runs the script as the host runs
+/// its main script (its error handling and tracebacks, then `run()`).
+/// Returns `true`, or `false` and the failure's text: the failure is the
+/// result, not an error, so that its traceback is not wrapped in another.
+fn run_child(
+    lua: &Lua,
+    (source, chunkname, arg0, args): (mlua::String, String, String, MultiValue),
+) -> mlua::Result<MultiValue> {
+    runtime::install_error_handling(lua)?;
+    let script = Script {
+        source: source.as_bytes().to_vec(),
+        chunkname,
+        arg0,
+        args: Msg::from_multi(&args, "host.spawn").map_err(mlua::Error::runtime)?,
+    };
+    let failed = |text: String| -> mlua::Result<MultiValue> {
+        Ok(MultiValue::from_iter([
+            Value::Boolean(false),
+            Value::String(lua.create_string(text)?),
+        ]))
+    };
+    match runtime::run(lua, &script) {
+        Ok(()) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
+        Err(Failure::Syntax(m)) => failed(format!("syntax error: {m}")),
+        Err(Failure::Runtime(m)) => failed(m),
+    }
+}
+
+/// After a state's main chunk: a state started by `host.spawn` that set no
+/// `host.onmessage` tells its parent to let go (see `host.lua`).
+pub fn after_main_chunk(lua: &Lua) {
+    let hook = lua
+        .load("local h = package.loaded['darksidesync.host'] return type(h) == 'table' and h._after_main_chunk")
+        .eval::<Option<Function>>();
+    if let Ok(Some(f)) = hook {
+        let _ = f.call::<()>(());
+    }
 }

@@ -56,7 +56,8 @@ pub(crate) fn timeout(
     };
     if n.is_nan() || n < 0.0 {
         return Err(format!(
-            "darksidesync.{what}: timeout must be a non-negative number of {unit}, got {n}"
+            "darksidesync.{what}: timeout must be a non-negative number of {unit}, got {}",
+            short_number(n)
         ));
     }
     if n == 0.0 && zero_is_forever {
@@ -79,11 +80,35 @@ pub(crate) fn count(value: &Value, what: &str, default: usize) -> Result<usize, 
     }
 }
 
-/// A value for messages: numbers shown, other types named.
+/// A value for messages: numbers shown (short, see [`short_number`]),
+/// other types named.
 pub(crate) fn describe(value: &Value) -> String {
     match value {
         Value::Integer(i) => i.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => short_number(*n),
         other => type_name(other).to_string(),
+    }
+}
+
+/// A float for messages, as short as Lua's `%.14g` would print it:
+/// `2.5`, `1e+308`, `1e-300`, `inf`, `nan` (never hundreds of digits).
+pub(crate) fn short_number(n: f64) -> String {
+    if n.is_nan() {
+        return "nan".to_string();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    let a = n.abs();
+    if a == 0.0 || (1e-4..1e15).contains(&a) {
+        return n.to_string();
+    }
+    // Scientific notation with the shortest exact mantissa, written as C's
+    // `%g` writes the exponent.
+    let text = format!("{n:e}");
+    match text.split_once('e') {
+        Some((mantissa, exp)) if exp.starts_with('-') => format!("{mantissa}e-{}", &exp[1..]),
+        Some((mantissa, exp)) => format!("{mantissa}e+{exp}"),
+        None => text,
     }
 }

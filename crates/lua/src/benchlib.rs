@@ -28,7 +28,7 @@ use crate::args;
 use crate::data::Data;
 use crate::item::{Callback, DataReply, Item, Prepared, ReplySink, Task};
 use crate::state::StateHub;
-use crate::{make_table, Fail, Ret};
+use crate::{make_table, ApiError, ApiResult};
 
 /// The state's bench port, registered on first use.
 struct BenchPort(Port<Item>);
@@ -105,7 +105,7 @@ impl UserData for Job {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("done", |_, this, ()| Ok(this.done()));
         methods.add_method("wait", |_, this, secs: Option<f64>| {
-            Ok(crate::testlib::wait_until(
+            Ok(wait_until(
                 &this.shared.report,
                 &this.shared.cv,
                 secs,
@@ -136,7 +136,7 @@ fn finish(shared: &Shared, f: impl FnOnce(&mut Report)) {
     shared.cv.notify_all();
 }
 
-fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> Result<Arc<RegistryKey>, Fail> {
+fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> Result<Arc<RegistryKey>, ApiError> {
     match v {
         Some(f @ Value::Function(_)) => Ok(Arc::new(lua.create_registry_value(f.clone())?)),
         other => Err(format!(
@@ -147,13 +147,13 @@ fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> Result<Arc<Registry
     }
 }
 
-fn new_job(lua: &Lua, shared: Arc<Shared>, threads: usize) -> Ret {
+fn new_job(lua: &Lua, shared: Arc<Shared>, threads: usize) -> ApiResult {
     let job = lua.create_userdata(Job { shared, threads })?;
     Ok(MultiValue::from_iter([Value::UserData(job)]))
 }
 
 /// `post(callback, n, producers)` → job.
-fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = match a.front() {
         Some(Value::Function(f)) => Callback::new(lua, f.clone())?,
         other => {
@@ -190,7 +190,7 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `call(callback, n [, gap_us])` → job.
-fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = callback_key(lua, a.front(), "call")?;
     let n = args::count(a.get(1).unwrap_or(&Value::Nil), "benchlib.call", 1)? as u64;
     let gap = args::count(a.get(2).unwrap_or(&Value::Nil), "benchlib.call", 0)? as u64;
@@ -237,7 +237,7 @@ fn one(v: Value) -> MultiValue {
 }
 
 /// `now()` → monotonic seconds.
-fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn now(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     Ok(one(Value::Number(
         EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64(),
@@ -258,12 +258,12 @@ fn status_kb(key: &str) -> Option<i64> {
 }
 
 /// `rss()` → resident bytes now (nil where /proc is missing).
-fn rss(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn rss(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(status_kb("VmRSS:").map_or(Value::Nil, Value::Integer)))
 }
 
 /// `peak_rss()` → peak resident bytes of the process (nil where /proc is missing).
-fn peak_rss(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn peak_rss(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(status_kb("VmHWM:").map_or(Value::Nil, Value::Integer)))
 }
 
@@ -281,4 +281,26 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             ("peak_rss", peak_rss),
         ],
     )
+}
+
+/// Waits on `cv` until `done` holds for the value under `m`, or `secs`
+/// seconds pass (`nil`, or a span too large to represent, waits without
+/// limit; negative or NaN counts as 0). False on timeout. `h:wait([secs])`.
+fn wait_until<T>(m: &Mutex<T>, cv: &Condvar, secs: Option<f64>, done: impl Fn(&T) -> bool) -> bool {
+    let deadline = secs
+        .and_then(|s| Instant::now().checked_add(Duration::try_from_secs_f64(s.max(0.0)).ok()?));
+    let mut guard = m.lock().unwrap();
+    while !done(&guard) {
+        guard = match deadline {
+            None => cv.wait(guard).unwrap(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return false;
+                }
+                cv.wait_timeout(guard, d - now).unwrap().0
+            }
+        };
+    }
+    true
 }

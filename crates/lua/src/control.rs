@@ -5,7 +5,7 @@ use mlua::{Lua, MultiValue, Value};
 
 use crate::args;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 /// The largest capacity `setcapacity` accepts.
 pub const MAX_CAPACITY: usize = 1 << 24;
@@ -20,7 +20,7 @@ fn one(v: Value) -> MultiValue {
 
 /// `setport(port)` → 1. Every wake-up then sends one datagram to
 /// `127.0.0.1:port`; 0 disables.
-pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let port = match a.front().and_then(args::integer) {
         Some(p) if (0..=65535).contains(&p) => p as u16,
         _ => return Err(BAD_PORT.to_string().into()),
@@ -32,12 +32,12 @@ pub(crate) fn setport(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `getport()` → the UDP port, or 0 when disabled.
-pub(crate) fn getport(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn getport(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(Value::Integer(st.hub.udp_port().map_or(0, i64::from))))
 }
 
 /// `setcapacity(n)` → the previous capacity.
-pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let v = a.front().unwrap_or(&Value::Nil);
     let n = match args::integer(v) {
         Some(n) if n >= 1 && n as u64 <= MAX_CAPACITY as u64 => n as usize,
@@ -55,22 +55,30 @@ pub(crate) fn setcapacity(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `capacity()` → the queue's bound.
-pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(Value::Integer(st.hub.capacity() as i64)))
 }
 
 /// `stats()` → a table of counters.
-pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+///
+/// The hub's snapshot is taken under its lock and keeps `posted ==
+/// delivered + cancelled + depth`, where its `delivered` counts items
+/// drained into the local batch. Lua's view moves the batch's items (only
+/// this thread changes the batch, so its length is exact here) from
+/// `delivered` to `depth`: `delivered` counts items handed to Lua, `depth`
+/// every item waiting, and the identity still holds in every snapshot.
+pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let s = st.hub.stats();
+    let in_batch = st.batch.borrow().len();
     let t = lua.create_table_with_capacity(0, 11)?;
     t.raw_set("posted", s.posted)?;
-    t.raw_set("delivered", s.delivered)?;
+    t.raw_set("delivered", s.delivered.saturating_sub(in_batch as u64))?;
     t.raw_set("dropped", s.dropped)?;
     t.raw_set("cancelled", s.cancelled)?;
     t.raw_set("replies", s.replies)?;
     t.raw_set("peak_depth", s.peak_depth)?;
     t.raw_set("wakeups", s.wakeups)?;
-    t.raw_set("depth", st.pending())?;
+    t.raw_set("depth", s.depth + in_batch)?;
     t.raw_set("capacity", s.capacity)?;
     t.raw_set("keep_alive", s.keep_alive)?;
     t.raw_set("ports", s.ports)?;

@@ -10,15 +10,14 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
-use std::ffi::c_int;
-
-use mlua::{ffi, Function, Lua, MultiValue, Value};
+use mlua::{Function, Lua, MultiValue, Value};
 
 use crate::args;
-use crate::data::Data;
 use crate::item::{Callback, Item};
+use crate::raw;
+use crate::reply;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 /// Counts a running callback; `forbid_in_callback` sees it.
 struct CallbackGuard<'a>(&'a StateHub);
@@ -36,15 +35,22 @@ impl Drop for CallbackGuard<'_> {
     }
 }
 
-/// Runs one item to completion. Errors of the callback never escape; an
-/// `Err` here is a failure of the Lua machinery itself (out of memory).
-pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()> {
+/// Runs one item to completion. Returns false when the item had nothing
+/// to call (skipped: a call whose caller already timed out, a DSS decoder
+/// that pushed nothing), which `dispatch()` does not count as run. Errors
+/// of the callback never escape; an `Err` here is a failure of the Lua
+/// machinery itself (out of memory).
+pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<bool> {
     let prepared = match item.prepare(lua) {
         Ok(p) => p,
-        Err(e) => return report(lua, st, Value::String(lua.create_string(e.to_string())?)),
+        Err(e) => {
+            // Reported to the error handler, as a failing callback is.
+            report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
+            return Ok(true);
+        }
     };
     let Some((callback, mut values)) = prepared.call else {
-        return Ok(());
+        return Ok(false);
     };
     let _guard = CallbackGuard::enter(st);
     match prepared.reply {
@@ -58,8 +64,23 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()>
         Some(sink) => {
             values.push_front(Value::Function(st.helpers.reply_handler.clone()));
             values.push_front(callback);
-            let mut results = st.helpers.xpcall.call::<MultiValue>(values)?;
+            // `reply()` may take the sink while the callback runs.
+            // Dispatched callbacks do not nest (dispatch() raises inside
+            // one), but the outer slot is restored all the same.
+            let outer = st.current_reply.replace(Some(sink));
+            let called = st.helpers.xpcall.call::<MultiValue>(values);
+            let sink = st.current_reply.replace(outer);
+            let mut results = called?;
             let ok = matches!(results.pop_front(), Some(Value::Boolean(true)));
+            let Some(sink) = sink else {
+                // Taken by `reply()`: the reply object answers. An error
+                // goes to the error handler, as a fire-and-forget one.
+                if !ok {
+                    let err = results.pop_front().unwrap_or(Value::Nil);
+                    report(lua, st, err)?;
+                }
+                return Ok(true);
+            };
             if ok {
                 if let Err(e) = sink.send(lua, results) {
                     report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
@@ -74,7 +95,7 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<()>
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn current_handler(st: &StateHub) -> Function {
@@ -96,37 +117,101 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Runs up to `max` items (all queued now when `max` is `None`).
+/// Hands one item to `spawn` instead of running it: `spawn(handler)`,
+/// where `handler` (from `prelude.lua`) runs the callback in whatever
+/// coroutine calls it, binds `reply()` to that coroutine and answers the
+/// reply with the callback's results unless it was taken. Returns false
+/// for a skipped item (nothing to call).
+fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::Result<bool> {
+    let prepared = match item.prepare(lua) {
+        Ok(p) => p,
+        Err(e) => {
+            report(lua, st, Value::String(lua.create_string(e.to_string())?))?;
+            return Ok(true);
+        }
+    };
+    let Some((callback, mut values)) = prepared.call else {
+        return Ok(false);
+    };
+    let reply = match prepared.reply {
+        Some(sink) => reply::create(lua, sink)?,
+        None => Value::Nil,
+    };
+    values.push_front(callback);
+    values.push_front(Value::Function(current_handler(st)));
+    values.push_front(reply);
+    let handler: Function = st.helpers.make_handler.call(values)?;
+    let _guard = CallbackGuard::enter(st);
+    let _ = st
+        .helpers
+        .xpcall
+        .call::<MultiValue>((spawn.clone(), current_handler(st), handler))?;
+    Ok(true)
+}
+
+/// Runs up to `max` items (all queued now when `max` is `None`) and
+/// returns how many it ran; skipped items (see [`run_item`]) are taken but
+/// neither counted nor counted against `max`. Stops
+/// early right after the callback that called `stop()` (only `run()`
+/// lets `stop()` set the flag).
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
     let max = max.unwrap_or_else(|| st.pending());
     let mut ran = 0;
-    {
-        let mut batch = st.batch.borrow_mut();
-        let have = batch.len();
-        if have < max {
-            st.hub.drain(max - have, &mut batch);
-            st.hub_left.set(0);
-        }
-    }
+    take_up_to(st, max);
     while ran < max {
         // Borrows end before callbacks run: callbacks may poll().
-        let fast = st
-            .batch
-            .borrow()
-            .front()
-            .is_some_and(|i| i.as_scalar_call().is_some());
+        let fast = {
+            let mut batch = st.batch.borrow_mut();
+            // Items of a library unregistered since they were drained
+            // (even by the callback that just ran) never run.
+            st.hub.purge_stale(&mut batch);
+            batch.front().is_some_and(|i| i.as_scalar_call().is_some())
+        };
         if fast {
             let n = run_calls(lua, st, max - ran)?;
             if n > 0 {
                 ran += n;
+                if st.stop_requested.get() {
+                    break;
+                }
                 continue;
             }
             // A callback of another state: the slow path reports it.
         }
         let item = st.batch.borrow_mut().pop();
         let Some(item) = item else { break };
-        run_item(lua, st, item)?;
-        ran += 1;
+        if run_item(lua, st, item)? {
+            ran += 1;
+        }
+        if st.stop_requested.get() {
+            break;
+        }
+    }
+    Ok(ran)
+}
+
+/// Drains the hub so that the batch holds up to `max` items.
+fn take_up_to(st: &StateHub, max: usize) {
+    let mut batch = st.batch.borrow_mut();
+    let have = batch.len();
+    if have < max {
+        st.hub.drain(max - have, &mut batch);
+        st.hub_left.set(0);
+    }
+}
+
+/// `dispatch(max, spawn)`: hands up to `max` items to `spawn` (see
+/// [`spawn_item`]) and returns how many it handed over.
+fn spawn_n(lua: &Lua, st: &StateHub, max: Option<usize>, spawn: &Function) -> mlua::Result<usize> {
+    let max = max.unwrap_or_else(|| st.pending());
+    let mut ran = 0;
+    take_up_to(st, max);
+    while ran < max {
+        let item = st.batch.borrow_mut().pop();
+        let Some(item) = item else { break };
+        if spawn_item(lua, st, item, spawn)? {
+            ran += 1;
+        }
     }
     Ok(ran)
 }
@@ -136,7 +221,8 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
 /// as `lua_pcall(callback, arg)` with the error handler as message handler
 /// (what `xpcall` does, without building a `MultiValue` or crossing mlua's
 /// call machinery per item). Stops at the first other item, or at a
-/// callback that belongs to another state. Returns how many ran.
+/// callback that belongs to another state, or after a callback that
+/// called `stop()`. Returns how many ran.
 ///
 /// Consecutive items usually share a callback: its function is fetched
 /// from the registry once and kept on the stack, and the items' references
@@ -154,23 +240,22 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
     // SAFETY: the closure runs on this state's thread inside mlua's
     // protected call, with the handler at stack index 1. It keeps the
     // current callback's function at index 2 and per item uses two slots
-    // above that (a copy of the function and its argument), reserved by
-    // lua_checkstack; lua_pcall with no results pops both and leaves only
-    // an error value, which is popped; the stack is reset to the handler
-    // at the end. Nothing in the loop can raise a Lua error outside
-    // lua_pcall (rawgeti on the registry, replace, pushvalue, pushing
-    // scalars), so no longjmp crosses the Rust frames. The registry slot
-    // is read while `current` holds a reference to its key. The batch is
-    // not borrowed while a callback runs.
+    // above that (reserved), which `pcall_scalar` gives back; the stack is
+    // reset to the handler at the end. None of the raw helpers used in
+    // the loop can raise (pcall_scalar catches the callback's errors), so
+    // no longjmp crosses the Rust frames. The registry slot is read while
+    // `current` holds a reference to its key. The batch is not borrowed
+    // while a callback runs.
     unsafe {
         lua.exec_raw::<()>(handler, |state| {
-            if ffi::lua_checkstack(state, 4) == 0 {
+            if !raw::reserve(state, 4) {
                 return;
             }
-            ffi::lua_pushnil(state);
+            raw::set_top(state, 2); // index 2: the current callback (nil)
             while ran < max {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
+                    st.hub.purge_stale(&mut batch);
                     let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else {
                         break;
                     };
@@ -178,10 +263,10 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                     if !same && !lua.owns_registry_value(cb.key()) {
                         break;
                     }
-                    batch
-                        .pop()
-                        .and_then(Item::into_call)
-                        .expect("the front item is a call")
+                    let Some(call) = batch.pop().and_then(Item::into_call) else {
+                        break; // not reached: the front item was checked
+                    };
+                    call
                 };
                 match &mut current {
                     Some((c, extra)) if c.id() == cb.id() => {
@@ -190,21 +275,19 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
                         *extra += 1;
                     }
                     _ => {
-                        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
-                        ffi::lua_replace(state, 2);
+                        raw::replace_with_registry_value(state, 2, cb.key());
                         if let Some((old, extra)) = current.replace((cb, 0)) {
                             old.release(extra);
                         }
                     }
                 }
-                ffi::lua_pushvalue(state, 2);
-                push_scalar(state, &arg);
-                if ffi::lua_pcall(state, 1, 0, 1) != 0 {
-                    ffi::lua_pop(state, 1);
-                }
+                raw::pcall_scalar(state, 2, 1, &arg);
                 ran += 1;
+                if st.stop_requested.get() {
+                    break;
+                }
             }
-            ffi::lua_settop(state, 1);
+            raw::set_top(state, 1);
         })?;
     }
     if let Some((c, extra)) = current {
@@ -213,37 +296,41 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
     Ok(ran)
 }
 
-/// Pushes a non-string [`Data`] (one stack slot; cannot raise).
-///
-/// # Safety
-/// `state` is the running state and has a free stack slot.
-pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
-    // SAFETY: per the function's contract.
-    unsafe {
-        match value {
-            Data::Nil | Data::String(_) => ffi::lua_pushnil(state),
-            Data::Boolean(b) => ffi::lua_pushboolean(state, *b as c_int),
-            #[cfg(any(feature = "lua53", feature = "lua54"))]
-            Data::Integer(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
-            #[cfg(not(any(feature = "lua53", feature = "lua54")))]
-            Data::Integer(i) => ffi::lua_pushnumber(state, *i as ffi::lua_Number),
-            Data::Number(n) => ffi::lua_pushnumber(state, *n as ffi::lua_Number),
-        }
-    }
-}
-
 /// `dispatch([max])` → number of items run.
-pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn dispatch(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("dispatch")?;
     let max = args::count(a.front().unwrap_or(&Value::Nil), "dispatch", usize::MAX)?;
     let max = if max == usize::MAX { None } else { Some(max) };
-    let ran = dispatch_n(lua, st, max)?;
+    let ran = match a.get(1) {
+        None | Some(Value::Nil) => dispatch_n(lua, st, max)?,
+        Some(Value::Function(spawn)) => spawn_n(lua, st, max, spawn)?,
+        Some(other) => {
+            return Err(format!(
+                "darksidesync.dispatch: spawn must be a function or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
+    };
     Ok(MultiValue::from_iter([Value::Integer(ran as i64)]))
+}
+
+/// `reply()` → the reply object of the blocking call whose callback
+/// `dispatch()` is running now, or nil (fire-and-forget, not inside a
+/// dispatched callback, or already taken). Once taken, the callback's
+/// return values no longer answer: the object does. (`prelude.lua` wraps
+/// this with the lookup for handlers run by `dispatch(max, spawn)`.)
+pub(crate) fn reply(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
+    let sink = st.current_reply.borrow_mut().take();
+    Ok(MultiValue::from_iter([match sink {
+        Some(sink) => reply::create(lua, sink)?,
+        None => Value::Nil,
+    }]))
 }
 
 /// `run()`: dispatches until `stop()` or until nothing can arrive any more
 /// (no keep-alive reference and an empty queue). Returns the number run.
-pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     st.forbid_in_callback("run")?;
     if st.running.get() {
         return Err("darksidesync.run: already running".to_string().into());
@@ -273,7 +360,7 @@ pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 
 /// `stop()`: makes a running `run()` return after the current callback.
 /// Returns true when a `run()` was running.
-pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let running = st.running.get();
     if running {
         st.stop_requested.set(true);
@@ -284,7 +371,7 @@ pub(crate) fn stop(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
 /// `seterrorhandler(f)`: `f` handles errors of fire-and-forget callbacks;
 /// `nil` restores the default. Returns the previous handler (nil for the
 /// default).
-pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn seterrorhandler(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let new = match a.front() {
         None | Some(Value::Nil) => None,
         Some(Value::Function(f)) => Some(f.clone()),

@@ -14,12 +14,13 @@
 //! * `dispatch()` calls the callback itself; its return values go to
 //!   [`ReplySink::send`], its error text to [`ReplySink::fail`].
 //!
-//! **Drop is the cancel path.** A task that is never prepared (the state
-//! closed, its port was unregistered) is dropped, on whatever thread did
-//! that, with no Lua state at hand: free its data and tell its library there
-//! (DarkSideSync's "decoder called with `L == NULL`"). Likewise a sink
-//! dropped unanswered releases its waiter (the reply userdata was collected
-//! uncalled: DSS's `garbage = 1`; or the callback never ran).
+//! **[`Task::discard`] is the cancel path.** A task that is never prepared
+//! (the state closed, its port was unregistered, a call was refused) is
+//! told why, on whatever thread discarded it, with no Lua state at hand:
+//! free its data and tell its library there (DarkSideSync's "decoder
+//! called with `L == NULL`"). A sink dropped unanswered releases its waiter
+//! (the reply userdata was collected uncalled: DSS's `garbage = 1`; or the
+//! callback never ran).
 //!
 //! # Plugging in producers
 //!
@@ -45,7 +46,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
-use darksidesync_core::Reply;
+use darksidesync_core::{Discarded, Reply};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
 
 use crate::data::Data;
@@ -60,6 +61,15 @@ pub trait Task: Send + 'static {
     /// delivered. An error is reported to the state's error handler; the
     /// task's reply (if any) is then released unanswered.
     fn prepare(self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared>;
+
+    /// The task will not run: the core discarded it (its port was
+    /// unregistered, its state closed, or a call was refused before it was
+    /// queued), or a producer gave a refused task up. Runs at most once,
+    /// on the discarding thread, with no Lua state at hand: free the task's
+    /// data and tell its library here. The default drops the task.
+    fn discard(self: Box<Self>, why: Discarded) {
+        let _ = why;
+    }
 }
 
 /// A delivered task, ready to run.
@@ -104,7 +114,7 @@ enum Repr {
 ///
 /// Reference-counted by hand rather than an `Arc`, only so that
 /// `dispatch()` can release the references of a run of items with one
-/// atomic operation ([`Callback::release`]) instead of one per item: the
+/// atomic operation (`Callback::release`) instead of one per item: the
 /// count's cache line is written by the producer for every post, and a
 /// per-item decrement on the consumer made it bounce between the two cores
 /// (~10% of the `dispatch()` profile).
@@ -221,6 +231,15 @@ impl Item {
         F: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
     {
         Item::new(FnTask(f))
+    }
+
+    /// Gives up an item that will not run, telling its task why (see
+    /// [`Task::discard`]). The hub's discard path.
+    pub fn discard(self, why: Discarded) {
+        match self.0 {
+            Repr::Task(task) => task.discard(why),
+            Repr::Call(..) => {}
+        }
     }
 
     /// Prepares the task (Lua thread only).

@@ -16,11 +16,11 @@
 //! | `dispatch.rs` | `dispatch()`, `run()`, `stop()`, `seterrorhandler()` |
 //! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
+//! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
-//! | `testlib.rs` | `darksidesync.testlib`, a real background library for the specs |
-//! | `libs/` | example background libraries: `darksidesync.timer`, `.signal`, `.process` (see `doc/libs.md`) |
+//! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
 //! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
@@ -62,10 +62,10 @@ mod dispatch;
 mod item;
 pub mod libs;
 mod poll;
+mod raw;
 mod reply;
 mod state;
 pub mod states;
-pub mod testlib;
 mod wait;
 
 use std::ffi::c_void;
@@ -82,63 +82,65 @@ pub use state::StateHub;
 pub const VERSION: &str = concat!("darksidesync ", env!("CARGO_PKG_VERSION"));
 
 /// Why a raw Lua-facing function did not return normally.
-pub(crate) enum Fail {
+pub(crate) enum ApiError {
     /// Raise this text as a plain Lua error.
     Raise(String),
     /// A failure of the Lua machinery, propagated as mlua reports it.
     Lua(mlua::Error),
 }
 
-impl From<String> for Fail {
-    fn from(text: String) -> Fail {
-        Fail::Raise(text)
+impl From<String> for ApiError {
+    fn from(text: String) -> ApiError {
+        ApiError::Raise(text)
     }
 }
 
-impl From<mlua::Error> for Fail {
-    fn from(e: mlua::Error) -> Fail {
-        Fail::Lua(e)
+impl From<mlua::Error> for ApiError {
+    fn from(e: mlua::Error) -> ApiError {
+        ApiError::Lua(e)
     }
 }
 
 /// What every raw Lua-facing function returns.
-pub(crate) type Ret = Result<MultiValue, Fail>;
+pub(crate) type ApiResult = Result<MultiValue, ApiError>;
 
-pub(crate) type RawFn = fn(&Lua, &StateHub, MultiValue) -> Ret;
+/// A module function before wrapping: gets the state's hub and its
+/// arguments; [`make_table`] turns it into a Lua function.
+pub(crate) type ApiFn = fn(&Lua, &StateHub, MultiValue) -> ApiResult;
 
 /// The sentinel a raw function returns first to ask the Lua wrapper to
 /// raise; its address is unique to this library.
-static FAIL_TAG: u8 = 0;
+static RAISE_TAG: u8 = 0;
 
-fn fail_sentinel() -> Value {
-    Value::LightUserData(LightUserData(&FAIL_TAG as *const u8 as *mut c_void))
+fn raise_sentinel() -> Value {
+    Value::LightUserData(LightUserData(&RAISE_TAG as *const u8 as *mut c_void))
 }
 
 /// Wraps raw functions into a table of Lua functions that raise plain
 /// string errors.
-pub(crate) fn make_table(lua: &Lua, st: &StateHub, fns: &[(&str, RawFn)]) -> mlua::Result<Table> {
+pub(crate) fn make_table(lua: &Lua, st: &StateHub, fns: &[(&str, ApiFn)]) -> mlua::Result<Table> {
     let raw = lua.create_table()?;
     for &(name, f) in fns {
         let func = lua.create_function(move |lua, args: MultiValue| {
             let st = StateHub::get(lua)?;
             match f(lua, &st, args) {
                 Ok(values) => Ok(values),
-                Err(Fail::Raise(text)) => Ok(MultiValue::from_iter([
-                    fail_sentinel(),
+                Err(ApiError::Raise(text)) => Ok(MultiValue::from_iter([
+                    raise_sentinel(),
                     Value::String(lua.create_string(text)?),
                 ])),
-                Err(Fail::Lua(e)) => Err(e),
+                Err(ApiError::Lua(e)) => Err(e),
             }
         })?;
         raw.raw_set(name, func)?;
     }
-    st.helpers.wrap.call((raw, fail_sentinel()))
+    st.helpers.wrap.call((raw, raise_sentinel()))
 }
 
 /// Builds the module table for `lua`, creating the state's hub on first use.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let st = StateHub::get(lua)?;
-    let fns: &[(&str, RawFn)] = &[
+    let fns: &[(&str, ApiFn)] = &[
         ("poll", poll::poll),
         ("queuesize", poll::queuesize),
         ("getport", control::getport),
@@ -155,19 +157,47 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         ("capacity", control::capacity),
         ("stats", control::stats),
         ("seterrorhandler", dispatch::seterrorhandler),
+        ("reply", dispatch::reply),
     ];
     let t = make_table(lua, &st, fns)?;
     let general: mlua::Function = t.raw_get("poll")?;
-    t.raw_set("poll", poll::make_fast_poll(lua, general)?)?;
+    t.raw_set(
+        "poll",
+        poll::make_fast_poll(lua, general, st.helpers.closing.clone())?,
+    )?;
+    let raw_reply: mlua::Function = t.raw_get("reply")?;
+    t.raw_set(
+        "reply",
+        st.helpers
+            .coroutine_reply
+            .call::<mlua::Function>(raw_reply)?,
+    )?;
     t.raw_set("_VERSION", VERSION)?;
     capi::publish(lua)?;
     Ok(t)
 }
 
+/// `require "darksidesync"`: [`open`], with any failure raised as a plain
+/// string (a state without the base library gets a message, not mlua's
+/// error object).
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync", skip_memory_check)]
-fn luaopen_module(lua: &Lua) -> mlua::Result<Table> {
-    open(lua)
+#[no_mangle]
+unsafe extern "C-unwind" fn luaopen_darksidesync(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: Lua calls this as the module's C opener; no Rust value is
+    // alive in this frame.
+    unsafe { raw::open_protected(state, open_module) }
+}
+
+/// The opener [`luaopen_darksidesync`] runs in protected mode.
+#[cfg(feature = "module")]
+unsafe extern "C-unwind" fn open_module(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: called by Lua through lua_pcall as a C function.
+    unsafe {
+        Lua::entrypoint1(state, |lua| {
+            lua.skip_memory_check(true);
+            open(lua)
+        })
+    }
 }
 
 #[cfg(feature = "module")]
@@ -192,12 +222,6 @@ fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
 fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
     libs::process::open(lua)
-}
-
-#[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_testlib", skip_memory_check)]
-fn luaopen_testlib(lua: &Lua) -> mlua::Result<Table> {
-    testlib::open(lua)
 }
 
 #[cfg(feature = "module")]

@@ -8,21 +8,21 @@
 //! closure holds as its upvalue.
 
 use std::ffi::c_int;
+use std::panic::catch_unwind;
 use std::rc::Rc;
 
-use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Value};
+use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 
-use crate::dispatch::push_scalar;
-
-use crate::reply::ReplyHandle;
+use crate::raw::{self, CLOSING_C};
+use crate::reply;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 /// `poll()` → `-1` when empty; else `count` (nothing to call) or
 /// `count, callback, args`, where `count` is the number of items left and
 /// `args` is an array with `args.n` set. For a blocking delivery `args[1]`
 /// is the reply userdata and the callback's arguments follow it.
-pub(crate) fn poll(lua: &Lua, st: &StateHub, _args: MultiValue) -> Ret {
+pub(crate) fn poll(lua: &Lua, st: &StateHub, _args: MultiValue) -> ApiResult {
     let Some(item) = st.next_item() else {
         return Ok(MultiValue::from_iter([Value::Integer(-1)]));
     };
@@ -37,7 +37,7 @@ pub(crate) fn poll(lua: &Lua, st: &StateHub, _args: MultiValue) -> Ret {
     let extra = usize::from(prepared.reply.is_some());
     let args = lua.create_table_with_capacity(values.len() + extra, 1)?;
     if let Some(sink) = prepared.reply {
-        args.raw_set(1, lua.create_userdata(ReplyHandle::new(sink))?)?;
+        args.raw_set(1, reply::create(lua, sink)?)?;
     }
     let n = values.len() + extra;
     for (i, v) in values.into_iter().enumerate() {
@@ -50,7 +50,7 @@ pub(crate) fn poll(lua: &Lua, st: &StateHub, _args: MultiValue) -> Ret {
 }
 
 /// `queuesize()` → the number of items waiting.
-pub(crate) fn queuesize(_lua: &Lua, st: &StateHub, _args: MultiValue) -> Ret {
+pub(crate) fn queuesize(_lua: &Lua, st: &StateHub, _args: MultiValue) -> ApiResult {
     Ok(MultiValue::from_iter([Value::Integer(st.pending() as i64)]))
 }
 
@@ -65,29 +65,27 @@ enum Fast {
 }
 
 /// Builds the `poll` function: [`poll_c`] with `general` (the wrapped
-/// [`poll`]) and the string `"n"` as its upvalues.
-pub(crate) fn make_fast_poll(lua: &Lua, general: Function) -> mlua::Result<Function> {
+/// [`poll`]), the string `"n"` and the closing-flag table as its upvalues.
+pub(crate) fn make_fast_poll(
+    lua: &Lua,
+    general: Function,
+    closing: Table,
+) -> mlua::Result<Function> {
     let n = lua.create_string("n")?;
-    // SAFETY: `general` and `n` are at stack indices 1 and 2;
-    // lua_pushcclosure pops them as the closure's two upvalues and leaves
-    // the closure, which exec_raw returns.
-    unsafe {
-        lua.exec_raw((general, n), |state| {
-            ffi::lua_pushcclosure(state, poll_c, 2)
-        })
-    }
+    // SAFETY: poll_c reads exactly these three upvalues, with these types.
+    unsafe { raw::c_closure(lua, poll_c, (general, n, closing)) }
 }
 
 /// Takes the front item when it is a scalar call of this state and pushes
-/// `count, callback, arg` (3 slots). Every Rust value it holds is dropped
-/// before it returns, so the caller may then use C API functions that can
-/// raise.
+/// `count, callback, arg`, reserving 2 more slots. Every Rust value it
+/// holds is dropped before it returns, so the caller may then use C API
+/// functions that can raise.
 ///
 /// # Safety
 /// `state` is the running state of a call into [`poll_c`].
 unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
     // SAFETY: the state is live and running (mlua set up its extra data
-    // when the module was opened in it).
+    // when the module was opened in it, and the closing check passed).
     let lua = unsafe { Lua::get_or_init_from_ptr(state) };
     let Some(st) = lua.app_data_ref::<Rc<StateHub>>() else {
         return Fast::Slow;
@@ -99,66 +97,64 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
         st.hub.bind_consumer();
         st.refill(&mut batch);
     }
+    // Items of a library unregistered since they were drained never run.
+    st.hub.purge_stale(&mut batch);
     let Some(front) = batch.front() else {
         return Fast::Empty;
     };
     let Some((cb, _)) = front.as_scalar_call() else {
         return Fast::Slow;
     };
-    // SAFETY: checkstack only grows the stack.
-    if !lua.owns_registry_value(cb.key()) || unsafe { ffi::lua_checkstack(state, 5) } == 0 {
+    // SAFETY: the state is running.
+    if !lua.owns_registry_value(cb.key()) || !unsafe { raw::reserve(state, 5) } {
         return Fast::Slow;
     }
-    let item = batch.pop().expect("the front item is there");
+    let Some(item) = batch.pop() else {
+        return Fast::Slow;
+    };
     let left = st.pending_hint(batch.len());
     drop(batch);
-    let (cb, arg) = item.as_scalar_call().expect("checked above");
-    // SAFETY: three slots were reserved; none of these can raise. The
-    // registry slot is read while `item` still holds the key.
-    unsafe {
-        ffi::lua_pushinteger(state, left as ffi::lua_Integer);
-        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, cb.key().id() as _);
-        push_scalar(state, arg);
-    }
+    let Some((cb, arg)) = item.as_scalar_call() else {
+        return Fast::Slow; // not reached: the front item was checked
+    };
+    // SAFETY: five slots were reserved; the registry slot is read while
+    // `item` still holds the key.
+    unsafe { raw::push_count_callback_arg(state, left as i64, cb.key(), arg) };
     Fast::Taken
 }
 
 /// `poll()` as a C function: the fast path for scalar call items, the
 /// general [`poll`] (upvalue 1) for the rest.
 unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
+    // At lua_close mlua's per-state data may be gone: check before
+    // touching it.
+    // SAFETY: upvalue 3 is the closing-flag table; a C function has
+    // LUA_MINSTACK free slots; no Rust value is alive in this frame.
+    unsafe {
+        if raw::is_closing(state, ffi::lua_upvalueindex(3)) {
+            return raw::raise(state, CLOSING_C);
+        }
+    }
+    // A panic must not cross into Lua's C frames; fast_take pushes
+    // nothing before its last step, so the general path can take over.
     // SAFETY: called by Lua as a C function of this module.
-    match unsafe { fast_take(state) } {
+    let taken = catch_unwind(|| unsafe { fast_take(state) }).unwrap_or(Fast::Slow);
+    match taken {
         Fast::Taken => {}
         // SAFETY: a C function always has LUA_MINSTACK free slots.
         Fast::Empty => unsafe {
-            ffi::lua_pushinteger(state, -1);
+            raw::push_integer(state, -1);
             return 1;
         },
         // SAFETY: no Rust value is alive in this frame, so an error raised
         // by the general path may unwind through it.
         Fast::Slow => unsafe {
-            let base = ffi::lua_gettop(state);
-            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(1));
-            ffi::lua_call(state, 0, ffi::LUA_MULTRET);
-            return ffi::lua_gettop(state) - base;
+            return raw::call_all_results(state, ffi::lua_upvalueindex(1));
         },
     }
     // Stack: ..., count, callback, arg. No Rust value is alive in this
-    // frame any more, so the allocations below may raise.
-    // SAFETY: fast_take reserved two more slots, for the table and then
-    // key and value of `n` (the table's slot is reused by the argument's
-    // move). The key is the interned string in upvalue 2, so no string
-    // lookup per call. Both fields go to a hash part of two nodes: one
-    // allocation fewer than an array part for `[1]` plus a hash part for
-    // `n` (Lua's allocator was ~20% of this path), and `args[1]` reads
-    // the same.
-    unsafe {
-        ffi::lua_createtable(state, 0, 2);
-        ffi::lua_insert(state, -2);
-        ffi::lua_rawseti(state, -2, 1);
-        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
-        ffi::lua_pushinteger(state, 1);
-        ffi::lua_rawset(state, -3);
-    }
+    // frame any more, so the allocation below may raise.
+    // SAFETY: fast_take reserved two more slots; upvalue 2 is "n".
+    unsafe { raw::wrap_in_args_table(state, ffi::lua_upvalueindex(2)) };
     3
 }

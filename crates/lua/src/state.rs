@@ -10,10 +10,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind};
+use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_CAPACITY};
 use mlua::{Function, Lua, Table};
 
-use crate::item::Item;
+use crate::item::{Item, ReplySink};
 
 /// Most items `poll()` moves from the hub to the local batch at once.
 pub(crate) const POLL_BATCH: usize = 256;
@@ -28,6 +28,15 @@ pub(crate) struct Helpers {
     pub(crate) reply_handler: Function,
     /// Builds the module table from the raw functions.
     pub(crate) wrap: Function,
+    /// Wraps a function with the closing check.
+    pub(crate) guard: Function,
+    /// `make_handler(reply, errorhandler, callback, args...)`: the handler
+    /// `dispatch(max, spawn)` hands to `spawn`.
+    pub(crate) make_handler: Function,
+    /// `coroutine_reply(raw_reply)`: the module's `reply()`.
+    pub(crate) coroutine_reply: Function,
+    /// `closing[1]` is true once `lua_close` runs finalisers.
+    pub(crate) closing: Table,
 }
 
 /// Everything darksidesync keeps per Lua state.
@@ -42,6 +51,9 @@ pub struct StateHub {
     pub(crate) batch: RefCell<Batch<Item>>,
     /// The error handler set by `seterrorhandler`; `None` is the default.
     pub(crate) error_handler: RefCell<Option<Function>>,
+    /// The reply sink of the blocking call whose callback `dispatch()` is
+    /// running now, until `reply()` takes it.
+    pub(crate) current_reply: RefCell<Option<Box<dyn ReplySink>>>,
     /// How many dispatched callbacks are running now (nesting depth).
     pub(crate) in_callback: Cell<u32>,
     /// True while `run()` is looping.
@@ -73,20 +85,32 @@ impl StateHub {
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
-        let prelude: Table = lua
+        let (prelude, missing): (Option<Table>, Option<String>) = lua
             .load(include_str!("prelude.lua"))
             .set_name("=darksidesync.prelude")
             .call(())?;
+        let Some(prelude) = prelude else {
+            return Err(mlua::Error::runtime(missing.unwrap_or_default()));
+        };
         let helpers = Helpers {
             xpcall: prelude.get("xpcall")?,
             default_handler: prelude.get("default_handler")?,
             reply_handler: prelude.get("reply_handler")?,
             wrap: prelude.get("wrap")?,
+            guard: prelude.get("guard")?,
+            make_handler: prelude.get("make_handler")?,
+            coroutine_reply: prelude.get("coroutine_reply")?,
+            closing: prelude.get("closing")?,
         };
+        crate::reply::register_metatable(lua, &helpers.guard)?;
+        prelude
+            .get::<Function>("set_reply_fail")?
+            .call::<()>(crate::reply::make_fail(lua)?)?;
         Ok(StateHub {
-            hub: Hub::new(),
+            hub: Hub::with_discard(DEFAULT_CAPACITY, Item::discard),
             batch: RefCell::new(Batch::new()),
             error_handler: RefCell::new(None),
+            current_reply: RefCell::new(None),
             in_callback: Cell::new(0),
             running: Cell::new(false),
             stop_requested: Cell::new(false),
@@ -124,6 +148,8 @@ impl StateHub {
         if batch.is_empty() {
             self.refill(&mut batch);
         }
+        // Items of a library unregistered since they were drained never run.
+        self.hub.purge_stale(&mut batch);
         batch.pop()
     }
 
@@ -169,6 +195,6 @@ impl Drop for StateHub {
         // Close first so that the items still in the batch release their
         // callers with `Closed`, not `Cancelled`.
         self.hub.close();
-        drop(std::mem::take(&mut *self.batch.borrow_mut()));
+        self.hub.discard_batch(&mut self.batch.borrow_mut());
     }
 }

@@ -12,7 +12,7 @@ use mlua::{Lua, MultiValue, Value};
 use crate::args;
 use crate::dispatch::dispatch_n;
 use crate::state::StateHub;
-use crate::Ret;
+use crate::ApiResult;
 
 const MICROS: f64 = 1_000_000.0;
 
@@ -21,7 +21,7 @@ fn one(v: Value) -> MultiValue {
 }
 
 /// `fd()` / `event_fd()` → the descriptor (an integer).
-pub(crate) fn fd(_lua: &Lua, st: &StateHub, _a: MultiValue) -> Ret {
+pub(crate) fn fd(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let fd = st
         .hub
         .fd()
@@ -66,7 +66,7 @@ pub(crate) fn wait_for(st: &StateHub, timeout: Option<Duration>) -> bool {
 }
 
 /// `wait([seconds])` → boolean. `nil` waits without a limit.
-pub(crate) fn wait(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn wait(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("wait")?;
     let timeout = args::timeout(
         a.front().unwrap_or(&Value::Nil),
@@ -79,7 +79,7 @@ pub(crate) fn wait(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 }
 
 /// `wait_events([usec])` → boolean. Absent or 0 waits without a limit.
-pub(crate) fn wait_events(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn wait_events(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("wait_events")?;
     let timeout = args::timeout(
         a.front().unwrap_or(&Value::Nil),
@@ -93,7 +93,7 @@ pub(crate) fn wait_events(_lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
 
 /// `yield([usec])` → number of items run. Waits up to `usec` for work and
 /// runs what is pending; absent or 0 waits until at least one item ran.
-pub(crate) fn yield_(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
+pub(crate) fn yield_(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     st.forbid_in_callback("yield")?;
     let timeout = args::timeout(
         a.front().unwrap_or(&Value::Nil),
@@ -113,8 +113,8 @@ pub(crate) fn yield_(lua: &Lua, st: &StateHub, a: MultiValue) -> Ret {
             return Ok(one(Value::Integer(0)));
         }
         let ran = dispatch_n(lua, st, None)?;
-        // An item whose task had nothing to call still counts as run, so
-        // `ran` is 0 only when another path took the work first.
+        // `ran` is 0 when another path took the work first or every item
+        // was skipped: wait again, for an item that runs.
         if ran > 0 || left.is_some_and(|l| l.is_zero()) {
             return Ok(one(Value::Integer(ran as i64)));
         }

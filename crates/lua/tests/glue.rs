@@ -254,3 +254,95 @@ fn call_items_with_a_callback_of_another_state_are_reported() {
     assert_eq!(b.load("return last").eval::<i64>().unwrap(), 3);
     assert!(b.load("return called == nil").eval::<bool>().unwrap());
 }
+
+#[test]
+fn run_returns_right_after_the_callback_that_called_stop() {
+    // Both dispatch paths: scalar call items (the C API loop) and tasks.
+    for tasks in [false, true] {
+        let (lua, _) = lua_with_module();
+        let st = StateHub::get(&lua).unwrap();
+        let port = st.register("test", |_| {}).unwrap();
+        let f = lua
+            .load("local n = 0; return function() n = n + 1; if n == 3 then dss.stop() end; return n end")
+            .eval::<mlua::Function>()
+            .unwrap();
+        let cb = Callback::new(&lua, f.clone()).unwrap();
+        for i in 0..10 {
+            let item = if tasks {
+                let key = Arc::new(lua.create_registry_value(f.clone()).unwrap());
+                Item::from_fn(move |lua| {
+                    Ok(Prepared {
+                        call: Some((lua.registry_value(&key)?, mlua::MultiValue::new())),
+                        reply: None,
+                    })
+                })
+            } else {
+                Item::call(&cb, Data::Integer(i))
+            };
+            port.post(item).unwrap();
+        }
+        let ran: i64 = lua.load("return dss.run()").eval().unwrap();
+        assert_eq!(ran, 3, "tasks: {tasks}");
+        let left: i64 = lua.load("return dss.queuesize()").eval().unwrap();
+        assert_eq!(left, 7, "tasks: {tasks}");
+    }
+}
+
+#[test]
+fn dispatch_does_not_count_a_call_it_skipped() {
+    // A task that finds its caller gone (timed out) has nothing to call,
+    // as a 2v0 call whose caller timed out does.
+    let (lua, _) = lua_with_module();
+    let st = StateHub::get(&lua).unwrap();
+    let port = st.register("test", |_| {}).unwrap();
+    drop(st);
+    let ran_callbacks = Arc::new(AtomicUsize::new(0));
+    let counted = ran_callbacks.clone();
+    let f = lua
+        .create_function(move |_, ()| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    let key = Arc::new(lua.create_registry_value(f).unwrap());
+    let post_one = |port: &darksidesync_core::Port<Item>| {
+        let key = key.clone();
+        port.post(Item::from_fn(move |lua| {
+            Ok(Prepared {
+                call: Some((lua.registry_value(&key)?, mlua::MultiValue::new())),
+                reply: None,
+            })
+        }))
+        .unwrap();
+    };
+    post_one(&port);
+    let caller = port.clone();
+    let result = thread::spawn(move || {
+        caller.call(
+            |r: darksidesync_core::Reply<Vec<Data>>| {
+                Item::from_fn(move |lua| {
+                    let call = if r.is_abandoned() {
+                        None
+                    } else {
+                        let cb: Value = lua.load("return function() end").eval()?;
+                        Some((cb, mlua::MultiValue::new()))
+                    };
+                    Ok(Prepared {
+                        call,
+                        reply: Some(Box::new(DataReply(r))),
+                    })
+                })
+            },
+            Some(Duration::from_millis(1)),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(result, Err(CallError::TimedOut));
+    post_one(&port);
+    let ran: i64 = lua.load("return dss.dispatch()").eval().unwrap();
+    assert_eq!(ran, 2);
+    assert_eq!(ran_callbacks.load(Ordering::SeqCst), 2);
+    let left: i64 = lua.load("return dss.queuesize()").eval().unwrap();
+    assert_eq!(left, 0);
+}

@@ -35,11 +35,12 @@ use darksidesync_core::{KeepAlive, Port};
 use crate::item::Item;
 
 /// An opaque utility handle (see the module docs). 0 is never valid.
-pub(crate) type Handle = u64;
+pub(crate) use darksidesync_sys::v2::Handle;
 
-/// Which API a utility registered with; each has its own libid namespace.
+/// Which API version a utility registered with; each has its own libid
+/// namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Api {
+pub(crate) enum Version {
     V1,
     V2,
 }
@@ -60,8 +61,8 @@ unsafe impl Sync for SendPtr {}
 /// What to call when the utility's state closes.
 #[derive(Clone, Copy)]
 pub(crate) enum Cancel {
-    V1(super::v1::Cancel1),
-    V2(Option<super::v2::Cancel2>, SendPtr),
+    V1(darksidesync_sys::v1::CancelFn),
+    V2(Option<darksidesync_sys::v2::CancelFn>, SendPtr),
 }
 
 /// Per-utility counters (2v0 `stats()`).
@@ -84,7 +85,7 @@ impl Counters {
 
 /// One registered utility.
 pub(crate) struct Util {
-    pub(crate) api: Api,
+    pub(crate) api: Version,
     /// The darksidesync instance (Lua state) it registered with.
     pub(crate) state: u64,
     /// The utility's identity within its API version and state.
@@ -202,7 +203,12 @@ pub(crate) fn release(h: Handle) -> Option<Arc<Util>> {
 /// The live record of `h` registered through `api`, or the code to return:
 /// `closed` when its state has closed, `stale` when the handle is unknown,
 /// released, or belongs to the other API version.
-pub(crate) fn live(h: Handle, api: Api, closed: c_int, stale: c_int) -> Result<Arc<Util>, c_int> {
+pub(crate) fn live(
+    h: Handle,
+    api: Version,
+    closed: c_int,
+    stale: c_int,
+) -> Result<Arc<Util>, c_int> {
     match get(h) {
         Some(u) if u.api == api && u.is_closed() => Err(closed),
         Some(u) if u.api == api => Ok(u),
@@ -221,7 +227,7 @@ pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
 }
 
 /// The handle of `libid` registered with `api` in `state`, if any.
-pub(crate) fn find(state: u64, api: Api, libid: usize) -> Option<Handle> {
+pub(crate) fn find(state: u64, api: Version, libid: usize) -> Option<Handle> {
     let t = table();
     t.slots
         .iter()

@@ -40,7 +40,7 @@ use darksidesync_core::CancelReason;
 use mlua::{ffi, LightUserData, Lua, Table};
 
 use crate::state::StateHub;
-use handles::{Api, Cancel, Counters, Handle, Util};
+use handles::{Cancel, Counters, Handle, Util, Version};
 
 /// `registry["DSS.DarkSideSync"]`.
 pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
@@ -48,9 +48,10 @@ pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
 pub(crate) const DSS_VERSION: &str = "0.1";
 const REGISTRY_NAME_C: &CStr = c"DSS.DarkSideSync";
 
-/// Why a lookup or registration failed, before mapping to a version's code.
+/// Why no usable darksidesync instance was found for a `lua_State*` (or a
+/// registration failed), before mapping to a version's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Code {
+pub(crate) enum StateError {
     /// NULL `lua_State*`.
     NoState,
     /// darksidesync is not loaded in that state.
@@ -61,9 +62,11 @@ pub(crate) enum Code {
     NoMem,
 }
 
-/// This module's per-state identity, kept in mlua's app data.
+/// This module's per-state record, kept in mlua's app data.
 struct CapiState {
     id: u64,
+    /// The state's main thread (see [`main_thread`]).
+    main: *mut ffi::lua_State,
 }
 
 static NEXT_STATE: AtomicU64 = AtomicU64::new(1);
@@ -77,21 +80,50 @@ pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
 /// pointers are the same process-wide statics).
 pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
     if lua.app_data_ref::<CapiState>().is_none() {
+        let mut main = std::ptr::null_mut();
+        // SAFETY: exec_raw hands us a running state of this Lua on its
+        // thread; reading the registry and pushing a thread cannot raise,
+        // and the stack is restored.
+        unsafe {
+            lua.exec_raw::<()>((), |state| {
+                #[cfg(any(feature = "lua52", feature = "lua53", feature = "lua54"))]
+                {
+                    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
+                    main = ffi::lua_tothread(state, -1);
+                    ffi::lua_pop(state, 1);
+                }
+                // 5.1 has no registry entry for it: the state the module
+                // is opened in counts as the main one (as mlua takes it).
+                #[cfg(not(any(feature = "lua52", feature = "lua53", feature = "lua54")))]
+                {
+                    main = state;
+                }
+            })?;
+        }
         lua.set_app_data(CapiState {
             id: NEXT_STATE.fetch_add(1, Ordering::Relaxed),
+            main,
         });
     }
     let t: Table = lua.create_table()?;
     t.raw_set("Version", DSS_VERSION)?;
     t.raw_set(
         "DSS API 1v0",
-        LightUserData(&v1::API as *const v1::Api1 as *mut c_void),
+        LightUserData(&v1::API as *const v1::Api as *mut c_void),
     )?;
     t.raw_set(
         "DSS API 2v0",
-        LightUserData(&v2::API as *const v2::Api2 as *mut c_void),
+        LightUserData(&v2::API as *const v2::Api as *mut c_void),
     )?;
     lua.set_named_registry_value(REGISTRY_NAME, t)
+}
+
+/// The main thread of `lua`'s state: what a 1v0 return callback gets as
+/// `L` when its reply userdata is collected uncalled (a collection runs on
+/// the Lua thread but hands the module no state).
+pub(crate) fn main_thread(lua: &Lua) -> *mut ffi::lua_State {
+    lua.app_data_ref::<CapiState>()
+        .map_or(std::ptr::null_mut(), |s| s.main)
 }
 
 /// The hub and identity of the darksidesync instance running in `l`.
@@ -99,16 +131,16 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
 /// # Safety
 /// `l` is a valid state (any thread/coroutine of it) and this is the Lua
 /// thread, not inside a Lua error unwind: the caller's C contract.
-pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u64), Code> {
+pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u64), StateError> {
     if l.is_null() {
-        return Err(Code::NoState);
+        return Err(StateError::NoState);
     }
     // SAFETY: `l` is valid on this thread (contract). We need one stack
     // slot, then restore the stack. The registry has no metatable and the
     // key string exists, so rawget cannot raise.
     let published = unsafe {
         if ffi::lua_checkstack(l, 2) == 0 {
-            return Err(Code::NoMem);
+            return Err(StateError::NoMem);
         }
         ffi::lua_pushstring(l, REGISTRY_NAME_C.as_ptr());
         ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
@@ -117,22 +149,27 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
         is_table
     };
     if !published {
-        return Err(Code::NotStarted);
+        return Err(StateError::NotStarted);
     }
     // SAFETY: the table is there, so this module's mlua instance was
     // initialised in this state (by our luaopen) and the pointer finds it.
     let lua = unsafe { Lua::get_or_init_from_ptr(l) };
     let id = match lua.app_data_ref::<CapiState>() {
         Some(s) => s.id,
-        None => return Err(Code::NotStarted),
+        None => return Err(StateError::NotStarted),
     };
     let st = match lua.app_data_ref::<Rc<StateHub>>() {
         Some(st) => Rc::clone(&st),
-        None => return Err(Code::NotStarted),
+        None => return Err(StateError::NotStarted),
     };
     if st.hub.is_closed() {
-        return Err(Code::Closed);
+        return Err(StateError::Closed);
     }
+    // This runs on the state's Lua thread (the contract of every entry
+    // point taking a state): a host may have moved the state to another
+    // thread, and the would-deadlock check of blocking deliveries must
+    // follow it.
+    st.hub.bind_consumer();
     Ok((st, id))
 }
 
@@ -140,17 +177,17 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
 pub(crate) fn register(
     st: &StateHub,
     state: u64,
-    api: Api,
+    api: Version,
     libid: usize,
     name: String,
     cancel: Cancel,
-) -> Result<Arc<Util>, Code> {
+) -> Result<Arc<Util>, StateError> {
     let handle = handles::reserve();
     let port = match st.register(name, move |reason| on_cancel(handle, reason)) {
         Ok(p) => p,
         Err(_) => {
             handles::release(handle);
-            return Err(Code::Closed);
+            return Err(StateError::Closed);
         }
     };
     let util = Arc::new(Util {

@@ -1,216 +1,207 @@
-//! The items C utilities deliver: a [`CTask`] (a [`Task`] holding the
+//! The items C utilities deliver: a [`CItem`] (a [`Task`] holding the
 //! utility's callbacks and its data pointer) and, for blocking deliveries,
-//! a [`CSink`] (a [`ReplySink`] holding the return/reply callback).
+//! a [`CReply`] (a [`ReplySink`] holding the return/reply callback).
 //!
 //! # Exactly once
 //!
-//! | item | ran on the Lua thread | cancelled (close, unreg) | refused by deliver/post |
+//! | item | ran on the Lua thread | discarded (close, unreg) | refused by deliver/post/call |
 //! |---|---|---|---|
 //! | 1v0 | `decoder(L, ..)` | `decoder(NULL, ..)` | nothing (the caller keeps `pData`) |
 //! | 2v0 post | `run(L, ..)` then `free(data, OK)` | `free(data, ECANCELLED/ECLOSED)` | `free(data, code)`, called by `post` |
-//! | 2v0 call | `run(L, ..)` unless abandoned | nothing (`data` is borrowed) | nothing |
+//! | 2v0 call | `run(L, ..)` unless the call ended | nothing (`data` is borrowed) | nothing |
 //!
-//! A refused item is dropped by the producer's own thread while
-//! [`Refusing`] is in force, which is how its `Drop` tells a refusal from a
-//! cancellation: the core hands a refused item back to the caller
-//! synchronously (or drops it inside `Port::call`, on the caller's thread,
-//! before queueing), while accepted items are only ever dropped by the
-//! thread that drains, closes or unregisters.
+//! The core tells an item why it is discarded ([`Task::discard`]); a
+//! refusal comes back to the delivering entry point, which discards the
+//! item as [`Discarded::Refused`]. `Drop` only backs this up for an item
+//! dropped without either (it counts as cancelled).
 //!
-//! # Blocking deliveries and timeouts ([`Ctl`])
+//! # Blocking deliveries and lent data
 //!
-//! A 2v0 `call()` lends `data`; once it returned, no callback may touch it.
-//! The Lua thread *claims* the item before calling `run` or `reply`, and a
-//! caller that timed out *abandons* it; both under `Ctl`'s lock, and the
-//! caller waits while a claim is in progress. So after `call()` returns,
-//! either the reply callback completed (the call then reports `OK`, even if
-//! its timeout had just passed) or it will never run. 1v0 has no timeout;
-//! its `Ctl` only records whether the decoder ran, which decides the code a
-//! cancelled blocking `deliver()` returns.
+//! The core's [`Reply`] is the hand-off: the Lua thread *claims* it before
+//! calling `run`/`decoder` or `reply`/`return` (a caller whose timeout
+//! passes meanwhile waits for the claim to end), and a call that ended
+//! (timed out, cancelled by unreg or close) cannot be claimed. So after a
+//! 2v0 `call()` returned, nothing touches its `data`.
+//!
+//! A 1v0 blocking delivery's `pData` is usually on the caller's stack, so
+//! everything due for it happens before `deliver` returns ([`Turns`]):
+//! `decoder(NULL)` of an item cancelled before it ran, and the return
+//! callback, which runs once: on the Lua thread (answer, error, the reply
+//! userdata collected uncalled) or, when the utility unregistered or the
+//! state closed while the answer was pending, on the thread blocked in
+//! `deliver`, with `L == NULL`.
 
-use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use darksidesync_core::Reply;
+use darksidesync_core::{Discarded, Reply};
+use darksidesync_sys::v1::{DecoderFn, ReturnFn};
+use darksidesync_sys::v2::{FreeFn, ReplyFn, RunFn, ECANCELLED, ECLOSED, OK};
 use mlua::{ffi, Lua, MultiValue};
 
 use super::handles::{Counters, Util};
-use super::v1::{Decoder1, Return1};
-use super::v2::{Free2, Reply2, Run2, ECANCELLED, ECLOSED, OK};
 use crate::item::{Prepared, ReplySink, Task};
 
-thread_local! {
-    static REFUSING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// While alive, items dropped on this thread are refusals, not
-/// cancellations (see the module docs).
-pub(crate) struct Refusing(bool);
-
-impl Refusing {
-    pub(crate) fn new() -> Refusing {
-        Refusing(REFUSING.with(|r| r.replace(true)))
-    }
-}
-
-impl Drop for Refusing {
-    fn drop(&mut self) {
-        REFUSING.with(|r| r.set(self.0));
-    }
-}
-
-fn refusing() -> bool {
-    REFUSING.with(|r| r.get())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Queued; nothing ran.
-    Waiting,
-    /// The Lua thread is inside `run`/`decoder` or `reply`/`return`.
-    Busy,
-    /// `run`/`decoder` ran; no answer yet.
-    Ran,
-    /// The reply callback completed.
-    Done,
-    /// The caller gave up (2v0 timeout); nothing may run any more.
-    Abandoned,
-}
-
-/// The hand-off between a blocking caller and the Lua thread.
-pub(crate) struct Ctl {
-    phase: Mutex<Phase>,
-    cv: Condvar,
-}
-
-impl Ctl {
-    pub(crate) fn new() -> Arc<Ctl> {
-        Arc::new(Ctl {
-            phase: Mutex::new(Phase::Waiting),
-            cv: Condvar::new(),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
-        self.phase.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Lua thread: may a callback run? Marks the item busy when it may.
-    fn claim(&self) -> bool {
-        let mut p = self.lock();
-        if *p == Phase::Abandoned {
-            return false;
-        }
-        *p = Phase::Busy;
-        true
-    }
-
-    /// Lua thread: the callback returned (or raised).
-    fn settle(&self, to: Phase) {
-        *self.lock() = to;
-        self.cv.notify_all();
-    }
-
-    /// Caller: gives up after a timeout. Returns the phase it found: `Done`
-    /// means the reply completed after all; anything else is now
-    /// `Abandoned`.
-    pub(crate) fn abandon(&self) -> Phase {
-        let mut p = self.lock();
-        while *p == Phase::Busy {
-            p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
-        }
-        let found = *p;
-        if found != Phase::Done {
-            *p = Phase::Abandoned;
-        }
-        found
-    }
-
-    /// Whether the decoder/run callback was called with a state.
-    pub(crate) fn ran(&self) -> bool {
-        matches!(*self.lock(), Phase::Ran | Phase::Done | Phase::Busy)
-    }
-}
-
-/// What the item calls.
+/// What a C item calls.
 #[derive(Clone, Copy)]
-pub(crate) enum Kind {
-    V1 {
-        decoder: Decoder1,
-        ret: Option<Return1>,
+pub(crate) enum Callbacks {
+    /// A 1v0 `deliver`; `ret` present for a blocking one.
+    Deliver1 {
+        decoder: DecoderFn,
+        ret: Option<ReturnFn>,
     },
-    V2Post {
-        run: Run2,
-        free: Option<Free2>,
-    },
-    V2Call {
-        run: Run2,
-        reply: Option<Reply2>,
-    },
+    /// A 2v0 `post`.
+    Post2 { run: RunFn, free: Option<FreeFn> },
+    /// A 2v0 `call`.
+    Call2 { run: RunFn, reply: Option<ReplyFn> },
+}
+
+/// A 1v0 blocking delivery's progress, shared by the item, its reply and
+/// the thread blocked in `deliver`: each callback that is due once goes to
+/// whoever takes its turn first.
+#[derive(Default)]
+pub(crate) struct Turns {
+    /// The decoder was called (with a state, or NULL).
+    decoder: AtomicBool,
+    /// ... with a state: a return callback may be due.
+    decoded: AtomicBool,
+    /// The return callback ran, or will never be due (decoder pushed
+    /// nothing).
+    returned: AtomicBool,
+}
+
+impl Turns {
+    pub(crate) fn new() -> Arc<Turns> {
+        Arc::default()
+    }
+
+    /// True for exactly one caller: the one that calls the decoder.
+    pub(crate) fn decoder_turn(&self) -> bool {
+        !self.decoder.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the decoder ran with a state.
+    pub(crate) fn decoded(&self) -> bool {
+        self.decoded.load(Ordering::Acquire)
+    }
+
+    /// True for exactly one caller: the one that calls `ret`.
+    pub(crate) fn return_turn(&self) -> bool {
+        !self.returned.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// One delivered C item.
-pub(crate) struct CTask {
-    kind: Kind,
+pub(crate) struct CItem {
+    callbacks: Callbacks,
     data: *mut c_void,
     util: Arc<Util>,
     /// Blocking deliveries only.
-    ctl: Option<Arc<Ctl>>,
     reply: Option<Reply<()>>,
-    ran: bool,
+    turns: Option<Arc<Turns>>,
+    /// Ran, discarded or refused: nothing is due any more.
+    done: bool,
 }
 
 // SAFETY: `data` is the utility's pointer, which the C contract lets us
 // hand to its callbacks on any thread (we never dereference it); the
 // callbacks are plain C function pointers; every other field is Send.
-unsafe impl Send for CTask {}
+unsafe impl Send for CItem {}
 
-impl CTask {
+impl CItem {
     pub(crate) fn new(
-        kind: Kind,
+        callbacks: Callbacks,
         data: *mut c_void,
         util: Arc<Util>,
-        ctl: Option<Arc<Ctl>>,
         reply: Option<Reply<()>>,
-    ) -> CTask {
+        turns: Option<Arc<Turns>>,
+    ) -> CItem {
         Counters::bump(&util.counters.posted);
-        CTask {
-            kind,
+        CItem {
+            callbacks,
             data,
             util,
-            ctl,
             reply,
-            ran: false,
+            turns,
+            done: false,
         }
     }
 
     fn id(&self) -> *mut c_void {
         super::handles::to_utilid(self.util.handle)
     }
+
+    /// The discard path (see the module docs); runs once.
+    fn discard_now(&mut self, why: Discarded) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let c = &self.util.counters;
+        if let Discarded::Refused(_) = why {
+            // Counted as posted when built; it never entered the queue.
+            c.posted.fetch_sub(1, Ordering::Relaxed);
+            Counters::bump(&c.refused);
+            return;
+        }
+        Counters::bump(&c.cancelled);
+        match self.callbacks {
+            Callbacks::Deliver1 { decoder, .. } => {
+                if self.turns.as_ref().map_or(true, |t| t.decoder_turn()) {
+                    // SAFETY: 1v0 contract: a cancelled item gets its
+                    // decoder with a NULL state, exactly once (`done` and
+                    // the turn guard it).
+                    unsafe { decoder(std::ptr::null_mut(), self.data, self.id()) };
+                }
+            }
+            Callbacks::Post2 {
+                free: Some(free), ..
+            } => {
+                let outcome = if why == Discarded::Closed || self.util.is_closed() {
+                    ECLOSED
+                } else {
+                    ECANCELLED
+                };
+                // SAFETY: 2v0 contract: the post owns `data` and frees it
+                // exactly once (`done` guards it).
+                unsafe { free(self.data, outcome) };
+            }
+            Callbacks::Post2 { free: None, .. } | Callbacks::Call2 { .. } => {}
+        }
+        // `self.reply` drops with the item, after the callbacks above
+        // returned, releasing a waiter.
+    }
 }
 
 /// Calls a decoder/run callback in a fresh Lua C frame (mlua's `exec_raw`
 /// runs the closure as a protected C function whose stack holds only its
 /// arguments, here none) and returns the top `n` values it pushed, `n`
-/// being its return value clamped to what it really pushed.
+/// being its return value clamped to what it really pushed. Also returns
+/// the state's main thread (see [`super::main_thread`]).
 fn push_values(
     lua: &Lua,
     call: impl FnOnce(*mut ffi::lua_State) -> c_int,
-) -> mlua::Result<MultiValue> {
+) -> mlua::Result<(MultiValue, *mut ffi::lua_State)> {
+    let main = super::main_thread(lua);
     // SAFETY: the closure receives a valid state of this Lua, on the Lua
     // thread, inside a protected call; it only uses the stack of its own
     // frame, which starts empty, and leaves exactly the values to return.
     // A Lua error raised by the utility's callback (against its contract)
     // unwinds to exec_raw's protected boundary and becomes an `Err`; the
     // closure owns nothing that would need dropping.
-    unsafe {
+    let values = unsafe {
         lua.exec_raw::<MultiValue>((), |state| {
             let n = call(state);
             keep_top(state, n);
         })
-    }
+    }?;
+    Ok((values, main))
 }
+
+/// The most values a reply callback is handed: a C frame holds at most
+/// `LUAI_MAXCSTACK` (8000) values on 5.1 and LuaJIT, some of which mlua
+/// and the callback need.
+const MAX_REPLY_VALUES: usize = 7000;
 
 /// Calls a return/reply callback with `values` as the only values on a
 /// fresh frame; returns what it pushed (its return value, clamped).
@@ -219,6 +210,12 @@ fn reply_values(
     values: MultiValue,
     call: impl FnOnce(*mut ffi::lua_State, c_int) -> c_int,
 ) -> mlua::Result<MultiValue> {
+    if values.len() > MAX_REPLY_VALUES {
+        return Err(mlua::Error::runtime(format!(
+            "darksidesync: a reply of {} values is more than the {MAX_REPLY_VALUES} a C utility can take",
+            values.len()
+        )));
+    }
     // SAFETY: as in `push_values`; here the frame starts with `values`.
     unsafe {
         lua.exec_raw::<MultiValue>(values, |state| {
@@ -230,87 +227,107 @@ fn reply_values(
 }
 
 /// Leaves only the top `n` values of the current frame (fewer if fewer
-/// are there; none when `n < 1`).
+/// are there; none when `n < 1`), moving them down in one pass: O(n).
 ///
 /// # Safety
-/// `state` is the running state, inside a C frame.
+/// `state` is the running state, inside a C frame, with one free slot.
 unsafe fn keep_top(state: *mut ffi::lua_State, n: c_int) {
-    // SAFETY: per the function contract, gettop/remove act on our frame.
+    // SAFETY: per the function contract, the indices are within our frame
+    // (1..=top) and pushvalue uses the one free slot, which replace pops.
     unsafe {
         let top = ffi::lua_gettop(state);
         let keep = n.clamp(0, top);
-        for _ in 0..(top - keep) {
-            ffi::lua_remove(state, 1);
+        let first = top - keep + 1;
+        if first > 1 {
+            for i in 0..keep {
+                ffi::lua_pushvalue(state, first + i);
+                ffi::lua_replace(state, 1 + i);
+            }
         }
+        ffi::lua_settop(state, keep);
     }
 }
 
-impl Task for CTask {
+impl Task for CItem {
     fn prepare(mut self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared> {
         let data = self.data;
         let id = self.id();
         let handle = self.util.handle;
-        let values = match self.kind {
-            Kind::V1 { decoder, .. } => {
-                self.ran = true;
-                if let Some(ctl) = &self.ctl {
-                    let _ = ctl.claim();
+        if let Some(reply) = &self.reply {
+            if !reply.claim() {
+                // The call ended (timed out, or cancelled by unreg/close):
+                // a 2v0 caller's data is gone. A 1v0 item is cancelled.
+                let why = if self.util.is_closed() {
+                    Discarded::Closed
+                } else {
+                    Discarded::Unregistered
+                };
+                if let Callbacks::Deliver1 { .. } = self.callbacks {
+                    self.discard_now(why);
                 }
-                // SAFETY: the decoder is the utility's, called as its 1v0
-                // contract says: on the Lua thread, with a valid state.
-                let r = push_values(lua, |state| unsafe { decoder(state.cast(), data, id) });
-                if let Some(ctl) = &self.ctl {
-                    ctl.settle(Phase::Ran);
-                }
-                r
+                self.done = true;
+                return Ok(Prepared {
+                    call: None,
+                    reply: None,
+                });
             }
-            Kind::V2Post { run, .. } => {
-                self.ran = true;
-                // SAFETY: 2v0 contract: run on the Lua thread with a valid state.
+        }
+        self.done = true;
+        if let Some(turns) = &self.turns {
+            // Claimed: the thread in `deliver` cannot have taken it.
+            turns.decoder_turn();
+            turns.decoded.store(true, Ordering::Release);
+        }
+        let result = match self.callbacks {
+            // SAFETY: the decoder is the utility's, called as its 1v0
+            // contract says: on the Lua thread, with a valid state.
+            Callbacks::Deliver1 { decoder, .. } => {
+                push_values(lua, |state| unsafe { decoder(state.cast(), data, id) })
+            }
+            // SAFETY: 2v0 contract: run on the Lua thread with a valid
+            // state; a call's `data` is still lent (claimed above).
+            Callbacks::Post2 { run, .. } | Callbacks::Call2 { run, .. } => {
                 push_values(lua, |state| unsafe { run(state.cast(), data, handle) })
             }
-            Kind::V2Call { run, .. } => {
-                let ctl = self.ctl.clone().expect("a call has a Ctl");
-                if !ctl.claim() {
-                    // The caller timed out: `data` is no longer lent to us.
-                    return Ok(Prepared {
-                        call: None,
-                        reply: None,
-                    });
-                }
-                self.ran = true;
-                // SAFETY: as above; `data` is still lent (claimed, not abandoned).
-                let r = push_values(lua, |state| unsafe { run(state.cast(), data, handle) });
-                ctl.settle(Phase::Ran);
-                r
-            }
         };
+        if let Some(reply) = &self.reply {
+            reply.unclaim();
+        }
         Counters::bump(&self.util.counters.ran);
-        let mut values = values?;
-        let Some(callback) = values.pop_front() else {
-            // Nothing to call: dropping `self` releases a waiter.
+        if let Callbacks::Post2 {
+            free: Some(free), ..
+        } = self.callbacks
+        {
+            // SAFETY: 2v0 contract: run ran; `data` is freed exactly once.
+            unsafe { free(data, OK) };
+        }
+        let (mut values, main) = result?;
+        let callback = values.pop_front();
+        let answer = match (self.callbacks, callback.is_some()) {
+            (Callbacks::Deliver1 { ret: Some(ret), .. }, true) => Some(Answer::Return1(ret)),
+            (Callbacks::Call2 { reply, .. }, true) => Some(Answer::Reply2(reply)),
+            _ => None,
+        };
+        let Some(callback) = callback else {
+            // Nothing to call: the 1v0 return callback is never due, and
+            // dropping the reply releases the waiter.
+            if let Some(turns) = &self.turns {
+                turns.return_turn();
+            }
             return Ok(Prepared {
                 call: None,
                 reply: None,
             });
         };
-        let sink = match (self.kind, self.reply.take(), self.ctl.clone()) {
-            (Kind::V1 { ret: Some(ret), .. }, Some(reply), Some(ctl)) => Some(Box::new(CSink {
-                answer: Answer::V1(ret),
+        let sink = match (answer, self.reply.take()) {
+            (Some(answer), Some(reply)) => Some(Box::new(CReply {
+                answer,
                 data,
                 util: self.util.clone(),
-                ctl,
                 reply: Some(reply),
-            })
-                as Box<dyn ReplySink>),
-            (Kind::V2Call { reply: r, .. }, Some(reply), Some(ctl)) => Some(Box::new(CSink {
-                answer: Answer::V2(r),
-                data,
-                util: self.util.clone(),
-                ctl,
-                reply: Some(reply),
-            })
-                as Box<dyn ReplySink>),
+                turns: self.turns.clone(),
+                main,
+            }) as Box<dyn ReplySink>),
             _ => None,
         };
         Ok(Prepared {
@@ -318,96 +335,80 @@ impl Task for CTask {
             reply: sink,
         })
     }
-}
 
-impl Drop for CTask {
-    fn drop(&mut self) {
-        let refused = refusing() && !self.ran;
-        let c = &self.util.counters;
-        if refused {
-            // Counted as posted when built; it never entered the queue.
-            c.posted.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            Counters::bump(&c.refused);
-        } else if !self.ran {
-            Counters::bump(&c.cancelled);
-        }
-        let closed = self.util.is_closed();
-        match self.kind {
-            Kind::V1 { decoder, .. } => {
-                if !self.ran && !refused {
-                    // SAFETY: 1v0 contract: a cancelled item gets its
-                    // decoder with a NULL state, exactly once (here: the
-                    // task is dropped once and `ran` is false).
-                    unsafe { decoder(std::ptr::null_mut(), self.data, self.id()) };
-                }
-            }
-            Kind::V2Post {
-                free: Some(free), ..
-            } => {
-                if !refused {
-                    let outcome = if self.ran {
-                        OK
-                    } else if closed {
-                        ECLOSED
-                    } else {
-                        ECANCELLED
-                    };
-                    // SAFETY: 2v0 contract: the post owns `data` and frees
-                    // it exactly once (refusals are freed by `post`).
-                    unsafe { free(self.data, outcome) };
-                }
-            }
-            Kind::V2Post { free: None, .. } | Kind::V2Call { .. } => {}
-        }
-        // `self.reply` drops after this body, releasing a waiter only
-        // after the callbacks above returned.
+    fn discard(mut self: Box<Self>, why: Discarded) {
+        self.discard_now(why);
     }
 }
 
-enum Answer {
-    V1(Return1),
-    V2(Option<Reply2>),
+impl Drop for CItem {
+    fn drop(&mut self) {
+        // Dropped without being run or told why: cancelled.
+        let why = if self.util.is_closed() {
+            Discarded::Closed
+        } else {
+            Discarded::Unregistered
+        };
+        self.discard_now(why);
+    }
 }
 
-/// The answer path of a blocking C delivery.
-pub(crate) struct CSink {
+#[derive(Clone, Copy)]
+enum Answer {
+    Return1(ReturnFn),
+    Reply2(Option<ReplyFn>),
+}
+
+/// The answer path of a blocking C delivery (Lua thread only).
+pub(crate) struct CReply {
     answer: Answer,
     data: *mut c_void,
     util: Arc<Util>,
-    ctl: Arc<Ctl>,
     reply: Option<Reply<()>>,
+    turns: Option<Arc<Turns>>,
+    /// The state's main thread, for the return callback of a reply
+    /// collected uncalled.
+    main: *mut ffi::lua_State,
 }
 
-impl ReplySink for CSink {
+impl CReply {
+    /// Whether this side calls the 1v0 return callback (once per item).
+    fn my_turn(&self) -> bool {
+        self.turns.as_ref().map_or(true, |t| t.return_turn())
+    }
+}
+
+impl ReplySink for CReply {
     fn send(mut self: Box<Self>, lua: &Lua, values: MultiValue) -> mlua::Result<MultiValue> {
         let data = self.data;
         let handle = self.util.handle;
         let id = super::handles::to_utilid(handle);
-        if !self.ctl.claim() {
-            // The 2v0 caller timed out: its data is gone; answer nothing.
+        let Some(reply) = self.reply.take() else {
+            return Ok(MultiValue::new());
+        };
+        if !reply.claim() || !self.my_turn() {
+            // The call ended (2v0 timeout, unreg, close): its data is gone,
+            // or the return callback already ran. Answer nothing.
             return Ok(MultiValue::new());
         }
         let result = match self.answer {
             // SAFETY: 1v0 contract: the return callback runs on the Lua
             // thread with the answer on an otherwise empty stack.
-            Answer::V1(ret) => reply_values(lua, values, |state, _| unsafe {
+            Answer::Return1(ret) => reply_values(lua, values, |state, _| unsafe {
                 ret(state.cast(), data, id, 0)
             }),
             // SAFETY: 2v0 contract, likewise; `data` is lent (claimed).
-            Answer::V2(Some(reply)) => reply_values(lua, values, |state, n| unsafe {
-                reply(state.cast(), data, handle, n)
+            Answer::Reply2(Some(f)) => reply_values(lua, values, |state, n| unsafe {
+                f(state.cast(), data, handle, n)
             }),
-            Answer::V2(None) => Ok(MultiValue::new()),
+            Answer::Reply2(None) => Ok(MultiValue::new()),
         };
-        let reply = self.reply.take().expect("answered once");
         match &result {
             Ok(_) => {
-                self.ctl.settle(Phase::Done);
                 Counters::bump(&self.util.counters.replies);
                 let _ = reply.send(());
             }
             Err(e) => {
-                self.ctl.settle(Phase::Ran);
                 let _ = reply.fail(e.to_string());
             }
         }
@@ -415,39 +416,47 @@ impl ReplySink for CSink {
     }
 
     fn fail(mut self: Box<Self>, lua: &Lua, message: String) {
-        let reply = self.reply.take().expect("answered once");
+        let Some(reply) = self.reply.take() else {
+            return;
+        };
         Counters::bump(&self.util.counters.errors);
-        if let Answer::V1(ret) = self.answer {
-            // 1v0 cannot carry the error: the return callback sees garbage.
-            let data = self.data;
-            let id = super::handles::to_utilid(self.util.handle);
-            // SAFETY: 1v0 contract, on the Lua thread with a valid state.
-            let _ = reply_values(lua, MultiValue::new(), |state, _| unsafe {
-                ret(state.cast(), data, id, 1)
-            });
+        if let Answer::Return1(ret) = self.answer {
+            if reply.claim() && self.my_turn() {
+                // 1v0 cannot carry the error: the return callback sees garbage.
+                let data = self.data;
+                let id = super::handles::to_utilid(self.util.handle);
+                // SAFETY: 1v0 contract, on the Lua thread with a valid state.
+                let _ = reply_values(lua, MultiValue::new(), |state, _| unsafe {
+                    ret(state.cast(), data, id, 1)
+                });
+            }
         }
         let _ = reply.fail(message);
     }
 }
 
-impl Drop for CSink {
+impl Drop for CReply {
     fn drop(&mut self) {
-        if self.reply.is_none() {
+        let Some(reply) = self.reply.take() else {
             return; // answered
+        };
+        if let Answer::Return1(ret) = self.answer {
+            if !reply.is_abandoned() && self.my_turn() {
+                // Collected uncalled, on the Lua thread: garbage, with the
+                // state, as DarkSideSync 1.0 did from its `__gc`.
+                // SAFETY: 1v0 contract; `main` is this state's main thread
+                // (valid while the state is, and collection runs inside
+                // it); called once (`my_turn`).
+                unsafe {
+                    ret(
+                        self.main.cast(),
+                        self.data,
+                        super::handles::to_utilid(self.util.handle),
+                        1,
+                    )
+                };
+            }
         }
-        if let Answer::V1(ret) = self.answer {
-            // Collected or dropped unanswered: garbage, with no state at hand.
-            // SAFETY: 1v0 contract (documented: L is NULL when garbage = 1
-            // outside a dispatch error); called once, the reply is pending.
-            unsafe {
-                ret(
-                    std::ptr::null_mut(),
-                    self.data,
-                    super::handles::to_utilid(self.util.handle),
-                    1,
-                )
-            };
-        }
-        // `self.reply` drops next, releasing the waiter.
+        // `reply` drops next, releasing the waiter.
     }
 }

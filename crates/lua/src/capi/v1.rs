@@ -5,55 +5,19 @@
 //! are [`reg`], [`getutilid`], [`deliver`], [`unreg`] here. Each one runs
 //! its body under [`super::guard`], so a panic becomes an error code.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
-use darksidesync_core::{CallError, PostErrorKind, Posted};
-use mlua::ffi::lua_State;
+use darksidesync_core::{CallError, Discarded, PostErrorKind, Posted};
+use darksidesync_sys::lua_State;
+pub(crate) use darksidesync_sys::v1::*;
 
-use super::handles::{self, Api, Cancel, Util};
-use super::task::{CTask, Ctl, Kind, Refusing};
-use super::{guard, Code};
+use super::handles::{self, Cancel, Util, Version};
+use super::task::{CItem, Callbacks, Turns};
+use super::{guard, StateError};
 use crate::item::Item;
 
-pub(crate) type Decoder1 = unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void) -> c_int;
-pub(crate) type Return1 =
-    unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void, c_int) -> c_int;
-pub(crate) type Cancel1 = unsafe extern "C" fn(*mut c_void);
-
-pub(crate) const SUCCESS: c_int = -100;
-pub(crate) const ERR_UDP_SEND_FAILED: c_int = -99;
-pub(crate) const ERR_INVALID_UTILID: c_int = -101;
-pub(crate) const ERR_NOT_STARTED: c_int = -102;
-pub(crate) const ERR_NO_CANCEL_PROVIDED: c_int = -103;
-pub(crate) const ERR_OUT_OF_MEMORY: c_int = -104;
-pub(crate) const ERR_NO_DECODE_PROVIDED: c_int = -105;
-pub(crate) const ERR_NO_GLOBALS: c_int = -106;
-pub(crate) const ERR_UNKNOWN_LIB: c_int = -107;
-pub(crate) const ERR_ALREADY_REGISTERED: c_int = -108;
-pub(crate) const ERR_WOULD_DEADLOCK: c_int = -109;
-
-/// `DSS_api_1v0_t`, field for field.
-#[repr(C)]
-pub(crate) struct Api1 {
-    version: *const c_char,
-    reg: unsafe extern "C" fn(
-        *mut lua_State,
-        *mut c_void,
-        Option<Cancel1>,
-        *mut c_int,
-    ) -> *mut c_void,
-    getutilid: unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_int) -> *mut c_void,
-    deliver:
-        unsafe extern "C" fn(*mut c_void, Option<Decoder1>, Option<Return1>, *mut c_void) -> c_int,
-    unreg: unsafe extern "C" fn(*mut c_void) -> c_int,
-}
-
-// SAFETY: immutable after initialisation; `version` points to a static
-// NUL-terminated string, the rest are function pointers.
-unsafe impl Sync for Api1 {}
-
-pub(crate) static API: Api1 = Api1 {
+pub(crate) static API: Api = Api {
     version: c"DSS API 1v0".as_ptr(),
     reg,
     getutilid,
@@ -61,11 +25,11 @@ pub(crate) static API: Api1 = Api1 {
     unreg,
 };
 
-fn v1_code(c: Code) -> c_int {
+fn v1_code(c: StateError) -> c_int {
     match c {
-        Code::NoState => ERR_NO_GLOBALS,
-        Code::NotStarted | Code::Closed => ERR_NOT_STARTED,
-        Code::NoMem => ERR_OUT_OF_MEMORY,
+        StateError::NoState => ERR_NO_GLOBALS,
+        StateError::NotStarted | StateError::Closed => ERR_NOT_STARTED,
+        StateError::NoMem => ERR_OUT_OF_MEMORY,
     }
 }
 
@@ -88,7 +52,7 @@ unsafe fn set(errcode: *mut c_int, code: c_int) {
 unsafe extern "C" fn reg(
     l: *mut lua_State,
     libid: *mut c_void,
-    cancel: Option<Cancel1>,
+    cancel: Option<CancelFn>,
     errcode: *mut c_int,
 ) -> *mut c_void {
     let (id, code) = guard((std::ptr::null_mut(), ERR_OUT_OF_MEMORY), || {
@@ -105,14 +69,14 @@ unsafe extern "C" fn reg(
             Ok(v) => v,
             Err(c) => return (std::ptr::null_mut(), v1_code(c)),
         };
-        if let Some(h) = handles::find(state, Api::V1, libid as usize) {
+        if let Some(h) = handles::find(state, Version::V1, libid as usize) {
             return (handles::to_utilid(h), ERR_ALREADY_REGISTERED);
         }
         super::pin(cancel as *const c_void);
         match super::register(
             &st,
             state,
-            Api::V1,
+            Version::V1,
             libid as usize,
             format!("dss1v0:{libid:p}"),
             Cancel::V1(cancel),
@@ -142,7 +106,7 @@ unsafe extern "C" fn getutilid(
         // SAFETY: as in `reg`.
         match unsafe { super::state_of(l) } {
             Err(c) => (std::ptr::null_mut(), v1_code(c)),
-            Ok((_, state)) => match handles::find(state, Api::V1, libid as usize) {
+            Ok((_, state)) => match handles::find(state, Version::V1, libid as usize) {
                 Some(h) => (handles::to_utilid(h), SUCCESS),
                 None => (std::ptr::null_mut(), ERR_UNKNOWN_LIB),
             },
@@ -157,7 +121,7 @@ unsafe extern "C" fn getutilid(
 fn lookup(utilid: *mut c_void) -> Result<Arc<Util>, c_int> {
     handles::live(
         handles::from_utilid(utilid),
-        Api::V1,
+        Version::V1,
         ERR_NOT_STARTED,
         ERR_INVALID_UTILID,
     )
@@ -180,8 +144,8 @@ fn post_code(kind: PostErrorKind) -> c_int {
 /// `data` is only handed back to them.
 unsafe extern "C" fn deliver(
     utilid: *mut c_void,
-    decoder: Option<Decoder1>,
-    ret: Option<Return1>,
+    decoder: Option<DecoderFn>,
+    ret: Option<ReturnFn>,
     data: *mut c_void,
 ) -> c_int {
     guard(ERR_OUT_OF_MEMORY, || {
@@ -192,56 +156,92 @@ unsafe extern "C" fn deliver(
         let Some(decoder) = decoder else {
             return ERR_NO_DECODE_PROVIDED;
         };
-        let kind = Kind::V1 { decoder, ret };
+        let callbacks = Callbacks::Deliver1 { decoder, ret };
         match ret {
             None => {
-                let refusing = Refusing::new();
-                match util
-                    .port
-                    .post(Item::new(CTask::new(kind, data, util.clone(), None, None)))
-                {
-                    Ok(posted) => {
-                        drop(refusing);
-                        match posted {
-                            Posted::Queued => SUCCESS,
-                            Posted::QueuedUdpFailed => ERR_UDP_SEND_FAILED,
-                        }
-                    }
+                // Fire-and-forget returns at once, as DarkSideSync 1.0
+                // promised: a full queue is ERR_OUT_OF_MEMORY, not a wait.
+                let item = Item::new(CItem::new(callbacks, data, util.clone(), None, None));
+                match util.port.try_post(item) {
+                    Ok(Posted::Queued) => SUCCESS,
+                    Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
                     Err(e) => {
                         let code = post_code(e.kind);
-                        drop(e); // a refusal: the caller keeps `data`
+                        // A refusal: the caller keeps `data`.
+                        e.item.discard(Discarded::Refused(e.kind));
                         code
                     }
                 }
             }
-            Some(_) => {
-                let ctl = Ctl::new();
-                let refusing = Refusing::new();
-                let result = util.port.call(
-                    |reply| {
-                        Item::new(CTask::new(
-                            kind,
-                            data,
-                            util.clone(),
-                            Some(ctl.clone()),
-                            Some(reply),
-                        ))
-                    },
-                    None,
-                );
-                drop(refusing);
-                match result {
-                    Ok(()) | Err(CallError::Handler(_)) => SUCCESS,
-                    // Decoder returned 0, or the reply went unanswered.
-                    Err(CallError::Cancelled | CallError::Closed) if ctl.ran() => SUCCESS,
-                    Err(CallError::Closed) => ERR_NOT_STARTED,
-                    Err(CallError::Cancelled | CallError::Unregistered) => ERR_INVALID_UTILID,
-                    Err(CallError::WouldDeadlock) => ERR_WOULD_DEADLOCK,
-                    Err(CallError::Full | CallError::TimedOut) => ERR_OUT_OF_MEMORY,
-                }
-            }
+            Some(ret) => deliver_blocking(&util, callbacks, ret, data),
         }
     })
+}
+
+/// A blocking `deliver`: waits for the answer, then settles what is still
+/// due for `data` before returning (see `task.rs`, `Turns`).
+fn deliver_blocking(
+    util: &Arc<Util>,
+    callbacks: Callbacks,
+    ret: ReturnFn,
+    data: *mut c_void,
+) -> c_int {
+    let turns = Turns::new();
+    let result = util.port.call(
+        |reply| {
+            Item::new(CItem::new(
+                callbacks,
+                data,
+                util.clone(),
+                Some(reply),
+                Some(turns.clone()),
+            ))
+        },
+        None,
+    );
+    let id = handles::to_utilid(util.handle);
+    match result {
+        Ok(()) | Err(CallError::Handler(_)) => SUCCESS,
+        Err(CallError::WouldDeadlock) => ERR_WOULD_DEADLOCK,
+        Err(CallError::Full | CallError::TimedOut) => ERR_OUT_OF_MEMORY,
+        Err(CallError::Unregistered) => ERR_INVALID_UTILID,
+        Err(e @ (CallError::Cancelled | CallError::Closed)) => {
+            let closed = e == CallError::Closed;
+            if turns.decoder_turn() {
+                // Ended before it ran, wherever the item sits: cancelled
+                // now, while `data` is surely alive (the queued item will
+                // not call the decoder again).
+                let Callbacks::Deliver1 { decoder, .. } = callbacks else {
+                    unreachable!("a 1v0 item")
+                };
+                // SAFETY: 1v0 contract: decoder(NULL) once per cancelled item.
+                unsafe { decoder(std::ptr::null_mut(), data, id) };
+                return if closed {
+                    ERR_NOT_STARTED
+                } else {
+                    ERR_INVALID_UTILID
+                };
+            }
+            if !turns.decoded() {
+                // Discarded before it ran: decoder(NULL) ran there.
+                return if closed {
+                    ERR_NOT_STARTED
+                } else {
+                    ERR_INVALID_UTILID
+                };
+            }
+            if turns.return_turn() {
+                // The answer was pending when the utility unregistered or
+                // the state closed: garbage, without a state, at once (as
+                // DarkSideSync 1.0 did at unreg).
+                // SAFETY: 1v0 contract; called once (`return_turn`).
+                unsafe { ret(std::ptr::null_mut(), data, id, 1) };
+                return if closed { SUCCESS } else { ERR_INVALID_UTILID };
+            }
+            // Decoder returned 0, or the reply was answered as garbage.
+            SUCCESS
+        }
+    }
 }
 
 /// `unreg`: see `DSS_unregister_1v0_t`. Any thread, any value.
@@ -252,7 +252,7 @@ unsafe extern "C" fn unreg(utilid: *mut c_void) -> c_int {
     guard(ERR_OUT_OF_MEMORY, || {
         let h = handles::from_utilid(utilid);
         match handles::get(h) {
-            Some(u) if u.api == Api::V1 => {
+            Some(u) if u.api == Version::V1 => {
                 super::unregister(h);
                 SUCCESS
             }

@@ -13,91 +13,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use darksidesync_core::{CallError, PostErrorKind};
-use mlua::ffi::lua_State;
+use darksidesync_core::{CallError, Discarded, PostErrorKind};
+use darksidesync_sys::lua_State;
+pub(crate) use darksidesync_sys::v2::*;
 
-use super::handles::{self, Api, Cancel, Counters, Handle, SendPtr, Util};
-use super::task::{CTask, Ctl, Kind, Phase, Refusing};
-use super::{guard, Code};
+use super::handles::{self, Cancel, Counters, SendPtr, Util, Version};
+use super::task::{CItem, Callbacks};
+use super::{guard, StateError};
 use crate::item::Item;
 
-pub(crate) type Run2 = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
-pub(crate) type Reply2 = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
-pub(crate) type Free2 = unsafe extern "C" fn(*mut c_void, c_int);
-pub(crate) type Cancel2 = unsafe extern "C" fn(Handle, *mut c_void);
-
-pub(crate) const OK: c_int = 0;
-pub(crate) const EINVAL: c_int = -1;
-pub(crate) const ESTALE: c_int = -2;
-pub(crate) const ECLOSED: c_int = -3;
-pub(crate) const ENOTSTARTED: c_int = -4;
-pub(crate) const EALREADY: c_int = -5;
-pub(crate) const EUNKNOWNLIB: c_int = -6;
-pub(crate) const ENOMEM: c_int = -7;
-pub(crate) const EFULL: c_int = -8;
-pub(crate) const ETIMEDOUT: c_int = -9;
-pub(crate) const EWOULDDEADLOCK: c_int = -10;
-pub(crate) const ECANCELLED: c_int = -11;
-pub(crate) const EHANDLER: c_int = -12;
-pub(crate) const EINTERNAL: c_int = -13;
-
-/// `call()` flag: refuse with `EFULL` instead of waiting for room.
-pub(crate) const NOWAIT: c_int = 1;
-
-/// `dss2_stats_t`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Stats2 {
-    size: usize,
-    posted: u64,
-    ran: u64,
-    cancelled: u64,
-    refused: u64,
-    replies: u64,
-    errors: u64,
-    timeouts: u64,
-    keep_alive: u64,
-}
-
-/// `dss_api_2v0_t`, field for field.
-#[repr(C)]
-pub(crate) struct Api2 {
-    size: usize,
-    version: *const c_char,
-    reg: unsafe extern "C" fn(
-        *mut lua_State,
-        *const c_void,
-        *const c_char,
-        Option<Cancel2>,
-        *mut c_void,
-        *mut Handle,
-    ) -> c_int,
-    getid: unsafe extern "C" fn(*mut lua_State, *const c_void, *mut Handle) -> c_int,
-    unreg: unsafe extern "C" fn(Handle) -> c_int,
-    post: unsafe extern "C" fn(Handle, Option<Run2>, Option<Free2>, *mut c_void, c_long) -> c_int,
-    call: unsafe extern "C" fn(
-        Handle,
-        Option<Run2>,
-        Option<Reply2>,
-        *mut c_void,
-        c_long,
-        c_int,
-        *mut c_char,
-        usize,
-    ) -> c_int,
-    hold: unsafe extern "C" fn(Handle) -> c_int,
-    release: unsafe extern "C" fn(Handle) -> c_int,
-    stats: unsafe extern "C" fn(Handle, *mut Stats2) -> c_int,
-    status: unsafe extern "C" fn(Handle) -> c_int,
-    strerror: unsafe extern "C" fn(c_int) -> *const c_char,
-}
-
-// SAFETY: immutable after initialisation; `version` points to a static
-// NUL-terminated string, the rest are function pointers.
-unsafe impl Sync for Api2 {}
-
-pub(crate) static API: Api2 = Api2 {
-    size: std::mem::size_of::<Api2>(),
+pub(crate) static API: Api = Api {
+    size: std::mem::size_of::<Api>(),
     version: c"DSS API 2v0".as_ptr(),
     reg,
     getid,
@@ -111,20 +37,28 @@ pub(crate) static API: Api2 = Api2 {
     strerror,
 };
 
-fn v2_code(c: Code) -> c_int {
+fn v2_code(c: StateError) -> c_int {
     match c {
-        Code::NoState => EINVAL,
-        Code::NotStarted => ENOTSTARTED,
-        Code::Closed => ECLOSED,
-        Code::NoMem => ENOMEM,
+        StateError::NoState => EINVAL,
+        StateError::NotStarted => ENOTSTARTED,
+        StateError::Closed => ECLOSED,
+        StateError::NoMem => ENOMEM,
     }
 }
 
 /// The record of `h` if it is a 2v0 handle: live, or `ECLOSED`/`ESTALE`.
 /// The prologue of `post` and `call`: a live handle and a run callback,
 /// whose shared object is then pinned (see `pin_once`).
-fn lookup_with_run(h: Handle, run: Option<Run2>) -> Result<(Arc<Util>, Run2), c_int> {
-    let util = lookup(h)?;
+/// A refusal for a closed state counts as refused (as every other one).
+fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(Arc<Util>, RunFn), c_int> {
+    let util = match handles::get(h) {
+        Some(u) if u.api == Version::V2 && u.is_closed() => {
+            Counters::bump(&u.counters.refused);
+            return Err(ECLOSED);
+        }
+        Some(u) if u.api == Version::V2 => u,
+        _ => return Err(ESTALE),
+    };
     let Some(run) = run else {
         Counters::bump(&util.counters.refused);
         return Err(EINVAL);
@@ -134,7 +68,7 @@ fn lookup_with_run(h: Handle, run: Option<Run2>) -> Result<(Arc<Util>, Run2), c_
 }
 
 fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
-    handles::live(h, Api::V2, ECLOSED, ESTALE)
+    handles::live(h, Version::V2, ECLOSED, ESTALE)
 }
 
 /// `reg`: see `dss2_reg_fn` in the header.
@@ -146,7 +80,7 @@ unsafe extern "C" fn reg(
     l: *mut lua_State,
     libid: *const c_void,
     name: *const c_char,
-    cancel: Option<Cancel2>,
+    cancel: Option<CancelFn>,
     ud: *mut c_void,
     out: *mut Handle,
 ) -> c_int {
@@ -159,7 +93,7 @@ unsafe extern "C" fn reg(
             Ok(v) => v,
             Err(c) => return v2_code(c),
         };
-        if let Some(h) = handles::find(state, Api::V2, libid as usize) {
+        if let Some(h) = handles::find(state, Version::V2, libid as usize) {
             // SAFETY: `out` is non-NULL and points to a handle (contract).
             unsafe { *out = h };
             return EALREADY;
@@ -175,7 +109,7 @@ unsafe extern "C" fn reg(
         match super::register(
             &st,
             state,
-            Api::V2,
+            Version::V2,
             libid as usize,
             name,
             Cancel::V2(cancel, SendPtr(ud)),
@@ -207,7 +141,7 @@ unsafe extern "C" fn getid(l: *mut lua_State, libid: *const c_void, out: *mut Ha
             Ok((_, id)) => id,
             Err(c) => return v2_code(c),
         };
-        match handles::find(state, Api::V2, libid as usize) {
+        match handles::find(state, Version::V2, libid as usize) {
             Some(h) => {
                 // SAFETY: `out` is non-NULL and points to a handle (contract).
                 unsafe { *out = h };
@@ -224,7 +158,7 @@ unsafe extern "C" fn getid(l: *mut lua_State, libid: *const c_void, out: *mut Ha
 /// None beyond the C calling convention.
 unsafe extern "C" fn unreg(h: Handle) -> c_int {
     guard(EINTERNAL, || match handles::get(h) {
-        Some(u) if u.api == Api::V2 => {
+        Some(u) if u.api == Version::V2 => {
             if super::unregister(h) {
                 OK
             } else {
@@ -251,8 +185,8 @@ fn post_code(kind: PostErrorKind) -> c_int {
 /// handed back to them.
 unsafe extern "C" fn post(
     h: Handle,
-    run: Option<Run2>,
-    free: Option<Free2>,
+    run: Option<RunFn>,
+    free: Option<FreeFn>,
     data: *mut c_void,
     timeout_ms: c_long,
 ) -> c_int {
@@ -274,8 +208,8 @@ unsafe extern "C" fn post(
 
 fn post_inner(
     h: Handle,
-    run: Option<Run2>,
-    free: Option<Free2>,
+    run: Option<RunFn>,
+    free: Option<FreeFn>,
     data: *mut c_void,
     timeout_ms: c_long,
 ) -> c_int {
@@ -283,14 +217,13 @@ fn post_inner(
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::new(CTask::new(
-        Kind::V2Post { run, free },
+    let item = Item::new(CItem::new(
+        Callbacks::Post2 { run, free },
         data,
         util.clone(),
         None,
         None,
     ));
-    let _refusing = Refusing::new();
     let result = match timeout_ms {
         t if t < 0 => util.port.post(item),
         0 => util.port.try_post(item),
@@ -300,8 +233,11 @@ fn post_inner(
     };
     match result {
         Ok(_) => OK,
-        // Dropping the refused item (inside `_refusing`) calls nothing.
-        Err(e) => post_code(e.into_kind()),
+        Err(e) => {
+            // Refused: `post` frees `data` itself, with the code.
+            e.item.discard(Discarded::Refused(e.kind));
+            post_code(e.kind)
+        }
     }
 }
 
@@ -329,8 +265,8 @@ unsafe fn copy_text(buf: *mut c_char, len: usize, text: &str) {
 /// As for [`post`]; `errbuf` NULL or writable for `errlen` bytes.
 unsafe extern "C" fn call(
     h: Handle,
-    run: Option<Run2>,
-    reply: Option<Reply2>,
+    run: Option<RunFn>,
+    reply: Option<ReplyFn>,
     data: *mut c_void,
     timeout_ms: c_long,
     flags: c_int,
@@ -342,26 +278,23 @@ unsafe extern "C" fn call(
             Ok(found) => found,
             Err(code) => return code,
         };
-        let ctl = Ctl::new();
         let made = Cell::new(false);
         let make = |r| {
             made.set(true);
-            Item::new(CTask::new(
-                Kind::V2Call { run, reply },
+            Item::new(CItem::new(
+                Callbacks::Call2 { run, reply },
                 data,
                 util.clone(),
-                Some(ctl.clone()),
                 Some(r),
+                None,
             ))
         };
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
-        let refusing = Refusing::new();
         let result = if flags & NOWAIT != 0 {
             util.port.try_call(make, timeout)
         } else {
             util.port.call(make, timeout)
         };
-        drop(refusing);
         let c = &util.counters;
         if !made.get() {
             // Refused before the item existed (closed, or the Lua thread).
@@ -374,13 +307,11 @@ unsafe extern "C" fn call(
                 unsafe { copy_text(errbuf, errlen, &text) };
                 EHANDLER
             }
+            // A reply claimed before the timeout passed is waited for
+            // (the core's `Reply::claim`): this is a real timeout.
             Err(CallError::TimedOut) => {
-                if ctl.abandon() == Phase::Done {
-                    OK // the reply completed just as the timeout passed
-                } else {
-                    Counters::bump(&c.timeouts);
-                    ETIMEDOUT
-                }
+                Counters::bump(&c.timeouts);
+                ETIMEDOUT
             }
             Err(CallError::Cancelled) => ECANCELLED,
             Err(CallError::Closed) => ECLOSED,
@@ -436,7 +367,7 @@ unsafe extern "C" fn release(h: Handle) -> c_int {
 ///
 /// # Safety
 /// `out` NULL or a `dss2_stats_t` of at least `out->size` bytes.
-unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
+unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
     guard(EINTERNAL, || {
         if out.is_null() {
             return EINVAL;
@@ -448,11 +379,11 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
             return EINVAL;
         }
         let util = match handles::get(h) {
-            Some(u) if u.api == Api::V2 => u,
+            Some(u) if u.api == Version::V2 => u,
             _ => return ESTALE,
         };
         let c = &util.counters;
-        let s = Stats2 {
+        let s = Stats {
             size,
             posted: c.posted.load(Ordering::Relaxed),
             ran: c.ran.load(Ordering::Relaxed),
@@ -463,11 +394,11 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats2) -> c_int {
             timeouts: c.timeouts.load(Ordering::Relaxed),
             keep_alive: util.keep_alive().len() as u64,
         };
-        let n = size.min(std::mem::size_of::<Stats2>());
+        let n = size.min(std::mem::size_of::<Stats>());
         // SAFETY: the caller's struct is at least `size` bytes (that is
         // what `size` says), we write `n <= size` bytes, from a local.
         unsafe {
-            std::ptr::copy_nonoverlapping((&s as *const Stats2).cast::<u8>(), out.cast::<u8>(), n)
+            std::ptr::copy_nonoverlapping((&s as *const Stats).cast::<u8>(), out.cast::<u8>(), n)
         };
         OK
     })
@@ -504,17 +435,23 @@ unsafe extern "C" fn strerror(code: c_int) -> *const c_char {
         ECANCELLED => c"cancelled",
         EHANDLER => c"the Lua handler raised an error",
         EINTERNAL => c"internal error in darksidesync",
-        super::v1::SUCCESS => c"DSS 1v0: success",
-        super::v1::ERR_UDP_SEND_FAILED => c"DSS 1v0: queued, but the UDP wake-up could not be sent",
-        super::v1::ERR_INVALID_UTILID => c"DSS 1v0: invalid utilid",
-        super::v1::ERR_NOT_STARTED => c"DSS 1v0: not started, or already stopped",
-        super::v1::ERR_NO_CANCEL_PROVIDED => c"DSS 1v0: no cancel callback",
-        super::v1::ERR_OUT_OF_MEMORY => c"DSS 1v0: out of memory (or queue full on the Lua thread)",
-        super::v1::ERR_NO_DECODE_PROVIDED => c"DSS 1v0: no decoder",
-        super::v1::ERR_NO_GLOBALS => c"DSS 1v0: no Lua state given",
-        super::v1::ERR_UNKNOWN_LIB => c"DSS 1v0: unknown library",
-        super::v1::ERR_ALREADY_REGISTERED => c"DSS 1v0: already registered",
-        super::v1::ERR_WOULD_DEADLOCK => c"DSS 1v0: would deadlock (blocking on the Lua thread)",
+        darksidesync_sys::v1::SUCCESS => c"DSS 1v0: success",
+        darksidesync_sys::v1::ERR_UDP_SEND_FAILED => {
+            c"DSS 1v0: queued, but the UDP wake-up could not be sent"
+        }
+        darksidesync_sys::v1::ERR_INVALID_UTILID => c"DSS 1v0: invalid utilid",
+        darksidesync_sys::v1::ERR_NOT_STARTED => c"DSS 1v0: not started, or already stopped",
+        darksidesync_sys::v1::ERR_NO_CANCEL_PROVIDED => c"DSS 1v0: no cancel callback",
+        darksidesync_sys::v1::ERR_OUT_OF_MEMORY => {
+            c"DSS 1v0: out of memory (or queue full on the Lua thread)"
+        }
+        darksidesync_sys::v1::ERR_NO_DECODE_PROVIDED => c"DSS 1v0: no decoder",
+        darksidesync_sys::v1::ERR_NO_GLOBALS => c"DSS 1v0: no Lua state given",
+        darksidesync_sys::v1::ERR_UNKNOWN_LIB => c"DSS 1v0: unknown library",
+        darksidesync_sys::v1::ERR_ALREADY_REGISTERED => c"DSS 1v0: already registered",
+        darksidesync_sys::v1::ERR_WOULD_DEADLOCK => {
+            c"DSS 1v0: would deadlock (blocking on the Lua thread)"
+        }
         _ => c"unknown darksidesync result code",
     };
     s.as_ptr()

@@ -12,7 +12,7 @@ use super::deadlock;
 use super::node::{self, Node};
 use super::portable::Portable;
 use crate::state::StateHub;
-use crate::{Fail, RawFn, Ret};
+use crate::{ApiError, ApiFn, ApiResult};
 
 /// A handle on another state.
 pub(crate) struct Peer {
@@ -43,7 +43,7 @@ impl UserData for Peer {
 
 fn methods(lua: &Lua) -> mlua::Result<Table> {
     let st = StateHub::get(lua)?;
-    let fns: &[(&str, RawFn)] = &[
+    let fns: &[(&str, ApiFn)] = &[
         ("post", post),
         ("call", call),
         ("calltimeout", calltimeout),
@@ -56,7 +56,7 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
     crate::make_table(lua, &st, fns)
 }
 
-fn this(a: &mut MultiValue, method: &str) -> Result<AnyUserData, Fail> {
+fn this(a: &mut MultiValue, method: &str) -> Result<AnyUserData, ApiError> {
     match a.pop_front() {
         Some(Value::UserData(ud)) if ud.is::<Peer>() => Ok(ud),
         _ => Err(format!(
@@ -73,7 +73,7 @@ fn closed_or(kind: PostErrorKind) -> &'static str {
     }
 }
 
-fn failure(lua: &Lua, reason: &str) -> Ret {
+fn failure(lua: &Lua, reason: &str) -> ApiResult {
     Ok(MultiValue::from_iter([
         Value::Nil,
         Value::String(lua.create_string(reason)?),
@@ -81,7 +81,7 @@ fn failure(lua: &Lua, reason: &str) -> Ret {
 }
 
 /// `h:post(...)` → true, or nil and "closed" / "would deadlock".
-fn post(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn post(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "post")?;
     let p = ud.borrow::<Peer>()?;
     let values = Portable::from_multi(&a, "darksidesync.states: post")?;
@@ -104,7 +104,7 @@ fn post(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
 
 /// `h:call(...)` → the other side's handler's return values; raises on
 /// failure.
-fn call(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn call(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "call")?;
     let p = ud.borrow::<Peer>()?;
     call_with(lua, &p, a, None, "call")
@@ -112,14 +112,20 @@ fn call(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
 
 /// `h:calltimeout(seconds, ...)`: `h:call(...)` that raises "timeout" when
 /// no answer came within `seconds`.
-fn calltimeout(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn calltimeout(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "calltimeout")?;
     let p = ud.borrow::<Peer>()?;
     let timeout = seconds(a.pop_front(), "calltimeout", false)?;
     call_with(lua, &p, a, timeout, "calltimeout")
 }
 
-fn call_with(lua: &Lua, p: &Peer, a: MultiValue, timeout: Option<Duration>, what: &str) -> Ret {
+fn call_with(
+    lua: &Lua,
+    p: &Peer,
+    a: MultiValue,
+    timeout: Option<Duration>,
+    what: &str,
+) -> ApiResult {
     let values = Portable::from_multi(&a, &format!("darksidesync.states: {what}"))?;
     let Some(waiting) = deadlock::wait_for(p.me, p.peer) else {
         return Err(format!("darksidesync.states: {what}: would deadlock").into());
@@ -145,7 +151,7 @@ fn call_with(lua: &Lua, p: &Peer, a: MultiValue, timeout: Option<Duration>, what
 
 /// A timeout argument: a non-negative number of seconds, or nil for none
 /// (`optional`) — a huge value also means none.
-fn seconds(v: Option<Value>, what: &str, optional: bool) -> Result<Option<Duration>, Fail> {
+fn seconds(v: Option<Value>, what: &str, optional: bool) -> Result<Option<Duration>, ApiError> {
     let n = match v {
         None | Some(Value::Nil) if optional => return Ok(None),
         Some(Value::Integer(i)) => i as f64,
@@ -169,7 +175,7 @@ fn seconds(v: Option<Value>, what: &str, optional: bool) -> Result<Option<Durati
 
 /// `h:onmessage(fn)`: the handler of what the other state posts and calls
 /// (its return values answer a call); nil removes it.
-fn onmessage(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn onmessage(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "onmessage")?;
     let p = ud.borrow::<Peer>()?;
     let node = Node::get(lua)?;
@@ -193,7 +199,7 @@ fn onmessage(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
 
 /// `h:onexit(fn)`: called in this state once the child ended, with `true`
 /// and its results or `false` and its error; nil removes it.
-fn onexit(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn onexit(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "onexit")?;
     let p = ud.borrow::<Peer>()?;
     child_of(&p, "onexit")?;
@@ -216,9 +222,9 @@ fn onexit(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
     Ok(MultiValue::new())
 }
 
-fn child_of<'a>(p: &'a Peer, what: &str) -> Result<&'a Arc<Child>, Fail> {
+fn child_of<'a>(p: &'a Peer, what: &str) -> Result<&'a Arc<Child>, ApiError> {
     p.child.as_ref().ok_or_else(|| {
-        Fail::from(format!(
+        ApiError::from(format!(
             "darksidesync.states: {what}: only a handle returned by spawn can be used for this"
         ))
     })
@@ -226,7 +232,7 @@ fn child_of<'a>(p: &'a Peer, what: &str) -> Result<&'a Arc<Child>, Fail> {
 
 /// `h:join([seconds])` → the chunk's return values; or nil and the error
 /// with its traceback; or nil and "timeout" / "would deadlock".
-fn join(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn join(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "join")?;
     let p = ud.borrow::<Peer>()?;
     let child = child_of(&p, "join")?;
@@ -248,7 +254,7 @@ fn join(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
 
 /// `h:close()` → true when the parent's hold on the child was still there:
 /// the child's `darksidesync.run()` no longer waits for the parent.
-fn close(_lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn close(_lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "close")?;
     let p = ud.borrow::<Peer>()?;
     let child = child_of(&p, "close")?;
@@ -258,7 +264,7 @@ fn close(_lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
 }
 
 /// `h:id()` → the other state's id.
-fn id(_lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn id(_lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let ud = this(&mut a, "id")?;
     let p = ud.borrow::<Peer>()?;
     Ok(MultiValue::from_iter([Value::Integer(p.peer as i64)]))

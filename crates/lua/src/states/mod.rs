@@ -42,7 +42,7 @@ pub use portable::{lua_type, Portable};
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::state::StateHub;
-use crate::{RawFn, Ret};
+use crate::{ApiFn, ApiResult};
 use child::Script;
 use handle::Peer;
 use node::Node;
@@ -51,7 +51,7 @@ use node::Node;
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let st = StateHub::get(lua)?;
     let node = Node::get(lua)?;
-    let fns: &[(&str, RawFn)] = &[("spawn", spawn), ("spawnfile", spawnfile), ("count", count)];
+    let fns: &[(&str, ApiFn)] = &[("spawn", spawn), ("spawnfile", spawnfile), ("count", count)];
     let t = crate::make_table(lua, &st, fns)?;
     t.raw_set("id", node.id)?;
     if let Some(parent) = &node.parent {
@@ -67,7 +67,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
 }
 
 /// `states.spawn(source, ...)` → a handle.
-fn spawn(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn spawn(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let source = match a.pop_front() {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
         other => {
@@ -86,7 +86,7 @@ fn spawn(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
 }
 
 /// `states.spawnfile(path, ...)` → a handle.
-fn spawnfile(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
+fn spawnfile(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     let path = match a.pop_front() {
         Some(Value::String(s)) => s.to_string_lossy(),
         other => {
@@ -105,7 +105,7 @@ fn spawnfile(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> Ret {
     start(lua, script, a, "spawnfile")
 }
 
-fn start(lua: &Lua, script: Script, args: MultiValue, what: &str) -> Ret {
+fn start(lua: &Lua, script: Script, args: MultiValue, what: &str) -> ApiResult {
     // Compiled here too, so that a syntax error is the caller's at once.
     if let Err(e) = lua
         .load(&script.source[..])
@@ -134,7 +134,7 @@ fn start(lua: &Lua, script: Script, args: MultiValue, what: &str) -> Ret {
 }
 
 /// `states.count()` → how many spawned states' threads run now.
-fn count(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> Ret {
+fn count(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(MultiValue::from_iter([Value::Integer(
         child::running() as i64
     )]))

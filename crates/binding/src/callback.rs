@@ -1,0 +1,205 @@
+//! Deliveries whose Lua callback darksidesync calls itself: the closure
+//! only *prepares* a Lua function and its arguments on the Lua thread, so
+//! the delivery behaves exactly like the module's own: `dispatch()` calls
+//! it under the state's error handler (which sees the error value as
+//! raised), `poll()` returns it to its Lua caller (with the reply
+//! userdata first for a call), and a call's answer is the callback's
+//! results (or the reply userdata's arguments).
+//!
+//! Values cross between mlua and the raw stack through one registry slot
+//! (`MAILBOX`), filled and emptied within one callback on the Lua thread.
+
+use std::ffi::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mlua::ffi::{self as lua, lua_State};
+use mlua::{Function, Lua, MultiValue, Table, Value};
+
+use crate::error::{panic_text, Error, LuaError};
+use crate::ffi::Handle;
+use crate::trampoline::push_raise;
+
+/// The registry slot values pass through (this crate's copy only).
+const MAILBOX: &str = "darksidesync-binding.mailbox";
+
+/// Prepares a delivery: the Lua function and its arguments.
+pub type Prepared = (Function, MultiValue);
+
+/// What `call_callback()` lends to the Lua thread.
+pub(crate) struct CallbackSlot<P, A, R> {
+    pub(crate) prepare: Option<P>,
+    pub(crate) answer: Option<A>,
+    pub(crate) result: Option<Result<R, Error>>,
+}
+
+/// Pushes `f, args...` onto `l`; returns how many, or the error text.
+///
+/// # Safety
+/// `l` is the running state, on the Lua thread; `lua` is its mlua handle.
+unsafe fn push_prepared(
+    lua: &Lua,
+    l: *mut lua_State,
+    (f, args): Prepared,
+) -> Result<c_int, String> {
+    let n = args.len();
+    lua.create_sequence_from(std::iter::once(Value::Function(f)).chain(args))
+        .and_then(|t| lua.set_named_registry_value(MAILBOX, t))
+        .map_err(|e| LuaError::from_mlua(&e).to_string())?;
+    let count = c_int::try_from(n + 1).map_err(|_| "too many arguments".to_string())?;
+    // SAFETY: per the contract; room for the table and its values is
+    // checked first. The mailbox holds a table with count values (nil
+    // arguments included: create_sequence_from sets every index, and
+    // rawgeti of a missing index pushes nil all the same).
+    unsafe {
+        if lua::lua_checkstack(l, count + 1) == 0 {
+            return Err("Lua stack overflow".into());
+        }
+        lua::lua_getfield(
+            l,
+            lua::LUA_REGISTRYINDEX,
+            c"darksidesync-binding.mailbox".as_ptr(),
+        );
+        let table = lua::lua_gettop(l);
+        for i in 1..=count {
+            lua::lua_rawgeti(l, table, i as _);
+        }
+        lua::lua_remove(l, table);
+        lua::lua_pushnil(l);
+        lua::lua_setfield(
+            l,
+            lua::LUA_REGISTRYINDEX,
+            c"darksidesync-binding.mailbox".as_ptr(),
+        );
+    }
+    Ok(count)
+}
+
+/// The `n` values on top of `l`, popped, as mlua values.
+///
+/// # Safety
+/// `l` is the running state, on the Lua thread, with `n` values on top.
+unsafe fn take_values(lua: &Lua, l: *mut lua_State, n: c_int) -> mlua::Result<MultiValue> {
+    // SAFETY: per the contract; two slots checked for first. The values
+    // move into a fresh table (t[k] = v_k, popping from the top), which
+    // goes to the mailbox.
+    unsafe {
+        if lua::lua_checkstack(l, 2) == 0 {
+            return Err(mlua::Error::runtime("Lua stack overflow"));
+        }
+        lua::lua_createtable(l, n, 0);
+        lua::lua_insert(l, -(n + 1));
+        for k in (1..=n).rev() {
+            lua::lua_rawseti(l, -(k + 1), k as _);
+        }
+        lua::lua_setfield(
+            l,
+            lua::LUA_REGISTRYINDEX,
+            c"darksidesync-binding.mailbox".as_ptr(),
+        );
+    }
+    let t: Table = lua.named_registry_value(MAILBOX)?;
+    lua.unset_named_registry_value(MAILBOX)?;
+    (1..=n as i64).map(|i| t.raw_get::<Value>(i)).collect()
+}
+
+/// `run` of `post_callback`: prepares and pushes the callback.
+pub(crate) unsafe extern "C" fn run_post_callback<P>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int
+where
+    P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+{
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `data` is the Box<Option<P>> made by post_callback::<P>;
+        // the module owns it until free, and run is called at most once,
+        // on the Lua thread, before free.
+        let slot = unsafe { &mut *(data as *mut Option<P>) };
+        let prepare = slot.take()?;
+        // SAFETY: `l` is a valid state on its own thread (2v0 contract).
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        Some(match prepare(lua) {
+            // SAFETY: as above, inside run on the Lua thread.
+            Ok(prepared) => unsafe { push_prepared(lua, l, prepared) },
+            Err(e) => Err(LuaError::from_mlua(&e).to_string()),
+        })
+    }));
+    match outcome {
+        Ok(Some(Ok(n))) => n,
+        // SAFETY: on the Lua thread, inside run.
+        Ok(Some(Err(message))) => unsafe { push_raise(l, &message) },
+        _ => 0,
+    }
+}
+
+/// `run` of `call_callback`: prepares and pushes the callback.
+pub(crate) unsafe extern "C" fn run_call_callback<P, A, R>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int
+where
+    P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send,
+    A: FnOnce(&Lua, MultiValue) -> mlua::Result<R> + Send,
+    R: Send,
+{
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `data` is the caller's CallbackSlot, lent while the
+        // caller is blocked in call() (header: "data is borrowed").
+        let slot = unsafe { &mut *(data as *mut CallbackSlot<P, A, R>) };
+        let prepare = slot.prepare.take()?;
+        // SAFETY: as in run_post_callback.
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        Some(match prepare(lua) {
+            // SAFETY: as above.
+            Ok(prepared) => unsafe { push_prepared(lua, l, prepared) },
+            Err(e) => {
+                let e = LuaError::from_mlua(&e);
+                let text = e.message().to_string();
+                slot.result = Some(Err(Error::Lua(e)));
+                Err(text)
+            }
+        })
+    }));
+    match outcome {
+        Ok(Some(Ok(n))) => n,
+        // SAFETY: on the Lua thread, inside run.
+        Ok(Some(Err(message))) => unsafe { push_raise(l, &message) },
+        _ => 0,
+    }
+}
+
+/// `reply` of `call_callback`: hands the answer to the `answer` closure.
+pub(crate) unsafe extern "C" fn reply_callback<P, A, R>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+    nresults: c_int,
+) -> c_int
+where
+    P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send,
+    A: FnOnce(&Lua, MultiValue) -> mlua::Result<R> + Send,
+    R: Send,
+{
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in run_call_callback; reply comes after run, while
+        // the caller is still blocked.
+        let slot = unsafe { &mut *(data as *mut CallbackSlot<P, A, R>) };
+        let Some(answer) = slot.answer.take() else {
+            return;
+        };
+        // SAFETY: as in run_post_callback; the answer is on the stack.
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        // SAFETY: `nresults` values on an otherwise empty stack (contract).
+        let values = unsafe { take_values(lua, l, nresults) };
+        slot.result = Some(
+            match catch_unwind(AssertUnwindSafe(|| values.and_then(|v| answer(lua, v)))) {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => Err(Error::Lua(LuaError::from_mlua(&e))),
+                Err(p) => Err(Error::Panicked(panic_text(p))),
+            },
+        );
+    }));
+    0
+}

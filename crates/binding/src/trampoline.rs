@@ -1,0 +1,149 @@
+//! The monomorphised `extern "C"` functions that carry a closure through
+//! the C ABI: compiled into the binding author's library, called back by
+//! the module on the Lua thread (`run`) or wherever an item ends (`free`).
+
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mlua::ffi::{self as lua, lua_State};
+use mlua::Lua;
+
+use crate::error::{panic_text, Error, LuaError};
+use crate::ffi::Handle;
+
+/// What `call()` lends to the Lua thread.
+pub(crate) struct CallSlot<F, R> {
+    pub(crate) f: Option<F>,
+    pub(crate) result: Option<Result<R, Error>>,
+}
+
+/// The callback a call's `run` pushes when the closure succeeded:
+/// darksidesync calls it and answers the caller with its (no) results;
+/// the closure already ran in `run`.
+unsafe extern "C-unwind" fn nothing(_l: *mut lua_State) -> c_int {
+    0
+}
+
+/// The callback `run` pushes when the closure failed: raises its
+/// argument, so a post's message reaches the state's error handler and a
+/// call is answered as failed (and counted in `Stats::errors`).
+unsafe extern "C-unwind" fn raise_arg(l: *mut lua_State) -> c_int {
+    // SAFETY: called by Lua with our one string argument; lua_error raises
+    // the value on top. No Rust value with a destructor is live here.
+    unsafe {
+        lua::lua_settop(l, 1);
+        lua::lua_error(l)
+    }
+}
+
+/// Pushes `raise_arg, message`; returns how many values were pushed.
+///
+/// # Safety
+/// `l` is the running state, on the Lua thread.
+pub(crate) unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
+    // SAFETY: per the contract; two slots are checked for first. Pushing a
+    // C function and a string only raises on memory exhaustion.
+    unsafe {
+        if lua::lua_checkstack(l, 2) == 0 {
+            return 0;
+        }
+        lua::lua_pushcfunction(l, raise_arg);
+        lua::lua_pushlstring(l, message.as_ptr() as *const c_char, message.len());
+    }
+    2
+}
+
+/// `run` of a post: runs the closure with `&Lua`.
+pub(crate) unsafe extern "C" fn run_post<F>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int
+where
+    F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
+{
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `data` is the Box<Option<F>> made by Dss::post::<F>; the
+        // module owns it until free_post, and run is called at most once,
+        // on the Lua thread, before free.
+        let slot = unsafe { &mut *(data as *mut Option<F>) };
+        let f = slot.take()?;
+        // SAFETY: `l` is a valid state on its own thread (2v0 contract: run
+        // never gets NULL); the Lua it gives outlives this call.
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        match catch_unwind(AssertUnwindSafe(|| f(lua))) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(LuaError::from_mlua(&e).to_string()),
+            Err(p) => Some(format!("panic in a posted closure: {}", panic_text(p))),
+        }
+    }));
+    match outcome {
+        Ok(None) => 0,
+        // SAFETY: on the Lua thread, inside run (see above).
+        Ok(Some(message)) => unsafe { push_raise(l, &message) },
+        Err(_) => 0,
+    }
+}
+
+/// `free` of a post: drops the box (and the closure if it never ran).
+pub(crate) unsafe extern "C" fn free_post<F: Send + 'static>(data: *mut c_void, _outcome: c_int) {
+    // SAFETY: called exactly once per post with the Box<Option<F>> made by
+    // the post (header contract). A panicking Drop of the closure's
+    // captures must not unwind into C.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        drop(unsafe { Box::from_raw(data as *mut Option<F>) })
+    }));
+}
+
+/// `run` of a call: runs the closure and keeps its result in the lent
+/// slot; pushes a callback with no effect when it succeeded, or one that
+/// raises its message when it failed, so the module answers the call as
+/// failed and counts it in `Stats::errors`.
+pub(crate) unsafe extern "C" fn run_call<F, R>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int
+where
+    F: FnOnce(&Lua) -> mlua::Result<R> + Send,
+    R: Send,
+{
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `data` is the caller's CallSlot<F, R>, lent while the
+        // caller is blocked in call(); the module claims it before calling
+        // run and the caller cannot return meanwhile.
+        let slot = unsafe { &mut *(data as *mut CallSlot<F, R>) };
+        let f = slot.f.take()?;
+        // SAFETY: as in run_post.
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        let (result, failure) = match catch_unwind(AssertUnwindSafe(|| f(lua))) {
+            Ok(Ok(r)) => (Ok(r), None),
+            Ok(Err(e)) => {
+                let e = LuaError::from_mlua(&e);
+                let text = e.message().to_string();
+                (Err(Error::Lua(e)), Some(text))
+            }
+            Err(p) => {
+                let text = panic_text(p);
+                (Err(Error::Panicked(text.clone())), Some(text))
+            }
+        };
+        slot.result = Some(result);
+        Some(failure)
+    }));
+    match ran {
+        Ok(Some(None)) => {
+            // SAFETY: on the Lua thread inside run; one slot checked for first.
+            unsafe {
+                if lua::lua_checkstack(l, 1) == 0 {
+                    return 0;
+                }
+                lua::lua_pushcfunction(l, nothing);
+            }
+            1
+        }
+        // SAFETY: on the Lua thread, inside run.
+        Ok(Some(Some(message))) => unsafe { push_raise(l, &message) },
+        _ => 0,
+    }
+}

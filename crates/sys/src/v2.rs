@@ -1,0 +1,154 @@
+//! DSS API 2v0 (`dss_api_2v0_t`). Semantics: section 3 of the header.
+
+use core::ffi::{c_char, c_int, c_long, c_void};
+
+use crate::lua_State;
+
+/// `DSS_API_2v0_KEY`: key of the 2v0 light userdata in the registry table.
+pub const API_KEY: &str = "DSS API 2v0";
+/// The `version` field of the published struct.
+pub const VERSION: &str = "DSS API 2v0";
+
+/// `dss2_handle`: opaque; 0 is never valid.
+pub type Handle = u64;
+
+/// `DSS2_OK`: done / replied / queued.
+pub const OK: c_int = 0;
+/// `DSS2_EINVAL`: a NULL or invalid argument.
+pub const EINVAL: c_int = -1;
+/// `DSS2_ESTALE`: zero, garbage or unregistered handle.
+pub const ESTALE: c_int = -2;
+/// `DSS2_ECLOSED`: the handle's Lua state has closed.
+pub const ECLOSED: c_int = -3;
+/// `DSS2_ENOTSTARTED`: darksidesync is not loaded in that state.
+pub const ENOTSTARTED: c_int = -4;
+/// `DSS2_EALREADY`: `reg()` of a registered libid (its handle is given).
+pub const EALREADY: c_int = -5;
+/// `DSS2_EUNKNOWNLIB`: `getid()` of an unregistered libid.
+pub const EUNKNOWNLIB: c_int = -6;
+/// `DSS2_ENOMEM`: allocation failed.
+pub const ENOMEM: c_int = -7;
+/// `DSS2_EFULL`: queue full and the caller chose not to wait.
+pub const EFULL: c_int = -8;
+/// `DSS2_ETIMEDOUT`: `call()` got no reply within its timeout.
+pub const ETIMEDOUT: c_int = -9;
+/// `DSS2_EWOULDDEADLOCK`: blocking on the Lua thread would wait for itself.
+pub const EWOULDDEADLOCK: c_int = -10;
+/// `DSS2_ECANCELLED`: dropped unrun.
+pub const ECANCELLED: c_int = -11;
+/// `DSS2_EHANDLER`: the Lua callback raised; its text is in `errbuf`.
+pub const EHANDLER: c_int = -12;
+/// `DSS2_EINTERNAL`: a bug in darksidesync (caught).
+pub const EINTERNAL: c_int = -13;
+
+/// `DSS2_NOWAIT`: `call()` flag, refuse with `EFULL` when the queue is full.
+pub const NOWAIT: c_int = 1;
+
+/// `dss2_run_fn`.
+pub type RunFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
+/// `dss2_reply_fn`.
+pub type ReplyFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
+/// `dss2_free_fn`.
+pub type FreeFn = unsafe extern "C" fn(*mut c_void, c_int);
+/// `dss2_cancel_fn`.
+pub type CancelFn = unsafe extern "C" fn(Handle, *mut c_void);
+
+/// `dss2_reg_fn`.
+pub type RegFn = unsafe extern "C" fn(
+    *mut lua_State,
+    *const c_void,
+    *const c_char,
+    Option<CancelFn>,
+    *mut c_void,
+    *mut Handle,
+) -> c_int;
+/// `dss2_getid_fn`.
+pub type GetIdFn = unsafe extern "C" fn(*mut lua_State, *const c_void, *mut Handle) -> c_int;
+/// `dss2_unreg_fn`.
+pub type UnregFn = unsafe extern "C" fn(Handle) -> c_int;
+/// `dss2_post_fn`.
+pub type PostFn =
+    unsafe extern "C" fn(Handle, Option<RunFn>, Option<FreeFn>, *mut c_void, c_long) -> c_int;
+/// `dss2_call_fn`.
+pub type CallFn = unsafe extern "C" fn(
+    Handle,
+    Option<RunFn>,
+    Option<ReplyFn>,
+    *mut c_void,
+    c_long,
+    c_int,
+    *mut c_char,
+    usize,
+) -> c_int;
+/// `dss2_hold_fn`.
+pub type HoldFn = unsafe extern "C" fn(Handle) -> c_int;
+/// `dss2_release_fn`.
+pub type ReleaseFn = unsafe extern "C" fn(Handle) -> c_int;
+/// `dss2_stats_fn`.
+pub type StatsFn = unsafe extern "C" fn(Handle, *mut Stats) -> c_int;
+/// `dss2_status_fn`.
+pub type StatusFn = unsafe extern "C" fn(Handle) -> c_int;
+/// `dss2_strerror_fn`.
+pub type StrerrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
+
+/// `dss2_stats_t`: per-utility counters. Set `size` before calling
+/// `stats()`; only the fields that fit in it are written.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// `sizeof(dss2_stats_t)` as the caller knows it.
+    pub size: usize,
+    /// Items accepted (post and call).
+    pub posted: u64,
+    /// Items whose `run()` was called on the Lua thread.
+    pub ran: u64,
+    /// Accepted items dropped unrun.
+    pub cancelled: u64,
+    /// `post()`/`call()` refused (full, closed, would deadlock ...).
+    pub refused: u64,
+    /// Calls answered (`reply()` ran).
+    pub replies: u64,
+    /// Calls answered with a handler error.
+    pub errors: u64,
+    /// Calls that timed out.
+    pub timeouts: u64,
+    /// Keep-alive references held now.
+    pub keep_alive: u64,
+}
+
+/// `dss_api_2v0_t`: fields are only ever appended; `size` tells how many
+/// the publisher has.
+#[repr(C)]
+pub struct Api {
+    /// `sizeof(dss_api_2v0_t)` of the publisher.
+    pub size: usize,
+    /// `"DSS API 2v0"`, NUL-terminated.
+    pub version: *const c_char,
+    /// Registers a library in a state (Lua thread).
+    pub reg: RegFn,
+    /// The handle of a registered library (Lua thread).
+    pub getid: GetIdFn,
+    /// Unregisters (any thread).
+    pub unreg: UnregFn,
+    /// Fire-and-forget delivery (any thread).
+    pub post: PostFn,
+    /// Blocking delivery (any thread but the Lua thread).
+    pub call: CallFn,
+    /// Takes a keep-alive reference.
+    pub hold: HoldFn,
+    /// Drops a keep-alive reference.
+    pub release: ReleaseFn,
+    /// Copies the utility's counters.
+    pub stats: StatsFn,
+    /// Live, closed or stale.
+    pub status: StatusFn,
+    /// A static description of a code.
+    pub strerror: StrerrorFn,
+}
+
+// SAFETY: the published struct is an immutable static of the module, valid
+// for the life of the process; its fields are function pointers and a
+// pointer to a static string, all readable from any thread.
+unsafe impl Sync for Api {}
+// SAFETY: as above; nothing in it is tied to a thread.
+unsafe impl Send for Api {}

@@ -1,0 +1,168 @@
+//! `cargo xtask bench [--quick] [--repeat N] [--out DIR]`
+//!
+//! Runs every benchmark scenario in one run, under the same load, and
+//! writes `results.md` (a table: each figure with its ratio to the row it
+//! should approach, its target and MET / NOT MET), `results.svg` (a chart
+//! drawn here) and `raw.txt` (every run's figures) to `bench/results/` (or
+//! `--out DIR`). The rows:
+//!
+//! * limits, no darksidesync: a pure-Lua loop doing the Lua side of
+//!   `poll()`, and C calling a Lua function per item through `lua_pcall`;
+//! * the public paths: the C utility `bench/c/dssbench.c` (written only
+//!   against `include/darksidesync.h`) through DSS API 1v0 (`poll()` busy
+//!   with 1 and 2 producers, `poll()` over a pre-filled queue, `dispatch()`,
+//!   a luv loop woken by `fd()`, the blocking `deliver` round trip) and 2v0
+//!   (post + `dispatch()`, `call` round trip); the Rust library
+//!   `bench/rust` (only on `darksidesync-binding`; post + `dispatch()`,
+//!   `call` round trip); 8 states in one C host (`bench/c/manystates.c`),
+//!   each fed by its own 2v0 producer, against 1 state;
+//! * the internal path (`darksidesync.benchlib`, `Item::call`): throughput,
+//!   round trips, wake-ups, memory, 8 states in the Rust example
+//!   `many_states`;
+//! * the peers: luv's `uv.new_work` and `async:send`.
+//!
+//! The Lua scenarios are `bench/lua/scenarios.lua`, run by `lua5.4`, one
+//! process per run so memory figures start from a clean heap. Every
+//! scenario is repeated `--repeat` times (default 3), interleaved (all
+//! scenarios once, then again), and the median of each figure is reported,
+//! so a burst of load from elsewhere hits all of them alike.
+//!
+//! Every throughput scenario checks that each item arrived exactly once
+//! (count and sum of the integers the items carry) and fails the run
+//! otherwise, as does any crash of our own scenarios; speed never fails it.
+//!
+//! `--quick` is the smoke run `cargo xtask test` does: a few thousand items
+//! per scenario, the module built by `lua-specs` (dev profile), results in
+//! `target/bench-smoke/`. It checks that the harness works, not speed.
+//!
+//! `cargo xtask bench --perf <scenario>` runs one scenario (names as in
+//! `raw.txt`) under `perf record` and prints where its time goes.
+//!
+//! `cargo xtask bench --criterion [args]` runs the core's criterion
+//! benchmarks (`crates/core/benches/core.rs`) instead.
+
+mod fixtures;
+mod profile;
+mod report;
+mod runner;
+mod scenarios;
+mod svg;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cmd::{cargo, run, Result};
+use crate::module;
+use crate::root;
+use report::Report;
+use runner::{Env, Figures};
+
+pub fn main(args: &[String]) -> Result {
+    if args.first().map(String::as_str) == Some("--criterion") {
+        return run(cargo()
+            .args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"])
+            .args(&args[1..]));
+    }
+    let (mut quick, mut repeat, mut out, mut perf) = (false, None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--repeat" => {
+                repeat = Some(
+                    it.next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .ok_or("--repeat needs a number")?,
+                )
+            }
+            "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
+            "--perf" => perf = Some(it.next().ok_or("--perf needs a scenario name")?.clone()),
+            other => {
+                return Err(format!(
+                    "bench: unexpected argument {other:?} (see cargo xtask help)"
+                ))
+            }
+        }
+    }
+    let command = format!("cargo xtask bench {}", args.join(" "))
+        .trim_end()
+        .to_string();
+    let repeat = repeat.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let out = out.unwrap_or_else(|| {
+        root().join(if quick {
+            "target/bench-smoke"
+        } else {
+            "bench/results"
+        })
+    });
+    let sizes = if quick {
+        &scenarios::QUICK
+    } else {
+        &scenarios::FULL
+    };
+
+    let lua = module::version("5.4")?;
+    let fixtures = fixtures::build(lua, quick)?;
+    let env = Env {
+        fixtures: &fixtures,
+        interpreter: lua.interpreter,
+        watchdog: Duration::from_secs(if quick { 60 } else { 900 }),
+    };
+    env.check_peers()?;
+
+    let scenarios = scenarios::list(sizes);
+    if let Some(name) = perf {
+        return profile::main(&env, &scenarios, &name);
+    }
+    let load_before = loadavg();
+    let mut runs: BTreeMap<String, Vec<Figures>> = BTreeMap::new();
+    for round in 1..=repeat {
+        for s in &scenarios {
+            eprintln!("bench [{round}/{repeat}] {} {}", s.name, s.args.join(" "));
+            let figures = env.run_peer_tolerant(s)?;
+            runs.entry(s.name.clone()).or_default().push(figures);
+        }
+    }
+    let load_after = loadavg();
+    let mut medians: BTreeMap<String, Figures> = runs
+        .iter()
+        .map(|(k, v)| (k.clone(), runner::median(v)))
+        .collect();
+    for (name, list) in &runs {
+        let total: f64 = list.iter().filter_map(|f| f.get("crashes")).sum();
+        medians
+            .entry(name.clone())
+            .or_default()
+            .insert("crashes_total".into(), total);
+    }
+
+    let report = Report {
+        m: &medians,
+        quick,
+        repeat,
+        sizes,
+        load_before,
+        load_after,
+        command,
+    };
+    fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let md = report.markdown();
+    write(&out.join("results.md"), &md)?;
+    write(&out.join("results.svg"), &report.svg())?;
+    write(&out.join("raw.txt"), &runner::raw(&runs))?;
+    println!("{md}");
+    println!("wrote {}", out.join("results.md").display());
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,163 @@
+//! The scenarios of one bench run and their sizes.
+
+/// One scenario run: a name, the program and its arguments.
+pub(super) struct Scenario {
+    pub(super) name: String,
+    pub(super) program: Program,
+    pub(super) args: Vec<String>,
+}
+
+pub(super) enum Program {
+    /// `lua5.4 bench/lua/scenarios.lua <args>`.
+    Lua,
+    /// The Rust example `many_states` (internal path, one producer).
+    ManyStatesInternal,
+    /// The C host `bench/c/manystates.c` (2v0, one producer per state).
+    ManyStatesC,
+}
+
+/// Sizes of one run.
+pub(super) struct Sizes {
+    pub(super) items: u64,
+    pub(super) poll_items: u64,
+    /// Items of the public paths' throughput scenarios.
+    pub(super) public_items: u64,
+    pub(super) drain: u64,
+    pub(super) limit: u64,
+    pub(super) calls: u64,
+    pub(super) queued: u64,
+    pub(super) stream: u64,
+    pub(super) stream_capacity: u64,
+    pub(super) states_items: u64,
+    pub(super) luv_work: u64,
+    pub(super) luv_async: u64,
+}
+
+pub(super) const FULL: Sizes = Sizes {
+    items: 4_000_000,
+    poll_items: 2_000_000,
+    public_items: 2_000_000,
+    drain: 1_000_000,
+    limit: 4_000_000,
+    calls: 5_000,
+    queued: 1_000_000,
+    stream: 10_000_000,
+    stream_capacity: 65_536,
+    states_items: 4_000_000,
+    luv_work: 200_000,
+    luv_async: 100_000,
+};
+
+pub(super) const QUICK: Sizes = Sizes {
+    items: 4_000,
+    poll_items: 4_000,
+    public_items: 4_000,
+    drain: 4_000,
+    limit: 4_000,
+    calls: 100,
+    queued: 4_000,
+    stream: 20_000,
+    stream_capacity: 1_024,
+    states_items: 4_000,
+    luv_work: 2_000,
+    luv_async: 2_000,
+};
+
+/// The gap between two blocking calls, so the Lua side is really asleep
+/// (in `wait()` or in luv's `epoll_wait`) when each call arrives.
+const CALL_GAP_US: u64 = 50;
+
+/// The sources of `bench/lua/scenarios.lua` that reach the public paths:
+/// the C utility through 1v0 and 2v0, the Rust library on the binding.
+pub(super) const PUBLIC: [&str; 3] = ["c1", "c2", "rust"];
+
+/// The states of the "many states" scenarios.
+pub(super) const STATES: [u64; 2] = [1, 8];
+
+/// Every scenario of a run, in the order of a round.
+pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
+    let lua = |name: String, args: &[&str]| Scenario {
+        name,
+        program: Program::Lua,
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
+    let s = |v: u64| v.to_string();
+    let mut list = vec![
+        lua("limit_poll".into(), &["limit_poll", &s(z.limit)]),
+        lua("limit_pcall".into(), &["limit_pcall", &s(z.limit)]),
+    ];
+    // The internal path.
+    for p in [1u64, 2, 4] {
+        list.push(lua(
+            format!("dispatch_{p}"),
+            &["throughput", "internal", "dispatch", &s(p), &s(z.items / p)],
+        ));
+        list.push(lua(
+            format!("poll_{p}"),
+            &[
+                "throughput",
+                "internal",
+                "poll",
+                &s(p),
+                &s(z.poll_items / p),
+            ],
+        ));
+    }
+    list.push(lua(
+        "drain_internal".into(),
+        &["drain", "internal", &s(z.drain)],
+    ));
+    for mode in ["wait", "luv"] {
+        list.push(lua(
+            format!("roundtrip_{mode}"),
+            &["roundtrip", "internal", mode, &s(z.calls), &s(CALL_GAP_US)],
+        ));
+    }
+    // The public paths.
+    for src in PUBLIC {
+        for p in [1u64, 2] {
+            list.push(lua(
+                format!("{src}_dispatch_{p}"),
+                &["throughput", src, "dispatch", &s(p), &s(z.public_items / p)],
+            ));
+        }
+        list.push(lua(
+            format!("{src}_roundtrip_wait"),
+            &["roundtrip", src, "wait", &s(z.calls), &s(CALL_GAP_US)],
+        ));
+    }
+    for p in [1u64, 2] {
+        list.push(lua(
+            format!("c1_poll_{p}"),
+            &["throughput", "c1", "poll", &s(p), &s(z.public_items / p)],
+        ));
+    }
+    list.push(lua("c1_drain".into(), &["drain", "c1", &s(z.drain)]));
+    list.push(lua(
+        "c1_luv_1".into(),
+        &["throughput", "c1", "luv", "1", &s(z.public_items)],
+    ));
+    // Memory.
+    list.push(lua("queued".into(), &["queued", &s(z.queued)]));
+    list.push(lua(
+        "stream".into(),
+        &["stream", &s(z.stream), &s(z.stream_capacity)],
+    ));
+    // Many states in one process.
+    for states in STATES {
+        list.push(Scenario {
+            name: format!("states_{states}"),
+            program: Program::ManyStatesInternal,
+            args: vec![s(states), s(z.states_items)],
+        });
+        list.push(Scenario {
+            name: format!("c2_states_{states}"),
+            program: Program::ManyStatesC,
+            args: vec![s(states), s(z.states_items / states)],
+        });
+    }
+    // Peers.
+    list.push(lua("luv_work".into(), &["luv_work", &s(z.luv_work)]));
+    list.push(lua("luv_async".into(), &["luv_async", &s(z.luv_async)]));
+    list
+}

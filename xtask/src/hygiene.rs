@@ -1,0 +1,71 @@
+//! The gate that runs first in `cargo xtask test` (`cargo xtask hygiene`):
+//! formatting, clippy, rustdoc without warnings, then the drift check
+//! (`drift.rs`).
+
+use crate::cmd::{cargo, output, run, Result};
+use crate::{module, root};
+
+pub fn main() -> Result {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The loadable module's cfg paths that the workspace build (vendored
+    // 5.4) does not compile, in the module's own target directories.
+    for name in ["5.1", "jit"] {
+        let lua = module::version(name)?;
+        run(cargo()
+            .args([
+                "clippy",
+                "-p",
+                "darksidesync-lua",
+                "--lib",
+                "--no-default-features",
+            ])
+            .args(["--features", &format!("module,{}", lua.feature)])
+            .arg("--target-dir")
+            .arg(module_target(lua))
+            .args(["--", "-D", "warnings"]))?;
+    }
+    rustdoc()?;
+    crate::drift::main()
+}
+
+/// The module's dev build directory, shared with `lua-specs` and `capi`.
+pub fn module_target(lua: module::LuaVersion) -> std::path::PathBuf {
+    root()
+        .join("target/lua-modules")
+        .join(lua.name)
+        .join("cargo")
+}
+
+/// The names of the workspace's crates that are published (no
+/// `publish = false`), read from `cargo metadata`.
+pub fn published_crates() -> Result<Vec<String>> {
+    let json = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = meta["packages"]
+        .as_array()
+        .ok_or("cargo metadata: no packages")?;
+    Ok(packages
+        .iter()
+        .filter(|p| p["publish"].as_array().is_none_or(|a| !a.is_empty()))
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// rustdoc of every published crate, warnings as errors.
+fn rustdoc() -> Result {
+    let mut cmd = cargo();
+    cmd.args(["doc", "--no-deps"]);
+    for name in published_crates()? {
+        cmd.args(["-p", &name]);
+    }
+    run(cmd.env("RUSTDOCFLAGS", "-D warnings"))
+}
