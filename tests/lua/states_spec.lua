@@ -308,6 +308,26 @@ describe("darksidesync.states", function()
       assert.equal("answered wait for me", h:join(H.PATIENCE))
     end)
 
+    it("refuses a call back from a handler whose caller waits for it", function()
+      local h = states.spawn([[
+        local dss = require "darksidesync"
+        local states = require "darksidesync.states"
+        states.parent:onmessage(function(x)
+          -- the parent is blocked in its call to us: calling it back would hang
+          local ok, err = pcall(states.parent.call, states.parent, "back")
+          dss.stop()
+          return x, ok, err
+        end)
+        dss.run()
+      ]])
+      h:onmessage(function() return "never reached" end)
+      local x, ok, err = h:call("go")
+      assert.equal("go", x)
+      assert.is_false(ok)
+      assert.equal("darksidesync.states: call: would deadlock", err)
+      h:join(H.PATIENCE)
+    end)
+
     it("refuses values that cannot be copied, at the sender", function()
       local h = states.spawn([[
         require("darksidesync.states").parent:onmessage(function() end)
