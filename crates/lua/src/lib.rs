@@ -12,8 +12,8 @@
 //! | `state.rs` | one [`StateHub`] per Lua state: the hub, the local batch, the error handler, closed at `lua_close` |
 //! | `item.rs` | what the hub carries: [`Item`] = boxed [`Task`]; [`ReplySink`] for blocking deliveries |
 //! | `poll.rs` | `poll()`, `queuesize()` (DSS 1.0) |
-//! | `reply.rs` | the callable reply userdata of `poll()` |
-//! | `dispatch.rs` | `dispatch()`, `run()`, `stop()`, `seterrorhandler()` |
+//! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw.rs`) |
+//! | `dispatch.rs` | `dispatch([max [, spawn]])`, `reply()`, `run()`, `stop()`, `seterrorhandler()` |
 //! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
 //! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
