@@ -103,19 +103,11 @@ pub fn main(args: &[String]) -> Result {
         .trim_end()
         .to_string();
     let repeat = repeat.unwrap_or(if quick { 1 } else { 3 }).max(1);
-    let out = out.unwrap_or_else(|| {
-        root().join(if quick {
-            "target/bench-smoke"
-        } else {
-            "bench/results"
-        })
-    });
     let sizes = if quick {
         &scenarios::QUICK
     } else {
         &scenarios::FULL
     };
-
     let lua = module::version("5.4")?;
     let fixtures = fixtures::build(lua, quick)?;
     let env = Env {
@@ -123,12 +115,18 @@ pub fn main(args: &[String]) -> Result {
         interpreter: lua.interpreter,
         watchdog: Duration::from_secs(if quick { 60 } else { 900 }),
     };
-    env.check_peers()?;
-
     let mut scenarios = scenarios::list(sizes);
-    if let Some(name) = perf {
-        return profile::main(&env, &scenarios, &name);
+    if let Some(name) = &perf {
+        return profile::main(&env, &scenarios, name, out.as_deref());
     }
+    env.check_peers()?;
+    let out = out.unwrap_or_else(|| {
+        root().join(if quick {
+            "target/bench-smoke"
+        } else {
+            "bench/results"
+        })
+    });
     if !only.is_empty() {
         scenarios.retain(|s| only.iter().any(|p| s.name.starts_with(p.as_str())));
         if scenarios.is_empty() {
