@@ -72,6 +72,29 @@ impl<T: Send + 'static> Port<T> {
         self.shared.push(self.key, item, WhenFull::Refuse, None)
     }
 
+    /// Queues `item` without ever waiting, neither for room nor for the
+    /// hub's lock: safe to call from a signal handler that interrupted the
+    /// consumer (or any producer) while it held the lock, where
+    /// [`try_post`](Port::try_post) would wait for itself.
+    ///
+    /// When the lock is free (and no earlier no-wait post is pending) this
+    /// is `try_post`. Otherwise the item goes to the hub's side ring, a
+    /// fixed array of slots allocated with the hub: one atomic reservation,
+    /// no lock, no allocation, and a `write(2)` on the hub's descriptor;
+    /// the consumer takes it on its next drain. Order: it comes before
+    /// every post whose call began after this one returned (FIFO as for
+    /// any post). The ring path refuses with `Full` while its slots are all
+    /// pending (even below the hub's capacity, which ring entries may
+    /// exceed by that many), and with `Closed` once the hub closed; an item
+    /// for a port unregistered meanwhile is discarded as `Unregistered`
+    /// when the consumer takes it. It sends no UDP datagram.
+    ///
+    /// Async-signal-safe when `T` is moved without allocating and the
+    /// ring path is taken; the locked path may grow the queue's buffer.
+    pub fn post_nowait(&self, item: T) -> Result<Posted, PostError<T>> {
+        self.shared.push_nowait(self.key, item)
+    }
+
     /// Queues `item`, waiting at most `timeout` for room (`Full` after that).
     pub fn post_timeout(&self, item: T, timeout: Duration) -> Result<Posted, PostError<T>> {
         self.shared.push(

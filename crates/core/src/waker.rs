@@ -62,6 +62,11 @@ impl FdSignal {
         self.read.as_raw_fd()
     }
 
+    /// The descriptor [`set`](Self::set) writes to.
+    pub(crate) fn write_raw(&self) -> RawFd {
+        self.write.as_ref().unwrap_or(&self.read).as_raw_fd()
+    }
+
     /// Makes the descriptor readable. Called at most once per burst, so an
     /// extra byte or count can never accumulate past what `clear` removes.
     pub(crate) fn set(&self) {
@@ -101,6 +106,20 @@ impl FdSignal {
     pub fn is_readable(&self) -> bool {
         poll_readable(self.raw(), 0)
     }
+}
+
+/// Makes the descriptor whose write end is `fd` (see
+/// [`FdSignal::write_raw`]) readable: one `write(2)`, async-signal-safe.
+/// For the side ring, which has no lock to reach the `FdSignal`.
+pub(crate) fn set_raw(fd: RawFd) {
+    #[cfg(target_os = "linux")]
+    let (buf, len) = (&1u64 as *const u64 as *const libc::c_void, 8);
+    #[cfg(not(target_os = "linux"))]
+    let (buf, len) = (&1u8 as *const u8 as *const libc::c_void, 1);
+    // SAFETY: writes `len` bytes from a live constant; `fd` stays open
+    // while a ring post is in flight (close waits for those). EAGAIN means
+    // the descriptor is already readable, which is all we want.
+    unsafe { libc::write(fd, buf, len) };
 }
 
 /// Polls one descriptor for readability; `timeout_ms` < 0 waits forever.

@@ -140,3 +140,64 @@ fn unregister_races_a_drained_call() {
         }
     });
 }
+
+/// No-wait posts racing a normal post and the consumer's drains: each item
+/// comes out exactly once, per-producer order kept, whether it went
+/// through the lock or the side ring.
+#[test]
+fn nowait_posts_exactly_once() {
+    loom::model(|| {
+        let hub: Hub<u8> = Hub::with_capacity(4);
+        let port = hub.register("p", |_| {}).unwrap();
+        let a = thread::spawn({
+            let port = port.clone();
+            move || {
+                port.post_nowait(1).unwrap();
+                port.post_nowait(2).unwrap();
+            }
+        });
+        let b = thread::spawn(move || port.post(3).unwrap());
+        let mut got = Vec::new();
+        let mut batch = Batch::new();
+        while got.len() < 3 {
+            if hub.drain(usize::MAX, &mut batch) == 0 {
+                thread::yield_now();
+            }
+            got.extend(&mut batch);
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(hub.drain(usize::MAX, &mut batch), 0);
+        let ones: Vec<u8> = got.iter().copied().filter(|&v| v != 3).collect();
+        assert_eq!(ones, vec![1, 2], "one producer's order");
+        assert_eq!(hub.stats().posted, 3);
+        assert_eq!(hub.stats().delivered, 3);
+    });
+}
+
+/// A no-wait post racing close is either refused (`Closed`) or accepted and
+/// then discarded by the close, never both, never neither.
+#[test]
+fn nowait_post_races_close() {
+    loom::model(|| {
+        let discarded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hub: Hub<u8> = Hub::with_discard(4, {
+            let d = discarded.clone();
+            move |_, _| {
+                d.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let port = hub.register("p", |_| {}).unwrap();
+        let producer = thread::spawn(move || port.post_nowait(7).map_err(|e| e.kind));
+        hub.close();
+        let result = producer.join().unwrap();
+        let n = discarded.load(std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(_) => assert_eq!(n, 1, "accepted, so discarded by close"),
+            Err(kind) => {
+                assert_eq!(kind, PostErrorKind::Closed);
+                assert_eq!(n, 0);
+            }
+        }
+    });
+}

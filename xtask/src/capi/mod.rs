@@ -11,6 +11,8 @@
 //!   `tests/c/capi.lua` runs under the stock interpreter.
 //! * `tests/c/twostates.c`, a C host linking liblua5.4, runs two Lua states
 //!   in one process and closes one under load.
+//! * `tests/c/luaexit.c`: deliveries from a SIGTERM handler into a Lua
+//!   thread spinning in `poll()`/`dispatch()` (see `signal.rs`).
 //!
 //! `capi-sanitize` runs the same programs under valgrind (memcheck; any
 //! error or definitely lost block fails) and the C host and utility again
@@ -22,6 +24,7 @@
 mod build;
 mod header;
 mod sanitize;
+mod signal;
 
 use std::path::Path;
 use std::process::Command;
@@ -94,6 +97,7 @@ pub fn main(sanitize: bool) -> Result {
     let dir54 = &dirs[0];
     let host = compile_host(dir54, "", &[])?;
     watched(Command::new(&host).arg(dir54))?;
+    signal::main(dir54)?;
     if sanitize {
         let mut cmd = Command::new(VALGRIND[0]);
         cmd.args(&VALGRIND[1..]).arg(&host).arg(dir54);

@@ -14,10 +14,17 @@ impl<T> Shared<T> {
             return false;
         }
         st.closed = true;
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
+        // Ring posts refuse from now on; the ones in flight finish first,
+        // so their entries are cancelled here and their descriptor writes
+        // happen before the descriptor is released.
+        self.wait_ring_posters();
+        self.fd_write.store(-1, Ordering::SeqCst);
+        let mut stale = Vec::new();
+        self.fold_ring(&mut st, &mut stale);
         let items = std::mem::take(&mut st.queue);
         st.counters.cancelled += items.len() as u64;
-        st.settle_signal();
+        self.settle_signal(&mut st);
         // Ports and C handles may keep the shared record for long after
         // (a utility that never unregisters): keep only what their stale
         // checks read, not the descriptors.
@@ -39,6 +46,7 @@ impl<T> Shared<T> {
         self.room_cv.notify_all();
         self.consumer_cv.notify_all();
         drop(wakers);
+        self.discard_all(stale, Discarded::Unregistered);
         self.discard_all(items.into_iter().map(|e| e.item), Discarded::Closed);
         for call in calls {
             call.cancel();

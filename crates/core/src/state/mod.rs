@@ -9,6 +9,7 @@
 //! | `queue.rs` | the FIFO: push (with the full-queue choice) and drain |
 //! | `signal.rs` | wake-ups: waiting, keep-alive, the descriptor and UDP notifier |
 //! | `close.rs` | closing |
+//! | `ring.rs` | the side ring for posts that must not wait for the lock |
 //!
 //! # Invariants (each kept under `Shared::state`)
 //!
@@ -20,7 +21,9 @@
 //!    unregister (counted `cancelled`; its discard path runs after the lock
 //!    is released). A refused post hands the item back to its
 //!    producer (counted `dropped`). So `posted == delivered + cancelled +
-//!    queue.len()` at every unlock.
+//!    queue.len()` at every unlock. An item in the side ring is not yet
+//!    posted: the lock holder that folds it into the queue counts it
+//!    (`ring.rs` keeps exactly-once for the ring itself).
 //! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only
 //!    lowering the capacity can leave it above, and then posts wait or refuse.
 //! 4. **One wake-up per burst.** `signalled` is true exactly when a wake-up
@@ -29,6 +32,10 @@
 //!    false→true edge; a drain clears it when it leaves the queue empty. Both
 //!    edges touch the descriptor under the lock, so a clear can never eat the
 //!    wake-up of a post that raced it.
+//!    Posts through the side ring (`push_nowait` finding the lock taken)
+//!    write the descriptor without the lock and set `ring_woke`; a drain
+//!    that empties the queue clears the descriptor, then sets it again if
+//!    the ring holds a reservation, so a ring post's wake-up is never eaten.
 //! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
 //!    every port is stale, every waiter (consumer or producer) and every
 //!    pending call has been notified, and the descriptors are released.
@@ -40,8 +47,8 @@ use crate::error::{CancelReason, Discarded};
 use crate::reply::PendingCall;
 use crate::stats::Stats;
 use crate::sync::{
-    lock, thread_token, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard,
-    Ordering,
+    lock, thread_token, Arc, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex,
+    MutexGuard, Ordering,
 };
 use crate::waker::{FdSignal, UdpNotifier};
 
@@ -152,6 +159,21 @@ pub(crate) struct Shared<T> {
     /// find items of stale ports without taking the lock (`purge_stale`).
     stale_epoch: AtomicU64,
     discard: Option<DiscardFn<T>>,
+    /// Posts that found the lock taken (see `ring.rs`).
+    pub(crate) ring: ring::Ring<T>,
+    /// Producers inside the ring path; close waits for them to leave.
+    ring_posters: AtomicUsize,
+    /// Set by a ring post before it writes the descriptor.
+    ring_woke: AtomicBool,
+    /// Some post went through the ring: `wait` then wakes up now and then
+    /// (a ring post cannot notify the condvar without a lost-wake-up race).
+    ring_used: AtomicBool,
+    /// Mirrors `State::consumer_waiting` for ring posts.
+    pub(crate) consumer_sleeping: AtomicBool,
+    /// Refusals on the ring path (counted in `dropped` by `stats`).
+    ring_dropped: AtomicU64,
+    /// The descriptor a ring post writes to (-1: none), mirroring `fd`.
+    fd_write: AtomicI32,
 }
 
 impl<T> State<T> {
@@ -160,13 +182,29 @@ impl<T> State<T> {
             .get(key.index as usize)
             .is_some_and(|s| s.live && s.generation == key.generation)
     }
+}
 
+impl<T> Shared<T> {
     /// Keeps invariant 4 after items left the queue.
-    fn settle_signal(&mut self) {
-        if self.queue.is_empty() && self.signalled {
-            self.signalled = false;
-            if let Some(fd) = &self.fd {
-                fd.clear();
+    fn settle_signal(&self, st: &mut State<T>) {
+        if !st.queue.is_empty() {
+            return;
+        }
+        let ring_woke =
+            self.ring_woke.load(Ordering::Relaxed) && self.ring_woke.swap(false, Ordering::SeqCst);
+        if !st.signalled && !ring_woke {
+            return;
+        }
+        st.signalled = false;
+        if let Some(fd) = &st.fd {
+            fd.clear();
+        }
+        // A ring post that reserved before this check may have written the
+        // descriptor before the clear above: keep the wake-up.
+        if self.ring.is_pending() {
+            st.signalled = true;
+            if let Some(fd) = &st.fd {
+                fd.set();
             }
         }
     }
@@ -198,6 +236,13 @@ impl<T> Shared<T> {
             replies: AtomicU64::new(0),
             stale_epoch: AtomicU64::new(0),
             discard,
+            ring: ring::Ring::new(),
+            ring_posters: AtomicUsize::new(0),
+            ring_woke: AtomicBool::new(false),
+            ring_used: AtomicBool::new(false),
+            consumer_sleeping: AtomicBool::new(false),
+            ring_dropped: AtomicU64::new(0),
+            fd_write: AtomicI32::new(-1),
         }
     }
 
@@ -232,8 +277,9 @@ impl<T> Shared<T> {
         self.consumer.load(Ordering::Relaxed) == thread_token()
     }
 
+    /// Queued items, plus those in the side ring.
     pub(crate) fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().queue.len() + self.ring.pending()
     }
 
     pub(crate) fn set_capacity(&self, capacity: usize) {
@@ -253,7 +299,7 @@ impl<T> Shared<T> {
         Stats {
             posted: c.posted,
             delivered: c.delivered,
-            dropped: c.dropped,
+            dropped: c.dropped + self.ring_dropped.load(Ordering::Relaxed),
             cancelled: c.cancelled,
             replies: self.replies.load(Ordering::Relaxed),
             peak_depth: c.peak_depth,
@@ -269,4 +315,5 @@ impl<T> Shared<T> {
 mod close;
 mod ports;
 mod queue;
+mod ring;
 mod signal;

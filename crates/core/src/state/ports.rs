@@ -67,6 +67,8 @@ impl<T> Shared<T> {
         if st.closed || !st.port_live(key) {
             return false;
         }
+        let mut stale = Vec::new();
+        self.fold_ring(&mut st, &mut stale);
         let slot = &mut st.ports[key.index as usize];
         slot.live = false;
         slot.generation = slot.generation.wrapping_add(1);
@@ -77,13 +79,14 @@ impl<T> Shared<T> {
         st.free_ports.push(key.index);
         let gone = remove_port_items(&mut st.queue, key);
         st.counters.cancelled += gone.len() as u64;
-        st.settle_signal();
+        self.settle_signal(&mut st);
         self.stale_epoch.fetch_add(1, Ordering::Release);
         let room = st.blocked_producers > 0 && !gone.is_empty();
         drop(st);
         if room {
             self.room_cv.notify_all();
         }
+        self.discard_all(stale, Discarded::Unregistered);
         self.discard_all(gone.into_iter().map(|e| e.item), Discarded::Unregistered);
         for call in calls {
             call.cancel();

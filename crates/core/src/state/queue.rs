@@ -1,13 +1,24 @@
 //! The FIFO: producers push (waiting, timing out or refusing when full),
 //! the consumer drains (invariants 1-4 of the parent module).
+//!
+//! `push_nowait` never waits for the lock: when the lock is taken it puts
+//! the entry in the side ring (`ring.rs`). Lock holders that push, drain,
+//! unregister or close first fold the ring's entries into the queue, so an
+//! entry posted through the ring comes before every post and drain that
+//! began after its `push_nowait` returned (FIFO as for locked posts).
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Entry, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST};
-use crate::error::{PostError, PostErrorKind};
+use crate::error::{Discarded, PostError, PostErrorKind};
 use crate::reply::PendingCall;
-use crate::sync::{condvar_wait_timeout, MutexGuard};
+use crate::sync::{condvar_wait_timeout, try_lock, yield_now, MutexGuard, Ordering};
+use crate::waker;
+
+/// Rounds of "try the lock, else the ring" before a no-wait post refuses
+/// with `Full` (the ring is full and the lock stays taken).
+const NOWAIT_TRIES: usize = 64;
 
 impl<T> Shared<T> {
     /// Queues `item` for `port`; `call` is the pending call it answers,
@@ -19,7 +30,134 @@ impl<T> Shared<T> {
         when_full: WhenFull,
         call: Option<Box<dyn PendingCall>>,
     ) -> Result<Posted, PostError<T>> {
-        let mut st = self.lock();
+        let st = self.lock();
+        self.push_locked(st, port, item, when_full, call, true)
+    }
+
+    /// Queues `item` without ever waiting: for the lock (a signal handler
+    /// may have interrupted its holder on this very thread) nor for room.
+    /// With the lock free and the ring empty it is [`push`](Self::push)
+    /// with `Refuse`; otherwise the item goes to the side ring, which
+    /// refuses with `Full` when its slots are all taken and with `Closed`
+    /// once the hub closed. The ring path locks and allocates nothing.
+    pub(crate) fn push_nowait(&self, port: PortKey, mut item: T) -> Result<Posted, PostError<T>> {
+        for _ in 0..NOWAIT_TRIES {
+            if let Some(mut st) = try_lock(&self.state) {
+                // Never wait for a slot being written here: it may belong
+                // to a post this call interrupted (a signal handler).
+                let mut stale = Vec::new();
+                self.fold_finished(&mut st, &mut stale);
+                if !self.ring.is_pending() {
+                    let result = self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+                    self.discard_all(stale, Discarded::Unregistered);
+                    return result;
+                }
+                drop(st);
+                self.discard_all(stale, Discarded::Unregistered);
+            }
+            match self.push_ring(port, item) {
+                Err(PostError {
+                    kind: PostErrorKind::Full,
+                    item: back,
+                }) => item = back,
+                done => return done,
+            }
+            yield_now();
+        }
+        self.ring_dropped.fetch_add(1, Ordering::Relaxed);
+        Err(PostError {
+            kind: PostErrorKind::Full,
+            item,
+        })
+    }
+
+    fn push_ring(&self, port: PortKey, item: T) -> Result<Posted, PostError<T>> {
+        // Close waits until no ring post is in flight before it folds the
+        // ring and releases the descriptor (Dekker with `closed`).
+        self.ring_posters.fetch_add(1, Ordering::SeqCst);
+        let result = if self.closed.load(Ordering::SeqCst) {
+            self.ring_dropped.fetch_add(1, Ordering::Relaxed);
+            Err(PostError {
+                kind: PostErrorKind::Closed,
+                item,
+            })
+        } else {
+            match self.ring.push(Entry { port, item }) {
+                // Counted by the caller, which may retry.
+                Err(e) => Err(PostError {
+                    kind: PostErrorKind::Full,
+                    item: e.item,
+                }),
+                Ok(()) => {
+                    self.ring_used.store(true, Ordering::Relaxed);
+                    // One descriptor write until the consumer settles it.
+                    if !self.ring_woke.swap(true, Ordering::SeqCst) {
+                        let fd = self.fd_write.load(Ordering::Acquire);
+                        if fd >= 0 {
+                            waker::set_raw(fd);
+                        }
+                    }
+                    if self.consumer_sleeping.load(Ordering::SeqCst) {
+                        self.consumer_cv.notify_one();
+                    }
+                    Ok(Posted::Queued)
+                }
+            }
+        };
+        self.ring_posters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Waits until no ring post is in flight (close, after `closed` is set:
+    /// later ring posts refuse).
+    pub(crate) fn wait_ring_posters(&self) {
+        while self.ring_posters.load(Ordering::SeqCst) != 0 {
+            yield_now();
+        }
+    }
+
+    /// Moves the ring's entries into the queue, after what is queued, in
+    /// reservation order, waiting for reservations still being written.
+    /// Entries of ports gone stale go to `stale` (counted cancelled). Only
+    /// under the lock, never from `push_nowait` (a post interrupted by the
+    /// caller's signal handler would never finish its slot).
+    pub(crate) fn fold_ring(&self, st: &mut State<T>, stale: &mut Vec<T>) {
+        while self.ring.is_pending() {
+            if self.fold_finished(st, stale) == 0 {
+                yield_now();
+            }
+        }
+    }
+
+    /// [`fold_ring`](Self::fold_ring) without waiting: stops at the first
+    /// slot still being written.
+    fn fold_finished(&self, st: &mut State<T>, stale: &mut Vec<T>) -> usize {
+        if !self.ring.is_pending() {
+            return 0;
+        }
+        let n = self.ring.fold(|e| {
+            st.counters.posted += 1;
+            if st.port_live(e.port) {
+                st.queue.push_back(e);
+            } else {
+                st.counters.cancelled += 1;
+                stale.push(e.item);
+            }
+        });
+        let depth = st.queue.len();
+        st.counters.peak_depth = st.counters.peak_depth.max(depth);
+        n
+    }
+
+    fn push_locked(
+        &self,
+        mut st: MutexGuard<'_, State<T>>,
+        port: PortKey,
+        item: T,
+        when_full: WhenFull,
+        call: Option<Box<dyn PendingCall>>,
+        fold: bool,
+    ) -> Result<Posted, PostError<T>> {
         let refuse = |mut st: MutexGuard<'_, State<T>>, kind, item| {
             st.counters.dropped += 1;
             Err(PostError { kind, item })
@@ -55,6 +193,10 @@ impl<T> Shared<T> {
             };
             st.blocked_producers -= 1;
         }
+        let mut stale = Vec::new();
+        if fold {
+            self.fold_ring(&mut st, &mut stale);
+        }
         st.queue.push_back(Entry { port, item });
         if let Some(call) = call {
             let slot = &mut st.ports[port.index as usize];
@@ -69,6 +211,8 @@ impl<T> Shared<T> {
         c.posted += 1;
         c.peak_depth = c.peak_depth.max(depth);
         if st.signalled {
+            drop(st);
+            self.discard_all(stale, Discarded::Unregistered);
             return Ok(Posted::Queued);
         }
         // The wake-up edge (invariant 4).
@@ -80,6 +224,7 @@ impl<T> Shared<T> {
         let notify = st.consumer_waiting;
         let udp = st.udp.clone();
         drop(st);
+        self.discard_all(stale, Discarded::Unregistered);
         if notify {
             self.consumer_cv.notify_one();
         }
@@ -94,8 +239,13 @@ impl<T> Shared<T> {
     /// the cost under the lock does not grow with the batch.
     pub(crate) fn drain(&self, max: usize, out: &mut VecDeque<Entry<T>>) -> usize {
         let mut st = self.lock();
+        let mut stale = Vec::new();
+        self.fold_ring(&mut st, &mut stale);
         let n = st.queue.len().min(max);
         if n == 0 {
+            self.settle_signal(&mut st);
+            drop(st);
+            self.discard_all(stale, Discarded::Unregistered);
             return 0;
         }
         if out.is_empty() && n == st.queue.len() {
@@ -104,9 +254,10 @@ impl<T> Shared<T> {
             out.extend(st.queue.drain(..n));
         }
         st.counters.delivered += n as u64;
-        st.settle_signal();
+        self.settle_signal(&mut st);
         let room = st.blocked_producers > 0;
         drop(st);
+        self.discard_all(stale, Discarded::Unregistered);
         if room {
             self.room_cv.notify_all();
         }

@@ -2,11 +2,14 @@
 //! and the UDP notifier (invariant 4 of the parent module).
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::sync::{condvar_wait_timeout, Arc, Ordering};
 use crate::waker::{FdSignal, UdpNotifier};
+
+/// How often `wait` looks at the side ring once it was used.
+const RING_RECHECK: Duration = Duration::from_millis(10);
 
 impl<T> Shared<T> {
     pub(crate) fn acquire_keep_alive(&self) {
@@ -34,7 +37,7 @@ impl<T> Shared<T> {
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
         let mut st = self.lock();
         loop {
-            if !st.queue.is_empty() {
+            if !st.queue.is_empty() || self.ring.is_pending() {
                 return true;
             }
             if st.closed {
@@ -45,18 +48,37 @@ impl<T> Shared<T> {
                 return false;
             }
             st.consumer_waiting = true;
+            self.consumer_sleeping.store(true, Ordering::SeqCst);
+            if self.ring.is_pending() {
+                st.consumer_waiting = false;
+                self.consumer_sleeping.store(false, Ordering::SeqCst);
+                return true;
+            }
+            // A ring post notifies without the lock, which can race this
+            // check: once the ring was used, wake up now and then to look.
+            let slice = if self.ring_used.load(Ordering::Relaxed) {
+                Some(RING_RECHECK)
+            } else {
+                None
+            };
             st = match deadline {
+                None if slice.is_some() => {
+                    condvar_wait_timeout(&self.consumer_cv, st, RING_RECHECK)
+                }
                 None => self.consumer_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         st.consumer_waiting = false;
+                        self.consumer_sleeping.store(false, Ordering::SeqCst);
                         return false;
                     }
-                    condvar_wait_timeout(&self.consumer_cv, st, deadline - now)
+                    let left = deadline - now;
+                    condvar_wait_timeout(&self.consumer_cv, st, slice.map_or(left, |s| s.min(left)))
                 }
             };
             st.consumer_waiting = false;
+            self.consumer_sleeping.store(false, Ordering::SeqCst);
         }
     }
 
@@ -73,6 +95,7 @@ impl<T> Shared<T> {
             fd.set();
         }
         let raw = fd.raw();
+        self.fd_write.store(fd.write_raw(), Ordering::Release);
         st.fd = Some(fd);
         Ok(raw)
     }

@@ -162,7 +162,9 @@ unsafe extern "C" fn deliver(
                 // Fire-and-forget returns at once, as DarkSideSync 1.0
                 // promised: a full queue is ERR_OUT_OF_MEMORY, not a wait.
                 let item = Item::new(CItem::new(callbacks, data, util.clone(), None, None));
-                match util.port.try_post(item) {
+                // Never waits, not even for the hub's lock: luaexit-style
+                // utilities deliver from signal handlers.
+                match util.port.post_nowait(item) {
                     Ok(Posted::Queued) => SUCCESS,
                     Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
                     Err(e) => {

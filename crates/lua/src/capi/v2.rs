@@ -226,7 +226,8 @@ fn post_inner(
     ));
     let result = match timeout_ms {
         t if t < 0 => util.port.post(item),
-        0 => util.port.try_post(item),
+        // Never waits, not even for the hub's lock (signal handlers).
+        0 => util.port.post_nowait(item),
         t => util
             .port
             .post_timeout(item, Duration::from_millis(t as u64)),
