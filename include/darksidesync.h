@@ -39,12 +39,40 @@
  * Every function validates its arguments and returns a code; none of them
  * raises a Lua error, aborts, or lets a Rust panic escape.
  *
- * Signal handlers: no function of this header is async-signal-safe in
- * this version. Deliveries take the state's queue lock and allocate, so a
- * deliver()/post() from a handler that interrupted the Lua thread inside
- * poll()/dispatch() (or inside malloc) can deadlock, as it could with
- * DarkSideSync 1.0. From a handler, set a `volatile sig_atomic_t` flag or
- * write() to a pipe, and deliver from one of your threads.
+ * Signal handlers. Two calls never wait, neither for room nor for any
+ * lock of the state's queue, so they may be made from a signal handler
+ * that interrupted the Lua thread inside poll(), dispatch() or any other
+ * darksidesync call (DarkSideSync's luaexit does this):
+ *
+ *   - 1v0 deliver() with pReturn == NULL;
+ *   - 2v0 post() with timeout_ms == 0 (DSS2_NOWAIT semantics).
+ *
+ * When the queue's lock is free they queue as usual; when it is taken
+ * (by the code the signal interrupted, or by another thread) the item goes
+ * to a small side ring of the state (64 slots, allocated when the state
+ * opens) with one atomic reservation and a write() to the state's fd(),
+ * and the Lua thread moves it into the queue when it next drains
+ * (poll(), dispatch() and the calls built on them). Ordering: such an item comes before
+ * every delivery whose call began after this one returned, as for any
+ * delivery. While the 64 slots are all pending and the lock stays taken
+ * the call refuses: DSS_ERR_OUT_OF_MEMORY (1v0) or DSS2_EFULL (2v0, and
+ * free_fn(data, DSS2_EFULL) runs inside the call). Each call is accepted
+ * (the item runs, or is cancelled, exactly once) or refused with a code.
+ * Items queued through the ring send no UDP datagram (setport()); use
+ * fd() or poll in a loop.
+ *
+ * They are not yet fully async-signal-safe in this version: they allocate
+ * the queued item with malloc() (a handler that interrupted malloc() or
+ * free() on the same thread can then deadlock inside the C library), the
+ * locked path may grow the queue's buffer, and a 2v0 post() pins the
+ * utility's shared object (dlopen()) on the first post of a handle
+ * registered without a cancel callback. What is safe today: no lock of
+ * darksidesync is ever waited for by these two calls, except the
+ * process-wide utility table, held only briefly by reg(), getutilid(),
+ * unreg() and lua_close() of the thread the signal interrupted. Every
+ * other call may wait for locks and must not be made from a handler.
+ * The safe pattern remains: set a `volatile sig_atomic_t` flag or write()
+ * to a pipe in the handler, and deliver from one of your threads.
  *
  * Compiles with `-std=c99 -Wall -Wextra -Werror` (and as C++).
  */
