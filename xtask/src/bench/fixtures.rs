@@ -27,8 +27,9 @@ pub(super) struct Fixtures {
     pub(super) rust_host: PathBuf,
 }
 
-/// Builds everything; `quick` reuses the dev-profile module `lua-specs`
-/// builds (no second build in the test run).
+/// Builds everything: the `bench` profile (release code with symbols), or
+/// for `quick` the dev-profile module `lua-specs` builds (no second build
+/// in the test run).
 pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
     for (file, pkg) in [
         ("/usr/bin/gcc", "gcc"),
@@ -42,10 +43,11 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
         let base = root().join("target/lua-modules/5.4");
         (base.join("cargo"), "dev", base.join("lib"))
     } else {
+        // The `bench` profile: release code with symbols, for `--perf`.
         (
             root().join("target/module/5.4"),
-            "release",
-            root().join("target/bench/lib"),
+            "bench",
+            root().join("target/bench-run/lib"),
         )
     };
     let so = module::build(lua, &target_dir, profile)?;
