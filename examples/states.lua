@@ -1,51 +1,58 @@
 -- Several Lua states in one process, each on its own OS thread with its
 -- own queue, each running its own timers and delivering its callbacks
 -- directly (no explicit yield anywhere), talking to the main state only
--- through messages (values are copied).
+-- through messages (values are copied). See doc/states.md.
 --
 --   cargo run --release -- examples/states.lua
-local host = require "darksidesync.host"
+--   lua5.4 examples/states.lua     (with the module on package.cpath;
+--                                   any of lua5.1..5.4 or luajit)
+local dss = require "darksidesync"
+local states = require "darksidesync.states"
 
 local child_source = [[
-  local host = require "darksidesync.host"
+  local dss = require "darksidesync"
+  local states = require "darksidesync.states"
   local timer = require "darksidesync.timer"
   local name, interval = ...
   local n = 0
   local t = timer.every(interval, function()
     n = n + 1
-    host.parent:send("tick", { name = name, count = n, state = host.id })
+    states.parent:post("tick", { name = name, count = n, state = states.id })
   end)
-  host.onmessage(function(cmd)
+  states.parent:onmessage(function(cmd)
     if cmd == "stop" then
       t:cancel()
-      host.parent:send("bye", { name = name, count = n })
+      states.parent:post("bye", { name = name, count = n })
     end
   end)
+  dss.run() -- until the timer is cancelled and the parent let go (h:close())
+  return n
 ]]
 
-local states = {
+local specs = {
   { name = "alice", interval = 0.05 },
   { name = "bob", interval = 0.08 },
   { name = "carol", interval = 0.13 },
 }
-local alive = #states
+local alive = #specs
 
-for _, s in ipairs(states) do
-  local child = host.spawn({ source = child_source, name = s.name }, s.name, s.interval)
+for _, s in ipairs(specs) do
+  local child = states.spawn(child_source, s.name, s.interval)
   child:onmessage(function(kind, msg)
     if kind == "tick" then
       print(("[%-5s] tick %d from state %d"):format(msg.name, msg.count, msg.state))
-      if msg.count == 3 then child:send("stop") end
+      if msg.count == 3 then child:post("stop") end
     elseif kind == "bye" then
       print(("[%-5s] stopped after %d ticks"):format(msg.name, msg.count))
       child:close() -- it may end now: nothing more will be sent
     end
   end)
-  child:onexit(function(ok, err)
-    assert(ok, err)
+  child:onexit(function(ok, ticks)
+    assert(ok, ticks)
     alive = alive - 1
-    print(("[%-5s] state closed; %d still running"):format(s.name, alive))
+    print(("[%-5s] state closed after %d ticks; %d still running"):format(s.name, ticks, alive))
     if alive == 0 then print("all states finished") end
   end)
 end
-print(("main state %d started %d states"):format(host.id, #states))
+print(("main state %d started %d states"):format(states.id, #specs))
+dss.run() -- until every child ended (a running child holds its parent)

@@ -39,6 +39,13 @@
  * Every function validates its arguments and returns a code; none of them
  * raises a Lua error, aborts, or lets a Rust panic escape.
  *
+ * Signal handlers: no function of this header is async-signal-safe in
+ * this version. Deliveries take the state's queue lock and allocate, so a
+ * deliver()/post() from a handler that interrupted the Lua thread inside
+ * poll()/dispatch() (or inside malloc) can deadlock, as it could with
+ * DarkSideSync 1.0. From a handler, set a `volatile sig_atomic_t` flag or
+ * write() to a pipe, and deliver from one of your threads.
+ *
  * Compiles with `-std=c99 -Wall -Wextra -Werror` (and as C++).
  */
 #ifndef DARKSIDESYNC_H
@@ -242,6 +249,13 @@ typedef struct DSS_api_1v0_s {
  * - Keep-alive: hold()/release() count references that keep
  *   `darksidesync.run()` waiting for this utility's deliveries.
  *   unreg() and the state's close drop the utility's references.
+ *   Registering takes none: a registered utility does not by itself keep
+ *   run() alive (as in 1v0, where run() never waits for a utility), so a
+ *   library whose users end their program by letting run() return keeps
+ *   working. A utility that delivers on its own (timers, signals, I/O)
+ *   calls hold() while it may still deliver. (The Rust binding,
+ *   darksidesync-binding, holds by default and offers an opt-out; that is
+ *   its own choice, made through this call.)
  * - Statistics per utility (stats()).
  * - Extensible: the struct starts with its size; fields are only ever
  *   appended. A utility compiled against a newer header must check

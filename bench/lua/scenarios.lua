@@ -364,6 +364,59 @@ function S.luv_async(items)
   }
 end
 
+-- darksidesync.states (issue 14): a child state posts <items> integers to
+-- the main state, each delivered exactly once (the peer: luv_async).
+function S.states_post(items)
+  local dss = require "darksidesync"
+  local states = require "darksidesync.states"
+  items = tonumber(items)
+  local got, sum = 0, 0
+  local t0 = now()
+  local h = states.spawn([[
+    local states = require "darksidesync.states"
+    local parent = states.parent
+    local post = parent.post
+    for i = 1, ... do assert(post(parent, i)) end
+  ]], items)
+  h:onmessage(function(i) got = got + 1; sum = sum + i end)
+  local wait, dispatch = dss.wait, dss.dispatch
+  while got < items do
+    wait()
+    dispatch()
+  end
+  local secs = now() - t0
+  assert(h:join() == nil)
+  assert(sum == items * (items + 1) / 2, "messages lost or duplicated")
+  result { items = items, delivered = got, secs = secs, items_per_s = items / secs }
+end
+
+-- The main state calls a child state <calls> times (the child answers in
+-- its darksidesync.run()): round trip percentiles.
+function S.states_call(calls)
+  local dss = require "darksidesync"
+  local states = require "darksidesync.states"
+  calls = tonumber(calls)
+  local h = states.spawn([[
+    local dss = require "darksidesync"
+    local states = require "darksidesync.states"
+    states.parent:onmessage(function(x) return x + 1 end)
+    dss.run() -- until the main state closes its handle
+  ]])
+  assert(h:call(0) == 1) -- the child is serving
+  local call, times = h.call, {}
+  for i = 1, calls do
+    local t0 = now()
+    local r = call(h, i)
+    times[i] = (now() - t0) * 1e6
+    assert(r == i + 1)
+  end
+  h:close()
+  h:join()
+  table.sort(times)
+  local function at(q) return times[math.max(1, math.ceil(q * calls))] end
+  result { calls = calls, p50_us = at(0.5), p99_us = at(0.99), max_us = times[calls] }
+end
+
 local run = S[scenario]
 if not run then
   io.stderr:write("unknown scenario ", tostring(scenario), "\n")

@@ -23,9 +23,15 @@ describe("a Rust cdylib using darksidesync-binding", function()
 
   it("posts closures that run on the Lua thread, in order", function()
     local got = {}
+    local counted = 0
     dssrust.post(function(i) got[#got + 1] = i end, 200)
-    dispatch_until(function() return #got == 200 end, "200 posts")
+    local deadline = os.time() + PATIENCE
+    while #got < 200 do
+      if os.time() > deadline then error("gave up waiting for 200 posts") end
+      if dss.wait(0.05) then counted = counted + dss.dispatch() end
+    end
     for i = 1, 200 do assert.equal(i, got[i]) end
+    assert.equal(200, counted, "dispatch() counts each closure it ran")
   end)
 
   it("returns a call's typed result to the waiting thread", function()
@@ -111,6 +117,15 @@ describe("a Rust cdylib using darksidesync-binding", function()
       local dssrust = require "dssrust"
       print(type(package.loaded.darksidesync), type(package.loaded.darksidesync.run))]])
     assert.equal("table\tfunction\n", out)
+  end)
+
+  it("runs the bundled libraries without a require of darksidesync first", function()
+    -- darksidesync.timer is built on darksidesync-binding: it loads the module itself.
+    local out = run_lua([[
+      local timer = require "darksidesync.timer"
+      timer.after(0, function() print("tick") end)
+      print("ran", package.loaded.darksidesync.run())]])
+    assert.equal("tick\nran\t1\n", out, "run() counts a delivery of a library on the binding")
   end)
 
   it("fails with a clear Lua error when darksidesync cannot be found", function()

@@ -67,6 +67,25 @@ describe("darksidesync", function()
       assert.same({ "a", nil, 3, n = 3 }, select(2, job:result()))
     end)
 
+    it("keeps its metatable hidden and its metamethods safe on other values", function()
+      local job = testlib.call(function() end)
+      H.until_true(function() return dss.queuesize() > 0 end, function() dss.wait(0.05) end)
+      local _, _, args = dss.poll()
+      local reply = args[1]
+      assert.equal("darksidesync.reply", getmetatable(reply))
+      local mt = debug.getmetatable(reply)
+      local other = io.stdout
+      local ok, err = pcall(mt.__call, other, 1)
+      assert.is_false(ok)
+      assert.equal("darksidesync.reply: expected a reply object", tostring(err):match("darksidesync%.reply: expected a reply object"))
+      mt.__gc(other) -- a foreign userdata is left alone
+      assert.equal(io.type(other), "file")
+      assert.equal("darksidesync.reply (pending)", tostring(reply))
+      reply("ok")
+      H.join(job)
+      assert.equal("replied", (job:result()))
+    end)
+
     it("releases the waiter when the reply userdata is collected uncalled", function()
       local job = testlib.call(function() end)
       H.until_true(function() return dss.queuesize() > 0 end, function() dss.wait(0.05) end)
@@ -260,6 +279,20 @@ describe("darksidesync", function()
       assert.equal(999, s.depth)
       assert.equal(1, s.delivered - s0.delivered)
       assert.equal(999, dss.queuesize())
+    end)
+
+    it("counts items drained into the local batch and then unregistered as cancelled", function()
+      H.join(testlib.post(function() end, 1000, 1))
+      local s0 = dss.stats()
+      assert.is_true(dss.poll() ~= -1) -- the rest wait, partly in the local batch
+      testlib.reset() -- unregisters: none of the 999 may run
+      local s = dss.stats()
+      assert.is_true(identity_holds(s),
+        ("posted %d, delivered %d, cancelled %d, depth %d"):format(s.posted, s.delivered, s.cancelled, s.depth))
+      assert.equal(1, s.delivered - s0.delivered)
+      assert.equal(999, s.cancelled - s0.cancelled)
+      assert.equal(0, s.depth)
+      assert.equal(-1, dss.poll())
     end)
 
     it("keeps the identity in every snapshot under concurrent producers", function()

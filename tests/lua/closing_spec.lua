@@ -8,7 +8,7 @@ describe("lua_close", function()
     local out, status = H.run_script("tests/lua/scripts/finalise_at_close.lua")
     assert.equal(0, status, out)
     local n = tonumber(out:match("functions\t(%d+)\n"))
-    assert.is_true(n and n >= 16, out)
+    assert.is_true(n and n >= 17, out)
     local lines = 0
     for name, ok, err in out:gmatch("([%w_.()]+)\t(%a+)\t([^\n]*)\n") do
       if name ~= "functions" then

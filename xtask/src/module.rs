@@ -65,7 +65,7 @@ pub(crate) fn version(name: &str) -> Result<LuaVersion, String> {
         .ok_or_else(|| format!("unknown Lua version {name:?}; use one of 5.1, 5.2, 5.3, 5.4, jit"))
 }
 
-/// The release module must stay under this size (it is about 1 MB; with
+/// The release module must stay under this size (it is about 1.6 MB; with
 /// debug info it was 10).
 pub(crate) const MAX_SIZE: u64 = 2 * 1024 * 1024;
 

@@ -1,21 +1,57 @@
 //! Lua functions for a library's API that raise **plain string errors**,
 //! as a C library's `luaL_error` does: `pcall` gets the message itself,
 //! not mlua's error userdata, so scripts can compare and print it.
+//!
+//! They are also safe to call from a finaliser at `lua_close`: mlua's
+//! per-state data (created when the library was loaded) may be gone by
+//! then, and calling into it would crash. A sentinel created after it is
+//! finalised before it (Lua finalises newest first) and marks the state
+//! as closing; the functions then raise `"darksidesync: state is
+//! closing"`, like the module's own.
 
-use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, MultiValue, Value};
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 
 use crate::error::LuaError;
 
 /// Turns `(true, ...)` into `...` and `(false, message)` into
 /// `error(message, 0)`: no position, like `luaL_error` in a C function.
 const UNWRAP: &str = r#"
-local f = ...
+local f, guard = ...
 local function unwrap(ok, ...)
   if ok then return ... end
   error((...), 0)
 end
-return function(...) return unwrap(f(...)) end
+return function(...)
+  if guard.closing then error("darksidesync: state is closing", 0) end
+  return unwrap(f(...))
+end
 "#;
+
+/// The per-state guard table: `closing` turns true when its sentinel is
+/// finalised at `lua_close`.
+const GUARD: &str = r#"
+local guard = {}
+local function closing() guard.closing = true end
+if newproxy then -- 5.1, LuaJIT
+  guard.sentinel = newproxy(true)
+  getmetatable(guard.sentinel).__gc = closing
+else
+  guard.sentinel = setmetatable({}, { __gc = closing })
+end
+return guard
+"#;
+
+/// Where this copy of the crate keeps the guard table.
+const GUARD_KEY: &str = "darksidesync-binding.closing";
+
+fn guard(lua: &Lua) -> mlua::Result<Table> {
+    if let Value::Table(t) = lua.named_registry_value::<Value>(GUARD_KEY)? {
+        return Ok(t);
+    }
+    let t: Table = lua.load(GUARD).set_name("=darksidesync-binding").call(())?;
+    lua.set_named_registry_value(GUARD_KEY, &t)?;
+    Ok(t)
+}
 
 /// A Lua function running `f` whose errors reach Lua as plain strings:
 /// `Err(mlua::Error::runtime("timer.after: seconds must be a number"))`
@@ -47,5 +83,5 @@ where
     })?;
     lua.load(UNWRAP)
         .set_name("=darksidesync-binding")
-        .call(inner)
+        .call((inner, guard(lua)?))
 }

@@ -17,9 +17,9 @@ pub(crate) struct CallSlot<F, R> {
     pub(crate) result: Option<Result<R, Error>>,
 }
 
-/// The callback a call's `run` pushes when the closure succeeded:
-/// darksidesync calls it and answers the caller with its (no) results;
-/// the closure already ran in `run`.
+/// The callback `run` pushes when the closure succeeded: darksidesync
+/// calls it (and counts the delivery) and answers a call with its (no)
+/// results; the closure already ran in `run`.
 unsafe extern "C-unwind" fn nothing(_l: *mut lua_State) -> c_int {
     0
 }
@@ -78,11 +78,29 @@ where
         }
     }));
     match outcome {
-        Ok(None) => 0,
+        // Pushing nothing would read as "nothing to call" (a skipped item,
+        // not counted by dispatch()/run()); the closure did run.
         // SAFETY: on the Lua thread, inside run (see above).
+        Ok(None) => unsafe { push_nothing(l) },
+        // SAFETY: as above.
         Ok(Some(message)) => unsafe { push_raise(l, &message) },
         Err(_) => 0,
     }
+}
+
+/// Pushes the callback with no effect; returns how many values were pushed.
+///
+/// # Safety
+/// `l` is the running state, on the Lua thread.
+unsafe fn push_nothing(l: *mut lua_State) -> c_int {
+    // SAFETY: per the contract; one slot is checked for first.
+    unsafe {
+        if lua::lua_checkstack(l, 1) == 0 {
+            return 0;
+        }
+        lua::lua_pushcfunction(l, nothing);
+    }
+    1
 }
 
 /// `free` of a post: drops the box (and the closure if it never ran).
@@ -132,16 +150,8 @@ where
         Some(failure)
     }));
     match ran {
-        Ok(Some(None)) => {
-            // SAFETY: on the Lua thread inside run; one slot checked for first.
-            unsafe {
-                if lua::lua_checkstack(l, 1) == 0 {
-                    return 0;
-                }
-                lua::lua_pushcfunction(l, nothing);
-            }
-            1
-        }
+        // SAFETY: on the Lua thread, inside run.
+        Ok(Some(None)) => unsafe { push_nothing(l) },
         // SAFETY: on the Lua thread, inside run.
         Ok(Some(Some(message))) => unsafe { push_raise(l, &message) },
         _ => 0,

@@ -111,3 +111,32 @@ fn keep_alive_release_wakes_wait() {
         t.join().unwrap();
     });
 }
+
+/// Unregister racing a call whose item the consumer already drained: the
+/// caller always ends (Cancelled), and the consumer either answered first
+/// (Ok) or finds the call ended (cannot claim it) — never both, never a
+/// hang.
+#[test]
+fn unregister_races_a_drained_call() {
+    loom::model(|| {
+        let hub: Hub<(u8, Reply<u8>)> = Hub::new();
+        let port = hub.register("p", |_| {}).unwrap();
+        let p2 = port.clone();
+        let caller = thread::spawn(move || p2.call(|r| (1, r), None));
+        let mut batch = Batch::new();
+        while batch.is_empty() {
+            hub.wait(None);
+            hub.drain(1, &mut batch);
+        }
+        let unreg = thread::spawn(move || port.unregister());
+        let (v, reply) = batch.pop().unwrap();
+        let answered = reply.claim() && reply.send(v).is_ok();
+        assert!(unreg.join().unwrap());
+        let got = caller.join().unwrap();
+        if answered {
+            assert_eq!(got, Ok(1));
+        } else {
+            assert_eq!(got, Err(CallError::Cancelled));
+        }
+    });
+}

@@ -2,25 +2,37 @@
 -- "=darksidesync-host"): error messages and tracebacks as lua5.4 prints
 -- them, and callback errors that end the program.
 -- Arguments: the module, record(text) (keeps the first callback error for
--- the exit status), the value the Ctrl-C subscription raises, and
--- errtext(e) (the text of an mlua error object, or nil).
+-- the exit status) and errtext(e) (the text of an mlua error object, or
+-- nil).
 -- Returns protect(f, ...): nil, or the error text with its traceback.
-local dss, record, interrupted, errtext = ...
+local dss, record, errtext = ...
 local traceback, tostring, type, getmetatable = debug.traceback, tostring, type, getmetatable
-local find, sub, match, format, gsub = string.find, string.sub, string.match, string.format, string.gsub
+local find, sub, match, format, gmatch = string.find, string.sub, string.match, string.format, string.gmatch
+local concat = table.concat
 local INTERRUPTED = "interrupted!"
 
--- The host's own frames sit below the first xpcall; lua5.4 shows its C
--- entry there as "[C]: in ?".
--- Frames of the host's and the module's own Lua chunks are dropped too.
+-- Below the script's own frames sit the host's and the module's: the C
+-- call into them ("[C]: in ?", "[C]: in upvalue 'f'", xpcall) ends the
+-- traceback, shown as lua5.4 shows its C entry, "[C]: in ?". Frames of the
+-- host's and the module's own Lua chunks are dropped wherever they are.
 local INTERNAL = { ["darksidesync-host"] = true, ["darksidesync.host"] = true,
                    ["darksidesync.prelude"] = true }
+local ENTRY = { ["\n\t[C]: in ?"] = true, ["\n\t[C]: in upvalue 'f'"] = true,
+                ["\n\t[C]: in function 'xpcall'"] = true }
 local function trim(tb)
-  local at = find(tb, "\n\t[C]: in function 'xpcall'", 1, true)
-  if at then tb = sub(tb, 1, at - 1) .. "\n\t[C]: in ?" end
-  return (gsub(tb, "\n\t([%w%.%-]+):%d+:[^\n]*", function(chunk)
-    if INTERNAL[chunk] then return "" end
-  end))
+  local head, frames = match(tb, "^(.-\nstack traceback:)(.*)$")
+  if not head then return tb end
+  local out, seen_lua = { head }, false
+  for line in gmatch(frames, "\n[^\n]*") do
+    local is_c = find(line, "^\n\t%[C%]:") ~= nil
+    if seen_lua and ENTRY[line] then break end
+    if not INTERNAL[match(line, "^\n\t([%w%.%-]+):%d+:")] then
+      out[#out + 1] = line
+      seen_lua = seen_lua or not is_c
+    end
+  end
+  out[#out + 1] = "\n\t[C]: in ?"
+  return concat(out)
 end
 
 -- lua5.4's message handler: strings and numbers get a traceback, an
@@ -44,8 +56,9 @@ local function describe(e, level)
       e = format("(error object is a %s value)", t)
     end
   end
-  -- A message that carries its traceback (a failed child state's) is whole.
-  if find(e, "\nstack traceback:", 1, true) then return e end
+  -- A message that carries its traceback (a failed child state's, an
+  -- error from a library's Rust closure) keeps it, trimmed.
+  if find(e, "\nstack traceback:", 1, true) then return trim(e) end
   return trim(traceback(e, level + 1))
 end
 
@@ -55,9 +68,8 @@ end
 -- (nil restores the module's default, which only prints).
 dss.seterrorhandler(function(err)
   local text = describe(err, 2)
-  if err == interrupted then
-    text = INTERRUPTED
-  elseif type(err) ~= "userdata" or sub(text, 1, #INTERRUPTED) ~= INTERRUPTED then
+  -- Ctrl-C in busy callback code (interrupt.rs's hook) reads as lua5.4's.
+  if type(err) ~= "userdata" or sub(text, 1, #INTERRUPTED) ~= INTERRUPTED then
     text = "error in callback: " .. text
   end
   record(text)

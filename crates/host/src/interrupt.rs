@@ -8,7 +8,8 @@
 //!   `darksidesync.signal`'s own handler), read by an instruction-count hook
 //!   that raises the error inside busy Lua code;
 //! * a `darksidesync.signal` subscription (not keep-alive) whose callback
-//!   raises it from the queue, which wakes a waiting `run()`.
+//!   records "interrupted!" as the program's failure and raises it, which
+//!   wakes a waiting `run()` and ends it like any callback error.
 //!
 //! A script that subscribes to SIGINT itself takes Ctrl-C over: the host's
 //! subscription is cancelled on the script's first `signal.on("INT", ...)`.
@@ -16,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mlua::{HookTriggers, Lua, Table, VmState};
+use mlua::{Function, HookTriggers, Lua, VmState};
 
 /// Instructions between two looks at the flag: a busy loop notices Ctrl-C
 /// well within a millisecond, at a negligible cost per instruction.
@@ -26,10 +27,10 @@ const CHECK_EVERY: u32 = 100_000;
 pub const MESSAGE: &str = "interrupted!";
 
 const PRELUDE: &str = r#"
-local sentinel, release = ...
+local record, release, MESSAGE = ...
 local signal = require "darksidesync.signal"
 local on, cancel = signal.on, nil
-local function default() error(sentinel, 0) end
+local function default() record(MESSAGE); error(MESSAGE, 0) end
 local sub = on("INT", default)
 local names = { INT = true, SIGINT = true, [2] = true }
 -- The script's own Ctrl-C handler replaces the host's.
@@ -40,14 +41,14 @@ signal.on = function(sig, ...)
 end
 "#;
 
-/// Registry name of the value the subscription raises; `runtime.rs` makes
-/// it and hands it to the host's error handler, which recognises it.
-pub const SENTINEL: &str = "darksidesync-host.interrupted";
+/// Registry name of the host's `record(text)` (runtime.rs): the first
+/// failure recorded is what the program reports.
+pub const RECORD: &str = "darksidesync-host.record";
 
 /// Installs both paths in `lua`, the root state (child states are ended
 /// with the process).
 pub fn install(lua: &Lua) -> mlua::Result<()> {
-    let sentinel: Table = lua.named_registry_value(SENTINEL)?;
+    let record: Function = lua.named_registry_value(RECORD)?;
     let flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())
         .map_err(|e| mlua::Error::runtime(format!("cannot handle SIGINT: {e}")))?;
@@ -67,5 +68,5 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
     lua.load(PRELUDE)
         .set_name("=darksidesync-host")
-        .call::<()>((sentinel, release))
+        .call::<()>((record, release, MESSAGE))
 }

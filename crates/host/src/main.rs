@@ -10,7 +10,7 @@
 //! | `interrupt.rs` | Ctrl-C raises "interrupted!" as in `lua5.4` |
 //! | `runtime.rs` | one state: preloads, run the command line and script, then `run()` |
 //! | `errors.lua` | messages and tracebacks as `lua5.4` prints them; fatal callback errors |
-//! | `states.rs` | `darksidesync.host`: more states on their own threads, messages between them |
+//! | `states.rs` | `darksidesync.host`: a Lua layer (`host.lua`) over `darksidesync.states` |
 //! | `message.rs` | [`message::Msg`], Lua values copied between states |
 
 mod cli;
@@ -35,7 +35,8 @@ these modules preloaded:
   darksidesync.timer    one-shot and repeating timers
   darksidesync.signal   POSIX signals to Lua callbacks
   darksidesync.process  child processes, line by line
-  darksidesync.host     more Lua states on their own threads, with messages
+  darksidesync.states   more Lua states on their own threads, with messages
+  darksidesync.host     the same with the host's conventions (see doc/host.md)
 then dispatches callbacks until nothing can arrive any more (no live timer,
 process, keep-alive signal handler, child state or other keep-alive
 reference, and an empty queue) or the script calls darksidesync.stop().
@@ -102,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let lua = match runtime::new_state(None).and_then(|lua| {
+    let lua = match runtime::new_state().and_then(|lua| {
         interrupt::install(&lua)?;
         Ok(lua)
     }) {

@@ -2,8 +2,9 @@
 //! libraries preloaded, runs a script, then dispatches until nothing can
 //! arrive any more (`darksidesync.run()` semantics).
 //!
-//! The root state runs on the main thread; every state started with
-//! `host.spawn` runs the same way on a thread of its own (see `states.rs`).
+//! The root state runs on the main thread; states started with
+//! `darksidesync.states` (or `host.spawn`, a layer over it, see
+//! `states.rs`) get the same preloads on threads of their own.
 
 use std::cell::RefCell;
 
@@ -53,14 +54,50 @@ struct CallbackError(RefCell<Option<String>>);
 /// prints them, fatal callback errors): `errors.lua`.
 const PRELUDE: &str = include_str!("errors.lua");
 
-/// A new state with everything preloaded. `parent` is set for states
-/// started by `host.spawn`.
-pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
+/// A new state with everything preloaded.
+pub fn new_state() -> mlua::Result<Lua> {
     // SAFETY: `unsafe_new` only adds the `debug` library to what `Lua::new`
     // loads. Scripts get the same standard library as the stock `lua`
     // interpreter (tracebacks need it); misuse of `debug` can corrupt only
     // this script's own state, exactly as in the stock interpreter.
     let lua = unsafe { Lua::unsafe_new() };
+    preload(&lua)?;
+    // States started with darksidesync.states get the same preloads.
+    darksidesync::states::set_initializer(preload);
+    install_error_handling(&lua)?;
+    Ok(lua)
+}
+
+/// The host's error handling (`errors.lua`), in the root state and in each
+/// state `host.spawn` starts.
+pub fn install_error_handling(lua: &Lua) -> mlua::Result<()> {
+    lua.set_app_data(CallbackError::default());
+    let record = lua.create_function(|lua, text: String| {
+        if let Some(slot) = lua.app_data_ref::<CallbackError>() {
+            slot.0.borrow_mut().get_or_insert(text);
+        }
+        Ok(())
+    })?;
+    let dss: Table = lua.load("return require 'darksidesync'").eval()?;
+    // The text of an mlua error object (an error raised from Rust), or nil.
+    let error_text = lua.create_function(|_, v: Value| {
+        Ok(match v {
+            Value::Error(e) => Some(e.to_string()),
+            _ => None,
+        })
+    })?;
+    // Ctrl-C records its message through the same slot (interrupt.rs).
+    lua.set_named_registry_value(interrupt::RECORD, &record)?;
+    let protect: Function = lua
+        .load(PRELUDE)
+        .set_name("=darksidesync-host")
+        .call((dss, record, error_text))?;
+    lua.set_named_registry_value("darksidesync-host.protect", protect)?;
+    Ok(())
+}
+
+/// The host's `package.preload` entries.
+fn preload(lua: &Lua) -> mlua::Result<()> {
     let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
     preload.set(
         "darksidesync",
@@ -79,36 +116,14 @@ pub fn new_state(parent: Option<states::ParentInfo>) -> mlua::Result<Lua> {
         lua.create_function(|lua, ()| darksidesync::libs::process::open(lua))?,
     )?;
     preload.set(
+        "darksidesync.states",
+        lua.create_function(|lua, ()| darksidesync::states::open(lua))?,
+    )?;
+    preload.set(
         "darksidesync.host",
         lua.create_function(|lua, ()| states::open(lua))?,
     )?;
-    states::install(&lua, parent)?;
-    lua.set_app_data(CallbackError::default());
-    let record = lua.create_function(|lua, text: String| {
-        if let Some(slot) = lua.app_data_ref::<CallbackError>() {
-            slot.0.borrow_mut().get_or_insert(text);
-        }
-        Ok(())
-    })?;
-    let dss: Table = lua.load("return require 'darksidesync'").eval()?;
-    // The text of an mlua error object (an error raised from Rust), or nil.
-    let error_text = lua.create_function(|_, v: Value| {
-        Ok(match v {
-            Value::Error(e) => Some(e.to_string()),
-            _ => None,
-        })
-    })?;
-    // What the Ctrl-C subscription raises (see interrupt.rs).
-    let interrupted = lua.create_table()?;
-    lua.set_named_registry_value(interrupt::SENTINEL, &interrupted)?;
-    let protect: Function = lua.load(PRELUDE).set_name("=darksidesync-host").call((
-        dss,
-        record,
-        interrupted,
-        error_text,
-    ))?;
-    lua.set_named_registry_value("darksidesync-host.protect", protect)?;
-    Ok(lua)
+    Ok(())
 }
 
 fn callback_error(lua: &Lua) -> Option<String> {

@@ -129,3 +129,35 @@ c:onexit(function(ok, err) print("exit", ok, err, pid ~= nil) end)
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "exit\ttrue\tnil\ttrue\n");
 }
+
+#[test]
+fn a_collected_child_handle_lets_a_listening_child_end() {
+    let out = run(
+        "dropped.lua",
+        r#"local host = require "darksidesync.host"
+local c = host.spawn({ source = "require('darksidesync.host').onmessage(function() end)" })
+c = nil
+collectgarbage()
+collectgarbage()
+print("dropped")
+"#,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "dropped\n");
+}
+
+#[test]
+fn states_module_is_preloaded_with_the_host_libraries() {
+    let out = run(
+        "statesmod.lua",
+        r#"local states = require "darksidesync.states"
+print(states.id, states.spawn([[
+  local timer = require "darksidesync.timer"
+  local states = require "darksidesync.states"
+  return 6 * ..., states.parent:id(), type(timer.after)
+]], 7):join())
+"#,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "0\t42\t0\tfunction\n");
+}

@@ -65,16 +65,22 @@ pub(crate) fn capacity(_lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
 /// delivered + cancelled + depth`, where its `delivered` counts items
 /// drained into the local batch. Lua's view moves the batch's items (only
 /// this thread changes the batch, so its length is exact here) from
-/// `delivered` to `depth`: `delivered` counts items handed to Lua, `depth`
-/// every item waiting, and the identity still holds in every snapshot.
+/// `delivered` to `depth`, and the items purged from the batch after an
+/// unregister from `delivered` to `cancelled`: `delivered` counts items
+/// handed to Lua, `depth` every item waiting, and the identity still
+/// holds in every snapshot.
 pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
+    let in_batch = st.batch_len();
     let s = st.hub.stats();
-    let in_batch = st.batch.borrow().len();
+    let purged = st.purged.get();
     let t = lua.create_table_with_capacity(0, 11)?;
     t.raw_set("posted", s.posted)?;
-    t.raw_set("delivered", s.delivered.saturating_sub(in_batch as u64))?;
+    t.raw_set(
+        "delivered",
+        s.delivered.saturating_sub(in_batch as u64 + purged),
+    )?;
     t.raw_set("dropped", s.dropped)?;
-    t.raw_set("cancelled", s.cancelled)?;
+    t.raw_set("cancelled", s.cancelled + purged)?;
     t.raw_set("replies", s.replies)?;
     t.raw_set("peak_depth", s.peak_depth)?;
     t.raw_set("wakeups", s.wakeups)?;

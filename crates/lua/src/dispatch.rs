@@ -164,7 +164,7 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
             let mut batch = st.batch.borrow_mut();
             // Items of a library unregistered since they were drained
             // (even by the callback that just ran) never run.
-            st.hub.purge_stale(&mut batch);
+            st.purge_stale(&mut batch);
             batch.front().is_some_and(|i| i.as_scalar_call().is_some())
         };
         if fast {
@@ -207,7 +207,13 @@ fn spawn_n(lua: &Lua, st: &StateHub, max: Option<usize>, spawn: &Function) -> ml
     let mut ran = 0;
     take_up_to(st, max);
     while ran < max {
-        let item = st.batch.borrow_mut().pop();
+        let item = {
+            let mut batch = st.batch.borrow_mut();
+            // Items of a library unregistered since they were drained
+            // never run.
+            st.purge_stale(&mut batch);
+            batch.pop()
+        };
         let Some(item) = item else { break };
         if spawn_item(lua, st, item, spawn)? {
             ran += 1;
@@ -255,7 +261,7 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
             while ran < max {
                 let (cb, arg) = {
                     let mut batch = st.batch.borrow_mut();
-                    st.hub.purge_stale(&mut batch);
+                    st.purge_stale(&mut batch);
                     let Some((cb, _)) = batch.front().and_then(Item::as_scalar_call) else {
                         break;
                     };

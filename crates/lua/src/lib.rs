@@ -12,13 +12,14 @@
 //! | `state.rs` | one [`StateHub`] per Lua state: the hub, the local batch, the error handler, closed at `lua_close` |
 //! | `item.rs` | what the hub carries: [`Item`] = boxed [`Task`]; [`ReplySink`] for blocking deliveries |
 //! | `poll.rs` | `poll()`, `queuesize()` (DSS 1.0) |
-//! | `reply.rs` | the callable reply userdata of `poll()` |
-//! | `dispatch.rs` | `dispatch()`, `run()`, `stop()`, `seterrorhandler()` |
+//! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw.rs`) |
+//! | `dispatch.rs` | `dispatch([max [, spawn]])`, `reply()`, `run()`, `stop()`, `seterrorhandler()` |
 //! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
 //! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
+//! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
 //! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
 //! | `prelude.lua` | Lua helpers compiled once per state |
@@ -64,6 +65,7 @@ mod poll;
 mod raw;
 mod reply;
 mod state;
+pub mod states;
 mod wait;
 
 use std::ffi::c_void;
@@ -196,6 +198,12 @@ unsafe extern "C-unwind" fn open_module(state: *mut mlua::lua_State) -> std::ffi
             open(lua)
         })
     }
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_states", skip_memory_check)]
+fn luaopen_states(lua: &Lua) -> mlua::Result<Table> {
+    states::open(lua)
 }
 
 #[cfg(feature = "module")]

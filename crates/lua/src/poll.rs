@@ -98,7 +98,7 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
         st.refill(&mut batch);
     }
     // Items of a library unregistered since they were drained never run.
-    st.hub.purge_stale(&mut batch);
+    st.purge_stale(&mut batch);
     let Some(front) = batch.front() else {
         return Fast::Empty;
     };

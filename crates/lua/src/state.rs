@@ -67,6 +67,10 @@ pub struct StateHub {
     /// with it instead of taking the hub's lock per item (see
     /// [`StateHub::pending_hint`]).
     pub(crate) hub_left: Cell<usize>,
+    /// Items drained into the batch and then discarded unrun because their
+    /// library unregistered: the hub counted them delivered, `stats()`
+    /// reports them cancelled.
+    pub(crate) purged: Cell<u64>,
     pub(crate) helpers: Helpers,
 }
 
@@ -115,6 +119,7 @@ impl StateHub {
             running: Cell::new(false),
             stop_requested: Cell::new(false),
             hub_left: Cell::new(0),
+            purged: Cell::new(0),
             helpers,
         })
     }
@@ -133,7 +138,15 @@ impl StateHub {
 
     /// Items queued: those drained but not run, plus the hub's.
     pub(crate) fn pending(&self) -> usize {
-        self.batch.borrow().len() + self.hub.len()
+        self.batch_len() + self.hub.len()
+    }
+
+    /// Items in the local batch, after purging those of libraries
+    /// unregistered since they were drained.
+    pub(crate) fn batch_len(&self) -> usize {
+        let mut batch = self.batch.borrow_mut();
+        self.purge_stale(&mut batch);
+        batch.len()
     }
 
     /// Takes the oldest item. When the local batch is empty it drains a
@@ -148,9 +161,19 @@ impl StateHub {
         if batch.is_empty() {
             self.refill(&mut batch);
         }
-        // Items of a library unregistered since they were drained never run.
-        self.hub.purge_stale(&mut batch);
+        self.purge_stale(&mut batch);
         batch.pop()
+    }
+
+    /// Discards the batch's items of libraries unregistered since they were
+    /// drained (they never run), counting them for `stats()`.
+    pub(crate) fn purge_stale(&self, batch: &mut Batch<Item>) {
+        let before = batch.len();
+        self.hub.purge_stale(batch);
+        let gone = before - batch.len();
+        if gone > 0 {
+            self.purged.set(self.purged.get() + gone as u64);
+        }
     }
 
     /// Drains the slice [`next_item`](StateHub::next_item) describes into

@@ -380,6 +380,33 @@ impl Report<'_> {
             None,
         );
 
+        t.section("Lua states on their own threads (`darksidesync.states`)");
+        let posted = self.rate("states_post");
+        t.row(
+            format!(
+                "a child state posts {} integers to the main state (all delivered, checked)",
+                self.get("states_post", "items")
+            ),
+            mps(posted),
+            ratio(
+                posted,
+                self.get("luv_async", "delivered_per_s"),
+                "luv async:send delivered",
+            ),
+            "",
+            None,
+        );
+        t.row(
+            "call round trip, main state to a child in `run()`".into(),
+            latency(
+                self.get("states_call", "p50_us"),
+                self.get("states_call", "p99_us"),
+            ),
+            String::new(),
+            "",
+            None,
+        );
+
         t.section("Peers");
         t.row(
             "luv `uv.new_work` (work in, result to a Lua callback)".into(),

@@ -158,6 +158,9 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
             args: vec![s(states), s(z.states_items / states)],
         });
     }
+    // Lua states on their own threads (darksidesync.states).
+    list.push(lua("states_post".into(), &["states_post", &s(z.luv_async)]));
+    list.push(lua("states_call".into(), &["states_call", &s(z.calls)]));
     // Peers.
     list.push(lua("luv_work".into(), &["luv_work", &s(z.luv_work)]));
     list.push(lua("luv_async".into(), &["luv_async", &s(z.luv_async)]));

@@ -198,30 +198,90 @@ fn push_values(
     Ok((values, main))
 }
 
-/// The most values a reply callback is handed: a C frame holds at most
-/// `LUAI_MAXCSTACK` (8000) values on 5.1 and LuaJIT, some of which mlua
-/// and the callback need.
-const MAX_REPLY_VALUES: usize = 7000;
+/// Up to this many answer values are handed to a reply callback on the
+/// current frame; more go through a fresh Lua thread (see
+/// [`reply_values`]).
+const FRAME_VALUES: usize = 200;
+
+/// Values moved to the fresh thread per protected frame: well below the
+/// 8000 values (`LUAI_MAXCSTACK`) one C frame may hold on 5.1 and LuaJIT.
+const CHUNK_VALUES: usize = 1000;
 
 /// Calls a return/reply callback with `values` as the only values on a
-/// fresh frame; returns what it pushed (its return value, clamped).
+/// fresh stack; returns what it pushed (its return value, clamped).
+///
+/// A large answer (a reply userdata called with thousands of arguments)
+/// would not fit in the frame that already holds them on 5.1 and LuaJIT,
+/// whose C frames are limited to 8000 values: such answers are moved in
+/// chunks to a new Lua thread of the state, and the callback gets that
+/// thread as its `L`.
 fn reply_values(
     lua: &Lua,
     values: MultiValue,
     call: impl FnOnce(*mut ffi::lua_State, c_int) -> c_int,
 ) -> mlua::Result<MultiValue> {
-    if values.len() > MAX_REPLY_VALUES {
-        return Err(mlua::Error::runtime(format!(
-            "darksidesync: a reply of {} values is more than the {MAX_REPLY_VALUES} a C utility can take",
-            values.len()
-        )));
+    if values.len() <= FRAME_VALUES {
+        // SAFETY: as in `push_values`; here the frame starts with `values`.
+        return unsafe {
+            lua.exec_raw::<MultiValue>(values, |state| {
+                let nargs = ffi::lua_gettop(state);
+                let n = call(state, nargs);
+                keep_top(state, n);
+            })
+        };
     }
-    // SAFETY: as in `push_values`; here the frame starts with `values`.
+    // SAFETY: pushes one new thread (cannot raise but on memory errors,
+    // which exec_raw's protected frame catches); mlua anchors the result.
+    let thread: mlua::Thread = unsafe {
+        lua.exec_raw((), |state| {
+            ffi::lua_newthread(state);
+        })
+    }?;
+    let values: Vec<mlua::Value> = values.into_iter().collect();
+    let mut room = true;
+    for chunk in values.chunks(CHUNK_VALUES) {
+        let args = std::iter::once(mlua::Value::Thread(thread.clone()))
+            .chain(chunk.iter().cloned())
+            .collect::<MultiValue>();
+        // SAFETY: the frame holds the thread then the chunk; the thread's
+        // stack is grown first (checkstack only grows), and xmove moves
+        // the chunk from this frame to it, leaving the frame with the
+        // thread alone. Nothing here raises.
+        unsafe {
+            lua.exec_raw::<()>(args, |state| {
+                let n = ffi::lua_gettop(state) - 1;
+                let co = ffi::lua_tothread(state, 1);
+                if ffi::lua_checkstack(co, n + 1) == 0 {
+                    room = false;
+                    return;
+                }
+                ffi::lua_xmove(state, co, n);
+                ffi::lua_settop(state, 0);
+            })?;
+        }
+        if !room {
+            return Err(mlua::Error::runtime(format!(
+                "darksidesync: a reply of {} values is too large for this Lua",
+                values.len()
+            )));
+        }
+    }
+    // SAFETY: the thread is not running and holds exactly the answer; the
+    // callback runs with it as its state on the Lua thread, inside this
+    // protected frame. Its results (at most what it pushed) move back to
+    // this frame, after its one slot for the thread is freed, so the room
+    // the results need is checked first.
     unsafe {
-        lua.exec_raw::<MultiValue>(values, |state| {
-            let nargs = ffi::lua_gettop(state);
-            let n = call(state, nargs);
-            keep_top(state, n);
+        lua.exec_raw::<MultiValue>(thread, |state| {
+            let co = ffi::lua_tothread(state, 1);
+            ffi::lua_settop(state, 0);
+            let nargs = ffi::lua_gettop(co);
+            let n = call(co, nargs);
+            keep_top(co, n);
+            let n = ffi::lua_gettop(co);
+            if ffi::lua_checkstack(state, n) != 0 {
+                ffi::lua_xmove(co, state, n);
+            }
         })
     }
 }
@@ -230,18 +290,26 @@ fn reply_values(
 /// are there; none when `n < 1`), moving them down in one pass: O(n).
 ///
 /// # Safety
-/// `state` is the running state, inside a C frame, with one free slot.
+/// `state` is a state of the running Lua on its thread (the running one
+/// inside a C frame, or a thread that is not running).
 unsafe fn keep_top(state: *mut ffi::lua_State, n: c_int) {
     // SAFETY: per the function contract, the indices are within our frame
-    // (1..=top) and pushvalue uses the one free slot, which replace pops.
+    // (1..=top); pushvalue uses the free slot checked for, which replace
+    // pops; without one, remove shifts values down in place.
     unsafe {
         let top = ffi::lua_gettop(state);
         let keep = n.clamp(0, top);
         let first = top - keep + 1;
-        if first > 1 {
+        if first > 1 && ffi::lua_checkstack(state, 1) != 0 {
             for i in 0..keep {
                 ffi::lua_pushvalue(state, first + i);
                 ffi::lua_replace(state, 1 + i);
+            }
+        } else {
+            // No free slot (the callback used them all): remove the
+            // unwanted bottom values in place instead.
+            for _ in 1..first {
+                ffi::lua_remove(state, 1);
             }
         }
         ffi::lua_settop(state, keep);

@@ -1,0 +1,272 @@
+//! The state one hub shares with all its ports: the FIFO, the port table,
+//! the wake-up flag and the counters, all under one lock, and what each
+//! concept does with it:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `mod.rs` | the shared record, its lock, counters, capacity, discard path |
+//! | `ports.rs` | the port table: register, liveness, unregister, stale items in a consumer's batch |
+//! | `queue.rs` | the FIFO: push (with the full-queue choice) and drain |
+//! | `signal.rs` | wake-ups: waiting, keep-alive, the descriptor and UDP notifier |
+//! | `close.rs` | closing |
+//!
+//! # Invariants (each kept under `Shared::state`)
+//!
+//! 1. **FIFO.** Items enter at the back of `queue` and leave from the front,
+//!    in one order for all ports of the hub. Removal elsewhere (unregister,
+//!    close) never reorders what stays.
+//! 2. **Exactly once.** An item leaves `queue` exactly once: handed to the
+//!    consumer by a drain (counted `delivered`), or removed unrun by close or
+//!    unregister (counted `cancelled`; its discard path runs after the lock
+//!    is released). A refused post hands the item back to its
+//!    producer (counted `dropped`). So `posted == delivered + cancelled +
+//!    queue.len()` at every unlock.
+//! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only
+//!    lowering the capacity can leave it above, and then posts wait or refuse.
+//! 4. **One wake-up per burst.** `signalled` is true exactly when a wake-up
+//!    was sent that the consumer has not consumed; the descriptor (when one
+//!    exists) is readable exactly when `signalled`. A post sets it only on the
+//!    false→true edge; a drain clears it when it leaves the queue empty. Both
+//!    edges touch the descriptor under the lock, so a clear can never eat the
+//!    wake-up of a post that raced it.
+//! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
+//!    every port is stale, every waiter (consumer or producer) and every
+//!    pending call has been notified, and the descriptors are released.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::error::{CancelReason, Discarded};
+use crate::reply::PendingCall;
+use crate::stats::Stats;
+use crate::sync::{
+    lock, thread_token, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard,
+    Ordering,
+};
+use crate::waker::{FdSignal, UdpNotifier};
+
+/// Queue capacity of a new hub, in items.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// Tracked calls of a port before the first pruning of finished ones.
+const PRUNE_FIRST: usize = 16;
+
+pub(crate) type CancelFn = Box<dyn FnOnce(CancelReason) + Send + 'static>;
+
+/// What a hub does with an accepted item it discards unrun (see
+/// [`Hub::with_discard`](crate::Hub::with_discard)); without one the item
+/// is dropped.
+pub(crate) type DiscardFn<T> = Box<dyn Fn(T, Discarded) + Send + Sync + 'static>;
+
+/// A port's identity: its slot in the table and the slot's generation when
+/// the port was registered. A handle whose generation no longer matches is
+/// stale; no raw pointer to the slot is ever handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+pub(crate) struct Entry<T> {
+    pub(crate) port: PortKey,
+    pub(crate) item: T,
+}
+
+struct PortSlot {
+    generation: u32,
+    /// Registration order across the hub's life (slots are reused).
+    seq: u64,
+    live: bool,
+    name: String,
+    on_cancel: Option<CancelFn>,
+    /// Blocking calls of this port that may still be pending, wherever
+    /// their items are (queue, consumer's batch, a reply in Lua's hands):
+    /// unregister and close cancel them. Finished ones are pruned when the
+    /// list doubles.
+    calls: Vec<Box<dyn PendingCall>>,
+    prune_at: usize,
+}
+
+/// What the producer chose to do when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    Refuse,
+    Block(Option<Instant>),
+}
+
+/// The result of an accepted post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Posted {
+    /// The item is queued.
+    Queued,
+    /// The item is queued, but the UDP wake-up datagram could not be sent
+    /// (DarkSideSync's -99 warning).
+    QueuedUdpFailed,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) posted: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dropped: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) peak_depth: usize,
+    pub(crate) wakeups: u64,
+}
+
+pub(crate) struct State<T> {
+    pub(crate) queue: VecDeque<Entry<T>>,
+    pub(crate) capacity: usize,
+    pub(crate) closed: bool,
+    ports: Vec<PortSlot>,
+    free_ports: Vec<u32>,
+    next_seq: u64,
+    /// Invariant 4.
+    signalled: bool,
+    /// The consumer sleeps in `wait`; a post on the wake-up edge notifies it.
+    consumer_waiting: bool,
+    /// Set when the consumer should return from `wait` without work
+    /// (the last keep-alive went away); consumed by `wait`.
+    nudged: bool,
+    /// Producers sleeping in a full queue.
+    blocked_producers: usize,
+    fd: Option<FdSignal>,
+    udp: Option<Arc<UdpNotifier>>,
+    pub(crate) counters: Counters,
+}
+
+pub(crate) struct Shared<T> {
+    pub(crate) state: Mutex<State<T>>,
+    /// The consumer waits here for work.
+    consumer_cv: Condvar,
+    /// Producers wait here for room.
+    room_cv: Condvar,
+    /// Thread token of the consumer thread (see `sync::thread_token`).
+    consumer: AtomicU64,
+    /// Mirrors `State::closed` for lock-free reads by waiters.
+    closed: AtomicBool,
+    keep_alive: AtomicUsize,
+    pub(crate) replies: AtomicU64,
+    /// Bumped (release) by every unregister and by close, after the ports
+    /// went stale: a consumer compares it with the value its batch saw to
+    /// find items of stale ports without taking the lock (`purge_stale`).
+    stale_epoch: AtomicU64,
+    discard: Option<DiscardFn<T>>,
+}
+
+impl<T> State<T> {
+    fn port_live(&self, key: PortKey) -> bool {
+        self.ports
+            .get(key.index as usize)
+            .is_some_and(|s| s.live && s.generation == key.generation)
+    }
+
+    /// Keeps invariant 4 after items left the queue.
+    fn settle_signal(&mut self) {
+        if self.queue.is_empty() && self.signalled {
+            self.signalled = false;
+            if let Some(fd) = &self.fd {
+                fd.clear();
+            }
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    pub(crate) fn new(capacity: usize, discard: Option<DiscardFn<T>>) -> Shared<T> {
+        Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                capacity: capacity.max(1),
+                closed: false,
+                ports: Vec::new(),
+                free_ports: Vec::new(),
+                next_seq: 0,
+                signalled: false,
+                consumer_waiting: false,
+                nudged: false,
+                blocked_producers: 0,
+                fd: None,
+                udp: None,
+                counters: Counters::default(),
+            }),
+            consumer_cv: Condvar::new(),
+            room_cv: Condvar::new(),
+            consumer: AtomicU64::new(thread_token()),
+            closed: AtomicBool::new(false),
+            keep_alive: AtomicUsize::new(0),
+            replies: AtomicU64::new(0),
+            stale_epoch: AtomicU64::new(0),
+            discard,
+        }
+    }
+
+    /// Hands items discarded unrun to the hub's discard path (or drops
+    /// them). Never called under the lock.
+    pub(crate) fn discard_all(&self, items: impl IntoIterator<Item = T>, why: Discarded) {
+        for item in items {
+            self.discard_one(item, why);
+        }
+    }
+
+    pub(crate) fn discard_one(&self, item: T, why: Discarded) {
+        match &self.discard {
+            Some(f) => f(item, why),
+            None => drop(item),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bind_consumer(&self) {
+        self.consumer.store(thread_token(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_consumer_thread(&self) -> bool {
+        self.consumer.load(Ordering::Relaxed) == thread_token()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        let mut st = self.lock();
+        let grew = capacity > st.capacity;
+        st.capacity = capacity;
+        let room = grew && st.blocked_producers > 0;
+        drop(st);
+        if room {
+            self.room_cv.notify_all();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let st = self.lock();
+        let c = &st.counters;
+        Stats {
+            posted: c.posted,
+            delivered: c.delivered,
+            dropped: c.dropped,
+            cancelled: c.cancelled,
+            replies: self.replies.load(Ordering::Relaxed),
+            peak_depth: c.peak_depth,
+            wakeups: c.wakeups,
+            depth: st.queue.len(),
+            capacity: st.capacity,
+            keep_alive: self.keep_alive_count(),
+            ports: st.ports.iter().filter(|p| p.live).count(),
+        }
+    }
+}
+
+mod close;
+mod ports;
+mod queue;
+mod signal;
