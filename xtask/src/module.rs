@@ -155,8 +155,7 @@ pub(crate) fn build_package(
     if !status.success() {
         return Err(format!("building {package} for Lua {} failed", lua.name));
     }
-    let dir = if profile == "dev" { "debug" } else { profile };
-    let so = target_dir.join(dir).join(format!(
+    let so = target_dir.join(profile_dir(profile)).join(format!(
         "{}{lib}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
@@ -188,6 +187,16 @@ pub(crate) fn install_testlib(
     let tmp = dir.join(".testlib.so.tmp");
     fs::copy(&so, &tmp).map_err(|e| format!("cannot copy {}: {e}", so.display()))?;
     fs::rename(&tmp, dir.join("testlib.so")).map_err(|e| format!("cannot install testlib.so: {e}"))
+}
+
+/// The folder of `target_dir` a cargo profile builds into (cargo's
+/// built-in `test` and `bench` profiles share `debug` and `release`).
+pub(crate) fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
 }
 
 /// Copies the module to `out/darksidesync.so` and the Lua files of `lua/`

@@ -43,9 +43,11 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
         let base = root().join("target/lua-modules/5.4");
         (base.join("cargo"), "dev", base.join("lib"))
     } else {
-        // The `bench` profile: release code with symbols, for `--perf`.
+        // The `bench` profile: release code with symbols, for `--perf`
+        // (its own target dir: it builds into `release/`, where `cargo
+        // xtask module` keeps its stripped build).
         (
-            root().join("target/module/5.4"),
+            root().join("target/bench-run/cargo"),
             "bench",
             root().join("target/bench-run/lib"),
         )
@@ -66,9 +68,10 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(&target_dir))?;
-    let dir = if profile == "dev" { "debug" } else { profile };
     copy(
-        &target_dir.join(dir).join("libdssbenchrs.so"),
+        &target_dir
+            .join(module::profile_dir(profile))
+            .join("libdssbenchrs.so"),
         &lib.join("dssbenchrs.so"),
     )?;
     gcc(
