@@ -40,7 +40,7 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
     }
     let (target_dir, profile, lib) = if quick {
         let base = root().join("target/lua-modules/5.4");
-        (base.join("cargo"), "dev", base.join("lib"))
+        (base.join("cargo"), "dev", base.join("bench-lib"))
     } else {
         (
             root().join("target/module/5.4"),
@@ -48,7 +48,7 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
             root().join("target/bench/lib"),
         )
     };
-    let so = module::build(lua, &target_dir, profile)?;
+    let so = module::build_with_benchlib(lua, &target_dir, profile)?;
     module::install(&so, &lib)?;
     // The Rust library, in the module's target dir: same mlua features,
     // so mlua is compiled once for both.
