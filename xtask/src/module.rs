@@ -127,6 +127,24 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
     build_package(lua, target_dir, profile, "darksidesync-lua", "darksidesync")
 }
 
+/// [`build`] with the `internal-bench` feature: the module plus
+/// `darksidesync.benchlib`, the fixture that measures the internal path.
+/// Only `cargo xtask bench` installs this build; it is never shipped.
+pub(crate) fn build_with_benchlib(
+    lua: LuaVersion,
+    target_dir: &Path,
+    profile: &str,
+) -> Result<PathBuf, String> {
+    build_features(
+        lua,
+        target_dir,
+        profile,
+        "darksidesync-lua",
+        "darksidesync",
+        &["internal-bench"],
+    )
+}
+
 /// Builds the cdylib `lib` of `package` for `lua` (mlua's `module`
 /// feature plus the version's) and returns the path of the shared object.
 pub(crate) fn build_package(
@@ -136,6 +154,22 @@ pub(crate) fn build_package(
     package: &str,
     lib: &str,
 ) -> Result<PathBuf, String> {
+    build_features(lua, target_dir, profile, package, lib, &[])
+}
+
+fn build_features(
+    lua: LuaVersion,
+    target_dir: &Path,
+    profile: &str,
+    package: &str,
+    lib: &str,
+    extra: &[&str],
+) -> Result<PathBuf, String> {
+    let mut features = format!("module,{}", lua.feature);
+    for f in extra {
+        features.push(',');
+        features.push_str(f);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
@@ -146,7 +180,7 @@ pub(crate) fn build_package(
             "--lib",
             "--no-default-features",
         ])
-        .args(["--features", &format!("module,{}", lua.feature)])
+        .args(["--features", &features])
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(target_dir)

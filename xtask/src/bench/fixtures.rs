@@ -41,7 +41,7 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
     }
     let (target_dir, profile, lib) = if quick {
         let base = root().join("target/lua-modules/5.4");
-        (base.join("cargo"), "dev", base.join("lib"))
+        (base.join("cargo"), "dev", base.join("bench-lib"))
     } else {
         // The `bench` profile: release code with symbols, for `--perf`
         // (its own target dir: it builds into `release/`, where `cargo
@@ -52,7 +52,7 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
             root().join("target/bench-run/lib"),
         )
     };
-    let so = module::build(lua, &target_dir, profile)?;
+    let so = module::build_with_benchlib(lua, &target_dir, profile)?;
     module::install(&so, &lib)?;
     // The Rust library, in the module's target dir: same mlua features,
     // so mlua is compiled once for both.
