@@ -11,11 +11,9 @@
 //! | `runtime.rs` | one state: preloads, run the command line and script, then `run()` |
 //! | `errors.lua` | messages and tracebacks as `lua5.4` prints them; fatal callback errors |
 //! | `states.rs` | `darksidesync.host`: a Lua layer (`host.lua`) over `darksidesync.states` |
-//! | `message.rs` | [`message::Msg`], Lua values copied between states |
 
 mod cli;
 mod interrupt;
-mod message;
 mod runtime;
 mod states;
 
@@ -23,7 +21,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::process::ExitCode;
 
-use message::Msg;
+use darksidesync::states::Portable;
 use runtime::{Failure, Script};
 
 const USAGE: &str = "\
@@ -133,7 +131,7 @@ fn main() -> ExitCode {
 fn load(script: OsString, rest: Vec<OsString>) -> Result<Script, String> {
     let args = rest
         .iter()
-        .map(|a| Msg::String(a.to_string_lossy().into_owned().into_bytes()))
+        .map(|a| Portable::String(a.to_string_lossy().into_owned().into_bytes()))
         .collect();
     if script == "-" {
         let mut source = Vec::new();
