@@ -35,6 +35,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -194,6 +195,12 @@ static void *produce(void *arg) {
         void *data = (void *)(intptr_t)(w->first + i);
         int rc = j->kind == POST1 ? api1->deliver(j->ctx->utilid, decode1, NULL, data)
                                   : api2->post(j->ctx->handle, run2, free2, data, -1);
+        /* 1v0 fire-and-forget cannot wait for room: on a full queue it
+         * returns at once, and a utility tries again later. */
+        while (j->kind == POST1 && rc == DSS_ERR_OUT_OF_MEMORY) {
+            sched_yield();
+            rc = api1->deliver(j->ctx->utilid, decode1, NULL, data);
+        }
         if (rc == (j->kind == POST1 ? DSS_SUCCESS : DSS2_OK)) {
             sent++;
         } else {
