@@ -13,6 +13,7 @@
 use mlua::{ffi, Function, Lua, MultiValue, Value};
 
 use crate::args;
+use crate::capi::task::RunOf;
 use crate::item::{Callback, Item};
 use crate::raw;
 use crate::reply;
@@ -330,31 +331,42 @@ fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize
     let _guard = CallbackGuard::enter(st);
     let mut ran = 0usize;
     let mut taken = 0usize;
+    // The utility of the items taken last, settled when the run ends.
+    let mut current: Option<RunOf> = None;
     // SAFETY: the closure runs on this state's thread inside mlua's
     // protected call, with the handler at stack index 1. Per item the
     // stack is reset to the handler afterwards; LUA_MINSTACK free slots
-    // are reserved for the decoder/run first, as a C function has. No
-    // Rust value with a destructor is alive while a C callback or Lua
-    // callback runs (the batch borrow ends first; the taken item is plain
-    // values), and lua_pcall catches the Lua callback's errors; a decoder
-    // or `run` must not raise (header contract).
+    // are reserved for the decoder/run first, as a C function has. The
+    // batch borrow ends before a C or Lua callback runs; lua_pcall catches
+    // the Lua callback's errors, and a decoder or `run` must not raise
+    // (header contract), so no error unwinds past `current` (which would
+    // only leak its references if one did).
     unsafe {
         lua.exec_raw::<()>(handler, |state| {
             if !raw::reserve(state, ffi::LUA_MINSTACK + 2) {
                 return;
             }
             while ran < max {
-                let frame = {
+                let (frame, util) = {
                     let mut batch = st.batch.borrow_mut();
                     st.purge_stale(&mut batch);
                     if !batch.front().is_some_and(Item::is_post) {
                         break;
                     }
                     match batch.pop().and_then(Item::into_post) {
-                        Some(post) => post.take(),
+                        Some(post) => post.take_owned(),
                         None => break, // not reached: the front was checked
                     }
                 };
+                let unabsorbed = match current.as_mut() {
+                    Some(run) => run.absorb(util).err(),
+                    None => Some(util),
+                };
+                if let Some(util) = unabsorbed {
+                    if let Some(done) = current.replace(RunOf::new(util)) {
+                        done.settle();
+                    }
+                }
                 taken += 1;
                 let n = frame.run_in(state, 1);
                 if n > 0 {
@@ -368,6 +380,9 @@ fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize
             }
             raw::set_top(state, 1);
         })?;
+    }
+    if let Some(run) = current {
+        run.settle();
     }
     Ok((ran, taken))
 }
