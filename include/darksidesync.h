@@ -396,6 +396,7 @@ typedef struct dss_api_2v0 {
 /* ===================================================================== */
 /*
  *   #include <lua.h>
+ *   #include <lauxlib.h>
  *   #include "darksidesync.h"
  *
  *   static const dss_api_2v0_t *api;
@@ -403,7 +404,16 @@ typedef struct dss_api_2v0 {
  *
  *   int luaopen_mylib(lua_State *L) {
  *       lua_getfield(L, LUA_REGISTRYINDEX, DSS_REGISTRY_NAME);
- *       if (!lua_istable(L, -1)) return luaL_error(L, "require darksidesync first");
+ *       if (!lua_istable(L, -1)) {
+ *           // Not loaded in this state yet: load it, as a Lua module loads
+ *           // its own dependencies (the script need not require it first).
+ *           lua_pop(L, 1);
+ *           lua_getglobal(L, "require");
+ *           lua_pushstring(L, "darksidesync");
+ *           lua_call(L, 1, 0);            // raises "module 'darksidesync' not found ..."
+ *           lua_getfield(L, LUA_REGISTRYINDEX, DSS_REGISTRY_NAME);
+ *           if (!lua_istable(L, -1)) return luaL_error(L, "mylib: darksidesync did not publish its C API");
+ *       }
  *       lua_getfield(L, -1, DSS_API_2v0_KEY);
  *       api = (const dss_api_2v0_t *)lua_touserdata(L, -1);
  *       lua_pop(L, 2);
@@ -412,7 +422,15 @@ typedef struct dss_api_2v0 {
  *       int rc = api->reg(L, &libid, "mylib", on_cancel, NULL, &h);
  *       if (rc != DSS2_OK && rc != DSS2_EALREADY) return luaL_error(L, "%s", api->strerror(rc));
  *       ... start threads that call api->post(h, ...) / api->call(h, ...)
+ *       // While work is in flight, keep the script's darksidesync.run()
+ *       // waiting for it: api->hold(h) when a job starts, api->release(h)
+ *       // after its last post. (Registration alone takes no keep-alive.)
  *   }
+ *
+ *   -- and the script:
+ *   local mylib = require "mylib"     -- loads darksidesync itself
+ *   mylib.start(function(result) print(result) end)
+ *   require("darksidesync").run()     -- returns when no job holds it
  */
 
 #ifdef __cplusplus
