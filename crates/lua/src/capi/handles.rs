@@ -228,7 +228,8 @@ pub(crate) fn fill(h: Handle, util: Arc<Util>) {
     };
     let Some(s) = slot(index) else { return };
     if s.word.load(Ordering::SeqCst) == word(generation, RESERVED) {
-        s.util.store(Arc::into_raw(util).cast_mut(), Ordering::Release);
+        s.util
+            .store(Arc::into_raw(util).cast_mut(), Ordering::Release);
         // After the record: a lookup that sees LIVE sees it.
         s.word.store(word(generation, LIVE), Ordering::SeqCst);
     }
