@@ -59,16 +59,16 @@ options (as lua5.4's, run in order before SCRIPT):
 
 exit status:
   0  the script and its callbacks finished (or os.exit's status)
-  1  a syntax error, or an uncaught error in the script, a callback or a
+  1  a usage error (no script, an unreadable script, an unknown option),
+     a syntax error, or an uncaught error in the script, a callback or a
      child state without an onexit handler, or Ctrl-C (message and
-     traceback on stderr)
-  2  a usage error: no script, an unreadable script, an unknown option
+     traceback on stderr), as lua5.4
 ";
 
 /// The one-line usage error, and where to look.
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("darksidesync-host: {message}; try darksidesync-host --help");
-    ExitCode::from(2)
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("darksidesync-host: {e}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let lua = match runtime::new_state().and_then(|lua| {
