@@ -52,8 +52,8 @@
  * to a small side ring of the state (64 slots, allocated when the state
  * opens) with one atomic reservation and a write() to the state's fd(),
  * and the Lua thread moves it into the queue when it next drains
- * (poll(), dispatch() and the calls built on them). Ordering: such an item comes before
- * every delivery whose call began after this one returned, as for any
+ * (poll(), dispatch() and the calls built on them). Ordering: such an
+ * item comes before every delivery whose call began after this one returned, as for any
  * delivery. While the 64 slots are all pending and the lock stays taken
  * the call refuses: DSS_ERR_OUT_OF_MEMORY (1v0) or DSS2_EFULL (2v0, and
  * free_fn(data, DSS2_EFULL) runs inside the call). Each call is accepted
@@ -61,17 +61,24 @@
  * Items queued through the ring send no UDP datagram (setport()); use
  * fd() or poll in a loop.
  *
- * They are not yet fully async-signal-safe in this version: they allocate
- * the queued item with malloc() (a handler that interrupted malloc() or
- * free() on the same thread can then deadlock inside the C library), the
- * locked path may grow the queue's buffer, and a 2v0 post() pins the
- * utility's shared object (dlopen()) on the first post of a handle
- * registered without a cancel callback. What is safe today: no lock of
- * darksidesync is ever waited for by these two calls, except the
- * process-wide utility table, held only briefly by reg(), getutilid(),
- * unreg() and lua_close() of the thread the signal interrupted. Every
- * other call may wait for locks and must not be made from a handler.
- * The safe pattern remains: set a `volatile sig_atomic_t` flag or write()
+ * Async-signal-safe: both calls look the handle up without a lock,
+ * carry the item inline (no malloc()), count with atomics, and on the
+ * ring path take no lock and allocate nothing (its system calls: a
+ * write() to fd(), and a futex wake when the Lua thread sleeps in wait()). Conditions, all met by a utility written like luaexit:
+ *
+ *   - the handle is live: not passed to unreg() concurrently (the call
+ *     may then drop the last reference to its record and free() it);
+ *   - 2v0: the handle was registered with a cancel callback, or one
+ *     post()/call() was made before the handler can run (the first one
+ *     pins the utility's shared object with dlopen());
+ *   - when the queue's lock is free the item is queued directly, and that
+ *     step calls malloc() if the queue holds more items than its buffer
+ *     has ever held (the buffer is reused across drains, so in a steady
+ *     state it does not grow); a handler that interrupted malloc() or
+ *     free() on the same thread could then deadlock inside the C library.
+ *
+ * Every other call may wait for locks or allocate and must not be made
+ * from a handler. The portable pattern still works everywhere: set a `volatile sig_atomic_t` flag or write()
  * to a pipe in the handler, and deliver from one of your threads.
  *
  * Compiles with `-std=c99 -Wall -Wextra -Werror` (and as C++).
@@ -424,6 +431,7 @@ typedef struct dss_api_2v0 {
 /* ===================================================================== */
 /*
  *   #include <lua.h>
+ *   #include <lauxlib.h>
  *   #include "darksidesync.h"
  *
  *   static const dss_api_2v0_t *api;
@@ -431,7 +439,16 @@ typedef struct dss_api_2v0 {
  *
  *   int luaopen_mylib(lua_State *L) {
  *       lua_getfield(L, LUA_REGISTRYINDEX, DSS_REGISTRY_NAME);
- *       if (!lua_istable(L, -1)) return luaL_error(L, "require darksidesync first");
+ *       if (!lua_istable(L, -1)) {
+ *           // Not loaded in this state yet: load it, as a Lua module loads
+ *           // its own dependencies (the script need not require it first).
+ *           lua_pop(L, 1);
+ *           lua_getglobal(L, "require");
+ *           lua_pushstring(L, "darksidesync");
+ *           lua_call(L, 1, 0);            // raises "module 'darksidesync' not found ..."
+ *           lua_getfield(L, LUA_REGISTRYINDEX, DSS_REGISTRY_NAME);
+ *           if (!lua_istable(L, -1)) return luaL_error(L, "mylib: darksidesync did not publish its C API");
+ *       }
  *       lua_getfield(L, -1, DSS_API_2v0_KEY);
  *       api = (const dss_api_2v0_t *)lua_touserdata(L, -1);
  *       lua_pop(L, 2);
@@ -440,7 +457,15 @@ typedef struct dss_api_2v0 {
  *       int rc = api->reg(L, &libid, "mylib", on_cancel, NULL, &h);
  *       if (rc != DSS2_OK && rc != DSS2_EALREADY) return luaL_error(L, "%s", api->strerror(rc));
  *       ... start threads that call api->post(h, ...) / api->call(h, ...)
+ *       // While work is in flight, keep the script's darksidesync.run()
+ *       // waiting for it: api->hold(h) when a job starts, api->release(h)
+ *       // after its last post. (Registration alone takes no keep-alive.)
  *   }
+ *
+ *   -- and the script:
+ *   local mylib = require "mylib"     -- loads darksidesync itself
+ *   mylib.start(function(result) print(result) end)
+ *   require("darksidesync").run()     -- returns when no job holds it
  */
 
 #ifdef __cplusplus

@@ -15,14 +15,18 @@
  * send the distinct values 1..total, so the Lua side can check that every
  * item arrived exactly once (count and sum).
  *
- *   b.post1(cb, producers, per)   -> job   1v0 deliver(), fire-and-forget
+ *   b.post1(cb, producers, per)   -> job   1v0 deliver(), fire-and-forget (it never
+ *                                          waits: refused on a full queue, tried again)
  *   b.call1(cb, calls, gap_us)    -> job   1v0 blocking deliver(); reply = cb's result
  *   b.post2(cb, producers, per)   -> job   2v0 post(), waiting for room
  *   b.call2(cb, calls, gap_us)    -> job   2v0 call(); reply = cb's result
  *   job:wait()                    -> true  joins the job's threads
  *   job:done()                    -> boolean
  *   job:result()                  -> { sent =, failed =, bad_replies =,
- *                                          p50_us =, p99_us =, max_us = }
+ *                                          full_retries = (1v0 deliver refused
+ *                                          as full and tried again),
+ *                                          p50_us =, p99_us =, max_us =,
+ *                                          error = "code (text)" of a failed delivery }
  *   b.pcall_loop(cb, n)           calls cb(i) for i = 1..n through lua_pcall,
  *                                 fetching cb as a decoder does (the limit
  *                                 of any path that calls Lua per item)
@@ -35,6 +39,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,6 +84,8 @@ typedef struct job {
     int joined;
     atomic_int finished;
     atomic_long sent, failed, bad_replies;
+    atomic_long full_retries; /* 1v0 fire-and-forget refused as full, retried */
+    atomic_int error; /* the code of the last failed delivery, 0 if none */
     uint64_t *latencies_ns; /* calls only */
 } job;
 
@@ -190,19 +197,32 @@ static void *produce(void *arg) {
     worker *w = arg;
     job *j = w->j;
     long sent = 0, failed = 0;
+    long retries = 0;
     for (long i = 0; i < j->per; i++) {
         void *data = (void *)(intptr_t)(w->first + i);
-        int rc = j->kind == POST1 ? api1->deliver(j->ctx->utilid, decode1, NULL, data)
-                                  : api2->post(j->ctx->handle, run2, free2, data, -1);
+        int rc;
+        if (j->kind == POST1) {
+            /* A fire-and-forget deliver() never waits: on a full queue it
+             * refuses (we keep data) and a 1v0 utility tries again. */
+            while ((rc = api1->deliver(j->ctx->utilid, decode1, NULL, data)) ==
+                   DSS_ERR_OUT_OF_MEMORY) {
+                retries++;
+                sched_yield();
+            }
+        } else {
+            rc = api2->post(j->ctx->handle, run2, free2, data, -1);
+        }
         if (rc == (j->kind == POST1 ? DSS_SUCCESS : DSS2_OK)) {
             sent++;
         } else {
             failed++;
+            atomic_store(&j->error, rc);
             break;
         }
     }
     atomic_fetch_add(&j->sent, sent);
     atomic_fetch_add(&j->failed, failed);
+    atomic_fetch_add(&j->full_retries, retries);
     atomic_fetch_add(&j->finished, 1);
     free(w);
     return NULL;
@@ -224,6 +244,7 @@ static void *call(void *arg) {
         j->latencies_ns[i] = now_ns() - t0;
         if (rc != (j->kind == CALL1 ? DSS_SUCCESS : DSS2_OK)) {
             failed++;
+            atomic_store(&j->error, rc);
             break;
         }
         sent++;
@@ -339,6 +360,13 @@ static int l_job_result(lua_State *L) {
     lua_setfield(L, -2, "failed");
     lua_pushinteger(L, atomic_load(&j->bad_replies));
     lua_setfield(L, -2, "bad_replies");
+    lua_pushinteger(L, atomic_load(&j->full_retries));
+    lua_setfield(L, -2, "full_retries");
+    int error = atomic_load(&j->error);
+    if (error != 0) {
+        lua_pushfstring(L, "%d (%s)", error, api2->strerror(error));
+        lua_setfield(L, -2, "error");
+    }
     if (j->latencies_ns != NULL) {
         qsort(j->latencies_ns, (size_t)sent, sizeof *j->latencies_ns, cmp_u64);
         lua_pushnumber(L, percentile_us(j->latencies_ns, sent, 0.50));

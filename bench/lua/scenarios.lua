@@ -114,7 +114,7 @@ local function check_exactly_once(src, job, count, producers, per)
   dss.dispatch()
   local got, sum = count()
   local total = producers * per
-  assert(r.failed == 0, ("%d deliveries refused"):format(r.failed))
+  assert(r.failed == 0, ("%d deliveries refused: %s"):format(r.failed, tostring(r.error)))
   assert(r.sent == total, ("%d of %d items sent"):format(r.sent, total))
   assert(got == total, ("%d of %d items arrived"):format(got, total))
   assert(sum == src.sum(producers, per), "an item was lost or arrived twice (sum)")
@@ -138,13 +138,18 @@ function S.throughput(src_name, mode, producers, per)
   -- Locals, not the table, for the hot loops' count.
   local got, sum = 0, 0
   local function callback(i) got = got + 1; sum = sum + i end
-  local wait, dispatch, poll = dss.wait, dss.dispatch, dss.poll
+  local wait, dispatch, poll, queuesize = dss.wait, dss.dispatch, dss.poll, dss.queuesize
   local before = dss.stats()
   local t0 = now()
   local job = src.post(callback, producers, per)
+  -- The producers are done and nothing is left: an item is missing (the
+  -- check below says which); stop instead of waiting forever.
+  local function starved()
+    return job:done() and queuesize() == 0
+  end
   if mode == "dispatch" then
     while got < total do
-      wait()
+      if not wait(1) and starved() then break end
       dispatch()
     end
   elseif mode == "poll" then
@@ -152,7 +157,7 @@ function S.throughput(src_name, mode, producers, per)
     while got < total do
       local n, f, args = poll()
       if n == -1 then
-        wait()
+        if not wait(1) and starved() then break end
       elseif f then
         f(unpack(args, 1, args.n))
       end
@@ -164,7 +169,7 @@ function S.throughput(src_name, mode, producers, per)
     dssluv.attach()
     local timer = uv.new_timer()
     timer:start(1, 1, function()
-      if got >= total then
+      if got >= total or starved() then
         timer:close()
         dssluv.detach()
       end
@@ -174,13 +179,14 @@ function S.throughput(src_name, mode, producers, per)
     error("mode must be dispatch, poll or luv")
   end
   local secs = now() - t0
-  check_exactly_once(src, job, function() return got, sum end, producers, per)
+  local r = check_exactly_once(src, job, function() return got, sum end, producers, per)
   local s = dss.stats()
   local wakeups = s.wakeups - before.wakeups
   result {
     source = src_name, mode = mode, producers = producers, items = total, secs = secs,
     items_per_s = total / secs, wakeups = wakeups,
     wakeups_per_1000 = wakeups * 1000 / total, peak_depth = s.peak_depth,
+    full_retries = r.full_retries,
   }
 end
 

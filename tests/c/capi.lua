@@ -313,6 +313,54 @@ test("2v0 post from two threads: run then free(OK), once each", function()
     eq(after.double_calls, 0, "once"); eq(after.null_state, 0, "never a NULL state")
 end)
 
+test("2v0 post through poll(): run then free(OK); count, callback and args with n", function()
+    local before = u.counters()
+    local cb = function() end
+    eq(u.join(u.v2_post(cb, 2, 1, -1)).accepted, 2, "posted")
+    local n, f, args = dss.poll()
+    eq(n, 1, "left"); eq(f, cb, "callback"); eq(args.n, 2, "args.n")
+    eq(args[1], 0, "thread"); eq(args[2], 0, "seq")
+    n, f, args = dss.poll()
+    eq(n, 0, "left"); eq(args[2], 1, "seq")
+    eq(dss.poll(), -1, "empty")
+    local after = u.counters()
+    eq(delta(before, after, "v2_ran"), 2, "run"); eq(delta(before, after, "v2_freed_ok"), 2, "free(OK)")
+    eq(after.double_calls, 0, "once")
+end)
+
+test("fire-and-forget C callbacks that raise go to the error handler; the next items run", function()
+    local seen, ran = {}, 0
+    local old = dss.seterrorhandler(function(e) seen[#seen + 1] = tostring(e) end)
+    local function cb(_, s)
+        ran = ran + 1
+        if s % 2 == 0 then error("boom " .. s) end
+    end
+    eq(u.join(u.v1_post(cb, 10, 1)).accepted, 10, "1v0 posted")
+    eq(u.join(u.v2_post(cb, 10, 1, -1)).accepted, 10, "2v0 posted")
+    eq(dss.dispatch(), 20, "dispatched")
+    dss.seterrorhandler(old)
+    eq(ran, 20, "every callback ran"); eq(#seen, 10, "errors handled")
+    check(seen[1]:find("boom 0", 1, true), "the error reached the handler: " .. tostring(seen[1]))
+    check(seen[10]:find("boom 8", 1, true), "in order: " .. tostring(seen[10]))
+end)
+
+test("stop() from a C item's callback under run(): run() returns after it, the rest stay queued", function()
+    local ran = 0
+    local function cb(_, s)
+        ran = ran + 1
+        if s == 3 then dss.stop() end
+    end
+    eq(u.join(u.v1_post(cb, 5, 1)).accepted, 5, "1v0 posted")
+    eq(u.join(u.v2_post(cb, 5, 1, -1)).accepted, 5, "2v0 posted")
+    eq(dss.run(), 4, "run() stopped after the 1v0 seq 3")
+    eq(dss.queuesize(), 6, "left")
+    eq(dss.dispatch(2), 2, "dispatch(2)")
+    eq(dss.run(), 3, "run() stopped after the 2v0 seq 3")
+    eq(dss.queuesize(), 1, "left")
+    eq(dss.dispatch(), 1, "the last one")
+    eq(ran, 10, "each ran once")
+end)
+
 test("2v0 post on a full queue: EFULL at once (timeout 0) or after a timed wait; free still once", function()
     local before = u.counters()
     dss.setcapacity(1)

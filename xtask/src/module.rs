@@ -127,6 +127,24 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
     build_package(lua, target_dir, profile, "darksidesync-lua", "darksidesync")
 }
 
+/// [`build`] with the `internal-bench` feature: the module plus
+/// `darksidesync.benchlib`, the fixture that measures the internal path.
+/// Only `cargo xtask bench` installs this build; it is never shipped.
+pub(crate) fn build_with_benchlib(
+    lua: LuaVersion,
+    target_dir: &Path,
+    profile: &str,
+) -> Result<PathBuf, String> {
+    build_features(
+        lua,
+        target_dir,
+        profile,
+        "darksidesync-lua",
+        "darksidesync",
+        &["internal-bench"],
+    )
+}
+
 /// Builds the cdylib `lib` of `package` for `lua` (mlua's `module`
 /// feature plus the version's) and returns the path of the shared object.
 pub(crate) fn build_package(
@@ -136,6 +154,22 @@ pub(crate) fn build_package(
     package: &str,
     lib: &str,
 ) -> Result<PathBuf, String> {
+    build_features(lua, target_dir, profile, package, lib, &[])
+}
+
+fn build_features(
+    lua: LuaVersion,
+    target_dir: &Path,
+    profile: &str,
+    package: &str,
+    lib: &str,
+    extra: &[&str],
+) -> Result<PathBuf, String> {
+    let mut features = format!("module,{}", lua.feature);
+    for f in extra {
+        features.push(',');
+        features.push_str(f);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
@@ -146,7 +180,7 @@ pub(crate) fn build_package(
             "--lib",
             "--no-default-features",
         ])
-        .args(["--features", &format!("module,{}", lua.feature)])
+        .args(["--features", &features])
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(target_dir)
@@ -155,8 +189,7 @@ pub(crate) fn build_package(
     if !status.success() {
         return Err(format!("building {package} for Lua {} failed", lua.name));
     }
-    let dir = if profile == "dev" { "debug" } else { profile };
-    let so = target_dir.join(dir).join(format!(
+    let so = target_dir.join(profile_dir(profile)).join(format!(
         "{}{lib}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
@@ -188,6 +221,16 @@ pub(crate) fn install_testlib(
     let tmp = dir.join(".testlib.so.tmp");
     fs::copy(&so, &tmp).map_err(|e| format!("cannot copy {}: {e}", so.display()))?;
     fs::rename(&tmp, dir.join("testlib.so")).map_err(|e| format!("cannot install testlib.so: {e}"))
+}
+
+/// The folder of `target_dir` a cargo profile builds into (cargo's
+/// built-in `test` and `bench` profiles share `debug` and `release`).
+pub(crate) fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
 }
 
 /// Copies the module to `out/darksidesync.so` and the Lua files of `lua/`

@@ -10,9 +10,10 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
-use mlua::{Function, Lua, MultiValue, Value};
+use mlua::{ffi, Function, Lua, MultiValue, Value};
 
 use crate::args;
+use crate::capi::task::RunOf;
 use crate::item::{Callback, Item};
 use crate::raw;
 use crate::reply;
@@ -160,13 +161,28 @@ pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::
     take_up_to(st, max);
     while ran < max {
         // Borrows end before callbacks run: callbacks may poll().
-        let fast = {
+        let (fast, posts) = {
             let mut batch = st.batch.borrow_mut();
             // Items of a library unregistered since they were drained
             // (even by the callback that just ran) never run.
             st.purge_stale(&mut batch);
-            batch.front().is_some_and(|i| i.as_scalar_call().is_some())
+            let front = batch.front();
+            (
+                front.is_some_and(|i| i.as_scalar_call().is_some()),
+                front.is_some_and(Item::is_post),
+            )
         };
+        if posts {
+            let (n, taken) = run_posts(lua, st, max - ran)?;
+            ran += n;
+            if st.stop_requested.get() {
+                break;
+            }
+            if taken > 0 {
+                continue;
+            }
+            // No room on the stack: the general path takes this one.
+        }
         if fast {
             let n = run_calls(lua, st, max - ran)?;
             if n > 0 {
@@ -300,6 +316,75 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
         c.release(extra);
     }
     Ok(ran)
+}
+
+/// The fast path for C utilities: runs up to `max` fire-and-forget C
+/// deliveries (1v0 `deliver`, 2v0 `post`) from the front of the batch,
+/// inside one protected frame. Per item the utility's decoder or `run`
+/// pushes the callback and its arguments, which are called with
+/// `lua_pcall` and the error handler as message handler (what `xpcall`
+/// does in [`run_item`]). An item whose decoder pushed nothing is taken
+/// but not counted. Stops at the first other item, or after a callback
+/// that called `stop()`. Returns how many ran and how many were taken.
+fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize)> {
+    let handler = current_handler(st);
+    let _guard = CallbackGuard::enter(st);
+    let mut ran = 0usize;
+    let mut taken = 0usize;
+    // The utility of the items taken last, settled when the run ends.
+    let mut current: Option<RunOf> = None;
+    // SAFETY: the closure runs on this state's thread inside mlua's
+    // protected call, with the handler at stack index 1. Per item the
+    // stack is reset to the handler afterwards; LUA_MINSTACK free slots
+    // are reserved for the decoder/run first, as a C function has. The
+    // batch borrow ends before a C or Lua callback runs; lua_pcall catches
+    // the Lua callback's errors, and a decoder or `run` must not raise
+    // (header contract), so no error unwinds past `current` (which would
+    // only leak its references if one did).
+    unsafe {
+        lua.exec_raw::<()>(handler, |state| {
+            if !raw::reserve(state, ffi::LUA_MINSTACK + 2) {
+                return;
+            }
+            while ran < max {
+                let (frame, util) = {
+                    let mut batch = st.batch.borrow_mut();
+                    st.purge_stale(&mut batch);
+                    if !batch.front().is_some_and(Item::is_post) {
+                        break;
+                    }
+                    match batch.pop().and_then(Item::into_post) {
+                        Some(post) => post.take_owned(),
+                        None => break, // not reached: the front was checked
+                    }
+                };
+                let unabsorbed = match current.as_mut() {
+                    Some(run) => run.absorb(util).err(),
+                    None => Some(util),
+                };
+                if let Some(util) = unabsorbed {
+                    if let Some(done) = current.replace(RunOf::new(util)) {
+                        done.settle();
+                    }
+                }
+                taken += 1;
+                let n = frame.run_in(state, 1);
+                if n > 0 {
+                    raw::pcall_top(state, n, 1);
+                    ran += 1;
+                }
+                raw::set_top(state, 1);
+                if st.stop_requested.get() {
+                    break;
+                }
+            }
+            raw::set_top(state, 1);
+        })?;
+    }
+    if let Some(run) = current {
+        run.settle();
+    }
+    Ok((ran, taken))
 }
 
 /// `dispatch([max])` → number of items run.

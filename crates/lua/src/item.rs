@@ -49,6 +49,7 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use darksidesync_core::{Discarded, Reply};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
 
+use crate::capi::task::CPost;
 use crate::data::Data;
 
 /// One unit of work from a background thread, run on the Lua thread.
@@ -105,6 +106,9 @@ enum Repr {
     /// `callback(arg)`, fire-and-forget: no allocation per item, and
     /// `dispatch()` runs a run of these straight through the C API.
     Call(Callback, Data),
+    /// A fire-and-forget C delivery, inline: no allocation per item, and
+    /// `dispatch()`/`poll()` call its decoder or `run` directly.
+    Post(CPost),
 }
 
 /// A Lua function kept for background threads: `Send + Sync`, cheap to
@@ -239,6 +243,7 @@ impl Item {
         match self.0 {
             Repr::Task(task) => task.discard(why),
             Repr::Call(..) => {}
+            Repr::Post(post) => post.discard(why),
         }
     }
 
@@ -253,6 +258,25 @@ impl Item {
                     reply: None,
                 })
             }
+            Repr::Post(post) => Box::new(post.into_task()).prepare(lua),
+        }
+    }
+
+    /// A fire-and-forget C delivery.
+    pub(crate) fn post(post: CPost) -> Item {
+        Item(Repr::Post(post))
+    }
+
+    /// Whether this is a fire-and-forget C delivery.
+    pub(crate) fn is_post(&self) -> bool {
+        matches!(self.0, Repr::Post(_))
+    }
+
+    /// Takes apart a fire-and-forget C delivery.
+    pub(crate) fn into_post(self) -> Option<CPost> {
+        match self.0 {
+            Repr::Post(post) => Some(post),
+            _ => None,
         }
     }
 
@@ -260,7 +284,7 @@ impl Item {
     pub(crate) fn into_call(self) -> Option<(Callback, Data)> {
         match self.0 {
             Repr::Call(cb, arg) => Some((cb, arg)),
-            Repr::Task(_) => None,
+            Repr::Task(_) | Repr::Post(_) => None,
         }
     }
 

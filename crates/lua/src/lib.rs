@@ -21,7 +21,7 @@
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
-//! | `benchlib.rs` | `darksidesync.benchlib`, the background library the benchmarks drive |
+//! | `benchlib.rs` | `darksidesync.benchlib`, the benchmarks' fixture for the internal path (feature `internal-bench`, never shipped) |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
@@ -54,6 +54,7 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
+#[cfg(feature = "internal-bench")]
 pub mod benchlib;
 mod capi;
 mod control;
@@ -224,7 +225,7 @@ fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
     libs::process::open(lua)
 }
 
-#[cfg(feature = "module")]
+#[cfg(all(feature = "module", feature = "internal-bench"))]
 #[mlua::lua_module(name = "darksidesync_benchlib", skip_memory_check)]
 fn luaopen_benchlib(lua: &Lua) -> mlua::Result<Table> {
     benchlib::open(lua)

@@ -13,6 +13,8 @@ use std::rc::Rc;
 
 use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 
+use crate::capi::task::PostFrame;
+use crate::item::Item;
 use crate::raw::{self, CLOSING_C};
 use crate::reply;
 use crate::state::StateHub;
@@ -62,6 +64,9 @@ enum Fast {
     Taken,
     /// The front item needs the general path.
     Slow,
+    /// Took a fire-and-forget C delivery, to run (5 slots plus
+    /// LUA_MINSTACK reserved).
+    Post(PostFrame),
 }
 
 /// Builds the `poll` function: [`poll_c`] with `general` (the wrapped
@@ -102,6 +107,16 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
     let Some(front) = batch.front() else {
         return Fast::Empty;
     };
+    if front.is_post() {
+        // SAFETY: the state is running.
+        if !unsafe { raw::reserve(state, ffi::LUA_MINSTACK + 5) } {
+            return Fast::Slow;
+        }
+        return match batch.pop().and_then(Item::into_post) {
+            Some(post) => Fast::Post(post.take()),
+            None => Fast::Slow, // not reached: the front was checked
+        };
+    }
     let Some((cb, _)) = front.as_scalar_call() else {
         return Fast::Slow;
     };
@@ -141,6 +156,9 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
     let taken = catch_unwind(|| unsafe { fast_take(state) }).unwrap_or(Fast::Slow);
     match taken {
         Fast::Taken => {}
+        // SAFETY: fast_take reserved the slots; `frame` is plain values,
+        // and no other Rust value is alive in this frame.
+        Fast::Post(frame) => unsafe { return poll_post(state, frame) },
         // SAFETY: a C function always has LUA_MINSTACK free slots.
         Fast::Empty => unsafe {
             raw::push_integer(state, -1);
@@ -156,5 +174,59 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
     // frame any more, so the allocation below may raise.
     // SAFETY: fast_take reserved two more slots; upvalue 2 is "n".
     unsafe { raw::wrap_in_args_table(state, ffi::lua_upvalueindex(2)) };
+    3
+}
+
+/// The number of items left, for `poll()`'s first result, counted after
+/// the item's decoder ran (items it posted count too).
+///
+/// # Safety
+/// As [`fast_take`].
+unsafe fn items_left(state: *mut ffi::lua_State) -> i64 {
+    // SAFETY: as in fast_take.
+    let lua = unsafe { Lua::get_or_init_from_ptr(state) };
+    let Some(st) = lua.app_data_ref::<Rc<StateHub>>() else {
+        return 0;
+    };
+    let Ok(batch) = st.batch.try_borrow() else {
+        return 0;
+    };
+    st.pending_hint(batch.len()) as i64
+}
+
+/// `poll()` of a fire-and-forget C delivery taken by [`fast_take`]: runs
+/// its decoder (1v0) or `run` (2v0) on this frame and returns `count`,
+/// or `count, callback, args` built from what it pushed.
+///
+/// # Safety
+/// `state` is the running state of a call into [`poll_c`], with
+/// LUA_MINSTACK + 5 free slots; no Rust value with a destructor is alive
+/// in the frames an error would skip.
+unsafe fn poll_post(state: *mut ffi::lua_State, frame: PostFrame) -> c_int {
+    // SAFETY: per the contract; the decoder/run gets LUA_MINSTACK slots.
+    let base = unsafe { ffi::lua_gettop(state) };
+    // SAFETY: as above.
+    let n = unsafe { frame.run_in(state, base) };
+    let left = catch_unwind(|| unsafe { items_left(state) }).unwrap_or(0);
+    // SAFETY: the callback is at `top - n + 1` with its `n - 1` arguments
+    // above it; 5 slots are free beyond what the decoder used (it used at
+    // most its own LUA_MINSTACK, and checkstack made room for both). The
+    // results are the top 3 (or 1) values; what lies below is dropped
+    // with the frame. createtable may raise out of memory: nothing here
+    // needs dropping.
+    unsafe {
+        if n == 0 {
+            ffi::lua_settop(state, base);
+            raw::push_integer(state, left);
+            return 1;
+        }
+        if !raw::reserve(state, 5) {
+            return raw::raise(state, c"darksidesync.poll: stack overflow");
+        }
+        raw::args_table_of_top(state, n - 1, ffi::lua_upvalueindex(2));
+        // ..., callback, args
+        raw::push_integer(state, left);
+        ffi::lua_insert(state, -3);
+    }
     3
 }

@@ -295,6 +295,24 @@ pub(crate) unsafe fn pcall_scalar(
     }
 }
 
+/// Calls the top `n` values (a function then `n - 1` arguments) with the
+/// message handler at `handler`, and drops their results or the error:
+/// pops the `n` values, cannot raise. Returns false when the call failed.
+///
+/// # Safety
+/// `state` is running, `n >= 1` values are on top, `handler` is absolute.
+pub(crate) unsafe fn pcall_top(state: *mut ffi::lua_State, n: c_int, handler: c_int) -> bool {
+    // SAFETY: per the contract; pcall pops the function and its
+    // arguments and leaves only an error value, which is popped.
+    unsafe {
+        if ffi::lua_pcall(state, n - 1, 0, handler) != 0 {
+            ffi::lua_pop(state, 1);
+            return false;
+        }
+        true
+    }
+}
+
 /// Pushes `count`, the callback in the registry slot `key` and `arg`:
 /// pushes 3, cannot raise.
 ///
@@ -334,6 +352,32 @@ pub(crate) unsafe fn wrap_in_args_table(state: *mut ffi::lua_State, n_key: c_int
         ffi::lua_pushvalue(state, n_key);
         ffi::lua_pushinteger(state, 1);
         ffi::lua_rawset(state, -3);
+    }
+}
+
+/// Replaces the top `k` values with the table `{ ..., n = k }` holding
+/// them (`poll()`'s `args`; `n_key` as in [`wrap_in_args_table`]). Uses 3
+/// more slots; can raise (out of memory).
+///
+/// # Safety
+/// `state` is running with `k` values on top and 3 free slots; no Rust
+/// value with a destructor is alive in the frames an error would skip.
+pub(crate) unsafe fn args_table_of_top(state: *mut ffi::lua_State, k: c_int, n_key: c_int) {
+    // SAFETY: per the contract; the values are at `first..first + k`.
+    unsafe {
+        let first = ffi::lua_gettop(state) - k + 1;
+        ffi::lua_createtable(state, k, 1);
+        for i in 0..k {
+            ffi::lua_pushvalue(state, first + i);
+            ffi::lua_rawseti(state, -2, (i + 1) as _);
+        }
+        ffi::lua_pushvalue(state, n_key);
+        ffi::lua_pushinteger(state, k as ffi::lua_Integer);
+        ffi::lua_rawset(state, -3);
+        if k > 0 {
+            ffi::lua_replace(state, first);
+            ffi::lua_settop(state, first);
+        }
     }
 }
 

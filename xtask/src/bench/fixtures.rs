@@ -27,8 +27,9 @@ pub(super) struct Fixtures {
     pub(super) rust_host: PathBuf,
 }
 
-/// Builds everything; `quick` reuses the dev-profile module `lua-specs`
-/// builds (no second build in the test run).
+/// Builds everything: the `bench` profile (release code with symbols), or
+/// for `quick` the dev-profile module `lua-specs` builds (no second build
+/// in the test run).
 pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
     for (file, pkg) in [
         ("/usr/bin/gcc", "gcc"),
@@ -40,15 +41,18 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
     }
     let (target_dir, profile, lib) = if quick {
         let base = root().join("target/lua-modules/5.4");
-        (base.join("cargo"), "dev", base.join("lib"))
+        (base.join("cargo"), "dev", base.join("bench-lib"))
     } else {
+        // The `bench` profile: release code with symbols, for `--perf`
+        // (its own target dir: it builds into `release/`, where `cargo
+        // xtask module` keeps its stripped build).
         (
-            root().join("target/module/5.4"),
-            "release",
-            root().join("target/bench/lib"),
+            root().join("target/bench-run/cargo"),
+            "bench",
+            root().join("target/bench-run/lib"),
         )
     };
-    let so = module::build(lua, &target_dir, profile)?;
+    let so = module::build_with_benchlib(lua, &target_dir, profile)?;
     module::install(&so, &lib)?;
     // The Rust library, in the module's target dir: same mlua features,
     // so mlua is compiled once for both.
@@ -64,9 +68,10 @@ pub(super) fn build(lua: LuaVersion, quick: bool) -> Result<Fixtures> {
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(&target_dir))?;
-    let dir = if profile == "dev" { "debug" } else { profile };
     copy(
-        &target_dir.join(dir).join("libdssbenchrs.so"),
+        &target_dir
+            .join(module::profile_dir(profile))
+            .join("libdssbenchrs.so"),
         &lib.join("dssbenchrs.so"),
     )?;
     gcc(

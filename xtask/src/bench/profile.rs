@@ -1,7 +1,7 @@
 //! `cargo xtask bench --perf <scenario>`: one scenario under `perf record`,
 //! and where its time goes (`perf report`, flat, by library and symbol),
 //! printed and kept in `profile-<scenario>.txt` in `--out DIR` (default
-//! `target/bench`).
+//! `target/bench-run`).
 
 use std::path::Path;
 use std::process::Command;
@@ -22,7 +22,7 @@ pub(super) fn main(env: &Env, scenarios: &[Scenario], name: &str, out: Option<&P
     if !on_path("perf") {
         return Err("bench --perf needs perf (apt-get install linux-perf)".into());
     }
-    let work = root().join("target/bench");
+    let work = root().join("target/bench-run");
     let dir = out.map_or_else(|| work.clone(), Path::to_path_buf);
     for d in [&work, &dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;

@@ -19,15 +19,19 @@
 //!
 //! * `reserve` + `fill` (registration, on the Lua thread), or `release`
 //!   when registration failed in between.
-//! * While live, lookups clone its `Arc<Util>` under the table lock; the
-//!   lock is never held while any C callback runs.
+//! * While live, lookups clone its `Arc<Util>` without a lock: the slots
+//!   live in chunks that are allocated once and never freed, each with an
+//!   atomic `generation | phase` word, and a lookup only touches its own
+//!   slot (no lock or counter shared by every utility is written per
+//!   delivery). Only registration, `unreg` and `getutilid` take the
+//!   registry lock, and never while a C callback runs.
 //! * When the state closes the record stays, marked closed (lookups then
 //!   report "closed", not "stale"), until the utility calls `unreg`, which
 //!   frees the slot. A utility that never calls `unreg` keeps one small
 //!   record for the life of the process.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use darksidesync_core::{KeepAlive, Port};
@@ -112,29 +116,72 @@ impl Util {
     }
 }
 
+/// Slots per chunk, and chunks at most: up to 1024 * 1024 utilities
+/// registered at the same time.
+const CHUNK: usize = 1024;
+const CHUNKS: usize = 1024;
+
+/// A slot of the table. Slots are reused, never freed, so a lookup may
+/// read any slot it finds without a lock.
 struct Slot {
-    generation: u32,
-    /// `None` while reserved or free.
-    util: Option<Arc<Util>>,
-    used: bool,
+    /// `generation << 2 | phase` ([`FREE`], [`RESERVED`], [`LIVE`]).
+    word: AtomicU64,
+    /// The record while live (the table's reference, from
+    /// `Arc::into_raw`); null otherwise.
+    util: AtomicPtr<Util>,
+    /// Lookups between their check of `word` and their clone of `util`;
+    /// [`release`] waits for them before it takes the record out.
+    readers: AtomicU32,
 }
 
-struct Table {
-    slots: Vec<Slot>,
+const FREE: u64 = 0;
+const RESERVED: u64 = 1;
+const LIVE: u64 = 2;
+
+fn word(generation: u32, phase: u64) -> u64 {
+    ((generation as u64) << 2) | phase
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // only as an array initialiser
+const EMPTY_SLOT: Slot = Slot {
+    word: AtomicU64::new(0),
+    util: AtomicPtr::new(std::ptr::null_mut()),
+    readers: AtomicU32::new(0),
+};
+
+/// The chunks, allocated on demand (under [`REGISTRY`]) and never freed.
+static CHUNK_TABLE: [AtomicPtr<Slot>; CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
+
+/// What registration needs (which slots are free, the next generation);
+/// deliveries never take this lock.
+struct Registry {
+    len: usize,
     free: Vec<u32>,
     next_generation: u32,
 }
 
-static TABLE: Mutex<Table> = Mutex::new(Table {
-    slots: Vec::new(),
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    len: 0,
     free: Vec::new(),
     next_generation: 1,
 });
 
-fn table() -> MutexGuard<'static, Table> {
-    // A panic while holding the lock cannot leave the table inconsistent:
-    // every mutation below is a single assignment or push/pop.
-    TABLE.lock().unwrap_or_else(|p| p.into_inner())
+fn registry() -> MutexGuard<'static, Registry> {
+    // A panic while holding the lock cannot leave it inconsistent: every
+    // mutation below is a single assignment or push/pop.
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The slot at `index`, if its chunk exists.
+fn slot(index: usize) -> Option<&'static Slot> {
+    let chunk = CHUNK_TABLE.get(index / CHUNK)?.load(Ordering::Acquire);
+    if chunk.is_null() {
+        return None;
+    }
+    // SAFETY: a published chunk is an array of CHUNK slots that is never
+    // freed (leaked in `reserve`), and `index % CHUNK` is within it.
+    Some(unsafe { &*chunk.add(index % CHUNK) })
 }
 
 fn split(h: Handle) -> Option<(usize, u32)> {
@@ -147,59 +194,69 @@ fn split(h: Handle) -> Option<(usize, u32)> {
 }
 
 /// Reserves a slot and returns its handle; fill it with [`fill`] or give it
-/// back with [`release`].
-pub(crate) fn reserve() -> Handle {
-    let mut t = table();
-    let generation = t.next_generation;
-    // Skip 0 on wrap-around (after 4 billion registrations).
-    t.next_generation = t.next_generation.wrapping_add(1).max(1);
-    let index = match t.free.pop() {
+/// back with [`release`]. `None` when the table is full.
+pub(crate) fn reserve() -> Option<Handle> {
+    let mut r = registry();
+    let index = match r.free.pop() {
         Some(i) => i as usize,
         None => {
-            t.slots.push(Slot {
-                generation: 0,
-                util: None,
-                used: false,
-            });
-            t.slots.len() - 1
+            let index = r.len;
+            let chunk = CHUNK_TABLE.get(index / CHUNK)?;
+            if chunk.load(Ordering::Relaxed).is_null() {
+                let slots: &'static mut [Slot; CHUNK] = Box::leak(Box::new([EMPTY_SLOT; CHUNK]));
+                // Release: a lookup that sees the pointer sees the slots.
+                chunk.store(slots.as_mut_ptr(), Ordering::Release);
+            }
+            r.len += 1;
+            index
         }
     };
-    let slot = &mut t.slots[index];
-    slot.generation = generation;
-    slot.used = true;
-    slot.util = None;
-    ((generation as u64) << 32) | (index as u64 + 1)
+    let generation = r.next_generation;
+    // Skip 0 on wrap-around (after 4 billion registrations).
+    r.next_generation = r.next_generation.wrapping_add(1).max(1);
+    slot(index)?
+        .word
+        .store(word(generation, RESERVED), Ordering::SeqCst);
+    Some(((generation as u64) << 32) | (index as u64 + 1))
 }
 
 /// Puts the record of a reserved handle in place.
 pub(crate) fn fill(h: Handle, util: Arc<Util>) {
-    let mut t = table();
-    if let Some((index, generation)) = split(h) {
-        if let Some(slot) = t
-            .slots
-            .get_mut(index)
-            .filter(|s| s.used && s.generation == generation)
-        {
-            slot.util = Some(util);
-        }
+    let _r = registry();
+    let Some((index, generation)) = split(h) else {
+        return;
+    };
+    let Some(s) = slot(index) else { return };
+    if s.word.load(Ordering::SeqCst) == word(generation, RESERVED) {
+        s.util
+            .store(Arc::into_raw(util).cast_mut(), Ordering::Release);
+        // After the record: a lookup that sees LIVE sees it.
+        s.word.store(word(generation, LIVE), Ordering::SeqCst);
     }
 }
 
 /// Frees the slot of `h` and returns its record; `None` when `h` is stale.
 pub(crate) fn release(h: Handle) -> Option<Arc<Util>> {
-    let mut t = table();
+    let mut r = registry();
     let (index, generation) = split(h)?;
-    let slot = t
-        .slots
-        .get_mut(index)
-        .filter(|s| s.used && s.generation == generation)?;
-    slot.used = false;
-    let util = slot.util.take();
-    t.free.push(index as u32);
-    util
+    let s = slot(index)?;
+    let w = s.word.load(Ordering::SeqCst);
+    if w != word(generation, LIVE) && w != word(generation, RESERVED) {
+        return None;
+    }
+    // From here no lookup starts using the record (it checks `word` after
+    // announcing itself in `readers`); wait for those that did.
+    s.word.store(word(generation, FREE), Ordering::SeqCst);
+    while s.readers.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    let p = s.util.swap(std::ptr::null_mut(), Ordering::Acquire);
+    r.free.push(index as u32);
+    // SAFETY: `p` came from `Arc::into_raw` in `fill` and is the table's
+    // reference, taken out once (swapped for null).
+    (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
 }
 
-/// The record of a live or closed handle; `None` when stale or garbage.
 /// The live record of `h` registered through `api`, or the code to return:
 /// `closed` when its state has closed, `stale` when the handle is unknown,
 /// released, or belongs to the other API version.
@@ -216,22 +273,43 @@ pub(crate) fn live(
     }
 }
 
+/// The record of a live or closed handle; `None` when stale or garbage.
+/// Takes no lock: atomics on the handle's own slot only.
 pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
-    let t = table();
     let (index, generation) = split(h)?;
-    t.slots
-        .get(index)
-        .filter(|s| s.used && s.generation == generation)?
-        .util
-        .clone()
+    let s = slot(index)?;
+    // Announce before checking (SeqCst on both sides, against `release`'s
+    // store of `word` then load of `readers`): either `release` sees us
+    // and waits, or we see its FREE.
+    s.readers.fetch_add(1, Ordering::SeqCst);
+    let found = if s.word.load(Ordering::SeqCst) == word(generation, LIVE) {
+        let p = s.util.load(Ordering::Acquire);
+        // SAFETY: LIVE is stored after `util` (so `p` is the record), and
+        // `release` cannot take the table's reference while we are counted
+        // in `readers`: the record is alive, and we add our own reference.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Some(Arc::from_raw(p))
+        }
+    } else {
+        None
+    };
+    s.readers.fetch_sub(1, Ordering::Release);
+    found
 }
 
 /// The handle of `libid` registered with `api` in `state`, if any.
 pub(crate) fn find(state: u64, api: Version, libid: usize) -> Option<Handle> {
-    let t = table();
-    t.slots
-        .iter()
-        .filter_map(|s| s.util.as_ref())
+    let r = registry();
+    (0..r.len)
+        .filter_map(|i| {
+            let s = slot(i)?;
+            let w = s.word.load(Ordering::SeqCst);
+            if w & 3 != LIVE {
+                return None;
+            }
+            get(((w >> 2) << 32) | (i as u64 + 1))
+        })
         .find(|u| u.state == state && u.api == api && u.libid == libid && !u.is_closed())
         .map(|u| u.handle)
 }
@@ -262,12 +340,17 @@ pub(crate) fn from_utilid(p: *mut c_void) -> Handle {
         let index = (v & 0xf_ffff) as u64;
         let low = (v >> 20) as u32;
         // Recover the full generation from the slot, then compare the low bits.
-        let t = table();
-        match index.checked_sub(1).and_then(|i| t.slots.get(i as usize)) {
-            Some(s) if s.used && (s.generation & 0xfff) == low => {
-                ((s.generation as u64) << 32) | index
+        match index.checked_sub(1).and_then(|i| slot(i as usize)) {
+            Some(s) => {
+                let w = s.word.load(Ordering::SeqCst);
+                let generation = (w >> 2) as u32;
+                if w & 3 != FREE && (generation & 0xfff) == low {
+                    ((generation as u64) << 32) | index
+                } else {
+                    0
+                }
             }
-            _ => 0,
+            None => 0,
         }
     }
 }
@@ -286,14 +369,72 @@ mod tests {
 
     #[test]
     fn reserved_then_released_is_stale_and_slot_reuse_gets_a_new_generation() {
-        let a = reserve();
+        let a = reserve().expect("a free slot");
         assert_ne!(a, 0);
         assert!(get(a).is_none(), "reserved but not filled");
         assert!(release(a).is_none());
         assert!(release(a).is_none(), "released twice");
-        let b = reserve();
+        let b = reserve().expect("a free slot");
         assert_ne!(a, b, "a reused slot has a new generation");
         release(b);
         assert_eq!(from_utilid(to_utilid(b)), b);
+    }
+
+    fn util(hub: &darksidesync_core::Hub<Item>, handle: Handle) -> Arc<Util> {
+        Arc::new(Util {
+            api: Version::V2,
+            state: 0,
+            libid: 0,
+            handle,
+            port: hub.register("test", |_| {}).expect("an open hub"),
+            closed: AtomicBool::new(false),
+            keep: Mutex::new(Vec::new()),
+            cancel: Cancel::V2(None, SendPtr(std::ptr::null_mut())),
+            counters: Counters::default(),
+            pinned: AtomicBool::new(false),
+        })
+    }
+
+    #[test]
+    fn lookups_racing_release_and_reuse_see_their_own_record_or_none() {
+        use std::sync::atomic::AtomicBool as Flag;
+        let hub = darksidesync_core::Hub::<Item>::new();
+        let current = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(Flag::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (current, stop) = (current.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let (mut found, mut wrong) = (0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let h = current.load(Ordering::Relaxed);
+                        if let Some(u) = get(h) {
+                            found += 1;
+                            if u.handle != h {
+                                wrong += 1;
+                            }
+                        }
+                    }
+                    (found, wrong)
+                })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            let h = reserve().expect("a free slot");
+            assert!(seen.insert(h), "a handle is never issued twice");
+            fill(h, util(&hub, h));
+            current.store(h, Ordering::Relaxed);
+            assert_eq!(get(h).map(|u| u.handle), Some(h), "live");
+            let u = release(h).expect("the record");
+            assert_eq!(u.handle, h);
+            assert!(get(h).is_none(), "stale once released");
+            assert!(release(h).is_none(), "released once");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            let (_found, wrong) = r.join().expect("reader");
+            assert_eq!(wrong, 0, "a lookup returned another handle's record");
+        }
     }
 }

@@ -182,7 +182,9 @@ pub(crate) fn register(
     name: String,
     cancel: Cancel,
 ) -> Result<Arc<Util>, StateError> {
-    let handle = handles::reserve();
+    let Some(handle) = handles::reserve() else {
+        return Err(StateError::NoMem);
+    };
     let port = match st.register(name, move |reason| on_cancel(handle, reason)) {
         Ok(p) => p,
         Err(_) => {

@@ -40,7 +40,7 @@ use darksidesync_sys::v1::{DecoderFn, ReturnFn};
 use darksidesync_sys::v2::{FreeFn, ReplyFn, RunFn, ECANCELLED, ECLOSED, OK};
 use mlua::{ffi, Lua, MultiValue};
 
-use super::handles::{Counters, Util};
+use super::handles::{Counters, SendPtr, Util};
 use crate::item::{Prepared, ReplySink, Task};
 
 /// What a C item calls.
@@ -170,6 +170,194 @@ impl CItem {
         }
         // `self.reply` drops with the item, after the callbacks above
         // returned, releasing a waiter.
+    }
+}
+
+/// What a fire-and-forget C delivery calls on the Lua thread.
+#[derive(Clone, Copy)]
+pub(crate) enum PostRun {
+    /// A 1v0 `deliver` without a return callback.
+    Decoder1(DecoderFn),
+    /// A 2v0 `post`.
+    Run2(RunFn, Option<FreeFn>),
+}
+
+/// A fire-and-forget C delivery (1v0 `deliver` without a return callback,
+/// 2v0 `post`), carried inline in an [`Item`](crate::item::Item): no heap
+/// allocation per item, and `dispatch()`/`poll()` call its decoder or
+/// `run` straight through the C API ([`PostFrame::run_in`]). Its exactly-
+/// once duties are those of the table in the module docs; `Drop` backs up
+/// an item dropped without being run or discarded (cancelled).
+pub(crate) struct CPost {
+    run: PostRun,
+    data: SendPtr,
+    util: Arc<Util>,
+}
+
+/// A taken [`CPost`]: plain values only (nothing to drop), so a C callback
+/// may be called while it is alive, even in frames a Lua error could skip.
+#[derive(Clone, Copy)]
+pub(crate) struct PostFrame {
+    run: PostRun,
+    data: *mut c_void,
+    handle: super::handles::Handle,
+}
+
+impl CPost {
+    pub(crate) fn new(run: PostRun, data: *mut c_void, util: Arc<Util>) -> CPost {
+        Counters::bump(&util.counters.posted);
+        CPost {
+            run,
+            data: SendPtr(data),
+            util,
+        }
+    }
+
+    /// Takes the parts out without running `Drop`.
+    fn into_parts(self) -> (PostRun, *mut c_void, Arc<Util>) {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never used or dropped again, so the `Arc` is
+        // moved out exactly once.
+        let util = unsafe { std::ptr::read(&me.util) };
+        (me.run, me.data.0, util)
+    }
+
+    /// The item is about to run on the Lua thread: counts it as ran and
+    /// returns what to call (see [`PostFrame::run_in`]).
+    pub(crate) fn take(self) -> PostFrame {
+        let (run, data, util) = self.into_parts();
+        Counters::bump(&util.counters.ran);
+        PostFrame {
+            run,
+            data,
+            handle: util.handle,
+        }
+    }
+
+    /// As [`take`](CPost::take), but leaves counting it as ran to the
+    /// caller and hands over the item's reference to its utility record:
+    /// `dispatch()` settles both once per run of items of one utility (see
+    /// [`PostRun::settle`]), so that the consumer does not write the
+    /// record's cache line, which the producer writes per item, per item.
+    pub(crate) fn take_owned(self) -> (PostFrame, Arc<Util>) {
+        let (run, data, util) = self.into_parts();
+        let frame = PostFrame {
+            run,
+            data,
+            handle: util.handle,
+        };
+        (frame, util)
+    }
+
+    /// The boxed form, for the general paths (`dispatch(max, spawn)`,
+    /// `poll()` of an item that is not at the front of a fast run).
+    pub(crate) fn into_task(self) -> CItem {
+        let (run, data, util) = self.into_parts();
+        let callbacks = match run {
+            PostRun::Decoder1(decoder) => Callbacks::Deliver1 { decoder, ret: None },
+            PostRun::Run2(run, free) => Callbacks::Post2 { run, free },
+        };
+        CItem {
+            callbacks,
+            data,
+            util,
+            reply: None,
+            turns: None,
+            done: false,
+        }
+    }
+
+    /// The discard path (see [`Task::discard`]).
+    pub(crate) fn discard(self, why: Discarded) {
+        let mut item = self.into_task();
+        item.discard_now(why);
+    }
+}
+
+impl Drop for CPost {
+    fn drop(&mut self) {
+        // Dropped without being run or told why: `CItem`'s drop cancels.
+        let item = CPost {
+            run: self.run,
+            data: self.data,
+            util: self.util.clone(),
+        };
+        drop(item.into_task());
+    }
+}
+
+/// The items of one utility that `dispatch()` ran in a row: one counted
+/// reference to the record plus `extra` forgotten ones, and how many ran.
+pub(crate) struct RunOf {
+    util: Arc<Util>,
+    extra: usize,
+}
+
+impl RunOf {
+    /// Adds an item's reference; hands it back when the item belongs to
+    /// another utility (the caller then settles this run and starts one).
+    pub(crate) fn absorb(&mut self, util: Arc<Util>) -> Result<(), Arc<Util>> {
+        if Arc::ptr_eq(&self.util, &util) {
+            // Its reference is released by `settle`, counted in `extra`.
+            std::mem::forget(util);
+            self.extra += 1;
+            Ok(())
+        } else {
+            Err(util)
+        }
+    }
+
+    pub(crate) fn new(util: Arc<Util>) -> RunOf {
+        RunOf { util, extra: 0 }
+    }
+
+    /// Counts the run's items as ran and gives up their references.
+    pub(crate) fn settle(self) {
+        let n = 1 + self.extra as u64;
+        self.util.counters.ran.fetch_add(n, Ordering::Relaxed);
+        let ptr = Arc::as_ptr(&self.util);
+        for _ in 0..self.extra {
+            // SAFETY: each of the `extra` references was an `Arc` that
+            // `absorb` forgot; `self.util` keeps the count above zero
+            // meanwhile, and is dropped last.
+            unsafe { Arc::decrement_strong_count(ptr) };
+        }
+    }
+}
+
+impl PostFrame {
+    /// Calls the decoder (1v0) or `run` (2v0) on `state`, then the 2v0
+    /// `free(data, OK)`; returns how many values it pushed that count
+    /// (the callback then its arguments), clamped to what it really
+    /// pushed above `base` (the top before the call).
+    ///
+    /// # Safety
+    /// `state` is this item's state, running on its thread, with at least
+    /// `LUA_MINSTACK` free slots (what a C function is promised); no Rust
+    /// value with a destructor is alive in frames a Lua error raised by
+    /// the callback (against its contract) would skip.
+    pub(crate) unsafe fn run_in(self, state: *mut ffi::lua_State, base: c_int) -> c_int {
+        // SAFETY: the utility's callbacks, called as their contracts say
+        // (Lua thread, valid state), once: the item was taken.
+        let n = unsafe {
+            match self.run {
+                PostRun::Decoder1(decoder) => decoder(
+                    state.cast(),
+                    self.data,
+                    super::handles::to_utilid(self.handle),
+                ),
+                PostRun::Run2(run, free) => {
+                    let n = run(state.cast(), self.data, self.handle);
+                    if let Some(free) = free {
+                        free(self.data, OK);
+                    }
+                    n
+                }
+            }
+        };
+        // SAFETY: reading the top of a running state.
+        let pushed = unsafe { ffi::lua_gettop(state) } - base;
+        n.clamp(0, pushed.max(0))
     }
 }
 

@@ -13,7 +13,7 @@ use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v1::*;
 
 use super::handles::{self, Cancel, Util, Version};
-use super::task::{CItem, Callbacks, Turns};
+use super::task::{CItem, CPost, Callbacks, PostRun, Turns};
 use super::{guard, StateError};
 use crate::item::Item;
 
@@ -161,7 +161,7 @@ unsafe extern "C" fn deliver(
             None => {
                 // Fire-and-forget returns at once, as DarkSideSync 1.0
                 // promised: a full queue is ERR_OUT_OF_MEMORY, not a wait.
-                let item = Item::new(CItem::new(callbacks, data, util.clone(), None, None));
+                let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.clone()));
                 // Never waits, not even for the hub's lock: luaexit-style
                 // utilities deliver from signal handlers.
                 match util.port.post_nowait(item) {

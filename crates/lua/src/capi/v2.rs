@@ -18,7 +18,7 @@ use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
 use super::handles::{self, Cancel, Counters, SendPtr, Util, Version};
-use super::task::{CItem, Callbacks};
+use super::task::{CItem, CPost, Callbacks, PostRun};
 use super::{guard, StateError};
 use crate::item::Item;
 
@@ -217,13 +217,7 @@ fn post_inner(
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::new(CItem::new(
-        Callbacks::Post2 { run, free },
-        data,
-        util.clone(),
-        None,
-        None,
-    ));
+    let item = Item::post(CPost::new(PostRun::Run2(run, free), data, util.clone()));
     let result = match timeout_ms {
         t if t < 0 => util.port.post(item),
         // Never waits, not even for the hub's lock (signal handlers).
