@@ -47,39 +47,41 @@
  *   - 1v0 deliver() with pReturn == NULL;
  *   - 2v0 post() with timeout_ms == 0 (DSS2_NOWAIT semantics).
  *
- * When the queue's lock is free they queue as usual; when it is taken
- * (by the code the signal interrupted, or by another thread) the item goes
+ * When the queue's lock is free and its buffer has room they queue as
+ * usual; otherwise (the lock is held by the code the signal interrupted
+ * or by another thread, or the queue would have to grow) the item goes
  * to a small side ring of the state (64 slots, allocated when the state
  * opens) with one atomic reservation and a write() to the state's fd(),
  * and the Lua thread moves it into the queue when it next drains
  * (poll(), dispatch() and the calls built on them). Ordering: such an
- * item comes before every delivery whose call began after this one returned, as for any
- * delivery. While the 64 slots are all pending and the lock stays taken
- * the call refuses: DSS_ERR_OUT_OF_MEMORY (1v0) or DSS2_EFULL (2v0, and
- * free_fn(data, DSS2_EFULL) runs inside the call). Each call is accepted
- * (the item runs, or is cancelled, exactly once) or refused with a code.
- * Items queued through the ring send no UDP datagram (setport()); use
- * fd() or poll in a loop.
+ * item comes before every delivery whose call began after this one
+ * returned, as for any delivery. While the 64 slots are all pending,
+ * the call queues as a plain delivery would (growing the queue), except
+ * that on the Lua thread with the lock taken it refuses:
+ * DSS_ERR_OUT_OF_MEMORY (1v0) or DSS2_EFULL (2v0, and free_fn(data,
+ * DSS2_EFULL) runs inside the call). Each call is accepted (the item runs, or is cancelled, exactly
+ * once) or refused with a code. Items queued through the ring send no
+ * UDP datagram (setport()); use fd() or poll in a loop.
  *
- * Async-signal-safe: both calls look the handle up without a lock,
- * carry the item inline (no malloc()), count with atomics, and on the
- * ring path take no lock and allocate nothing (its system calls: a
- * write() to fd(), and a futex wake when the Lua thread sleeps in wait()). Conditions, all met by a utility written like luaexit:
+ * Async-signal-safe: both calls look the handle up without a lock, carry
+ * the item inline, count with atomics, and neither lock nor allocate
+ * (their system calls: a write() to fd(), and a futex wake when the Lua
+ * thread sleeps in wait()). Conditions, all met by a utility written
+ * like luaexit:
  *
  *   - the handle is live: not passed to unreg() concurrently (the call
  *     may then drop the last reference to its record and free() it);
  *   - 2v0: the handle was registered with a cancel callback, or one
  *     post()/call() was made before the handler can run (the first one
  *     pins the utility's shared object with dlopen());
- *   - when the queue's lock is free the item is queued directly, and that
- *     step calls malloc() if the queue holds more items than its buffer
- *     has ever held (the buffer is reused across drains, so in a steady
- *     state it does not grow); a handler that interrupted malloc() or
- *     free() on the same thread could then deadlock inside the C library.
+ *   - the ring is not full (fewer than 64 such deliveries since the Lua
+ *     thread last drained): with a full ring the call may allocate, and
+ *     off the Lua thread wait for the lock.
  *
  * Every other call may wait for locks or allocate and must not be made
- * from a handler. The portable pattern still works everywhere: set a `volatile sig_atomic_t` flag or write()
- * to a pipe in the handler, and deliver from one of your threads.
+ * from a handler. The portable pattern works everywhere: set a `volatile
+ * sig_atomic_t` flag or write() to a pipe in the handler, and deliver
+ * from one of your threads.
  *
  * Compiles with `-std=c99 -Wall -Wextra -Werror` (and as C++).
  */

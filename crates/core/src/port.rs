@@ -77,20 +77,23 @@ impl<T: Send + 'static> Port<T> {
     /// consumer (or any producer) while it held the lock, where
     /// [`try_post`](Port::try_post) would wait for itself.
     ///
-    /// When the lock is free (and no earlier no-wait post is pending) this
-    /// is `try_post`. Otherwise the item goes to the hub's side ring, a
-    /// fixed array of slots allocated with the hub: one atomic reservation,
-    /// no lock, no allocation, and a `write(2)` on the hub's descriptor;
-    /// the consumer takes it on its next drain. Order: it comes before
-    /// every post whose call began after this one returned (FIFO as for
-    /// any post). The ring path refuses with `Full` while its slots are all
-    /// pending (even below the hub's capacity, which ring entries may
-    /// exceed by that many), and with `Closed` once the hub closed; an item
-    /// for a port unregistered meanwhile is discarded as `Unregistered`
-    /// when the consumer takes it. It sends no UDP datagram.
+    /// When the lock is free, no earlier no-wait post is pending and the
+    /// queue's buffer has room, this is `try_post`. Otherwise the item goes
+    /// to the hub's side ring, a fixed array of slots allocated with the
+    /// hub: one atomic reservation, no lock, no allocation, and a
+    /// `write(2)` on the hub's descriptor; the consumer takes it on its
+    /// next drain. Order: it comes before every post whose call began
+    /// after this one returned (FIFO as for any post). Ring entries may
+    /// exceed the hub's capacity by the ring's size. When the ring stays
+    /// full it queues like `try_post` (growing the queue if need be), but a
+    /// call on the consumer thread refuses with `Full` if the lock is taken
+    /// (its holder may be what the call interrupted). It refuses with
+    /// `Closed` once the hub closed; an item for a port unregistered
+    /// meanwhile is discarded as `Unregistered` when the consumer takes
+    /// it. It sends no UDP datagram.
     ///
-    /// Async-signal-safe when `T` is moved without allocating and the
-    /// ring path is taken; the locked path may grow the queue's buffer.
+    /// Async-signal-safe when moving `T` allocates nothing, unless the
+    /// ring is full and the caller is not the consumer thread.
     pub fn post_nowait(&self, item: T) -> Result<Posted, PostError<T>> {
         self.shared.push_nowait(self.key, item)
     }

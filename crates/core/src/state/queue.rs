@@ -16,9 +16,13 @@ use crate::reply::PendingCall;
 use crate::sync::{condvar_wait_timeout, try_lock, yield_now, MutexGuard, Ordering};
 use crate::waker;
 
-/// Rounds of "try the lock, else the ring" before a no-wait post refuses
-/// with `Full` (the ring is full and the lock stays taken).
+/// Rounds of "try the lock, else the ring" before a no-wait post gives up
+/// on both: off the consumer thread it then waits for the lock, on it it
+/// refuses with `Full`.
+#[cfg(not(loom))]
 const NOWAIT_TRIES: usize = 64;
+#[cfg(loom)]
+const NOWAIT_TRIES: usize = 2;
 
 impl<T> Shared<T> {
     /// Queues `item` for `port`; `call` is the pending call it answers,
@@ -36,24 +40,36 @@ impl<T> Shared<T> {
 
     /// Queues `item` without ever waiting: for the lock (a signal handler
     /// may have interrupted its holder on this very thread) nor for room.
-    /// With the lock free and the ring empty it is [`push`](Self::push)
-    /// with `Refuse`; otherwise the item goes to the side ring, which
-    /// refuses with `Full` when its slots are all taken and with `Closed`
-    /// once the hub closed. The ring path locks and allocates nothing.
+    /// With the lock free, the ring empty and room in the queue's buffer it
+    /// is [`push`](Self::push) with `Refuse`; otherwise the item goes to
+    /// the side ring (refused with `Closed` once the hub closed). Neither
+    /// path allocates. Only when the ring stays full, it queues directly
+    /// (growing the queue) once it gets the lock: waiting for it off the
+    /// consumer thread, refusing with `Full` on it when it is taken.
     pub(crate) fn push_nowait(&self, port: PortKey, mut item: T) -> Result<Posted, PostError<T>> {
         for _ in 0..NOWAIT_TRIES {
-            if let Some(mut st) = try_lock(&self.state) {
-                // Never wait for a slot being written here: it may belong
-                // to a post this call interrupted (a signal handler).
-                let mut stale = Vec::new();
-                self.fold_finished(&mut st, &mut stale);
-                if !self.ring.is_pending() {
-                    let result = self.push_locked(st, port, item, WhenFull::Refuse, None, false);
-                    self.discard_all(stale, Discarded::Unregistered);
-                    return result;
+            if let Some(st) = try_lock(&self.state) {
+                // Queue directly only when that cannot allocate (the queue's
+                // buffer has room) and keeps FIFO (nothing pending in the
+                // ring). Never fold here: growing the queue would call
+                // malloc, and a slot being written may belong to a post this
+                // call interrupted (a signal handler).
+                let pending = self.ring.pending();
+                let direct = pending == 0 && st.queue.len() < st.queue.capacity();
+                if direct || st.closed || !st.port_live(port) {
+                    // Queued, or refused as `Closed`/`Unregistered`.
+                    return self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+                }
+                if st.queue.len() + pending >= st.capacity {
+                    // Full, counting the ring (the lock tells the depth).
+                    let mut st = st;
+                    st.counters.dropped += 1;
+                    return Err(PostError {
+                        kind: PostErrorKind::Full,
+                        item,
+                    });
                 }
                 drop(st);
-                self.discard_all(stale, Discarded::Unregistered);
             }
             match self.push_ring(port, item) {
                 Err(PostError {
@@ -64,11 +80,31 @@ impl<T> Shared<T> {
             }
             yield_now();
         }
-        self.ring_dropped.fetch_add(1, Ordering::Relaxed);
-        Err(PostError {
-            kind: PostErrorKind::Full,
-            item,
-        })
+        // The ring stayed full: queue directly, even if the queue must
+        // grow (allocate), rather than refuse below the hub's capacity.
+        let mut st = match try_lock(&self.state) {
+            Some(st) => st,
+            // The lock's holder may be the code this call interrupted (a
+            // signal handler on the consumer thread): waiting would never
+            // end.
+            None if self.on_consumer_thread() => {
+                self.ring_dropped.fetch_add(1, Ordering::Relaxed);
+                return Err(PostError {
+                    kind: PostErrorKind::Full,
+                    item,
+                });
+            }
+            // Another thread holds it and will release it (a signal handler
+            // must not interrupt other threads inside a hub call while the
+            // ring is full). No waiting for ring slots still being written
+            // below: one may belong to a post this call interrupted.
+            None => self.lock(),
+        };
+        let mut stale = Vec::new();
+        self.fold_finished(&mut st, &mut stale);
+        let result = self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+        self.discard_all(stale, Discarded::Unregistered);
+        result
     }
 
     fn push_ring(&self, port: PortKey, item: T) -> Result<Posted, PostError<T>> {
