@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::{Entry, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST};
 use crate::error::{Discarded, PostError, PostErrorKind};
 use crate::reply::PendingCall;
-use crate::sync::{condvar_wait_timeout, try_lock, yield_now, MutexGuard, Ordering};
+use crate::sync::{condvar_wait_timeout, fence, try_lock, yield_now, MutexGuard, Ordering};
 use crate::waker;
 
 /// Rounds of "try the lock, else the ring" before a no-wait post gives up
@@ -111,6 +111,9 @@ impl<T> Shared<T> {
         // Close waits until no ring post is in flight before it folds the
         // ring and releases the descriptor (Dekker with `closed`).
         self.ring_posters.fetch_add(1, Ordering::SeqCst);
+        // The fences make the Dekker pairing explicit (loom models SeqCst
+        // accesses alone as acquire/release).
+        fence(Ordering::SeqCst);
         let result = if self.closed.load(Ordering::SeqCst) {
             self.ring_dropped.fetch_add(1, Ordering::Relaxed);
             Err(PostError {
@@ -147,6 +150,7 @@ impl<T> Shared<T> {
     /// Waits until no ring post is in flight (close, after `closed` is set:
     /// later ring posts refuse).
     pub(crate) fn wait_ring_posters(&self) {
+        fence(Ordering::SeqCst);
         while self.ring_posters.load(Ordering::SeqCst) != 0 {
             yield_now();
         }
