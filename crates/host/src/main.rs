@@ -11,11 +11,9 @@
 //! | `runtime.rs` | one state: preloads, run the command line and script, then `run()` |
 //! | `errors.lua` | messages and tracebacks as `lua5.4` prints them; fatal callback errors |
 //! | `states.rs` | `darksidesync.host`: a Lua layer (`host.lua`) over `darksidesync.states` |
-//! | `message.rs` | [`message::Msg`], Lua values copied between states |
 
 mod cli;
 mod interrupt;
-mod message;
 mod runtime;
 mod states;
 
@@ -23,7 +21,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::process::ExitCode;
 
-use message::Msg;
+use darksidesync::states::Portable;
 use runtime::{Failure, Script};
 
 const USAGE: &str = "\
@@ -61,16 +59,16 @@ options (as lua5.4's, run in order before SCRIPT):
 
 exit status:
   0  the script and its callbacks finished (or os.exit's status)
-  1  a syntax error, or an uncaught error in the script, a callback or a
+  1  a usage error (no script, an unreadable script, an unknown option),
+     a syntax error, or an uncaught error in the script, a callback or a
      child state without an onexit handler, or Ctrl-C (message and
-     traceback on stderr)
-  2  a usage error: no script, an unreadable script, an unknown option
+     traceback on stderr), as lua5.4
 ";
 
 /// The one-line usage error, and where to look.
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("darksidesync-host: {message}; try darksidesync-host --help");
-    ExitCode::from(2)
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
@@ -100,7 +98,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("darksidesync-host: {e}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let lua = match runtime::new_state().and_then(|lua| {
@@ -133,7 +131,7 @@ fn main() -> ExitCode {
 fn load(script: OsString, rest: Vec<OsString>) -> Result<Script, String> {
     let args = rest
         .iter()
-        .map(|a| Msg::String(a.to_string_lossy().into_owned().into_bytes()))
+        .map(|a| Portable::String(a.to_string_lossy().into_owned().into_bytes()))
         .collect();
     if script == "-" {
         let mut source = Vec::new();

@@ -12,8 +12,8 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::cli::Action;
 use crate::interrupt;
-use crate::message::Msg;
 use crate::states;
+use darksidesync::states::Portable;
 
 /// A script to run in a state.
 pub struct Script {
@@ -24,7 +24,7 @@ pub struct Script {
     /// `arg[0]`.
     pub arg0: String,
     /// `arg[1..]` and the chunk's `...`.
-    pub args: Vec<Msg>,
+    pub args: Vec<Portable>,
 }
 
 /// How a state's run ended badly.
@@ -187,7 +187,7 @@ pub fn run_invocation(
             .set_name(&script.chunkname)
             .into_function()
             .map_err(|e| Failure::Syntax(syntax_message(&e)))?;
-        let args = Msg::to_multi(&script.args, lua).map_err(runtime)?;
+        let args = Portable::to_multi(&script.args, lua).map_err(runtime)?;
         let mut call_args = MultiValue::from_iter([Value::Function(chunk)]);
         call_args.extend(args);
         protected(&protect, call_args)?;

@@ -30,8 +30,8 @@
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
-use crate::message::Msg;
 use crate::runtime::{self, Failure, Script};
+use darksidesync::states::Portable;
 
 /// The layer, evaluated once per state that requires it.
 const LAYER: &str = include_str!("host.lua");
@@ -57,7 +57,7 @@ fn run_child(
         source: source.as_bytes().to_vec(),
         chunkname,
         arg0,
-        args: Msg::from_multi(&args, "host.spawn").map_err(mlua::Error::runtime)?,
+        args: Portable::from_multi(&args, "host.spawn").map_err(mlua::Error::runtime)?,
     };
     let failed = |text: String| -> mlua::Result<MultiValue> {
         Ok(MultiValue::from_iter([

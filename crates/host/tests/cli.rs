@@ -28,7 +28,7 @@ fn version_names_lua() {
 #[test]
 fn no_script_is_a_usage_error() {
     let out = host(&[]);
-    assert_eq!(out.code, Some(2));
+    assert_eq!(out.code, Some(1), "lua5.4 exits 1 on a usage error");
     assert!(
         out.stderr.starts_with("darksidesync-host: no script given"),
         "{}",
@@ -39,7 +39,7 @@ fn no_script_is_a_usage_error() {
 #[test]
 fn unknown_option_is_a_usage_error() {
     let out = host(&["--frobnicate".as_ref()]);
-    assert_eq!(out.code, Some(2));
+    assert_eq!(out.code, Some(1), "lua5.4 exits 1 on a usage error");
     assert!(
         out.stderr.contains("unknown option --frobnicate"),
         "{}",
@@ -50,7 +50,7 @@ fn unknown_option_is_a_usage_error() {
 #[test]
 fn missing_script_is_a_usage_error() {
     let out = host(&["/nonexistent/script.lua".as_ref()]);
-    assert_eq!(out.code, Some(2));
+    assert_eq!(out.code, Some(1), "lua5.4 exits 1 on a usage error");
     assert!(
         out.stderr
             .contains("cannot read /nonexistent/script.lua: No such file"),

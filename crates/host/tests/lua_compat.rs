@@ -30,7 +30,7 @@ fn a_usage_error_is_one_line_pointing_to_help() {
     ] {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
         let out = host(&args);
-        assert_eq!(out.code, Some(2), "{args:?}");
+        assert_eq!(out.code, Some(1), "{args:?}: lua5.4 exits 1");
         assert_eq!(
             out.stderr,
             format!("darksidesync-host: {message}; try darksidesync-host --help\n")

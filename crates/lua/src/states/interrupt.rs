@@ -32,9 +32,17 @@ const STOPPED: &std::ffi::CStr = c"darksidesync.states: stopped because the pare
 /// A child thread's interrupt switch, shared with its parent.
 #[derive(Default)]
 pub(crate) struct Interrupt {
-    /// The child's thread while it runs its chunk. The parent signals only
-    /// under this lock, so the thread is alive and its state open.
-    thread: Mutex<Option<libc::pthread_t>>,
+    /// The child's thread while it runs its chunk, and whether a stop was
+    /// asked for. The parent signals only under this lock, so the thread is
+    /// alive and its state open; a stop asked before the child armed is
+    /// seen by `arm` under the same lock, so it cannot be lost.
+    thread: Mutex<Switch>,
+}
+
+#[derive(Default)]
+struct Switch {
+    thread: Option<libc::pthread_t>,
+    stop_requested: bool,
 }
 
 impl Interrupt {
@@ -45,15 +53,20 @@ impl Interrupt {
         // main state: no coroutine is running at this point).
         unsafe { lua.exec_raw::<()>((), |state| main = state)? };
         ARMED_STATE.with(|s| s.set(main));
+        let mut switch = self.thread.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: pthread_self has no preconditions.
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(unsafe { libc::pthread_self() });
+        switch.thread = Some(unsafe { libc::pthread_self() });
+        if switch.stop_requested {
+            // The parent closed before this chunk started: stop it at its
+            // first instruction, as the signal would have.
+            set_stop_hook(main);
+        }
         Ok(())
     }
 
     /// On the child's thread, after its chunk, before its state closes.
     pub(crate) fn disarm(&self) {
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.thread.lock().unwrap_or_else(|p| p.into_inner()).thread = None;
         let state = ARMED_STATE.with(|s| s.replace(ptr::null_mut()));
         if !state.is_null() {
             // SAFETY: this thread owns the state, which is still open; a
@@ -67,9 +80,11 @@ impl Interrupt {
 
     /// From the parent: interrupts the child's Lua code if it runs. False
     /// when it does not, or no signal is available.
+    /// A child that has not armed yet stops when it does.
     pub(crate) fn fire(&self) -> bool {
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
-        let (Some(t), Some(sig)) = (*thread, signal()) else {
+        let mut switch = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        switch.stop_requested = true;
+        let (Some(t), Some(sig)) = (switch.thread, signal()) else {
             return false;
         };
         // SAFETY: `t` is alive: it clears `thread` under this lock before
@@ -104,17 +119,24 @@ fn signal() -> Option<c_int> {
 extern "C" fn on_signal(_sig: c_int) {
     let state = ARMED_STATE.with(|s| s.get());
     if !state.is_null() {
-        // SAFETY: the pointer is this thread's open state (armed); the Lua
-        // manuals and the stock interpreters' Ctrl-C handlers call
-        // lua_sethook from a signal handler exactly like this.
-        unsafe {
-            ffi::lua_sethook(
-                state,
-                Some(stop_hook),
-                ffi::LUA_MASKCALL | ffi::LUA_MASKRET | ffi::LUA_MASKCOUNT,
-                1,
-            );
-        }
+        set_stop_hook(state);
+    }
+}
+
+/// Makes `state` raise the stop error at its next call, return or
+/// instruction. `state` must be this thread's open, armed state; the Lua
+/// manuals and the stock interpreters' Ctrl-C handlers call `lua_sethook`
+/// from a signal handler exactly like this, so it may run in one.
+fn set_stop_hook(state: *mut ffi::lua_State) {
+    // SAFETY: per the contract above, `state` is open and owned by this
+    // thread; lua_sethook only stores the hook fields.
+    unsafe {
+        ffi::lua_sethook(
+            state,
+            Some(stop_hook),
+            ffi::LUA_MASKCALL | ffi::LUA_MASKRET | ffi::LUA_MASKCOUNT,
+            1,
+        );
     }
 }
 
