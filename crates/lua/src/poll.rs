@@ -65,8 +65,8 @@ enum Fast {
     /// The front item needs the general path.
     Slow,
     /// Took a fire-and-forget C delivery, to run (5 slots plus
-    /// LUA_MINSTACK reserved).
-    Post(PostFrame),
+    /// LUA_MINSTACK reserved), and the count of items left before it ran.
+    Post(PostFrame, usize),
 }
 
 /// Builds the `poll` function: [`poll_c`] with `general` (the wrapped
@@ -113,7 +113,10 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
             return Fast::Slow;
         }
         return match batch.pop().and_then(Item::into_post) {
-            Some(post) => Fast::Post(post.take()),
+            Some(post) => {
+                let left = st.pending_hint(batch.len());
+                Fast::Post(post.take(), left)
+            }
             None => Fast::Slow, // not reached: the front was checked
         };
     }
@@ -158,7 +161,7 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
         Fast::Taken => {}
         // SAFETY: fast_take reserved the slots; `frame` is plain values,
         // and no other Rust value is alive in this frame.
-        Fast::Post(frame) => unsafe { return poll_post(state, frame) },
+        Fast::Post(frame, left) => unsafe { return poll_post(state, frame, left) },
         // SAFETY: a C function always has LUA_MINSTACK free slots.
         Fast::Empty => unsafe {
             raw::push_integer(state, -1);
@@ -178,7 +181,9 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
 }
 
 /// The number of items left, for `poll()`'s first result, counted after
-/// the item's decoder ran (items it posted count too).
+/// the item's decoder ran (items it posted count too). Needed only when
+/// the count taken before was 0: a nonzero count comes from the batch and
+/// the hub's depth at the last refill, which a decoder cannot change.
 ///
 /// # Safety
 /// As [`fast_take`].
@@ -202,12 +207,16 @@ unsafe fn items_left(state: *mut ffi::lua_State) -> i64 {
 /// `state` is the running state of a call into [`poll_c`], with
 /// LUA_MINSTACK + 5 free slots; no Rust value with a destructor is alive
 /// in the frames an error would skip.
-unsafe fn poll_post(state: *mut ffi::lua_State, frame: PostFrame) -> c_int {
+unsafe fn poll_post(state: *mut ffi::lua_State, frame: PostFrame, left: usize) -> c_int {
     // SAFETY: per the contract; the decoder/run gets LUA_MINSTACK slots.
     let base = unsafe { ffi::lua_gettop(state) };
     // SAFETY: as above.
     let n = unsafe { frame.run_in(state, base) };
-    let left = catch_unwind(|| unsafe { items_left(state) }).unwrap_or(0);
+    let left = match left {
+        // SAFETY: as for fast_take, which this call follows.
+        0 => catch_unwind(|| unsafe { items_left(state) }).unwrap_or(0),
+        n => n as i64,
+    };
     // SAFETY: the callback is at `top - n + 1` with its `n - 1` arguments
     // above it; 5 slots are free beyond what the decoder used (it used at
     // most its own LUA_MINSTACK, and checkstack made room for both). The

@@ -54,9 +54,6 @@ use darksidesync_binding::{function, Dss, Hold, LibId};
 use darksidesync_signal::names::{name as signal_name, number as signal_number, type_name};
 use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
 
-type Fail = mlua::Error;
-type Ret = mlua::Result<MultiValue>;
-
 fn fail<T>(message: impl Into<String>) -> mlua::Result<T> {
     Err(mlua::Error::runtime(message.into()))
 }
@@ -200,7 +197,7 @@ fn string_of(v: &Value) -> Option<OsString> {
     }
 }
 
-fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, Fail> {
+fn optional_function(t: &Table, key: &str) -> mlua::Result<Option<Function>> {
     match t.get::<Value>(key)? {
         Value::Nil => Ok(None),
         Value::Function(f) => Ok(Some(f)),
@@ -212,7 +209,7 @@ fn optional_function(t: &Table, key: &str) -> Result<Option<Function>, Fail> {
 }
 
 /// `spawn(argv, opts)` → process, or nil and a message.
-fn spawn(lua: &Lua, a: MultiValue) -> Ret {
+fn spawn(lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let argv = match a.front() {
         Some(Value::Table(t)) => t.clone(),
         other => {
@@ -448,7 +445,7 @@ fn waiter(
 }
 
 /// `p:write(data)` → true, or nil and a message.
-fn write(lua: &Lua, a: MultiValue) -> Ret {
+fn write(lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let p = this(&a, "process:write")?;
     let data = match a.get(1) {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
@@ -479,14 +476,14 @@ fn write(lua: &Lua, a: MultiValue) -> Ret {
 }
 
 /// `p:close()` → true when stdin was open.
-fn close(_lua: &Lua, a: MultiValue) -> Ret {
+fn close(_lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let p = this(&a, "process:close")?;
     let was = p.stdin.borrow_mut().take().is_some();
     Ok(one(Value::Boolean(was)))
 }
 
 /// `p:kill([signal])` → true when sent, false when it already exited.
-fn kill(_lua: &Lua, a: MultiValue) -> Ret {
+fn kill(_lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let p = this(&a, "process:kill")?;
     let sig = match a.get(1) {
         None | Some(Value::Nil) => libc::SIGTERM,
@@ -500,13 +497,13 @@ fn kill(_lua: &Lua, a: MultiValue) -> Ret {
 }
 
 /// `p:pid()` → the process id.
-fn pid(_lua: &Lua, a: MultiValue) -> Ret {
+fn pid(_lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let p = this(&a, "process:pid")?;
     Ok(one(Value::Integer(i64::from(p.shared.pid))))
 }
 
 /// `p:running()` → false once the exit callback is pending or ran.
-fn running(_lua: &Lua, a: MultiValue) -> Ret {
+fn running(_lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let p = this(&a, "process:running")?;
     let exited = *p.shared.exited.lock().unwrap_or_else(|e| e.into_inner());
     Ok(one(Value::Boolean(!exited)))
