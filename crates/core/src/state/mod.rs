@@ -304,7 +304,8 @@ impl<T> Shared<T> {
             replies: self.replies.load(Ordering::Relaxed),
             peak_depth: c.peak_depth,
             wakeups: c.wakeups,
-            depth: st.queue.len(),
+            // Items in the side ring are queued for the producer's eyes.
+            depth: st.queue.len() + self.ring.pending(),
             capacity: st.capacity,
             keep_alive: self.keep_alive_count(),
             ports: st.ports.iter().filter(|p| p.live).count(),
