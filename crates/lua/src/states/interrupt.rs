@@ -36,7 +36,7 @@ pub(crate) struct Interrupt {
     /// asked for. The parent signals only under this lock, so the thread is
     /// alive and its state open; a stop asked before the child armed is
     /// seen by `arm` under the same lock, so it cannot be lost.
-    thread: Mutex<Switch>,
+    switch: Mutex<Switch>,
 }
 
 #[derive(Default)]
@@ -53,7 +53,7 @@ impl Interrupt {
         // main state: no coroutine is running at this point).
         unsafe { lua.exec_raw::<()>((), |state| main = state)? };
         ARMED_STATE.with(|s| s.set(main));
-        let mut switch = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        let mut switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: pthread_self has no preconditions.
         switch.thread = Some(unsafe { libc::pthread_self() });
         if switch.stop_requested {
@@ -66,7 +66,7 @@ impl Interrupt {
 
     /// On the child's thread, after its chunk, before its state closes.
     pub(crate) fn disarm(&self) {
-        self.thread.lock().unwrap_or_else(|p| p.into_inner()).thread = None;
+        self.switch.lock().unwrap_or_else(|p| p.into_inner()).thread = None;
         let state = ARMED_STATE.with(|s| s.replace(ptr::null_mut()));
         if !state.is_null() {
             // SAFETY: this thread owns the state, which is still open; a
@@ -82,7 +82,7 @@ impl Interrupt {
     /// when it does not, or no signal is available.
     /// A child that has not armed yet stops when it does.
     pub(crate) fn fire(&self) -> bool {
-        let mut switch = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        let mut switch = self.switch.lock().unwrap_or_else(|p| p.into_inner());
         switch.stop_requested = true;
         let (Some(t), Some(sig)) = (switch.thread, signal()) else {
             return false;
