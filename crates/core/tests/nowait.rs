@@ -82,3 +82,22 @@ fn nowait_wakes_the_descriptor() {
     assert_eq!(hub.drain(usize::MAX, &mut batch), 1);
     assert_eq!(hub.fd_readable(), Some(false));
 }
+
+#[test]
+fn items_waiting_in_the_ring_count_toward_the_capacity_of_ordinary_posts() {
+    // A fresh hub's queue has no buffer yet, so a no-wait post lands in the
+    // side ring; an ordinary post must then see the hub as full (it was
+    // accepted beyond the capacity, and a NOWAIT call then blocked forever
+    // for a reply nobody would give).
+    let hub: Hub<u32> = Hub::with_capacity(1);
+    let port = hub.register("p", |_| {}).unwrap();
+    port.post_nowait(1).unwrap();
+    let refused = port.try_post(2).unwrap_err();
+    assert_eq!(refused.kind, PostErrorKind::Full);
+    assert_eq!(refused.item, 2);
+    let mut batch = Batch::new();
+    assert_eq!(hub.drain(usize::MAX, &mut batch), 1);
+    assert_eq!(batch.pop(), Some(1));
+    port.try_post(3).unwrap();
+    assert_eq!(hub.stats().posted, 2);
+}

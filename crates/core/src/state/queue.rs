@@ -198,24 +198,35 @@ impl<T> Shared<T> {
         call: Option<Box<dyn PendingCall>>,
         fold: bool,
     ) -> Result<Posted, PostError<T>> {
-        let refuse = |mut st: MutexGuard<'_, State<T>>, kind, item| {
+        // Items of ports unregistered while they sat in the ring, discarded
+        // once the lock is released.
+        let mut stale = Vec::new();
+        let refuse = |mut st: MutexGuard<'_, State<T>>, stale: Vec<T>, kind, item| {
             st.counters.dropped += 1;
+            drop(st);
+            self.discard_all(stale, Discarded::Unregistered);
             Err(PostError { kind, item })
         };
         loop {
+            // Ring items were posted before this one and take room in the
+            // queue (invariants 1 and 3): fold them before the capacity
+            // check, again after every wait.
+            if fold {
+                self.fold_ring(&mut st, &mut stale);
+            }
             if st.closed {
-                return refuse(st, PostErrorKind::Closed, item);
+                return refuse(st, stale, PostErrorKind::Closed, item);
             }
             if !st.port_live(port) {
-                return refuse(st, PostErrorKind::Unregistered, item);
+                return refuse(st, stale, PostErrorKind::Unregistered, item);
             }
             if st.queue.len() < st.capacity {
                 break;
             }
             let deadline = match when_full {
-                WhenFull::Refuse => return refuse(st, PostErrorKind::Full, item),
+                WhenFull::Refuse => return refuse(st, stale, PostErrorKind::Full, item),
                 WhenFull::Block(_) if self.on_consumer_thread() => {
-                    return refuse(st, PostErrorKind::WouldDeadlock, item)
+                    return refuse(st, stale, PostErrorKind::WouldDeadlock, item)
                 }
                 WhenFull::Block(deadline) => deadline,
             };
@@ -226,16 +237,12 @@ impl<T> Shared<T> {
                     let now = Instant::now();
                     if now >= deadline {
                         st.blocked_producers -= 1;
-                        return refuse(st, PostErrorKind::Full, item);
+                        return refuse(st, stale, PostErrorKind::Full, item);
                     }
                     condvar_wait_timeout(&self.room_cv, st, deadline - now)
                 }
             };
             st.blocked_producers -= 1;
-        }
-        let mut stale = Vec::new();
-        if fold {
-            self.fold_ring(&mut st, &mut stale);
         }
         st.queue.push_back(Entry { port, item });
         if let Some(call) = call {
