@@ -302,16 +302,32 @@ impl Dss {
     where
         F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
     {
-        let data = Box::into_raw(Box::new(Some(f))) as *mut c_void;
+        // SAFETY: run_post::<F> reads `data` as the Box<Option<F>> that
+        // post_boxed makes.
+        unsafe { self.post_boxed(f, run_post::<F>, timeout) }
+    }
+
+    /// Hands `value` to 2v0 `post` as a `Box<Option<V>>` with `run` and
+    /// [`free_post`]: post() owns it and calls `free_post::<V>` exactly
+    /// once, whatever happens (header: "Ownership").
+    ///
+    /// # Safety
+    /// `run` must read its `data` as a `Box<Option<V>>`.
+    unsafe fn post_boxed<V: Send + 'static>(
+        &self,
+        value: V,
+        run: ffi::RunFn,
+        timeout: c_long,
+    ) -> Result<(), Error> {
+        let data = Box::into_raw(Box::new(Some(value))) as *mut c_void;
         let api = self.inner.api;
-        // SAFETY: post() takes ownership of `data` and calls free_post::<F>
-        // exactly once, whatever happens (header: "Ownership"); run_post::<F>
-        // and free_post::<F> agree on its type.
+        // SAFETY: post() takes ownership of `data` and frees it once through
+        // free_post::<V>; `run` agrees on its type (the caller's contract).
         let rc = unsafe {
             (api.post)(
                 self.inner.handle,
-                Some(run_post::<F>),
-                Some(free_post::<F>),
+                Some(run),
+                Some(free_post::<V>),
                 data,
                 timeout,
             )
@@ -349,24 +365,9 @@ impl Dss {
     where
         P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
     {
-        let data = Box::into_raw(Box::new(Some(prepare))) as *mut c_void;
-        let api = self.inner.api;
-        // SAFETY: as in post_inner: post() owns `data` and calls
-        // free_post::<P> exactly once; run and free agree on its type.
-        let rc = unsafe {
-            (api.post)(
-                self.inner.handle,
-                Some(run_post_callback::<P>),
-                Some(free_post::<P>),
-                data,
-                timeout,
-            )
-        };
-        if rc == ffi::OK {
-            Ok(())
-        } else {
-            Err(error_of(api, rc))
-        }
+        // SAFETY: run_post_callback::<P> reads `data` as the
+        // Box<Option<P>> that post_boxed makes.
+        unsafe { self.post_boxed(prepare, run_post_callback::<P>, timeout) }
     }
 
     /// A blocking [`post_callback`](Dss::post_callback): waits until the
