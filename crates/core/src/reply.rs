@@ -16,7 +16,11 @@
 //! 2. `Claimed` marks work on the consumer thread that uses what the caller
 //!    lent it (a C caller's `data`): while claimed, neither a timeout nor a
 //!    cancellation ends the call; they wait for the claim to end. So after
-//!    the caller returned, nothing the consumer does touches its data.
+//!    the caller returned, nothing the consumer does touches its data. Who
+//!    waits for the claim to end says so (`watched`), and only then does
+//!    ending the claim wake anyone: a waiter still inside its timed wait
+//!    needs no wake-up, and a needless one costs a blocking call a futex
+//!    wake and a context switch on the caller's thread.
 //! 3. `settled` is set (release) when the waiter's answer is there; the
 //!    waiter may spin on it (acquire) before taking the lock and sleeping,
 //!    which is what keeps a round trip with a busy consumer in the low
@@ -103,8 +107,11 @@ const SPINS_PER_CHECK: u32 = 32;
 enum State<R> {
     /// Queued, or its callback ran and the answer is pending.
     Waiting,
-    /// The consumer is inside work that uses the caller's lent data.
-    Claimed,
+    /// The consumer is inside work that uses the caller's lent data;
+    /// `watched` once a waiter or a cancellation waits for it to end.
+    Claimed {
+        watched: bool,
+    },
     Replied(Result<R, String>),
     Dropped,
     Cancelled,
@@ -168,7 +175,8 @@ impl<R: Send> PendingCall for Arc<Slot<R>> {
         let mut state = lock(&self.state);
         loop {
             match *state {
-                State::Claimed => {
+                State::Claimed { .. } => {
+                    *state = State::Claimed { watched: true };
                     state = self.cv.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
                 State::Waiting => {
@@ -243,7 +251,7 @@ impl<R> Reply<R> {
         let mut state = lock(&self.slot.state);
         match *state {
             State::Waiting => {
-                *state = State::Claimed;
+                *state = State::Claimed { watched: false };
                 true
             }
             _ => false,
@@ -254,17 +262,19 @@ impl<R> Reply<R> {
     /// for its answer again (and may time out or be cancelled).
     pub fn unclaim(&self) {
         let mut state = lock(&self.slot.state);
-        if matches!(*state, State::Claimed) {
+        if let State::Claimed { watched } = *state {
             *state = State::Waiting;
             drop(state);
-            self.slot.cv.notify_all();
+            if watched {
+                self.slot.cv.notify_all();
+            }
         }
     }
 
     fn answer(mut self, result: Result<R, String>) -> Result<(), Result<R, String>> {
         self.answered = true;
         let state = lock(&self.slot.state);
-        if !matches!(*state, State::Waiting | State::Claimed) {
+        if !matches!(*state, State::Waiting | State::Claimed { .. }) {
             return Err(result);
         }
         self.slot.settle(state, State::Replied(result));
@@ -278,7 +288,7 @@ impl<R> Drop for Reply<R> {
             return;
         }
         let state = lock(&self.slot.state);
-        if matches!(*state, State::Waiting | State::Claimed) {
+        if matches!(*state, State::Waiting | State::Claimed { .. }) {
             self.slot.settle(state, State::Dropped);
         } else {
             // The waiter left (timed out) or the call was cancelled:
@@ -331,12 +341,16 @@ impl<R> Waiter<R> {
                 State::Abandoned | State::Taken => {
                     unreachable!("only the waiter abandons or takes")
                 }
-                State::Waiting | State::Claimed => {}
+                State::Waiting | State::Claimed { .. } => {}
             }
-            let claimed = matches!(*state, State::Claimed);
+            let claimed = matches!(*state, State::Claimed { .. });
             state = match deadline {
                 None => self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner()),
-                Some(_) if claimed => self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(_) if claimed => {
+                    // Back to the timed wait when the claim ends.
+                    *state = State::Claimed { watched: true };
+                    self.slot.cv.wait(state).unwrap_or_else(|p| p.into_inner())
+                }
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {

@@ -170,6 +170,29 @@ fn a_claimed_call_outlives_its_timeout_and_gets_its_answer() {
     });
 }
 
+/// The caller's timeout passes while the consumer holds the claim: the
+/// caller waits for the claim to end, and then times out (ending the claim
+/// must wake it; the answer never comes).
+#[test]
+fn a_call_whose_timeout_passed_while_claimed_times_out_when_unclaimed() {
+    within(HANG, || {
+        let hub: Hub<Job> = Hub::new();
+        let port = hub.register("p", |_| {}).unwrap();
+        let caller = thread::spawn(move || port.call(|r| (1, r), Some(Duration::from_millis(30))));
+        let mut batch = Batch::new();
+        while batch.is_empty() {
+            hub.wait(None);
+            hub.drain(1, &mut batch);
+        }
+        let (_, reply) = batch.pop().unwrap();
+        assert!(reply.claim());
+        thread::sleep(Duration::from_millis(80)); // past the caller's timeout
+        reply.unclaim();
+        assert_eq!(caller.join().unwrap(), Err(CallError::TimedOut));
+        assert_eq!(reply.send(1), Err(1), "the caller gave up");
+    });
+}
+
 #[test]
 fn a_timed_out_unclaimed_call_cannot_be_claimed() {
     within(HANG, || {

@@ -141,6 +141,33 @@ fn unregister_races_a_drained_call() {
     });
 }
 
+/// Unregister racing a claim of a drained call that ends without the
+/// answer: the cancellation either ends the call before the claim (which
+/// then fails) or waits for the claim to end and is woken by it; the
+/// caller ends Cancelled either way, never hangs.
+#[test]
+fn unregister_waits_out_a_claim() {
+    loom::model(|| {
+        let hub: Hub<(u8, Reply<u8>)> = Hub::new();
+        let port = hub.register("p", |_| {}).unwrap();
+        let p2 = port.clone();
+        let caller = thread::spawn(move || p2.call(|r| (1, r), None));
+        let mut batch = Batch::new();
+        while batch.is_empty() {
+            hub.wait(None);
+            hub.drain(1, &mut batch);
+        }
+        let unreg = thread::spawn(move || port.unregister());
+        let (v, reply) = batch.pop().unwrap();
+        if reply.claim() {
+            reply.unclaim();
+        }
+        assert!(unreg.join().unwrap());
+        assert_eq!(reply.send(v), Err(v), "cancelled: the answer is refused");
+        assert_eq!(caller.join().unwrap(), Err(CallError::Cancelled));
+    });
+}
+
 /// No-wait posts racing the consumer's drains: each item comes out exactly
 /// once and in order, whether it went through the lock or the side ring
 /// (the queue starts without a buffer, so the first post takes the ring).
