@@ -97,6 +97,12 @@ function SOURCES.rustcb()
   return { post = b.post_callback, call = b.call_callback, sum = distinct_sum, outcome = own_outcome }
 end
 
+-- LuaCallback::post: posts only (no call).
+function SOURCES.rustfn()
+  local b = require "dssbenchrs"
+  return { post = b.post_values, sum = distinct_sum, outcome = own_outcome }
+end
+
 local function source(name)
   local make = SOURCES[name]
   if not make then error("unknown source " .. tostring(name)) end

@@ -11,6 +11,8 @@
 //! -- only prepares cb and k, darksidesync calls cb itself
 //! local job = b.post_callback(cb, producers, per)
 //! local job = b.call_callback(cb, calls, gap_us)
+//! -- through a LuaCallback: the threads post only the integer k
+//! local job = b.post_values(cb, producers, per)
 //! job:wait() --> true     job:done() --> boolean
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
@@ -24,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use darksidesync_binding::{Dss, Error, LibId};
+use darksidesync_binding::{Dss, Error, LibId, LuaCallback};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value};
 
 static LIB: LibId = LibId::new();
@@ -109,6 +111,8 @@ enum Via {
     /// `Dss::post_callback` / `Dss::call_callback`: the closure prepares
     /// the callback and its argument; darksidesync calls it.
     Callback,
+    /// `LuaCallback::post`: the thread posts the integer alone.
+    Values,
 }
 
 /// The callback of `key` and the integer, for darksidesync to call.
@@ -119,11 +123,23 @@ fn prepared(lua: &Lua, key: &RegistryKey, v: i64) -> mlua::Result<(Function, Mul
     ))
 }
 
-fn post_one(dss: &Dss, via: Via, key: &Arc<RegistryKey>, v: i64) -> Result<(), Error> {
-    let key = key.clone();
-    match via {
-        Via::Closure => dss.post(move |lua| lua.registry_value::<Function>(&key)?.call(v)),
-        Via::Callback => dss.post_callback(move |lua| prepared(lua, &key, v)),
+/// What a producer thread posts through.
+enum Target {
+    Key(Arc<RegistryKey>),
+    Kept(LuaCallback),
+}
+
+fn post_one(dss: &Dss, via: Via, target: &Target, v: i64) -> Result<(), Error> {
+    match (via, target) {
+        (_, Target::Kept(cb)) => cb.post(v),
+        (Via::Closure, Target::Key(key)) => {
+            let key = key.clone();
+            dss.post(move |lua| lua.registry_value::<Function>(&key)?.call(v))
+        }
+        (_, Target::Key(key)) => {
+            let key = key.clone();
+            dss.post_callback(move |lua| prepared(lua, &key, v))
+        }
     }
 }
 
@@ -133,7 +149,7 @@ fn call_one(dss: &Dss, via: Via, key: &RegistryKey, v: i64) -> Result<i64, Error
             |lua| lua.registry_value::<Function>(key)?.call::<i64>(v),
             None,
         ),
-        Via::Callback => dss.call_callback(
+        Via::Callback | Via::Values => dss.call_callback(
             |lua| prepared(lua, key, v),
             |_, answer: MultiValue| match answer.front() {
                 Some(Value::Integer(i)) => Ok(*i),
@@ -149,16 +165,19 @@ fn post(lua: &Lua, via: Via, (cb, producers, per): (Function, usize, u64)) -> ml
     if !(1..=16).contains(&producers) {
         return Err(mlua::Error::runtime("dssbenchrs.post: 1..16 producers"));
     }
-    let key = Arc::new(lua.create_registry_value(cb)?);
     let dss = handle(lua)?;
+    let target = Arc::new(match via {
+        Via::Values => Target::Kept(dss.callback(lua, cb)?),
+        _ => Target::Key(Arc::new(lua.create_registry_value(cb)?)),
+    });
     let counts = Arc::new(Counts::default());
     let threads = (0..producers as u64)
         .map(|p| {
-            let (dss, key, counts) = (dss.clone(), key.clone(), counts.clone());
+            let (dss, target, counts) = (dss.clone(), target.clone(), counts.clone());
             thread::spawn(move || {
                 let (mut sent, mut failed) = (0, 0);
                 for v in p * per + 1..=(p + 1) * per {
-                    if post_one(&dss, via, &key, v as i64).is_ok() {
+                    if post_one(&dss, via, &target, v as i64).is_ok() {
                         sent += 1;
                     } else {
                         failed += 1;
@@ -233,6 +252,10 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "post_callback",
         lua.create_function(|lua, a| post(lua, Via::Callback, a))?,
+    )?;
+    t.set(
+        "post_values",
+        lua.create_function(|lua, a| post(lua, Via::Values, a))?,
     )?;
     t.set(
         "call_callback",

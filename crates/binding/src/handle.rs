@@ -313,25 +313,32 @@ impl Dss {
     ///
     /// # Safety
     /// `run` must read its `data` as a `Box<Option<V>>`.
-    unsafe fn post_boxed<V: Send + 'static>(
+    pub(crate) unsafe fn post_boxed<V: Send + 'static>(
         &self,
         value: V,
         run: ffi::RunFn,
         timeout: c_long,
     ) -> Result<(), Error> {
         let data = Box::into_raw(Box::new(Some(value))) as *mut c_void;
-        let api = self.inner.api;
         // SAFETY: post() takes ownership of `data` and frees it once through
         // free_post::<V>; `run` agrees on its type (the caller's contract).
-        let rc = unsafe {
-            (api.post)(
-                self.inner.handle,
-                Some(run),
-                Some(free_post::<V>),
-                data,
-                timeout,
-            )
-        };
+        unsafe { self.post_raw(run, Some(free_post::<V>), data, timeout) }
+    }
+
+    /// 2v0 `post` of `data` as it is.
+    ///
+    /// # Safety
+    /// `run` and `free` accept `data` (header: "Ownership").
+    pub(crate) unsafe fn post_raw(
+        &self,
+        run: ffi::RunFn,
+        free: Option<ffi::FreeFn>,
+        data: *mut c_void,
+        timeout: c_long,
+    ) -> Result<(), Error> {
+        let api = self.inner.api;
+        // SAFETY: the caller's contract; post() accepts any handle value.
+        let rc = unsafe { (api.post)(self.inner.handle, Some(run), free, data, timeout) };
         if rc == ffi::OK {
             Ok(())
         } else {
@@ -507,6 +514,12 @@ impl Dss {
         } else {
             Err(error_of(self.inner.api, rc))
         }
+    }
+
+    /// Whether `lua` is the state this handle was registered in.
+    pub(crate) fn registered_in(&self, lua: &Lua) -> bool {
+        lua.app_data_ref::<Registrations>()
+            .is_some_and(|r| r.0.values().any(|d| d == self))
     }
 
     /// True while the handle is registered and its state open.

@@ -242,6 +242,20 @@ impl Report<'_> {
             );
         }
 
+        t.section("Rust library on `darksidesync-binding`, `LuaCallback::post` (plain values to a kept Lua function; darksidesync calls it)");
+        let v = self.rate("rustfn_dispatch_1");
+        t.row(
+            "post + `wait()` + `dispatch()`, 1 producer".into(),
+            mps(v),
+            ratios(&[
+                ratio(v, internal, "internal"),
+                ratio(v, limit_pcall, "lua_pcall limit"),
+            ]),
+            "≥ 0.5× internal",
+            meets(v, internal, 0.5, true),
+        );
+        self.two_producers(&mut t, "rustfn");
+
         t.section("8 states in one process, each fed by its own 2v0 producer (C host)");
         let one = self.rate("c2_states_1");
         let eight = self.rate("c2_states_8");

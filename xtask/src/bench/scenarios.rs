@@ -73,6 +73,9 @@ const CALL_GAP_US: u64 = 50;
 /// calls it).
 pub(super) const PUBLIC: [&str; 4] = ["c1", "c2", "rust", "rustcb"];
 
+/// Public sources that only post (`LuaCallback::post` of the binding).
+pub(super) const POST_ONLY: [&str; 1] = ["rustfn"];
+
 /// The states of the "many states" scenarios.
 pub(super) const STATES: [u64; 2] = [1, 8];
 
@@ -127,6 +130,14 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
             format!("{src}_roundtrip_wait"),
             &["roundtrip", src, "wait", &s(z.calls), &s(CALL_GAP_US)],
         ));
+    }
+    for src in POST_ONLY {
+        for p in [1u64, 2] {
+            list.push(lua(
+                format!("{src}_dispatch_{p}"),
+                &["throughput", src, "dispatch", &s(p), &s(z.public_items / p)],
+            ));
+        }
     }
     for p in [1u64, 2] {
         list.push(lua(

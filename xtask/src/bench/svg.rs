@@ -74,6 +74,11 @@ impl Report<'_> {
                 rate("rustcb_dispatch_1"),
                 public,
             ),
+            (
+                "binding LuaCallback::post + dispatch()".into(),
+                rate("rustfn_dispatch_1"),
+                public,
+            ),
             ("2v0: 1 state (C host)".into(), rate("c2_states_1"), states),
             (
                 "2v0: 8 states, aggregate".into(),

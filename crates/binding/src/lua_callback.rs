@@ -1,0 +1,446 @@
+//! [`LuaCallback`]: a Lua function kept for background threads, which
+//! post plain values to it ([`LuaCallback::post`]); darksidesync calls it
+//! with them on the Lua thread, as it calls the module's own deliveries.
+//!
+//! The cheapest way for a library to reach Lua: no closure and no mlua
+//! call per item. On the Lua thread the trampoline pushes the function
+//! (one registry read by its reference) and the values through the Lua C
+//! API, and `dispatch()` calls it in its fast loop, like a C utility's
+//! `run`.
+//!
+//! # What an item carries
+//!
+//! The registry reference of the function and the values, in the item's
+//! `data` word when they fit (a 64-bit target, and one value that
+//! [`Arg::packed`] fits in 32 bits: an integer that fits in an `i32`, a
+//! boolean, or none), with no allocation and no free callback; otherwise
+//! boxed. Items hold no count on the [`LuaCallback`]: its registry slot
+//! is released by one last item that the drop of its last clone queues
+//! behind every post of it (see `Kept`'s `Drop`), so the slot cannot be
+//! reused for another value while a post of it is still queued.
+
+use std::ffi::{c_char, c_int, c_long, c_void};
+use std::fmt;
+use std::sync::Arc;
+
+use mlua::ffi::{self as lua, lua_State};
+use mlua::{Function, Lua, RegistryKey};
+
+use crate::error::Error;
+use crate::ffi::{self, Handle};
+use crate::handle::Dss;
+
+/// A Lua function that any thread can hand values to: made on the Lua
+/// thread with [`Dss::callback`], then [`post`](LuaCallback::post)ed to
+/// from anywhere. `Send + Sync + Clone`; the function stays referenced
+/// (in the registry) until the last clone is dropped and the posts
+/// queued before that ran or were discarded. Dropping the last clone
+/// queues one item that releases the reference on the Lua thread (it
+/// counts in the library's [`Stats`](crate::Stats) like any post).
+///
+/// A post behaves like one of the module's own deliveries:
+/// `darksidesync.dispatch()` calls the function with the values under the
+/// state's error handler (`seterrorhandler`), and `poll()` returns it and
+/// the values to its Lua caller. Items keep their FIFO order with every
+/// other delivery.
+///
+/// ```
+/// use darksidesync_binding::{Dss, LibId};
+/// use mlua::{Function, Lua};
+///
+/// static TICKS: LibId = LibId::new();
+///
+/// # fn main() -> mlua::Result<()> {
+/// let lua = Lua::new();
+/// let dssmod = darksidesync::open(&lua)?; // a real library lets register require it
+/// let dss = Dss::register(&lua, &TICKS, "ticks")?;
+/// let f: Function = lua.load("function(n, label) total = (total or 0) + n end").eval()?;
+/// let tick = dss.callback(&lua, f)?;
+/// let worker = std::thread::spawn(move || {
+///     for n in 1..=3i64 {
+///         tick.post((n, "tick")).unwrap();
+///     }
+/// });
+/// worker.join().unwrap();
+/// let ran: i64 = dssmod.get::<Function>("dispatch")?.call(())?;
+/// assert_eq!(ran, 3);
+/// assert_eq!(lua.globals().get::<i64>("total")?, 6);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LuaCallback {
+    inner: Arc<Kept>,
+}
+
+struct Kept {
+    dss: Dss,
+    /// The function, in the state's registry; taken by `Drop`.
+    key: Option<RegistryKey>,
+    /// `key`'s reference.
+    id: c_int,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let data = Box::into_raw(Box::new(Some(key))) as *mut c_void;
+        // Queued behind every post of this callback (all were queued
+        // before the last clone went). The outcome goes to free_release.
+        // SAFETY: run_release and free_release read `data` as the
+        // Box<Option<RegistryKey>> made here; post() frees it once.
+        let _ = unsafe { self.dss.post_raw(run_release, Some(free_release), data, -1) };
+    }
+}
+
+/// `run` of the release item: drops the registry key on the Lua thread.
+unsafe extern "C" fn run_release(_l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
+    // SAFETY: `data` is the Box<Option<RegistryKey>> made by Kept's drop;
+    // run is called at most once, on the Lua thread, before free.
+    drop(unsafe { &mut *(data as *mut Option<RegistryKey>) }.take());
+    0
+}
+
+/// `free` of the release item. Discarded or refused because the state
+/// closed (its registry is gone) or the library unregistered (no item of
+/// it starts any more; one already running only reads the slot, which
+/// mlua frees later, on the Lua thread), the key is dropped. Refused
+/// otherwise (would-deadlock: the last clone dropped on the Lua thread
+/// with the queue full), posts of the callback may still be queued: the
+/// slot is then kept until the state closes rather than reused under them.
+unsafe extern "C" fn free_release(data: *mut c_void, outcome: c_int) {
+    // SAFETY: called once per release item with the box made by Kept's
+    // drop (header contract).
+    let mut slot = unsafe { Box::from_raw(data as *mut Option<RegistryKey>) };
+    let key = slot.take();
+    if !matches!(
+        outcome,
+        ffi::OK | ffi::ECLOSED | ffi::ECANCELLED | ffi::ESTALE
+    ) {
+        std::mem::forget(key);
+    }
+}
+
+impl fmt::Debug for LuaCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LuaCallback")
+            .field("dss", &self.inner.dss)
+            .finish()
+    }
+}
+
+impl Dss {
+    /// Keeps `f` for [`LuaCallback::post`] from any thread. Lua thread
+    /// only; `lua` must be the state this handle was registered in (a
+    /// Lua error otherwise).
+    pub fn callback(&self, lua: &Lua, f: Function) -> mlua::Result<LuaCallback> {
+        if !self.registered_in(lua) {
+            return Err(mlua::Error::runtime(
+                "darksidesync-binding: callback: not the state this library registered in",
+            ));
+        }
+        let key = lua.create_registry_value(f)?;
+        Ok(LuaCallback {
+            inner: Arc::new(Kept {
+                dss: self.clone(),
+                id: key.id(),
+                key: Some(key),
+            }),
+        })
+    }
+}
+
+impl LuaCallback {
+    /// Queues a call of the function with `args` (a value or a tuple of up
+    /// to four: integers, floats, booleans, strings; `()` for none),
+    /// waiting for room while the queue is full. On the Lua thread itself
+    /// a full queue gives [`Error::WouldDeadlock`] instead of waiting.
+    pub fn post<A: Args>(&self, args: A) -> Result<(), Error> {
+        self.post_inner(args, -1)
+    }
+
+    /// Like [`post`](LuaCallback::post), but refuses with [`Error::Full`]
+    /// at once when the queue is full.
+    pub fn try_post<A: Args>(&self, args: A) -> Result<(), Error> {
+        self.post_inner(args, 0)
+    }
+
+    /// The handle this callback posts through.
+    pub fn dss(&self) -> &Dss {
+        &self.inner.dss
+    }
+
+    fn post_inner<A: Args>(&self, args: A, timeout: c_long) -> Result<(), Error> {
+        let id = self.inner.id;
+        if let Some(bits) = packed::<A>(id, &args) {
+            // SAFETY: run_packed::<A> decodes the word made by `packed`;
+            // nothing to free.
+            return unsafe {
+                self.inner
+                    .dss
+                    .post_raw(run_packed::<A>, None, bits as *mut c_void, timeout)
+            };
+        }
+        // SAFETY: run_boxed::<A> reads `data` as the Box<Option<(c_int, A)>>
+        // that post_boxed makes.
+        unsafe {
+            self.inner
+                .dss
+                .post_boxed((id, args), run_boxed::<A>, timeout)
+        }
+    }
+}
+
+/// The `data` word of a post that fits in it: the registry reference in
+/// the high 32 bits, the value's 32 bits below. 64-bit targets only.
+fn packed<A: Args>(id: c_int, args: &A) -> Option<usize> {
+    if usize::BITS < 64 {
+        return None;
+    }
+    let low = args.packed()?;
+    Some(((id as u32 as u64) << 32 | low as u64) as usize)
+}
+
+/// `run` of a packed post: pushes the function and the value.
+unsafe extern "C" fn run_packed<A: Args>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int {
+    let word = data as usize as u64;
+    let id = (word >> 32) as u32 as c_int;
+    // SAFETY: on the Lua thread, in this state's run (2v0 contract); the
+    // reference is this state's (Dss::callback checked the state, the item
+    // is queued in it) and its slot is held until the release item queued
+    // behind this one ran. Room is checked first; pushing raises only on
+    // memory exhaustion.
+    unsafe {
+        if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
+            return 0;
+        }
+        lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
+        A::push_packed(word as u32, l);
+    }
+    A::COUNT + 1
+}
+
+/// `run` of a boxed post: pushes the function and the values.
+unsafe extern "C" fn run_boxed<A: Args>(l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
+    // SAFETY: `data` is the Box<Option<(c_int, A)>> made by post_boxed;
+    // the module owns it until free_post, and run is called at most once,
+    // on the Lua thread, before free. Pushing: as in run_packed.
+    unsafe {
+        let Some((id, args)) = (*(data as *mut Option<(c_int, A)>)).take() else {
+            return 0;
+        };
+        if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
+            return 0;
+        }
+        lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
+        args.push(l);
+    }
+    A::COUNT + 1
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Values a [`LuaCallback`] is called with: one [`Arg`], `()` (no value)
+/// or a tuple of up to four. Sealed: the values are pushed through the
+/// Lua C API.
+pub trait Args: sealed::Sealed + Send + 'static {
+    /// How many values [`push`](Args::push) pushes.
+    #[doc(hidden)]
+    const COUNT: c_int;
+
+    /// Pushes the values.
+    ///
+    /// # Safety
+    /// `l` is the running state, on the Lua thread, with room for
+    /// `COUNT` values.
+    #[doc(hidden)]
+    unsafe fn push(self, l: *mut lua_State);
+
+    /// The values in 32 bits, when they fit (see the module docs).
+    #[doc(hidden)]
+    fn packed(&self) -> Option<u32> {
+        None
+    }
+
+    /// Pushes the values [`packed`](Args::packed) made `bits` of.
+    ///
+    /// # Safety
+    /// As for [`push`](Args::push); `bits` came from `packed`.
+    #[doc(hidden)]
+    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
+        let _ = (bits, l);
+    }
+}
+
+/// One value of [`Args`]: `i64`, `i32`, `u32`, `f64`, `bool`, `String`,
+/// `&'static str`.
+pub trait Arg: sealed::Sealed + Send + 'static {
+    /// Pushes the value.
+    ///
+    /// # Safety
+    /// As for [`Args::push`], with room for one value.
+    #[doc(hidden)]
+    unsafe fn push_one(self, l: *mut lua_State);
+
+    /// The value in 32 bits, when it fits.
+    #[doc(hidden)]
+    fn packed_one(&self) -> Option<u32> {
+        None
+    }
+
+    /// Pushes the value [`packed_one`](Arg::packed_one) made `bits` of.
+    ///
+    /// # Safety
+    /// As for [`push_one`](Arg::push_one); `bits` came from `packed_one`.
+    #[doc(hidden)]
+    unsafe fn push_packed_one(bits: u32, l: *mut lua_State) {
+        let _ = (bits, l);
+    }
+}
+
+macro_rules! arg {
+    ($t:ty, |$v:ident, $l:ident| $push:expr) => {
+        impl sealed::Sealed for $t {}
+        impl Arg for $t {
+            unsafe fn push_one(self, $l: *mut lua_State) {
+                let $v = self;
+                // SAFETY: the caller's contract (a running state with room).
+                unsafe { $push }
+            }
+        }
+        impl Args for $t {
+            const COUNT: c_int = 1;
+            unsafe fn push(self, l: *mut lua_State) {
+                // SAFETY: the caller's contract.
+                unsafe { self.push_one(l) }
+            }
+        }
+    };
+    ($t:ty, |$v:ident, $l:ident| $push:expr, |$pv:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr) => {
+        impl sealed::Sealed for $t {}
+        impl Arg for $t {
+            unsafe fn push_one(self, $l: *mut lua_State) {
+                let $v = self;
+                // SAFETY: the caller's contract (a running state with room).
+                unsafe { $push }
+            }
+            fn packed_one(&self) -> Option<u32> {
+                let $pv = self;
+                $pack
+            }
+            unsafe fn push_packed_one($b: u32, $bl: *mut lua_State) {
+                // SAFETY: the caller's contract (a running state with room).
+                unsafe { $unpack }
+            }
+        }
+        impl Args for $t {
+            const COUNT: c_int = 1;
+            unsafe fn push(self, l: *mut lua_State) {
+                // SAFETY: the caller's contract.
+                unsafe { self.push_one(l) }
+            }
+            fn packed(&self) -> Option<u32> {
+                self.packed_one()
+            }
+            unsafe fn push_packed(bits: u32, l: *mut lua_State) {
+                // SAFETY: the caller's contract.
+                unsafe { <$t as Arg>::push_packed_one(bits, l) }
+            }
+        }
+    };
+}
+
+/// Pushes an integer packed as an `i32`.
+///
+/// # Safety
+/// As for [`Arg::push_one`].
+unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
+    // SAFETY: the caller's contract.
+    unsafe { lua::lua_pushinteger(l, bits as i32 as lua::lua_Integer) }
+}
+
+arg!(
+    i64,
+    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
+    |v| i32::try_from(*v).ok().map(|v| v as u32),
+    |b, l| push_i32_bits(b, l)
+);
+arg!(
+    i32,
+    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
+    |v| Some(*v as u32),
+    |b, l| push_i32_bits(b, l)
+);
+arg!(
+    u32,
+    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
+    |v| Some(*v),
+    |b, l| lua::lua_pushinteger(l, b as lua::lua_Integer)
+);
+arg!(
+    bool,
+    |v, l| lua::lua_pushboolean(l, v as c_int),
+    |v| Some(*v as u32),
+    |b, l| lua::lua_pushboolean(l, (b != 0) as c_int)
+);
+arg!(f64, |v, l| lua::lua_pushnumber(l, v as lua::lua_Number));
+arg!(String, |v, l| push_str(l, &v));
+arg!(&'static str, |v, l| push_str(l, v));
+
+/// # Safety
+/// As for [`Arg::push_one`].
+unsafe fn push_str(l: *mut lua_State, s: &str) {
+    // SAFETY: the caller's contract; Lua copies the bytes.
+    unsafe { lua::lua_pushlstring(l, s.as_ptr() as *const c_char, s.len()) };
+}
+
+impl sealed::Sealed for () {}
+impl Args for () {
+    const COUNT: c_int = 0;
+    unsafe fn push(self, _l: *mut lua_State) {}
+    fn packed(&self) -> Option<u32> {
+        Some(0)
+    }
+    unsafe fn push_packed(_bits: u32, _l: *mut lua_State) {}
+}
+
+impl<A: Arg> sealed::Sealed for (A,) {}
+impl<A: Arg> Args for (A,) {
+    const COUNT: c_int = 1;
+    unsafe fn push(self, l: *mut lua_State) {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.push_one(l) }
+    }
+    fn packed(&self) -> Option<u32> {
+        self.0.packed_one()
+    }
+    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
+        // SAFETY: the caller's contract.
+        unsafe { A::push_packed_one(bits, l) }
+    }
+}
+
+macro_rules! tuple {
+    ($n:expr; $($name:ident),+) => {
+        impl<$($name: Arg),+> sealed::Sealed for ($($name,)+) {}
+        impl<$($name: Arg),+> Args for ($($name,)+) {
+            const COUNT: c_int = $n;
+            #[allow(non_snake_case)]
+            unsafe fn push(self, l: *mut lua_State) {
+                let ($($name,)+) = self;
+                // SAFETY: the caller's contract, room for all of them.
+                unsafe { $($name.push_one(l);)+ }
+            }
+        }
+    };
+}
+
+tuple!(2; A, B);
+tuple!(3; A, B, C);
+tuple!(4; A, B, C, D);
