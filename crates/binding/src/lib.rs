@@ -18,6 +18,11 @@
 //!   exactly like its own items: `dispatch()` calls it under the state's
 //!   error handler, `poll()` returns it to the Lua caller (with the reply
 //!   userdata for a call), and a call's answer is the callback's results.
+//! * [`LuaCallback`] ([`Dss::callback`]) keeps a Lua function that any
+//!   thread [posts](LuaCallback::post) plain values to (integers, floats,
+//!   booleans, strings): the cheapest delivery, with no closure and no
+//!   mlua call per item, for the bulk of a library's traffic (a timer
+//!   fired, a line read, a process ended).
 //!
 //! No Rust types cross between your library and darksidesync: they are
 //! compiled separately and share only the C ABI. A closure travels as a
