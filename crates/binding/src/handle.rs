@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue};
+use mlua::{Lua, MultiValue, RegistryKey};
 
 use crate::callback::{
     reply_callback, run_call_callback, run_post_callback, CallbackSlot, Prepared,
@@ -45,6 +45,11 @@ struct Inner {
     keeps_run_alive: AtomicBool,
     /// Also in `NOTICES` until the registration ends.
     notice: Arc<Notice>,
+    /// Registry keys of dropped `LuaCallback`s whose release item could
+    /// not be queued yet (see `lua_callback.rs`); `graves_waiting` is set
+    /// while there are any.
+    graves: Mutex<Vec<RegistryKey>>,
+    graves_waiting: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -55,12 +60,20 @@ impl Drop for Inner {
         // only lets go of run().
         // SAFETY: status/unreg/release accept any handle value and only
         // return codes.
+        let status = unsafe { (self.api.status)(self.handle) };
+        // SAFETY: as above.
         unsafe {
-            if (self.api.status)(self.handle) == ffi::ECLOSED {
+            if status == ffi::ECLOSED {
                 (self.api.unreg)(self.handle);
             } else if self.keeps_run_alive.swap(false, Ordering::AcqRel) {
                 (self.api.release)(self.handle);
             }
+        }
+        let graves = std::mem::take(self.graves.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if status == ffi::OK {
+            // Posts of these callbacks may still be queued: their slots
+            // must not be reused under them; kept until the state closes.
+            graves.into_iter().for_each(std::mem::forget);
         }
     }
 }
@@ -199,6 +212,8 @@ impl Dss {
                     handle,
                     keeps_run_alive: AtomicBool::new(false),
                     notice,
+                    graves: Mutex::new(Vec::new()),
+                    graves_waiting: AtomicBool::new(false),
                 }),
             },
             other => {
@@ -514,6 +529,25 @@ impl Dss {
         } else {
             Err(error_of(self.inner.api, rc))
         }
+    }
+
+    /// Keeps registry keys whose release item could not be queued (see
+    /// `lua_callback.rs`).
+    pub(crate) fn bury(&self, keys: Vec<RegistryKey>) {
+        let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());
+        graves.extend(keys);
+        self.inner.graves_waiting.store(true, Ordering::Release);
+    }
+
+    /// Takes the keys [`bury`](Dss::bury) kept, if any (one relaxed load
+    /// when there are none).
+    pub(crate) fn dig_up(&self) -> Vec<RegistryKey> {
+        if !self.inner.graves_waiting.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.graves_waiting.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *graves)
     }
 
     /// Whether `lua` is the state this handle was registered in.

@@ -15,9 +15,9 @@
 //! [`Arg::packed`] fits in 32 bits: an integer that fits in an `i32`, a
 //! boolean, or none), with no allocation and no free callback; otherwise
 //! boxed. Items hold no count on the [`LuaCallback`]: its registry slot
-//! is released by one last item that the drop of its last clone queues
-//! behind every post of it (see `Kept`'s `Drop`), so the slot cannot be
-//! reused for another value while a post of it is still queued.
+//! is released by one item that the drop of its last clone queues behind
+//! every post of it (see [`release`]), so the slot cannot be reused for
+//! another value while a post of it is still queued.
 
 use std::ffi::{c_char, c_int, c_long, c_void};
 use std::fmt;
@@ -35,8 +35,10 @@ use crate::handle::Dss;
 /// from anywhere. `Send + Sync + Clone`; the function stays referenced
 /// (in the registry) until the last clone is dropped and the posts
 /// queued before that ran or were discarded. Dropping the last clone
-/// queues one item that releases the reference on the Lua thread (it
-/// counts in the library's [`Stats`](crate::Stats) like any post).
+/// never waits: it queues one item that releases the reference on the
+/// Lua thread (it counts in the library's [`Stats`](crate::Stats) like
+/// any post, but not in what `dispatch()` returns); when the queue is
+/// full then, the release waits for this library's next post or release.
 ///
 /// A post behaves like one of the module's own deliveries:
 /// `darksidesync.dispatch()` calls the function with the values under the
@@ -83,41 +85,67 @@ struct Kept {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let data = Box::into_raw(Box::new(Some(key))) as *mut c_void;
-        // Queued behind every post of this callback (all were queued
-        // before the last clone went). The outcome goes to free_release.
-        // SAFETY: run_release and free_release read `data` as the
-        // Box<Option<RegistryKey>> made here; post() frees it once.
-        let _ = unsafe { self.dss.post_raw(run_release, Some(free_release), data, -1) };
+        if let Some(key) = self.key.take() {
+            release(&self.dss, vec![key]);
+        }
     }
 }
 
-/// `run` of the release item: drops the registry key on the Lua thread.
+/// Queues the release of `keys` (and of those kept earlier) behind every
+/// post queued so far: each was posted before its callback's last clone
+/// went, so an item queued now comes after all of its posts. Never waits:
+/// when the item is refused (a full queue; on the Lua thread, would-
+/// deadlock) the keys are kept for the next release or post of this
+/// library (see [`free_release`]).
+fn release(dss: &Dss, mut keys: Vec<RegistryKey>) {
+    keys.extend(dss.dig_up());
+    if keys.is_empty() {
+        return;
+    }
+    let data = Box::into_raw(Box::new(Release {
+        keys,
+        dss: dss.clone(),
+    })) as *mut c_void;
+    // SAFETY: run_release and free_release read `data` as the
+    // Box<Release> made here; post() frees it once (free_release).
+    let _ = unsafe { dss.post_raw(run_release, Some(free_release), data, 0) };
+}
+
+/// A release item: registry keys to drop on the Lua thread.
+struct Release {
+    keys: Vec<RegistryKey>,
+    dss: Dss,
+}
+
+/// `run` of the release item: drops the registry keys on the Lua thread
+/// (mlua frees their slots there, later). Pushes nothing: not counted by
+/// `dispatch()` (it is in the library's stats).
 unsafe extern "C" fn run_release(_l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
-    // SAFETY: `data` is the Box<Option<RegistryKey>> made by Kept's drop;
-    // run is called at most once, on the Lua thread, before free.
-    drop(unsafe { &mut *(data as *mut Option<RegistryKey>) }.take());
+    // SAFETY: `data` is the Box<Release> made by `release`; run is called
+    // at most once, on the Lua thread, before free.
+    drop(std::mem::take(
+        &mut unsafe { &mut *(data as *mut Release) }.keys,
+    ));
     0
 }
 
 /// `free` of the release item. Discarded or refused because the state
 /// closed (its registry is gone) or the library unregistered (no item of
-/// it starts any more; one already running only reads the slot, which
-/// mlua frees later, on the Lua thread), the key is dropped. Refused
-/// otherwise (would-deadlock: the last clone dropped on the Lua thread
-/// with the queue full), posts of the callback may still be queued: the
-/// slot is then kept until the state closes rather than reused under them.
+/// it starts any more; one already running only reads its slot, which
+/// mlua frees later, on the Lua thread), the keys are dropped. Refused
+/// otherwise (full, would-deadlock), posts of the callbacks may still be
+/// queued: the keys wait for the next release or post (`Dss::bury`), or
+/// the state's close.
 unsafe extern "C" fn free_release(data: *mut c_void, outcome: c_int) {
-    // SAFETY: called once per release item with the box made by Kept's
-    // drop (header contract).
-    let mut slot = unsafe { Box::from_raw(data as *mut Option<RegistryKey>) };
-    let key = slot.take();
+    // SAFETY: called once per release item with the box made by `release`
+    // (header contract).
+    let item = unsafe { Box::from_raw(data as *mut Release) };
+    let Release { keys, dss } = *item;
     if !matches!(
         outcome,
         ffi::OK | ffi::ECLOSED | ffi::ECANCELLED | ffi::ESTALE
     ) {
-        std::mem::forget(key);
+        dss.bury(keys);
     }
 }
 
@@ -171,23 +199,22 @@ impl LuaCallback {
     }
 
     fn post_inner<A: Args>(&self, args: A, timeout: c_long) -> Result<(), Error> {
-        let id = self.inner.id;
-        if let Some(bits) = packed::<A>(id, &args) {
+        let (id, dss) = (self.inner.id, &self.inner.dss);
+        let posted = match packed::<A>(id, &args) {
             // SAFETY: run_packed::<A> decodes the word made by `packed`;
             // nothing to free.
-            return unsafe {
-                self.inner
-                    .dss
-                    .post_raw(run_packed::<A>, None, bits as *mut c_void, timeout)
-            };
+            Some(bits) => unsafe {
+                dss.post_raw(run_packed::<A>, None, bits as *mut c_void, timeout)
+            },
+            // SAFETY: run_boxed::<A> reads `data` as the
+            // Box<Option<(c_int, A)>> that post_boxed makes.
+            None => unsafe { dss.post_boxed((id, args), run_boxed::<A>, timeout) },
+        };
+        if posted.is_ok() {
+            // Keys whose release was refused earlier go now, behind this.
+            release(dss, Vec::new());
         }
-        // SAFETY: run_boxed::<A> reads `data` as the Box<Option<(c_int, A)>>
-        // that post_boxed makes.
-        unsafe {
-            self.inner
-                .dss
-                .post_boxed((id, args), run_boxed::<A>, timeout)
-        }
+        posted
     }
 }
 

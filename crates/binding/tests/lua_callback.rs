@@ -169,7 +169,8 @@ fn the_function_is_let_go_after_the_last_clone_and_the_posts_before_it() {
 }
 
 #[test]
-fn dropped_on_the_lua_thread_with_a_full_queue_the_function_stays_for_its_posts() {
+fn dropped_on_the_lua_thread_with_a_full_queue_the_function_stays_for_its_posts_until_the_next_post(
+) {
     static ID: LibId = LibId::new();
     let lua = Lua::new();
     let m = open(&lua);
@@ -185,10 +186,45 @@ fn dropped_on_the_lua_thread_with_a_full_queue_the_function_stays_for_its_posts(
     cb.post(2i64).unwrap();
     assert_eq!(cb.post(3i64), Err(Error::WouldDeadlock));
     assert_eq!(cb.try_post(3i64), Err(Error::Full));
-    drop(cb); // the release is refused (would deadlock): kept
+    drop(cb); // the release is refused (full): kept for later
     assert!(still_referenced(&lua));
     assert_eq!(dispatch(&m), 2);
     assert_eq!(log(&lua), ["1 integer 1", "1 integer 2"]);
+    assert!(still_referenced(&lua), "nothing released it yet");
+    // The library's next post takes the release along.
+    let other = dss.callback(&lua, logger(&lua)).unwrap();
+    other.post(3i64).unwrap();
+    assert!(still_referenced(&lua));
+    assert_eq!(dispatch(&m), 1);
+    assert!(!still_referenced(&lua));
+}
+
+#[test]
+fn dropping_the_last_clone_on_a_full_queue_does_not_wait() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    m.get::<Function>("setcapacity")
+        .unwrap()
+        .call::<()>(1)
+        .unwrap();
+    let f = logger(&lua);
+    watched(&lua, &f);
+    let dss = Dss::register(&lua, &ID, "nowait").unwrap();
+    let cb = dss.callback(&lua, f).unwrap();
+    // Would hang here if the drop waited for room.
+    std::thread::spawn(move || {
+        cb.post(1i64).unwrap();
+        drop(cb);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(dispatch(&m), 1);
+    assert!(still_referenced(&lua));
+    // So does dropping another callback's last clone: both go.
+    drop(dss.callback(&lua, logger(&lua)).unwrap());
+    assert_eq!(dispatch(&m), 0, "release items are not counted");
+    assert!(!still_referenced(&lua));
 }
 
 #[test]
