@@ -9,7 +9,7 @@
 //! Values cross between mlua and the raw stack through one registry slot
 //! (`MAILBOX`), filled and emptied within one callback on the Lua thread.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::ffi::{self as lua, lua_State};
@@ -21,6 +21,8 @@ use crate::trampoline::push_raise;
 
 /// The registry slot values pass through (this crate's copy only).
 const MAILBOX: &str = "darksidesync-binding.mailbox";
+/// [`MAILBOX`] for the C API.
+const MAILBOX_C: &std::ffi::CStr = c"darksidesync-binding.mailbox";
 
 /// Prepares a delivery: the Lua function and its arguments.
 pub type Prepared = (Function, MultiValue);
@@ -34,6 +36,11 @@ pub(crate) struct CallbackSlot<P, A, R> {
 
 /// Pushes `f, args...` onto `l`; returns how many, or the error text.
 ///
+/// The function goes through the mailbox; arguments that are plain values
+/// (nil, booleans, numbers, strings: the usual case) are pushed directly,
+/// and only when another kind is among them do they all go through a
+/// table in the mailbox.
+///
 /// # Safety
 /// `l` is the running state, on the Lua thread; `lua` is its mlua handle.
 unsafe fn push_prepared(
@@ -42,10 +49,39 @@ unsafe fn push_prepared(
     (f, args): Prepared,
 ) -> Result<c_int, String> {
     let n = args.len();
+    let count = c_int::try_from(n + 1).map_err(|_| "too many arguments".to_string())?;
+    let plain = args.iter().all(|v| {
+        matches!(
+            v,
+            Value::Nil
+                | Value::Boolean(_)
+                | Value::Integer(_)
+                | Value::Number(_)
+                | Value::String(_)
+        )
+    });
+    if plain {
+        lua.set_named_registry_value(MAILBOX, f)
+            .map_err(|e| LuaError::from_mlua(&e).to_string())?;
+        // SAFETY: per the contract; room for the values is checked first.
+        // The mailbox holds the function; pushing plain values raises
+        // only on memory exhaustion.
+        unsafe {
+            if lua::lua_checkstack(l, count + 1) == 0 {
+                return Err("Lua stack overflow".into());
+            }
+            lua::lua_getfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
+            lua::lua_pushnil(l);
+            lua::lua_setfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
+            for v in &args {
+                push_plain(l, v);
+            }
+        }
+        return Ok(count);
+    }
     lua.create_sequence_from(std::iter::once(Value::Function(f)).chain(args))
         .and_then(|t| lua.set_named_registry_value(MAILBOX, t))
         .map_err(|e| LuaError::from_mlua(&e).to_string())?;
-    let count = c_int::try_from(n + 1).map_err(|_| "too many arguments".to_string())?;
     // SAFETY: per the contract; room for the table and its values is
     // checked first. The mailbox holds a table with count values (nil
     // arguments included: create_sequence_from sets every index, and
@@ -54,24 +90,36 @@ unsafe fn push_prepared(
         if lua::lua_checkstack(l, count + 1) == 0 {
             return Err("Lua stack overflow".into());
         }
-        lua::lua_getfield(
-            l,
-            lua::LUA_REGISTRYINDEX,
-            c"darksidesync-binding.mailbox".as_ptr(),
-        );
+        lua::lua_getfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
         let table = lua::lua_gettop(l);
         for i in 1..=count {
             lua::lua_rawgeti(l, table, i as _);
         }
         lua::lua_remove(l, table);
         lua::lua_pushnil(l);
-        lua::lua_setfield(
-            l,
-            lua::LUA_REGISTRYINDEX,
-            c"darksidesync-binding.mailbox".as_ptr(),
-        );
+        lua::lua_setfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
     }
     Ok(count)
+}
+
+/// Pushes a plain value (see [`push_prepared`]); anything else as nil.
+///
+/// # Safety
+/// `l` is the running state, on the Lua thread, with room for one value.
+unsafe fn push_plain(l: *mut lua_State, v: &Value) {
+    // SAFETY: per the contract; Lua copies a string's bytes.
+    unsafe {
+        match v {
+            Value::Boolean(b) => lua::lua_pushboolean(l, *b as c_int),
+            Value::Integer(i) => lua::lua_pushinteger(l, *i as lua::lua_Integer),
+            Value::Number(x) => lua::lua_pushnumber(l, *x as lua::lua_Number),
+            Value::String(s) => {
+                let bytes = s.as_bytes();
+                lua::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
+            }
+            _ => lua::lua_pushnil(l),
+        }
+    }
 }
 
 /// The `n` values on top of `l`, popped, as mlua values.
@@ -91,11 +139,7 @@ unsafe fn take_values(lua: &Lua, l: *mut lua_State, n: c_int) -> mlua::Result<Mu
         for k in (1..=n).rev() {
             lua::lua_rawseti(l, -(k + 1), k as _);
         }
-        lua::lua_setfield(
-            l,
-            lua::LUA_REGISTRYINDEX,
-            c"darksidesync-binding.mailbox".as_ptr(),
-        );
+        lua::lua_setfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
     }
     let t: Table = lua.named_registry_value(MAILBOX)?;
     lua.unset_named_registry_value(MAILBOX)?;

@@ -200,3 +200,47 @@ fn a_prepared_callback_is_called_by_darksidesync_and_answers_the_call() {
     assert_eq!(answer, vec!["5".to_string(), "sum".to_string()]);
     assert_eq!(lua.globals().get::<i64>("seen").unwrap(), 7);
 }
+
+#[test]
+fn a_prepared_callback_gets_every_kind_of_argument() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    lua.load(
+        "function show(...) local t = {} for i = 1, select('#', ...) do \
+         local v = select(i, ...) t[i] = type(v) == 'table' and 'table ' .. v.x or tostring(v) end \
+         seen = table.concat(t, ',') end",
+    )
+    .exec()
+    .unwrap();
+    let dss = Dss::register(&lua, &ID, "kinds").unwrap();
+    for with_table in [false, true] {
+        let worker = std::thread::spawn({
+            let dss = dss.clone();
+            move || {
+                dss.post_callback(move |lua| {
+                    let mut args = mlua::IntoLuaMulti::into_lua_multi(
+                        (mlua::Value::Nil, true, 3, 2.5, "s"),
+                        lua,
+                    )?;
+                    if with_table {
+                        args.push_back(mlua::Value::Table(lua.create_table_from([("x", 9)])?));
+                    }
+                    Ok((lua.globals().get("show")?, args))
+                })
+                .unwrap();
+            }
+        });
+        dispatch_until_done(&m, worker);
+        m.get::<Function>("dispatch")
+            .unwrap()
+            .call::<()>(())
+            .unwrap();
+        let want = if with_table {
+            "nil,true,3,2.5,s,table 9"
+        } else {
+            "nil,true,3,2.5,s"
+        };
+        assert_eq!(lua.globals().get::<String>("seen").unwrap(), want);
+    }
+}
