@@ -127,6 +127,10 @@ unsafe fn push_plain(l: *mut lua_State, v: &Value) {
 /// # Safety
 /// `l` is the running state, on the Lua thread, with `n` values on top.
 unsafe fn take_values(lua: &Lua, l: *mut lua_State, n: c_int) -> mlua::Result<MultiValue> {
+    // SAFETY: per the contract, the top n values are ours to read and pop.
+    if let Some(values) = unsafe { take_plain(lua, l, n) } {
+        return values;
+    }
     // SAFETY: per the contract; two slots checked for first. The values
     // move into a fresh table (t[k] = v_k, popping from the top), which
     // goes to the mailbox.
@@ -144,6 +148,71 @@ unsafe fn take_values(lua: &Lua, l: *mut lua_State, n: c_int) -> mlua::Result<Mu
     let t: Table = lua.named_registry_value(MAILBOX)?;
     lua.unset_named_registry_value(MAILBOX)?;
     (1..=n as i64).map(|i| t.raw_get::<Value>(i)).collect()
+}
+
+/// [`take_values`] without the mailbox when the values are all plain
+/// (nil, booleans, numbers, strings: the usual answer), converted as mlua
+/// converts them; `None` (nothing popped) otherwise.
+///
+/// # Safety
+/// As for [`take_values`].
+unsafe fn take_plain(lua: &Lua, l: *mut lua_State, n: c_int) -> Option<mlua::Result<MultiValue>> {
+    // SAFETY: per the contract, indices first..=top are the n values;
+    // reading them raises nothing (no conversions: lua_tolstring is only
+    // called on strings), and the string bytes are copied before the pop.
+    unsafe {
+        let top = lua::lua_gettop(l);
+        let first = top - n + 1;
+        let plain = (first..=top).all(|i| {
+            matches!(
+                lua::lua_type(l, i),
+                lua::LUA_TNIL | lua::LUA_TBOOLEAN | lua::LUA_TNUMBER | lua::LUA_TSTRING
+            )
+        });
+        if !plain {
+            return None;
+        }
+        let mut values = Vec::with_capacity(n as usize);
+        for i in first..=top {
+            let v = match lua::lua_type(l, i) {
+                lua::LUA_TBOOLEAN => Value::Boolean(lua::lua_toboolean(l, i) != 0),
+                lua::LUA_TNUMBER => number(l, i),
+                lua::LUA_TSTRING => {
+                    let mut len = 0usize;
+                    let p = lua::lua_tolstring(l, i, &mut len);
+                    let bytes = std::slice::from_raw_parts(p as *const u8, len);
+                    match lua.create_string(bytes) {
+                        Ok(s) => Value::String(s),
+                        Err(e) => {
+                            lua::lua_settop(l, first - 1);
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                _ => Value::Nil,
+            };
+            values.push(v);
+        }
+        lua::lua_settop(l, first - 1);
+        Some(Ok(MultiValue::from_iter(values)))
+    }
+}
+
+/// The number at `i` as mlua converts it: the integer subtype (5.3+), or
+/// on older Luas a float that is exactly an integer (mlua-sys's
+/// `lua_isinteger` is that test there), is an integer.
+///
+/// # Safety
+/// `l` is the running state; `i` holds a number.
+unsafe fn number(l: *mut lua_State, i: c_int) -> Value {
+    // SAFETY: per the contract.
+    unsafe {
+        if lua::lua_isinteger(l, i) != 0 {
+            Value::Integer(lua::lua_tointeger(l, i) as mlua::Integer)
+        } else {
+            Value::Number(lua::lua_tonumber(l, i) as mlua::Number)
+        }
+    }
 }
 
 /// `run` of `post_callback`: prepares and pushes the callback.

@@ -244,3 +244,49 @@ fn a_prepared_callback_gets_every_kind_of_argument() {
         assert_eq!(lua.globals().get::<String>("seen").unwrap(), want);
     }
 }
+
+#[test]
+fn a_call_callback_answer_keeps_every_kind_of_value() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    lua.load(
+        "function plain() return 1, 2.0, 's', nil, true end \
+         function mixed() return 1, 2.0, 's', nil, true, { x = 1 } end",
+    )
+    .exec()
+    .unwrap();
+    let dss = Dss::register(&lua, &ID, "answers").unwrap();
+    for name in ["plain", "mixed"] {
+        let worker = std::thread::spawn({
+            let dss = dss.clone();
+            move || {
+                dss.call_callback(
+                    move |lua| Ok((lua.globals().get(name)?, mlua::MultiValue::new())),
+                    |_, values| {
+                        Ok(values
+                            .iter()
+                            .map(|v| match v {
+                                mlua::Value::Integer(i) => format!("int {i}"),
+                                mlua::Value::Number(x) => format!("float {x}"),
+                                mlua::Value::String(s) => format!("str {}", s.to_string_lossy()),
+                                mlua::Value::Table(t) => {
+                                    format!("table {}", t.get::<i64>("x").unwrap_or(-1))
+                                }
+                                other => format!("{other:?}"),
+                            })
+                            .collect::<Vec<_>>())
+                    },
+                    None,
+                    false,
+                )
+            }
+        });
+        let got = dispatch_until_done(&m, worker).unwrap();
+        let mut want = vec!["int 1", "float 2", "str s", "Nil", "Boolean(true)"];
+        if name == "mixed" {
+            want.push("table 1");
+        }
+        assert_eq!(got, want, "{name}");
+    }
+}
