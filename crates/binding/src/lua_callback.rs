@@ -12,7 +12,7 @@
 //!
 //! The registry reference of the function and the values, in the item's
 //! `data` word when they fit (a 64-bit target, and one value that
-//! [`Arg::packed`] fits in 32 bits: an integer that fits in an `i32`, a
+//! [`Args::packed`] fits in 32 bits: an integer that fits in an `i32`, a
 //! boolean, or none), with no allocation and no free callback; otherwise
 //! boxed. Items hold no count on the [`LuaCallback`]: its registry slot
 //! is released by one item that the drop of its last clone queues behind
@@ -21,6 +21,7 @@
 
 use std::ffi::{c_char, c_int, c_long, c_void};
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use mlua::ffi::{self as lua, lua_State};
@@ -121,11 +122,13 @@ struct Release {
 /// (mlua frees their slots there, later). Pushes nothing: not counted by
 /// `dispatch()` (it is in the library's stats).
 unsafe extern "C" fn run_release(_l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
-    // SAFETY: `data` is the Box<Release> made by `release`; run is called
-    // at most once, on the Lua thread, before free.
-    drop(std::mem::take(
-        &mut unsafe { &mut *(data as *mut Release) }.keys,
-    ));
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `data` is the Box<Release> made by `release`; run is
+        // called at most once, on the Lua thread, before free.
+        drop(std::mem::take(
+            &mut unsafe { &mut *(data as *mut Release) }.keys,
+        ))
+    }));
     0
 }
 
@@ -137,16 +140,18 @@ unsafe extern "C" fn run_release(_l: *mut lua_State, data: *mut c_void, _h: Hand
 /// queued: the keys wait for the next release or post (`Dss::bury`), or
 /// the state's close.
 unsafe extern "C" fn free_release(data: *mut c_void, outcome: c_int) {
-    // SAFETY: called once per release item with the box made by `release`
-    // (header contract).
-    let item = unsafe { Box::from_raw(data as *mut Release) };
-    let Release { keys, dss } = *item;
-    if !matches!(
-        outcome,
-        ffi::OK | ffi::ECLOSED | ffi::ECANCELLED | ffi::ESTALE
-    ) {
-        dss.bury(keys);
-    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: called once per release item with the box made by
+        // `release` (header contract).
+        let item = unsafe { Box::from_raw(data as *mut Release) };
+        let Release { keys, dss } = *item;
+        if !matches!(
+            outcome,
+            ffi::OK | ffi::ECLOSED | ffi::ECANCELLED | ffi::ESTALE
+        ) {
+            dss.bury(keys);
+        }
+    }));
 }
 
 impl fmt::Debug for LuaCallback {
@@ -236,37 +241,44 @@ unsafe extern "C" fn run_packed<A: Args>(
 ) -> c_int {
     let word = data as usize as u64;
     let id = (word >> 32) as u32 as c_int;
-    // SAFETY: on the Lua thread, in this state's run (2v0 contract); the
-    // reference is this state's (Dss::callback checked the state, the item
-    // is queued in it) and its slot is held until the release item queued
-    // behind this one ran. Room is checked first; pushing raises only on
-    // memory exhaustion.
-    unsafe {
-        if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
-            return 0;
+    catch_unwind(|| {
+        // SAFETY: on the Lua thread, in this state's run (2v0 contract);
+        // the reference is this state's (Dss::callback checked the state,
+        // the item is queued in it) and its slot is held until the release
+        // item queued behind this one ran. Room is checked first; pushing
+        // raises only on memory exhaustion.
+        unsafe {
+            if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
+                return 0;
+            }
+            lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
+            A::push_packed(word as u32, l);
         }
-        lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
-        A::push_packed(word as u32, l);
-    }
-    A::COUNT + 1
+        A::COUNT + 1
+    })
+    .unwrap_or(0)
 }
 
 /// `run` of a boxed post: pushes the function and the values.
 unsafe extern "C" fn run_boxed<A: Args>(l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
-    // SAFETY: `data` is the Box<Option<(c_int, A)>> made by post_boxed;
-    // the module owns it until free_post, and run is called at most once,
-    // on the Lua thread, before free. Pushing: as in run_packed.
-    unsafe {
-        let Some((id, args)) = (*(data as *mut Option<(c_int, A)>)).take() else {
-            return 0;
-        };
-        if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
-            return 0;
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `data` is the Box<Option<(c_int, A)>> made by
+        // post_boxed; the module owns it until free_post, and run is
+        // called at most once, on the Lua thread, before free. Pushing: as
+        // in run_packed.
+        unsafe {
+            let Some((id, args)) = (*(data as *mut Option<(c_int, A)>)).take() else {
+                return 0;
+            };
+            if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
+                return 0;
+            }
+            lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
+            args.push(l);
         }
-        lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
-        args.push(l);
-    }
-    A::COUNT + 1
+        A::COUNT + 1
+    }))
+    .unwrap_or(0)
 }
 
 mod sealed {
