@@ -539,10 +539,15 @@ impl Dss {
         self.inner.graves_waiting.store(true, Ordering::Release);
     }
 
-    /// Takes the keys [`bury`](Dss::bury) kept, if any (one relaxed load
-    /// when there are none).
+    /// Whether [`bury`](Dss::bury) kept keys (one relaxed load).
+    #[inline]
+    pub(crate) fn has_graves(&self) -> bool {
+        self.inner.graves_waiting.load(Ordering::Relaxed)
+    }
+
+    /// Takes the keys [`bury`](Dss::bury) kept, if any.
     pub(crate) fn dig_up(&self) -> Vec<RegistryKey> {
-        if !self.inner.graves_waiting.load(Ordering::Relaxed) {
+        if !self.has_graves() {
             return Vec::new();
         }
         let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());

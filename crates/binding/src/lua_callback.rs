@@ -215,7 +215,7 @@ impl LuaCallback {
             // Box<Option<(c_int, A)>> that post_boxed makes.
             None => unsafe { dss.post_boxed((id, args), run_boxed::<A>, timeout) },
         };
-        if posted.is_ok() {
+        if posted.is_ok() && dss.has_graves() {
             // Keys whose release was refused earlier go now, behind this.
             release(dss, Vec::new());
         }
