@@ -61,6 +61,7 @@ mod reply;
 mod state;
 mod stats;
 mod sync;
+mod waits;
 pub mod waker;
 
 pub use error::{CallError, CancelReason, Discarded, PostError, PostErrorKind};
@@ -69,3 +70,4 @@ pub use port::{KeepAlive, Port};
 pub use reply::Reply;
 pub use state::{PortKey, Posted, DEFAULT_CAPACITY};
 pub use stats::Stats;
+pub use waits::{WaitHistogram, Waits};

@@ -7,6 +7,7 @@ use crate::error::{CallError, Discarded, PostError, PostErrorKind};
 use crate::reply::{self, Outcome, Reply};
 use crate::state::{PortKey, Posted, Shared, WhenFull};
 use crate::sync::{far_future, Arc, Ordering};
+use crate::waits::Waits;
 
 /// A library's handle on a hub: `Send + Sync + Clone`, cheap to clone, and
 /// safe to keep after the hub is gone (every use then fails with `Closed`).
@@ -53,6 +54,22 @@ impl<T: Send + 'static> Port<T> {
     /// True while the port is registered and its hub open.
     pub fn is_live(&self) -> bool {
         self.shared.port_live(self.key)
+    }
+
+    /// How long this port's items waited in the queue (see
+    /// [`Hub::set_timing`](crate::Hub::set_timing)); `None` while timing is
+    /// off or once the port is stale.
+    pub fn waits(&self) -> Option<Waits> {
+        self.shared.port_waits(self.key)
+    }
+
+    /// [`Hub::waits`](crate::Hub::waits) of this port's hub: every port's
+    /// items; `None` while timing is off or once the hub closed.
+    pub fn hub_waits(&self) -> Option<Waits> {
+        if self.shared.is_closed() {
+            return None;
+        }
+        self.shared.waits()
     }
 
     /// True once the hub closed.

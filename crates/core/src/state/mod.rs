@@ -10,6 +10,7 @@
 //! | `signal.rs` | wake-ups: waiting, keep-alive, the descriptor and UDP notifier |
 //! | `close.rs` | closing |
 //! | `ring.rs` | the side ring for posts that must not wait for the lock |
+//! | `timing.rs` | timing on and off, the histograms' records, their readers (the histogram is `crate::waits`) |
 //!
 //! # Invariants (each kept under `Shared::state`)
 //!
@@ -50,6 +51,7 @@ use crate::sync::{
     lock, thread_token, Arc, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex,
     MutexGuard, Ordering,
 };
+use crate::waits::WaitHistogram;
 use crate::waker::{FdSignal, UdpNotifier};
 
 /// Queue capacity of a new hub, in items.
@@ -76,6 +78,8 @@ pub struct PortKey {
 
 pub(crate) struct Entry<T> {
     pub(crate) port: PortKey,
+    /// When it was posted (`waits::now_ns`), or 0 when timing was off.
+    pub(crate) posted_at: u64,
     pub(crate) item: T,
 }
 
@@ -92,6 +96,8 @@ struct PortSlot {
     /// list doubles.
     calls: Vec<Box<dyn PendingCall>>,
     prune_at: usize,
+    /// The port's waits while timing is on (`waits.rs`).
+    waits: Option<std::sync::Arc<WaitHistogram>>,
 }
 
 /// What the producer chose to do when the queue is full.
@@ -140,6 +146,12 @@ pub(crate) struct State<T> {
     fd: Option<FdSignal>,
     udp: Option<Arc<UdpNotifier>>,
     pub(crate) counters: Counters,
+    /// The hub's waits while timing is on (`waits.rs`).
+    waits: Option<std::sync::Arc<WaitHistogram>>,
+    /// Bumped when the histograms a consumer's `WaitCache` must see
+    /// change: timing turned on or off, a port registered or unregistered
+    /// while it is on.
+    waits_version: u64,
 }
 
 pub(crate) struct Shared<T> {
@@ -152,6 +164,8 @@ pub(crate) struct Shared<T> {
     consumer: AtomicU64,
     /// Mirrors `State::closed` for lock-free reads by waiters.
     closed: AtomicBool,
+    /// Posts take a timestamp (`waits.rs`); mirrors `State::waits.is_some()`.
+    timing: AtomicBool,
     keep_alive: AtomicUsize,
     pub(crate) replies: AtomicU64,
     /// Bumped (release) by every unregister and by close, after the ports
@@ -227,11 +241,14 @@ impl<T> Shared<T> {
                 fd: None,
                 udp: None,
                 counters: Counters::default(),
+                waits: None,
+                waits_version: 0,
             }),
             consumer_cv: Condvar::new(),
             room_cv: Condvar::new(),
             consumer: AtomicU64::new(thread_token()),
             closed: AtomicBool::new(false),
+            timing: AtomicBool::new(false),
             keep_alive: AtomicUsize::new(0),
             replies: AtomicU64::new(0),
             stale_epoch: AtomicU64::new(0),
@@ -318,3 +335,4 @@ mod ports;
 mod queue;
 mod ring;
 mod signal;
+mod timing;

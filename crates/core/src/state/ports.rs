@@ -29,6 +29,7 @@ impl<T> Shared<T> {
                     on_cancel: None,
                     calls: Vec::new(),
                     prune_at: PRUNE_FIRST,
+                    waits: None,
                 });
                 (st.ports.len() - 1) as u32
             }
@@ -40,10 +41,12 @@ impl<T> Shared<T> {
         slot.live = true;
         slot.name = name;
         slot.on_cancel = on_cancel;
-        Ok(PortKey {
+        let key = PortKey {
             index,
             generation: slot.generation,
-        })
+        };
+        self.timing_registered(&mut st, index);
+        Ok(key)
     }
 
     pub(crate) fn port_live(&self, key: PortKey) -> bool {
@@ -76,7 +79,9 @@ impl<T> Shared<T> {
         let on_cancel = slot.on_cancel.take();
         let calls = std::mem::take(&mut slot.calls);
         slot.prune_at = PRUNE_FIRST;
+        slot.waits = None;
         st.free_ports.push(key.index);
+        Self::timing_changed(&mut st);
         let gone = remove_port_items(&mut st.queue, key);
         st.counters.cancelled += gone.len() as u64;
         self.settle_signal(&mut st);

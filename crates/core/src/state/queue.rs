@@ -14,6 +14,7 @@ use super::{Entry, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST};
 use crate::error::{Discarded, PostError, PostErrorKind};
 use crate::reply::PendingCall;
 use crate::sync::{condvar_wait_timeout, fence, try_lock, yield_now, MutexGuard, Ordering};
+use crate::waits::{self, WaitCache};
 use crate::waker;
 
 /// Rounds of "try the lock, else the ring" before a no-wait post gives up
@@ -34,8 +35,9 @@ impl<T> Shared<T> {
         when_full: WhenFull,
         call: Option<Box<dyn PendingCall>>,
     ) -> Result<Posted, PostError<T>> {
+        let posted_at = self.stamp();
         let st = self.lock();
-        self.push_locked(st, port, item, when_full, call, true)
+        self.push_locked(st, port, item, posted_at, when_full, call, true)
     }
 
     /// Queues `item` without ever waiting: for the lock (a signal handler
@@ -47,6 +49,7 @@ impl<T> Shared<T> {
     /// (growing the queue) once it gets the lock: waiting for it off the
     /// consumer thread, refusing with `Full` on it when it is taken.
     pub(crate) fn push_nowait(&self, port: PortKey, mut item: T) -> Result<Posted, PostError<T>> {
+        let posted_at = self.stamp();
         for _ in 0..NOWAIT_TRIES {
             if let Some(st) = try_lock(&self.state) {
                 // Queue directly only when that cannot allocate (the queue's
@@ -58,7 +61,15 @@ impl<T> Shared<T> {
                 let direct = pending == 0 && st.queue.len() < st.queue.capacity();
                 if direct || st.closed || !st.port_live(port) {
                     // Queued, or refused as `Closed`/`Unregistered`.
-                    return self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+                    return self.push_locked(
+                        st,
+                        port,
+                        item,
+                        posted_at,
+                        WhenFull::Refuse,
+                        None,
+                        false,
+                    );
                 }
                 if st.queue.len() + pending >= st.capacity {
                     // Full, counting the ring (the lock tells the depth).
@@ -71,7 +82,7 @@ impl<T> Shared<T> {
                 }
                 drop(st);
             }
-            match self.push_ring(port, item) {
+            match self.push_ring(port, item, posted_at) {
                 Err(PostError {
                     kind: PostErrorKind::Full,
                     item: back,
@@ -102,12 +113,12 @@ impl<T> Shared<T> {
         };
         let mut stale = Vec::new();
         self.fold_finished(&mut st, &mut stale);
-        let result = self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+        let result = self.push_locked(st, port, item, posted_at, WhenFull::Refuse, None, false);
         self.discard_all(stale, Discarded::Unregistered);
         result
     }
 
-    fn push_ring(&self, port: PortKey, item: T) -> Result<Posted, PostError<T>> {
+    fn push_ring(&self, port: PortKey, item: T, posted_at: u64) -> Result<Posted, PostError<T>> {
         // Close waits until no ring post is in flight before it folds the
         // ring and releases the descriptor (Dekker with `closed`).
         self.ring_posters.fetch_add(1, Ordering::SeqCst);
@@ -121,7 +132,11 @@ impl<T> Shared<T> {
                 item,
             })
         } else {
-            match self.ring.push(Entry { port, item }) {
+            match self.ring.push(Entry {
+                port,
+                posted_at,
+                item,
+            }) {
                 // Counted by the caller, which may retry.
                 Err(e) => Err(PostError {
                     kind: PostErrorKind::Full,
@@ -189,11 +204,13 @@ impl<T> Shared<T> {
         n
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn push_locked(
         &self,
         mut st: MutexGuard<'_, State<T>>,
         port: PortKey,
         item: T,
+        mut posted_at: u64,
         when_full: WhenFull,
         call: Option<Box<dyn PendingCall>>,
         fold: bool,
@@ -243,8 +260,16 @@ impl<T> Shared<T> {
                 }
             };
             st.blocked_producers -= 1;
+            // The wait for room is not a wait in the queue.
+            if posted_at != 0 {
+                posted_at = waits::now_ns();
+            }
         }
-        st.queue.push_back(Entry { port, item });
+        st.queue.push_back(Entry {
+            port,
+            posted_at,
+            item,
+        });
         if let Some(call) = call {
             let slot = &mut st.ports[port.index as usize];
             if slot.calls.len() >= slot.prune_at {
@@ -284,8 +309,15 @@ impl<T> Shared<T> {
     /// Moves up to `max` items into `out` (FIFO). One lock acquisition; when
     /// `out` is empty and everything fits, the two buffers are swapped, so
     /// the cost under the lock does not grow with the batch.
-    pub(crate) fn drain(&self, max: usize, out: &mut VecDeque<Entry<T>>) -> usize {
+    /// `cache` is brought up to date with the timing histograms.
+    pub(crate) fn drain(
+        &self,
+        max: usize,
+        out: &mut VecDeque<Entry<T>>,
+        cache: &mut WaitCache,
+    ) -> usize {
         let mut st = self.lock();
+        Self::refresh_cache(&st, cache);
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
         let n = st.queue.len().min(max);
