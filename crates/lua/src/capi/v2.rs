@@ -4,7 +4,7 @@
 //! references and per-utility statistics.
 //!
 //! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`, `call`,
-//! `hold`, `release`, `stats`, `status`, `strerror` are the functions of
+//! `hold`, `release`, `stats`, `status`, `strerror`, `waits` are the functions of
 //! the same names here; each runs its body under [`super::guard`].
 
 use std::cell::Cell;
@@ -35,6 +35,7 @@ pub(crate) static API: Api = Api {
     stats,
     status,
     strerror,
+    waits,
 };
 
 fn v2_code(c: StateError) -> c_int {
@@ -394,6 +395,56 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
         // what `size` says), we write `n <= size` bytes, from a local.
         unsafe {
             std::ptr::copy_nonoverlapping((&s as *const Stats).cast::<u8>(), out.cast::<u8>(), n)
+        };
+        OK
+    })
+}
+
+/// `waits`: see `dss2_waits_fn`.
+///
+/// # Safety
+/// `out` NULL or a `dss2_waits_t` of at least `out->size` bytes.
+unsafe extern "C" fn waits(h: Handle, flags: c_int, out: *mut Waits) -> c_int {
+    guard(EINTERNAL, || {
+        if out.is_null() || flags & !WAITS_STATE != 0 {
+            return EINVAL;
+        }
+        // SAFETY: `out` is non-NULL and points to a dss2_waits_t whose
+        // first field, `size`, the caller set (contract).
+        let size = unsafe { (*out).size };
+        if size < std::mem::size_of::<usize>() + std::mem::size_of::<u64>() {
+            return EINVAL;
+        }
+        let util = match lookup(h) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        let found = if flags & WAITS_STATE != 0 {
+            util.port.hub_waits()
+        } else {
+            util.port.waits()
+        };
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let w = match found {
+            Some(w) => Waits {
+                size,
+                enabled: 1,
+                count: w.count,
+                p50_ns: ns(w.p50),
+                p99_ns: ns(w.p99),
+                max_ns: ns(w.max),
+                total_ns: ns(w.total),
+            },
+            None => Waits {
+                size,
+                ..Waits::default()
+            },
+        };
+        let n = size.min(std::mem::size_of::<Waits>());
+        // SAFETY: the caller's struct is at least `size` bytes (that is
+        // what `size` says), we write `n <= size` bytes, from a local.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&w as *const Waits).cast::<u8>(), out.cast::<u8>(), n)
         };
         OK
     })
