@@ -171,10 +171,10 @@ impl<T: Send + 'static> Hub<T> {
         name: impl Into<String>,
         on_cancel: impl FnOnce(CancelReason) + Send + 'static,
     ) -> Result<Port<T>, PostErrorKind> {
-        let key = self
+        let (key, counters) = self
             .shared
             .register(name.into(), Some(Box::new(on_cancel)))?;
-        Ok(Port::new(self.shared.clone(), key))
+        Ok(Port::new(self.shared.clone(), key, counters))
     }
 
     /// Marks the calling thread as the consumer, for the would-deadlock check.

@@ -234,7 +234,7 @@ impl WaitCache {
         let Some(hub) = &self.hub else { return };
         let ns = now_ns().saturating_sub(posted_at);
         hub.record(ns);
-        if let Some(Some((key, h))) = self.ports.get(port.index as usize) {
+        if let Some(Some((key, h))) = self.ports.get(port.index() as usize) {
             if *key == port {
                 h.record(ns);
             }

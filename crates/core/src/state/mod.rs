@@ -1,11 +1,12 @@
-//! The state one hub shares with all its ports: the FIFO, the port table,
-//! the wake-up flag and the counters, all under one lock, and what each
-//! concept does with it:
+//! The state one hub shares with all its ports: the FIFO, the ports'
+//! bookkeeping, the wake-up flag and the counters, all under one lock, and
+//! the port table (a [`Slots`] whose lock-free liveness checks need no hub
+//! lock), and what each concept does with it:
 //!
 //! | file | what |
 //! | --- | --- |
 //! | `mod.rs` | the shared record, its lock, counters, capacity, discard path |
-//! | `ports.rs` | the port table: register, liveness, unregister, stale items in a consumer's batch |
+//! | `ports.rs` | the ports: register, liveness, unregister, per-port counters, stale items in a consumer's batch |
 //! | `queue.rs` | the FIFO: push (with the full-queue choice) and drain |
 //! | `signal.rs` | wake-ups: waiting, keep-alive, the descriptor and UDP notifier |
 //! | `close.rs` | closing |
@@ -21,8 +22,9 @@
 //!    consumer by a drain (counted `delivered`), or removed unrun by close or
 //!    unregister (counted `cancelled`; its discard path runs after the lock
 //!    is released). A refused post hands the item back to its
-//!    producer (counted `dropped`). So `posted == delivered + cancelled +
-//!    queue.len()` at every unlock. An item in the side ring is not yet
+//!    producer (counted `refused`). So `posted == delivered + cancelled +
+//!    queue.len()` at every unlock, for the hub and for each live port
+//!    (its [`PortCounters`], counted at the same places). An item in the side ring is not yet
 //!    posted: the lock holder that folds it into the queue counts it
 //!    (`ring.rs` keeps exactly-once for the ring itself).
 //! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only
@@ -38,15 +40,22 @@
 //!    that empties the queue clears the descriptor, then sets it again if
 //!    the ring holds a reservation, so a ring post's wake-up is never eaten.
 //! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
-//!    every port is stale, every waiter (consumer or producer) and every
+//!    every port is stale (removed from the port table), every waiter (consumer or producer) and every
 //!    pending call has been notified, and the descriptors are released.
+//! 6. **One identity.** A port is live exactly while its key is live in
+//!    `Shared::ports`; keys are issued and removed only under the lock, so
+//!    a check under the lock stays true until the lock is released. The
+//!    bookkeeping of slot `i` is `State::books[i]`, whose `key` says which
+//!    port it belongs to (kept after unregister until the slot is reused,
+//!    so items of a port that just went stale still count on its counters).
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::error::{CancelReason, Discarded};
 use crate::reply::PendingCall;
-use crate::stats::Stats;
+use crate::slots::{SlotKey, Slots};
+use crate::stats::{PortCounters, Stats};
 use crate::sync::{
     lock, thread_token, Arc, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex,
     MutexGuard, Ordering,
@@ -67,14 +76,10 @@ pub(crate) type CancelFn = Box<dyn FnOnce(CancelReason) + Send + 'static>;
 /// is dropped.
 pub(crate) type DiscardFn<T> = Box<dyn Fn(T, Discarded) + Send + Sync + 'static>;
 
-/// A port's identity: its slot in the table and the slot's generation when
-/// the port was registered. A handle whose generation no longer matches is
-/// stale; no raw pointer to the slot is ever handed out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PortKey {
-    pub(crate) index: u32,
-    pub(crate) generation: u32,
-}
+/// A port's identity: its key in the hub's port table (slot and
+/// generation). A key whose generation no longer matches is stale; no raw
+/// pointer to the slot is ever handed out.
+pub type PortKey = SlotKey;
 
 pub(crate) struct Entry<T> {
     pub(crate) port: PortKey,
@@ -83,11 +88,14 @@ pub(crate) struct Entry<T> {
     pub(crate) item: T,
 }
 
-struct PortSlot {
-    generation: u32,
+/// What the hub keeps under its lock for the port in one slot of the port
+/// table (invariant 6).
+struct PortBook {
+    /// The port this belongs to (live or the last one of the slot).
+    key: PortKey,
+    counters: Arc<PortCounters>,
     /// Registration order across the hub's life (slots are reused).
     seq: u64,
-    live: bool,
     name: String,
     on_cancel: Option<CancelFn>,
     /// Blocking calls of this port that may still be pending, wherever
@@ -121,7 +129,7 @@ pub enum Posted {
 pub(crate) struct Counters {
     pub(crate) posted: u64,
     pub(crate) delivered: u64,
-    pub(crate) dropped: u64,
+    pub(crate) refused: u64,
     pub(crate) cancelled: u64,
     pub(crate) peak_depth: usize,
     pub(crate) wakeups: u64,
@@ -131,8 +139,8 @@ pub(crate) struct State<T> {
     pub(crate) queue: VecDeque<Entry<T>>,
     pub(crate) capacity: usize,
     pub(crate) closed: bool,
-    ports: Vec<PortSlot>,
-    free_ports: Vec<u32>,
+    /// Indexed by slot of `Shared::ports` (invariant 6).
+    books: Vec<Option<PortBook>>,
     next_seq: u64,
     /// Invariant 4.
     signalled: bool,
@@ -156,6 +164,8 @@ pub(crate) struct State<T> {
 
 pub(crate) struct Shared<T> {
     pub(crate) state: Mutex<State<T>>,
+    /// The port table: liveness and identity (invariant 6).
+    ports: Slots<PortCounters>,
     /// The consumer waits here for work.
     consumer_cv: Condvar,
     /// Producers wait here for room.
@@ -184,17 +194,29 @@ pub(crate) struct Shared<T> {
     ring_used: AtomicBool,
     /// Mirrors `State::consumer_waiting` for ring posts.
     pub(crate) consumer_sleeping: AtomicBool,
-    /// Refusals on the ring path (counted in `dropped` by `stats`).
-    ring_dropped: AtomicU64,
+    /// Refusals on the ring path (counted in `refused` by `stats`).
+    ring_refused: AtomicU64,
     /// The descriptor a ring post writes to (-1: none), mirroring `fd`.
     fd_write: AtomicI32,
 }
 
 impl<T> State<T> {
-    fn port_live(&self, key: PortKey) -> bool {
-        self.ports
-            .get(key.index as usize)
-            .is_some_and(|s| s.live && s.generation == key.generation)
+    /// The bookkeeping of `key`'s port, live or stale (until its slot is
+    /// reused).
+    fn book(&mut self, key: PortKey) -> Option<&mut PortBook> {
+        self.books
+            .get_mut(key.index() as usize)?
+            .as_mut()
+            .filter(|b| b.key == key)
+    }
+
+    /// The counters of `key`'s port, while it can be found (see `book`).
+    pub(crate) fn counters_of(&self, key: PortKey) -> Option<&PortCounters> {
+        self.books
+            .get(key.index() as usize)?
+            .as_ref()
+            .filter(|b| b.key == key)
+            .map(|b| &*b.counters)
     }
 }
 
@@ -231,8 +253,7 @@ impl<T> Shared<T> {
                 queue: VecDeque::new(),
                 capacity: capacity.max(1),
                 closed: false,
-                ports: Vec::new(),
-                free_ports: Vec::new(),
+                books: Vec::new(),
                 next_seq: 0,
                 signalled: false,
                 consumer_waiting: false,
@@ -244,6 +265,7 @@ impl<T> Shared<T> {
                 waits: None,
                 waits_version: 0,
             }),
+            ports: Slots::new(),
             consumer_cv: Condvar::new(),
             room_cv: Condvar::new(),
             consumer: AtomicU64::new(thread_token()),
@@ -258,7 +280,7 @@ impl<T> Shared<T> {
             ring_woke: AtomicBool::new(false),
             ring_used: AtomicBool::new(false),
             consumer_sleeping: AtomicBool::new(false),
-            ring_dropped: AtomicU64::new(0),
+            ring_refused: AtomicU64::new(0),
             fd_write: AtomicI32::new(-1),
         }
     }
@@ -316,7 +338,7 @@ impl<T> Shared<T> {
         Stats {
             posted: c.posted,
             delivered: c.delivered,
-            dropped: c.dropped + self.ring_dropped.load(Ordering::Relaxed),
+            refused: c.refused + self.ring_refused.load(Ordering::Relaxed),
             cancelled: c.cancelled,
             replies: self.replies.load(Ordering::Relaxed),
             peak_depth: c.peak_depth,
@@ -325,7 +347,7 @@ impl<T> Shared<T> {
             depth: st.queue.len() + self.ring.pending(),
             capacity: st.capacity,
             keep_alive: self.keep_alive_count(),
-            ports: st.ports.iter().filter(|p| p.live).count(),
+            ports: self.ports.len(),
         }
     }
 }

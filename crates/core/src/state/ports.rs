@@ -1,65 +1,72 @@
-//! The port table: registration, liveness, unregister, and the items of
-//! stale ports left in a consumer's batch (invariants 1, 2 and 5 of the
-//! parent module).
+//! The ports: registration, liveness, unregister, per-port counters, and
+//! the items of stale ports left in a consumer's batch (invariants 1, 2, 5
+//! and 6 of the parent module).
 
 use std::collections::VecDeque;
 
-use super::{CancelFn, Entry, PortKey, PortSlot, Shared, PRUNE_FIRST};
+use super::{CancelFn, Entry, PortBook, PortKey, Shared, State, PRUNE_FIRST};
 use crate::error::{CancelReason, Discarded, PostErrorKind};
-use crate::sync::Ordering;
+use crate::stats::{PortCounters, PortStats};
+use crate::sync::{Arc, Ordering};
 
 impl<T> Shared<T> {
     pub(crate) fn register(
         &self,
         name: String,
         on_cancel: Option<CancelFn>,
-    ) -> Result<PortKey, PostErrorKind> {
+    ) -> Result<(PortKey, Arc<PortCounters>), PostErrorKind> {
         let mut st = self.lock();
         if st.closed {
             return Err(PostErrorKind::Closed);
         }
-        let index = match st.free_ports.pop() {
-            Some(i) => i,
-            None => {
-                st.ports.push(PortSlot {
-                    generation: 0,
-                    seq: 0,
-                    live: false,
-                    name: String::new(),
-                    on_cancel: None,
-                    calls: Vec::new(),
-                    prune_at: PRUNE_FIRST,
-                    waits: None,
-                });
-                (st.ports.len() - 1) as u32
-            }
-        };
+        let counters = Arc::new(PortCounters::default());
+        // The table's limit (millions) is far beyond any real use.
+        let key = self
+            .ports
+            .insert(counters.clone())
+            .ok_or(PostErrorKind::Full)?;
         st.next_seq += 1;
-        let seq = st.next_seq;
-        let slot = &mut st.ports[index as usize];
-        slot.seq = seq;
-        slot.live = true;
-        slot.name = name;
-        slot.on_cancel = on_cancel;
-        let key = PortKey {
-            index,
-            generation: slot.generation,
+        let book = PortBook {
+            key,
+            counters: counters.clone(),
+            seq: st.next_seq,
+            name,
+            on_cancel,
+            calls: Vec::new(),
+            prune_at: PRUNE_FIRST,
+            waits: None,
         };
-        self.timing_registered(&mut st, index);
-        Ok(key)
+        let i = key.index() as usize;
+        if st.books.len() <= i {
+            st.books.resize_with(i + 1, || None);
+        }
+        st.books[i] = Some(book);
+        self.timing_registered(&mut st, key);
+        Ok((key, counters))
     }
 
+    /// Whether `key`'s port is registered and the hub open; takes no lock.
     pub(crate) fn port_live(&self, key: PortKey) -> bool {
-        let st = self.lock();
-        !st.closed && st.port_live(key)
+        self.ports.is_live(key)
     }
 
     pub(crate) fn port_name(&self, key: PortKey) -> Option<String> {
-        let st = self.lock();
-        if st.closed || !st.port_live(key) {
+        let mut st = self.lock();
+        if !self.port_live(key) {
             return None;
         }
-        Some(st.ports[key.index as usize].name.clone())
+        st.book(key).map(|b| b.name.clone())
+    }
+
+    /// `counters` of a port, with the items waiting in the side ring taken
+    /// into the queue first (so that they count as posted).
+    pub(crate) fn port_stats(&self, counters: &PortCounters) -> PortStats {
+        let mut st = self.lock();
+        let mut stale = Vec::new();
+        self.fold_ring(&mut st, &mut stale);
+        drop(st);
+        self.discard_all(stale, Discarded::Unregistered);
+        counters.snapshot()
     }
 
     /// Unregisters `key`: its queued items are cancelled (FIFO of the rest
@@ -67,23 +74,24 @@ impl<T> Shared<T> {
     /// Returns false when the key was already stale.
     pub(crate) fn unregister(&self, key: PortKey) -> bool {
         let mut st = self.lock();
-        if st.closed || !st.port_live(key) {
+        if st.closed || !self.port_live(key) {
             return false;
         }
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
-        let slot = &mut st.ports[key.index as usize];
-        slot.live = false;
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.name.clear();
-        let on_cancel = slot.on_cancel.take();
-        let calls = std::mem::take(&mut slot.calls);
-        slot.prune_at = PRUNE_FIRST;
-        slot.waits = None;
-        st.free_ports.push(key.index);
+        self.ports.remove(key);
+        let Some(book) = st.book(key) else {
+            return false;
+        };
+        book.name = String::new();
+        let on_cancel = book.on_cancel.take();
+        let calls = std::mem::take(&mut book.calls);
+        let counters = book.counters.clone();
+        book.waits = None;
         Self::timing_changed(&mut st);
         let gone = remove_port_items(&mut st.queue, key);
         st.counters.cancelled += gone.len() as u64;
+        PortCounters::add(&counters.cancelled, gone.len() as u64);
         self.settle_signal(&mut st);
         self.stale_epoch.fetch_add(1, Ordering::Release);
         let room = st.blocked_producers > 0 && !gone.is_empty();
@@ -111,14 +119,14 @@ impl<T> Shared<T> {
     /// the hub closed.
     pub(crate) fn purge_stale(&self, batch: &mut VecDeque<Entry<T>>) {
         let st = self.lock();
-        if !batch.iter().any(|e| !st.port_live(e.port)) {
+        if !batch.iter().any(|e| !self.port_live(e.port)) {
             return;
         }
         let closed = st.closed;
         let mut gone = Vec::new();
         let mut kept = VecDeque::with_capacity(batch.len());
         for e in batch.drain(..) {
-            if st.port_live(e.port) {
+            if self.port_live(e.port) {
                 kept.push_back(e);
             } else {
                 gone.push(e.item);
@@ -132,6 +140,34 @@ impl<T> Shared<T> {
             Discarded::Unregistered
         };
         self.discard_all(gone, why);
+    }
+}
+
+impl<T> State<T> {
+    /// Adds `n` to the `delivered` counters of the ports of `entries`, one
+    /// atomic add per run of one port's items (under the lock).
+    pub(crate) fn count_delivered<'a>(&self, entries: impl Iterator<Item = &'a Entry<T>>)
+    where
+        T: 'a,
+    {
+        let mut run: Option<(PortKey, u64)> = None;
+        for e in entries {
+            match &mut run {
+                Some((key, n)) if *key == e.port => *n += 1,
+                _ => {
+                    if let Some((key, n)) = run.replace((e.port, 1)) {
+                        if let Some(c) = self.counters_of(key) {
+                            PortCounters::add(&c.delivered, n);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((key, n)) = run {
+            if let Some(c) = self.counters_of(key) {
+                PortCounters::add(&c.delivered, n);
+            }
+        }
     }
 }
 

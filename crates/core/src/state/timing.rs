@@ -38,18 +38,21 @@ impl<T> Shared<T> {
             return was;
         }
         st.waits = on.then(|| Arc::new(WaitHistogram::new()));
-        for slot in st.ports.iter_mut() {
-            slot.waits = (on && slot.live).then(|| Arc::new(WaitHistogram::new()));
+        for book in st.books.iter_mut().flatten() {
+            let live = self.ports.is_live(book.key);
+            book.waits = (on && live).then(|| Arc::new(WaitHistogram::new()));
         }
         st.waits_version += 1;
         self.timing.store(on, Ordering::Relaxed);
         was
     }
 
-    /// A port registered in slot `index`: its histogram, while timing is on.
-    pub(super) fn timing_registered(&self, st: &mut State<T>, index: u32) {
+    /// The port `key` registered: its histogram, while timing is on.
+    pub(super) fn timing_registered(&self, st: &mut State<T>, key: PortKey) {
         if st.waits.is_some() {
-            st.ports[index as usize].waits = Some(Arc::new(WaitHistogram::new()));
+            if let Some(book) = st.book(key) {
+                book.waits = Some(Arc::new(WaitHistogram::new()));
+            }
         }
         Self::timing_changed(st);
     }
@@ -71,17 +74,11 @@ impl<T> Shared<T> {
         cache.hub = st.waits.clone();
         cache.ports.clear();
         if cache.hub.is_some() {
-            cache
-                .ports
-                .extend(st.ports.iter().enumerate().map(|(i, s)| {
-                    s.waits.as_ref().map(|h| {
-                        let key = PortKey {
-                            index: i as u32,
-                            generation: s.generation,
-                        };
-                        (key, h.clone())
-                    })
-                }));
+            let books = st.books.iter();
+            cache.ports.extend(books.map(|b| {
+                let b = b.as_ref()?;
+                Some((b.key, b.waits.clone()?))
+            }));
         }
     }
 
@@ -95,11 +92,11 @@ impl<T> Shared<T> {
     /// the port is stale.
     pub(crate) fn port_waits(&self, key: PortKey) -> Option<Waits> {
         let h = {
-            let st = self.lock();
-            if st.closed || !st.port_live(key) {
+            let mut st = self.lock();
+            if st.closed || !self.port_live(key) {
                 return None;
             }
-            st.ports[key.index as usize].waits.clone()
+            st.book(key)?.waits.clone()
         };
         h.map(|h| h.snapshot())
     }
@@ -109,10 +106,11 @@ impl<T> Shared<T> {
     pub(crate) fn named_waits(&self, name: &str) -> Option<Waits> {
         let found: Vec<Arc<WaitHistogram>> = {
             let st = self.lock();
-            st.ports
+            st.books
                 .iter()
-                .filter(|s| s.live && s.name == name)
-                .filter_map(|s| s.waits.clone())
+                .flatten()
+                .filter(|b| b.name == name && self.ports.is_live(b.key))
+                .filter_map(|b| b.waits.clone())
                 .collect()
         };
         if found.is_empty() {
