@@ -80,7 +80,7 @@ pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
         "delivered",
         s.delivered.saturating_sub(in_batch as u64 + purged),
     )?;
-    t.raw_set("dropped", s.dropped)?;
+    t.raw_set("dropped", s.refused)?;
     t.raw_set("cancelled", s.cancelled + purged)?;
     t.raw_set("replies", s.replies)?;
     t.raw_set("peak_depth", s.peak_depth)?;
