@@ -29,7 +29,9 @@
 
 use std::marker::PhantomData;
 
-use crate::sync::{lock, yield_now, Arc, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{
+    lock, seqcst_pairing, yield_now, Arc, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering,
+};
 
 /// A record's identity in a [`Slots`] table: its slot and the slot's
 /// generation when the key was issued (see the module's invariants).
@@ -252,6 +254,7 @@ impl<V> Slots<V> {
         // From here no lookup starts using the record (it checks `word`
         // after announcing itself in `readers`); wait for those that did.
         s.word.store(word(key.generation, FREE), Ordering::SeqCst);
+        seqcst_pairing();
         while s.readers.load(Ordering::SeqCst) != 0 {
             yield_now();
         }
@@ -271,6 +274,7 @@ impl<V> Slots<V> {
         // `remove`'s store of `word` then load of `readers`): either
         // `remove` sees us and waits, or we see its FREE.
         s.readers.fetch_add(1, Ordering::SeqCst);
+        seqcst_pairing();
         let found = if s.word.load(Ordering::SeqCst) == word(key.generation, LIVE) {
             let p = s.value.load(Ordering::Acquire);
             // SAFETY: LIVE is stored after `value` (so `p` is the record),

@@ -45,11 +45,14 @@ pub struct Stats {
 pub struct PortStats {
     /// Items accepted into the queue (posts and calls).
     pub posted: u64,
-    /// Items handed to the consumer by a drain.
+    /// Items handed to the consumer by a drain (and not purged from its
+    /// batch afterwards, see `cancelled`).
     pub delivered: u64,
     /// Delivered items the consumer ran (counted by the consumer).
     pub ran: u64,
-    /// Items removed unrun from the queue by unregister or close.
+    /// Items discarded unrun: removed from the queue by unregister or
+    /// close, or purged from the consumer's batch because their port went
+    /// stale after the drain ([`Hub::purge_stale`](crate::Hub::purge_stale)).
     pub cancelled: u64,
     /// Posts and calls refused: full, closed, stale port, would deadlock,
     /// or refused by the caller's own checks

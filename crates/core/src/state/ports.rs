@@ -125,6 +125,11 @@ impl<T> Shared<T> {
             if self.port_live(e.port) {
                 kept.push_back(e);
             } else {
+                // Per port, a purged item counts as cancelled, not delivered.
+                if let Some(c) = st.counters_of(e.port) {
+                    c.delivered.fetch_sub(1, Ordering::Relaxed);
+                    PortCounters::add(&c.cancelled, 1);
+                }
                 gone.push(e.item);
             }
         }
