@@ -185,10 +185,13 @@ impl<T: Send + 'static> Port<T> {
         }
         let (reply, waiter) = reply::pair();
         let pending = waiter.pending();
-        if let Err(e) =
-            self.shared
-                .push(self.key, &self.counters, make(reply), when_full, Some(pending))
-        {
+        if let Err(e) = self.shared.push(
+            self.key,
+            &self.counters,
+            make(reply),
+            when_full,
+            Some(pending),
+        ) {
             self.shared.discard_one(e.item, Discarded::Refused(e.kind));
             return Err(e.kind.into());
         }

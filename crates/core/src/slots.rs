@@ -12,7 +12,7 @@
 //!    for ever. Generation 0 never occurs: 0 and small garbage bit
 //!    patterns ([`SlotKey::from_bits`]) are never valid.
 //! 2. **Slots are never freed while the table lives.** They sit in chunks
-//!    (the first [`BASE`] slots, then chunks twice as large each time)
+//!    (the first 64 slots, then chunks twice as large each time)
 //!    allocated on demand under the table's lock and freed only when the
 //!    table drops; a lookup may read any slot it finds without a lock.
 //! 3. **Phases.** A slot's `word` is `generation << 2 | phase`: `FREE`,
@@ -113,8 +113,8 @@ struct Slot<V> {
 }
 
 struct Alloc {
-    /// Slots handed out so far (the next new index).
-    len: usize,
+    /// Slots handed out so far: the next new index.
+    next_index: usize,
     free: Vec<u32>,
     next_generation: u32,
     live: usize,
@@ -153,7 +153,7 @@ impl<V> Slots<V> {
         Slots {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             alloc: Mutex::new(Alloc {
-                len: 0,
+                next_index: 0,
                 free: Vec::new(),
                 next_generation: 1,
                 live: 0,
@@ -184,10 +184,10 @@ impl<V> Slots<V> {
         let index = match a.free.pop() {
             Some(i) => i as usize,
             None => {
-                if a.len >= self.limit {
+                if a.next_index >= self.limit {
                     return None;
                 }
-                let index = a.len;
+                let index = a.next_index;
                 let (chunk, _) = locate(index);
                 let cell = self.chunks.get(chunk)?;
                 if cell.load(Ordering::Relaxed).is_null() {
@@ -201,7 +201,7 @@ impl<V> Slots<V> {
                     // Release: a lookup that sees the pointer sees the slots.
                     cell.store(Box::into_raw(slots).cast::<Slot<V>>(), Ordering::Release);
                 }
-                a.len += 1;
+                a.next_index += 1;
                 index
             }
         };
@@ -309,7 +309,7 @@ impl<V> Slots<V> {
     /// The live keys now, in slot order (takes the table's lock).
     pub fn keys(&self) -> Vec<SlotKey> {
         let a = lock(&self.alloc);
-        (0..a.len)
+        (0..a.next_index)
             .filter_map(|i| {
                 let w = self.slot(i)?.word.load(Ordering::SeqCst);
                 (w & 3 == LIVE).then_some(SlotKey {
@@ -341,9 +341,8 @@ impl<V> Drop for Slots<V> {
             // SAFETY: `p` is a chunk of `chunk_len(chunk)` slots made by
             // `Box::into_raw` in `reserve`; nobody else can reach it now
             // (`&mut self`).
-            let slots = unsafe {
-                Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, chunk_len(chunk)))
-            };
+            let slots =
+                unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, chunk_len(chunk))) };
             for s in slots.iter() {
                 let v = s.value.swap(std::ptr::null_mut(), Ordering::Acquire);
                 if !v.is_null() {
@@ -460,7 +459,11 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         for r in readers {
-            assert_eq!(r.join().expect("reader"), 0, "a lookup saw another key's record");
+            assert_eq!(
+                r.join().expect("reader"),
+                0,
+                "a lookup saw another key's record"
+            );
         }
     }
 }

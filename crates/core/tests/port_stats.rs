@@ -41,7 +41,10 @@ fn posts_refusals_deliveries_and_cancellations_count_on_their_own_port() {
     assert!(a.unregister());
     assert_eq!(a.post(4).unwrap_err().kind, PostErrorKind::Unregistered);
     let s = a.stats();
-    assert_eq!((s.posted, s.delivered, s.cancelled, s.refused), (3, 2, 1, 2));
+    assert_eq!(
+        (s.posted, s.delivered, s.cancelled, s.refused),
+        (3, 2, 1, 2)
+    );
     assert_eq!(s.posted, s.delivered + s.cancelled, "nothing of a's queued");
 
     // A new port in a's slot starts from zero and does not count a's.
@@ -55,7 +58,10 @@ fn posts_refusals_deliveries_and_cancellations_count_on_their_own_port() {
     assert!(hub.close());
     assert_eq!(b.post(6).unwrap_err().kind, PostErrorKind::Closed);
     let s = b.stats();
-    assert_eq!((s.posted, s.delivered, s.cancelled, s.refused), (1, 0, 1, 1));
+    assert_eq!(
+        (s.posted, s.delivered, s.cancelled, s.refused),
+        (1, 0, 1, 1)
+    );
     let s = c.stats();
     assert_eq!((s.posted, s.delivered, s.cancelled), (1, 0, 1));
     let h = hub.stats();

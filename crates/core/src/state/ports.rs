@@ -170,7 +170,6 @@ impl<T> State<T> {
             }
         }
     }
-
 }
 
 /// Removes `port`'s entries from `queue`, keeping everyone else's order.

@@ -188,9 +188,7 @@ pub(crate) fn from_utilid(p: *mut c_void) -> Handle {
             .checked_sub(1)
             .and_then(|i| TABLE.generation_at(i as u32))
         {
-            Some(generation) if (generation & 0xfff) == low => {
-                ((generation as u64) << 32) | index
-            }
+            Some(generation) if (generation & 0xfff) == low => ((generation as u64) << 32) | index,
             _ => 0,
         }
     }
