@@ -90,9 +90,9 @@ impl<T: Send + 'static> Port<T> {
     }
 
     /// This port's counters (see [`PortStats`]); still readable once the
-    /// port is stale. Takes the hub's lock.
+    /// port is stale. Takes the hub's lock and looks at each queued item.
     pub fn stats(&self) -> PortStats {
-        self.shared.port_stats(&self.counters)
+        self.shared.port_stats(self.key, &self.counters)
     }
 
     /// Counts `n` delivered items of this port as run: the consumer, which

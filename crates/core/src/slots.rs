@@ -12,7 +12,7 @@
 //!    for ever. Generation 0 never occurs: 0 and small garbage bit
 //!    patterns ([`SlotKey::from_bits`]) are never valid.
 //! 2. **Slots are never freed while the table lives.** They sit in chunks
-//!    (the first [`BASE`] slots, then chunks twice as large each time)
+//!    (the first 64 slots, then chunks twice as large each time)
 //!    allocated on demand under the table's lock and freed only when the
 //!    table drops; a lookup may read any slot it finds without a lock.
 //! 3. **Phases.** A slot's `word` is `generation << 2 | phase`: `FREE`,
@@ -29,7 +29,9 @@
 
 use std::marker::PhantomData;
 
-use crate::sync::{lock, yield_now, Arc, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{
+    lock, seqcst_pairing, yield_now, Arc, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering,
+};
 
 /// A record's identity in a [`Slots`] table: its slot and the slot's
 /// generation when the key was issued (see the module's invariants).
@@ -111,8 +113,8 @@ struct Slot<V> {
 }
 
 struct Alloc {
-    /// Slots handed out so far (the next new index).
-    len: usize,
+    /// Slots handed out so far: the next new index.
+    next_index: usize,
     free: Vec<u32>,
     next_generation: u32,
     live: usize,
@@ -151,7 +153,7 @@ impl<V> Slots<V> {
         Slots {
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             alloc: Mutex::new(Alloc {
-                len: 0,
+                next_index: 0,
                 free: Vec::new(),
                 next_generation: 1,
                 live: 0,
@@ -182,10 +184,10 @@ impl<V> Slots<V> {
         let index = match a.free.pop() {
             Some(i) => i as usize,
             None => {
-                if a.len >= self.limit {
+                if a.next_index >= self.limit {
                     return None;
                 }
-                let index = a.len;
+                let index = a.next_index;
                 let (chunk, _) = locate(index);
                 let cell = self.chunks.get(chunk)?;
                 if cell.load(Ordering::Relaxed).is_null() {
@@ -199,7 +201,7 @@ impl<V> Slots<V> {
                     // Release: a lookup that sees the pointer sees the slots.
                     cell.store(Box::into_raw(slots).cast::<Slot<V>>(), Ordering::Release);
                 }
-                a.len += 1;
+                a.next_index += 1;
                 index
             }
         };
@@ -252,6 +254,7 @@ impl<V> Slots<V> {
         // From here no lookup starts using the record (it checks `word`
         // after announcing itself in `readers`); wait for those that did.
         s.word.store(word(key.generation, FREE), Ordering::SeqCst);
+        seqcst_pairing();
         while s.readers.load(Ordering::SeqCst) != 0 {
             yield_now();
         }
@@ -271,6 +274,7 @@ impl<V> Slots<V> {
         // `remove`'s store of `word` then load of `readers`): either
         // `remove` sees us and waits, or we see its FREE.
         s.readers.fetch_add(1, Ordering::SeqCst);
+        seqcst_pairing();
         let found = if s.word.load(Ordering::SeqCst) == word(key.generation, LIVE) {
             let p = s.value.load(Ordering::Acquire);
             // SAFETY: LIVE is stored after `value` (so `p` is the record),
@@ -305,7 +309,7 @@ impl<V> Slots<V> {
     /// The live keys now, in slot order (takes the table's lock).
     pub fn keys(&self) -> Vec<SlotKey> {
         let a = lock(&self.alloc);
-        (0..a.len)
+        (0..a.next_index)
             .filter_map(|i| {
                 let w = self.slot(i)?.word.load(Ordering::SeqCst);
                 (w & 3 == LIVE).then_some(SlotKey {

@@ -45,11 +45,14 @@ pub struct Stats {
 pub struct PortStats {
     /// Items accepted into the queue (posts and calls).
     pub posted: u64,
-    /// Items handed to the consumer by a drain.
+    /// Items handed to the consumer by a drain (and not purged from its
+    /// batch afterwards, see `cancelled`).
     pub delivered: u64,
     /// Delivered items the consumer ran (counted by the consumer).
     pub ran: u64,
-    /// Items removed unrun from the queue by unregister or close.
+    /// Items discarded unrun: removed from the queue by unregister or
+    /// close, or purged from the consumer's batch because their port went
+    /// stale after the drain ([`Hub::purge_stale`](crate::Hub::purge_stale)).
     pub cancelled: u64,
     /// Posts and calls refused: full, closed, stale port, would deadlock,
     /// or refused by the caller's own checks
@@ -65,16 +68,16 @@ pub struct PortStats {
 
 /// A port's counters, shared by the hub and every clone of the port. One
 /// cache line of its own, written where each outcome happens: under the
-/// hub's lock (posted, delivered, cancelled, most refusals) or by the
-/// thread that sees the outcome (calls, lock-free refusals, `ran`).
-/// Fields may be added (each a relaxed atomic, read by [`snapshot`]).
+/// hub's lock (posted, cancelled, most refusals) or by the thread that sees
+/// the outcome (calls, lock-free refusals, `ran`). `delivered` is derived
+/// (see `Shared::port_stats`), so a drain writes nothing here. Fields may
+/// be added (each a relaxed atomic, read by [`snapshot`]).
 ///
 /// [`snapshot`]: PortCounters::snapshot
 #[repr(align(64))]
 #[derive(Default)]
 pub(crate) struct PortCounters {
     pub(crate) posted: AtomicU64,
-    pub(crate) delivered: AtomicU64,
     pub(crate) ran: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) refused: AtomicU64,
@@ -90,13 +93,16 @@ impl PortCounters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> PortStats {
+    /// The counters, with `queued` of the port's items in the queue now
+    /// (read under the hub's lock, which keeps posted and cancelled still).
+    pub(crate) fn snapshot(&self, queued: u64) -> PortStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (posted, cancelled) = (get(&self.posted), get(&self.cancelled));
         PortStats {
-            posted: get(&self.posted),
-            delivered: get(&self.delivered),
+            posted,
+            delivered: posted.saturating_sub(cancelled + queued),
             ran: get(&self.ran),
-            cancelled: get(&self.cancelled),
+            cancelled,
             refused: get(&self.refused),
             replies: get(&self.replies),
             errors: get(&self.errors),

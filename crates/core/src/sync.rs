@@ -62,6 +62,17 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     }
 }
 
+/// Orders a SeqCst store (or RMW) before a later SeqCst load of another
+/// location, for a Dekker-style pairing whose both sides are SeqCst: the
+/// accesses' single total order already does that, so this compiles to
+/// nothing; loom models SeqCst accesses alone as acquire/release, so there
+/// it is a SeqCst fence (the pairing the code relies on, made visible).
+#[inline]
+pub(crate) fn seqcst_pairing() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}
+
 /// Busy-waits briefly; a no-op under loom, where spinning explodes the model.
 #[inline]
 pub(crate) fn spin_hint() {

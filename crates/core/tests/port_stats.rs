@@ -141,3 +141,23 @@ fn calls_count_replies_errors_timeouts_and_refusals_on_their_port() {
         assert_eq!(hub.stats().replies, 2, "the hub counts both answers");
     });
 }
+
+#[test]
+fn items_purged_from_the_consumers_batch_count_as_cancelled_not_delivered() {
+    let hub: Hub<u8> = Hub::new();
+    let a = hub.register("a", |_| {}).unwrap();
+    let b = hub.register("b", |_| {}).unwrap();
+    a.post(1).unwrap();
+    b.post(2).unwrap();
+    a.post(3).unwrap();
+    let mut batch = Batch::new();
+    assert_eq!(hub.drain(usize::MAX, &mut batch), 3);
+    assert_eq!(a.stats().delivered, 2);
+    assert!(a.unregister());
+    hub.purge_stale(&mut batch);
+    assert_eq!(batch.collect::<Vec<_>>(), vec![2]);
+    let s = a.stats();
+    assert_eq!((s.posted, s.delivered, s.cancelled), (2, 0, 2));
+    let s = b.stats();
+    assert_eq!((s.posted, s.delivered, s.cancelled), (1, 1, 0));
+}

@@ -74,12 +74,14 @@ pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let in_batch = st.batch_len();
     let s = st.hub.stats();
     let purged = st.purged.get();
-    let t = lua.create_table_with_capacity(0, 11)?;
+    let t = lua.create_table_with_capacity(0, 12)?;
     t.raw_set("posted", s.posted)?;
     t.raw_set(
         "delivered",
         s.delivered.saturating_sub(in_batch as u64 + purged),
     )?;
+    t.raw_set("refused", s.refused)?;
+    // Deprecated alias of `refused`, for one release (see CHANGELOG).
     t.raw_set("dropped", s.refused)?;
     t.raw_set("cancelled", s.cancelled + purged)?;
     t.raw_set("replies", s.replies)?;

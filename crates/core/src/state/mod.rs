@@ -23,8 +23,10 @@
 //!    unregister (counted `cancelled`; its discard path runs after the lock
 //!    is released). A refused post hands the item back to its
 //!    producer (counted `refused`). So `posted == delivered + cancelled +
-//!    queue.len()` at every unlock, for the hub and for each live port
-//!    (its [`PortCounters`], counted at the same places). An item in the side ring is not yet
+//!    queue.len()` at every unlock, for the hub and, counting the port's
+//!    items only, for each port: its [`PortCounters`] count posted and
+//!    cancelled at the same places, and its `delivered` is derived from
+//!    this identity (`ports.rs`). An item in the side ring is not yet
 //!    posted: the lock holder that folds it into the queue counts it
 //!    (`ring.rs` keeps exactly-once for the ring itself).
 //! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{CancelFn, Entry, PortBook, PortKey, Shared, State, PRUNE_FIRST};
+use super::{CancelFn, Entry, PortBook, PortKey, Shared, PRUNE_FIRST};
 use crate::error::{CancelReason, Discarded, PostErrorKind};
 use crate::stats::{PortCounters, PortStats};
 use crate::sync::{Arc, Ordering};
@@ -58,15 +58,21 @@ impl<T> Shared<T> {
         st.book(key).map(|b| b.name.clone())
     }
 
-    /// `counters` of a port, with the items waiting in the side ring taken
-    /// into the queue first (so that they count as posted).
-    pub(crate) fn port_stats(&self, counters: &PortCounters) -> PortStats {
+    /// The counters of `key`'s port, with the items waiting in the side
+    /// ring taken into the queue first (so that they count as posted).
+    /// `delivered` is not counted per item (that would cost the consumer a
+    /// pass over every drained batch under the lock): under the lock every
+    /// posted item of the port was delivered, cancelled or is still queued,
+    /// so it is what the other two leave, found by one pass over the queue.
+    pub(crate) fn port_stats(&self, key: PortKey, counters: &PortCounters) -> PortStats {
         let mut st = self.lock();
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
+        let queued = st.queue.iter().filter(|e| e.port == key).count() as u64;
+        let stats = counters.snapshot(queued);
         drop(st);
         self.discard_all(stale, Discarded::Unregistered);
-        counters.snapshot()
+        stats
     }
 
     /// Unregisters `key`: its queued items are cancelled (FIFO of the rest
@@ -129,6 +135,10 @@ impl<T> Shared<T> {
             if self.port_live(e.port) {
                 kept.push_back(e);
             } else {
+                // Per port, a purged item counts as cancelled, not delivered.
+                if let Some(c) = st.counters_of(e.port) {
+                    PortCounters::add(&c.cancelled, 1);
+                }
                 gone.push(e.item);
             }
         }
@@ -140,34 +150,6 @@ impl<T> Shared<T> {
             Discarded::Unregistered
         };
         self.discard_all(gone, why);
-    }
-}
-
-impl<T> State<T> {
-    /// Adds `n` to the `delivered` counters of the ports of `entries`, one
-    /// atomic add per run of one port's items (under the lock).
-    pub(crate) fn count_delivered<'a>(&self, entries: impl Iterator<Item = &'a Entry<T>>)
-    where
-        T: 'a,
-    {
-        let mut run: Option<(PortKey, u64)> = None;
-        for e in entries {
-            match &mut run {
-                Some((key, n)) if *key == e.port => *n += 1,
-                _ => {
-                    if let Some((key, n)) = run.replace((e.port, 1)) {
-                        if let Some(c) = self.counters_of(key) {
-                            PortCounters::add(&c.delivered, n);
-                        }
-                    }
-                }
-            }
-        }
-        if let Some((key, n)) = run {
-            if let Some(c) = self.counters_of(key) {
-                PortCounters::add(&c.delivered, n);
-            }
-        }
     }
 }
 

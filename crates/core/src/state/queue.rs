@@ -366,7 +366,6 @@ impl<T> Shared<T> {
         } else {
             out.extend(st.queue.drain(..n));
         }
-        st.count_delivered(out.range(out.len() - n..));
         st.counters.delivered += n as u64;
         self.settle_signal(&mut st);
         let room = st.blocked_producers > 0;

@@ -7,9 +7,7 @@
 //! `hold`, `release`, `stats`, `status`, `strerror`, `waits` are the functions of
 //! the same names here; each runs its body under [`super::guard`].
 
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use darksidesync_core::{CallError, Discarded, PostErrorKind};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
-use super::handles::{self, Cancel, Counters, SendPtr, Util, Version};
+use super::handles::{self, Cancel, SendPtr, Util, Version};
 use super::task::{CItem, CPost, Callbacks, PostRun};
 use super::{guard, StateError};
 use crate::item::Item;
@@ -54,14 +52,14 @@ fn v2_code(c: StateError) -> c_int {
 fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(Arc<Util>, RunFn), c_int> {
     let util = match handles::get(h) {
         Some(u) if u.api == Version::V2 && u.is_closed() => {
-            Counters::bump(&u.counters.refused);
+            u.port.count_refused();
             return Err(ECLOSED);
         }
         Some(u) if u.api == Version::V2 => u,
         _ => return Err(ESTALE),
     };
     let Some(run) = run else {
-        Counters::bump(&util.counters.refused);
+        util.port.count_refused();
         return Err(EINVAL);
     };
     super::pin_once(&util, run as *const c_void);
@@ -274,9 +272,7 @@ unsafe extern "C" fn call(
             Ok(found) => found,
             Err(code) => return code,
         };
-        let made = Cell::new(false);
         let make = |r| {
-            made.set(true);
             Item::new(CItem::new(
                 Callbacks::Call2 { run, reply },
                 data,
@@ -291,11 +287,7 @@ unsafe extern "C" fn call(
         } else {
             util.port.call(make, timeout)
         };
-        let c = &util.counters;
-        if !made.get() {
-            // Refused before the item existed (closed, or the Lua thread).
-            Counters::bump(&c.refused);
-        }
+        // The port counted the outcome (refused, replied, timed out).
         match result {
             Ok(()) => OK,
             Err(CallError::Handler(text)) => {
@@ -305,10 +297,7 @@ unsafe extern "C" fn call(
             }
             // A reply claimed before the timeout passed is waited for
             // (the core's `Reply::claim`): this is a real timeout.
-            Err(CallError::TimedOut) => {
-                Counters::bump(&c.timeouts);
-                ETIMEDOUT
-            }
+            Err(CallError::TimedOut) => ETIMEDOUT,
             Err(CallError::Cancelled) => ECANCELLED,
             Err(CallError::Closed) => ECLOSED,
             Err(CallError::Full) => EFULL,
@@ -378,16 +367,17 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
             Some(u) if u.api == Version::V2 => u,
             _ => return ESTALE,
         };
-        let c = &util.counters;
+        // The port's counters, kept by the core.
+        let c = util.port.stats();
         let s = Stats {
             size,
-            posted: c.posted.load(Ordering::Relaxed),
-            ran: c.ran.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            replies: c.replies.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-            timeouts: c.timeouts.load(Ordering::Relaxed),
+            posted: c.posted,
+            ran: c.ran,
+            cancelled: c.cancelled,
+            refused: c.refused,
+            replies: c.replies,
+            errors: c.errors,
+            timeouts: c.timeouts,
             keep_alive: util.keep_alive().len() as u64,
         };
         let n = size.min(std::mem::size_of::<Stats>());
