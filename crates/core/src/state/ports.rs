@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{CancelFn, Entry, PortBook, PortKey, Shared, State, PRUNE_FIRST};
+use super::{CancelFn, Entry, PortBook, PortKey, Shared, PRUNE_FIRST};
 use crate::error::{CancelReason, Discarded, PostErrorKind};
 use crate::stats::{PortCounters, PortStats};
 use crate::sync::{Arc, Ordering};
@@ -84,16 +84,19 @@ impl<T> Shared<T> {
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
         self.ports.remove(key);
-        let Some(book) = st.book(key) else {
-            return false;
+        // A live port has its book (invariant 6).
+        let (on_cancel, calls) = match st.book(key) {
+            Some(book) => {
+                book.name = String::new();
+                (book.on_cancel.take(), std::mem::take(&mut book.calls))
+            }
+            None => (None, Vec::new()),
         };
-        book.name = String::new();
-        let on_cancel = book.on_cancel.take();
-        let calls = std::mem::take(&mut book.calls);
-        let counters = book.counters.clone();
         let gone = remove_port_items(&mut st.queue, key);
         st.counters.cancelled += gone.len() as u64;
-        PortCounters::add(&counters.cancelled, gone.len() as u64);
+        if let Some(c) = st.counters_of(key) {
+            PortCounters::add(&c.cancelled, gone.len() as u64);
+        }
         self.settle_signal(&mut st);
         self.stale_epoch.fetch_add(1, Ordering::Release);
         let room = st.blocked_producers > 0 && !gone.is_empty();
