@@ -43,7 +43,8 @@ impl<T> Shared<T> {
         Ok((key, counters))
     }
 
-    /// Whether `key`'s port is registered and the hub open; takes no lock.
+    /// Whether `key`'s port is registered; takes no lock. Close removes
+    /// every port, under the lock, after it set `closed`.
     pub(crate) fn port_live(&self, key: PortKey) -> bool {
         self.ports.is_live(key)
     }
