@@ -65,7 +65,7 @@ impl<T: Send + 'static> Port<T> {
 
     /// True while the port is registered and its hub open. Takes no lock.
     pub fn is_live(&self) -> bool {
-        self.shared.port_live(self.key)
+        !self.shared.is_closed() && self.shared.port_live(self.key)
     }
 
     /// How long this port's items waited in the queue (see

@@ -42,8 +42,9 @@
 //!    that empties the queue clears the descriptor, then sets it again if
 //!    the ring holds a reservation, so a ring post's wake-up is never eaten.
 //! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
-//!    every port is stale (removed from the port table), every waiter (consumer or producer) and every
-//!    pending call has been notified, and the descriptors are released.
+//!    every port is stale (removed from the port table), every waiter
+//!    (consumer or producer) and every pending call has been notified, and
+//!    the descriptors are released.
 //! 6. **One identity.** A port is live exactly while its key is live in
 //!    `Shared::ports`; keys are issued and removed only under the lock, so
 //!    a check under the lock stays true until the lock is released. The

@@ -45,7 +45,8 @@ impl<T> Shared<T> {
         Ok((key, counters))
     }
 
-    /// Whether `key`'s port is registered and the hub open; takes no lock.
+    /// Whether `key`'s port is registered; takes no lock. Close removes
+    /// every port, under the lock, after it set `closed`.
     pub(crate) fn port_live(&self, key: PortKey) -> bool {
         self.ports.is_live(key)
     }
@@ -86,18 +87,21 @@ impl<T> Shared<T> {
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
         self.ports.remove(key);
-        let Some(book) = st.book(key) else {
-            return false;
+        // A live port has its book (invariant 6).
+        let (on_cancel, calls) = match st.book(key) {
+            Some(book) => {
+                book.name = String::new();
+                book.waits = None;
+                (book.on_cancel.take(), std::mem::take(&mut book.calls))
+            }
+            None => (None, Vec::new()),
         };
-        book.name = String::new();
-        let on_cancel = book.on_cancel.take();
-        let calls = std::mem::take(&mut book.calls);
-        let counters = book.counters.clone();
-        book.waits = None;
         Self::timing_changed(&mut st);
         let gone = remove_port_items(&mut st.queue, key);
         st.counters.cancelled += gone.len() as u64;
-        PortCounters::add(&counters.cancelled, gone.len() as u64);
+        if let Some(c) = st.counters_of(key) {
+            PortCounters::add(&c.cancelled, gone.len() as u64);
+        }
         self.settle_signal(&mut st);
         self.stale_epoch.fetch_add(1, Ordering::Release);
         let room = st.blocked_producers > 0 && !gone.is_empty();

@@ -13,7 +13,9 @@
 //! The core tells an item why it is discarded ([`Task::discard`]); a
 //! refusal comes back to the delivering entry point, which discards the
 //! item as [`Discarded::Refused`]. `Drop` only backs this up for an item
-//! dropped without either (it counts as cancelled).
+//! dropped without either (it is treated as cancelled). The counters
+//! (2v0 `stats()`) are the port's, kept by the core; this layer only
+//! tells it which items ran ([`Port::count_ran`](darksidesync_core::Port::count_ran)).
 //!
 //! # Blocking deliveries and lent data
 //!
