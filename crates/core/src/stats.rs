@@ -77,6 +77,7 @@ pub struct PortStats {
 #[repr(align(64))]
 #[derive(Default)]
 pub(crate) struct PortCounters {
+    /// Written only under the hub's lock (`add_under_lock`).
     pub(crate) posted: AtomicU64,
     pub(crate) ran: AtomicU64,
     pub(crate) cancelled: AtomicU64,
@@ -91,6 +92,14 @@ impl PortCounters {
     #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to `counter`, which only the holder of the hub's lock
+    /// writes (`posted`): a load and a store, no locked read-modify-write
+    /// on the producer's path (readers still see a whole value).
+    #[inline]
+    pub(crate) fn add_under_lock(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
     /// The counters, with `queued` of the port's items in the queue now

@@ -221,7 +221,7 @@ impl<T> Shared<T> {
             st.counters.posted += 1;
             if self.port_live(e.port) {
                 if let Some(c) = st.counters_of(e.port) {
-                    PortCounters::add(&c.posted, 1);
+                    PortCounters::add_under_lock(&c.posted, 1);
                 }
                 st.queue.push_back(e);
             } else {
@@ -311,7 +311,7 @@ impl<T> Shared<T> {
                 book.calls.push(call);
             }
         }
-        PortCounters::add(&counters.posted, 1);
+        PortCounters::add_under_lock(&counters.posted, 1);
         let depth = st.queue.len();
         let c = &mut st.counters;
         c.posted += 1;
