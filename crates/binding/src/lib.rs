@@ -213,6 +213,7 @@ mod lua_callback;
 mod plain_error;
 mod stats;
 mod trampoline;
+mod waits;
 
 pub use callback::Prepared;
 pub use error::{Error, LuaError};
@@ -220,3 +221,4 @@ pub use handle::{Dss, Hold, LibId};
 pub use lua_callback::{Arg, Args, LuaCallback};
 pub use plain_error::function;
 pub use stats::Stats;
+pub use waits::Waits;
