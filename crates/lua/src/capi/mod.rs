@@ -286,7 +286,9 @@ pub(crate) fn pin(f: *const c_void) {
 /// Pins the object of `f` once per utility (2v0 utilities may register
 /// without a cancel callback; their first item's callback is pinned then).
 pub(crate) fn pin_once(util: &Util, f: *const c_void) {
-    if !util.pinned.swap(true, Ordering::AcqRel) {
+    // Checked first: a swap per post would write the record's cache line,
+    // which every producer and the Lua thread read.
+    if !util.pinned.load(Ordering::Acquire) && !util.pinned.swap(true, Ordering::AcqRel) {
         pin(f);
     }
 }
