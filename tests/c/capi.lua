@@ -162,6 +162,18 @@ test("1v0 blocking deliver: a decoder that pushes nothing ends the cycle with -1
     eq(delta(before, after, "v1_returned") + delta(before, after, "v1_garbage"), 0, "pReturn not called")
 end)
 
+test("1v0 poll() of one argument: args = { v, n = 1 }, nil kept, the count and callback right", function()
+    local cb = function() end
+    for shape = 1, 3 do eq(u.here_v1_one(cb, shape), -100, "delivered") end
+    local n, f, args = dss.poll()
+    eq(n, 2, "left"); eq(f, cb, "callback"); eq(args.n, 1, "n"); eq(args[1], 42, "value")
+    n, f, args = dss.poll()
+    eq(n, 1, "left"); eq(f, cb, "callback"); eq(args.n, 1, "n"); eq(args[1], nil, "nil")
+    n, f, args = dss.poll()
+    eq(n, 0, "left"); eq(f, cb, "callback"); eq(args.n, 1, "n"); eq(args[1], 7, "only what it returned")
+    eq(dss.poll(), -1, "empty")
+end)
+
 test("1v0 deliver from the Lua thread: non-blocking ok, blocking -109, full queue -104", function()
     local ran = 0
     local cb = function() ran = ran + 1 end

@@ -436,6 +436,34 @@ mod tests {
     }
 
     #[test]
+    fn release_waits_until_a_borrow_ends() {
+        use std::sync::atomic::AtomicBool as Flag;
+        let hub = darksidesync_core::Hub::<Item>::new();
+        let h = reserve().expect("a free slot");
+        fill(h, util(&hub, h));
+        let borrowed = borrow(h).expect("live");
+        let released = Arc::new(Flag::new(false));
+        let releaser = {
+            let released = released.clone();
+            std::thread::spawn(move || {
+                let record = release(h);
+                released.store(true, Ordering::SeqCst);
+                record.map(|u| u.handle)
+            })
+        };
+        // Long enough for a release that did not wait to finish.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !released.load(Ordering::SeqCst),
+            "release waits for the borrow"
+        );
+        assert_eq!(borrowed.handle, h, "the borrowed record is intact");
+        drop(borrowed);
+        assert_eq!(releaser.join().expect("releaser"), Some(h));
+        assert!(borrow(h).is_none(), "stale once released");
+    }
+
+    #[test]
     fn lookups_racing_release_and_reuse_see_their_own_record_or_none() {
         use std::sync::atomic::AtomicBool as Flag;
         let hub = darksidesync_core::Hub::<Item>::new();
@@ -451,6 +479,11 @@ mod tests {
                         if let Some(u) = get(h) {
                             found += 1;
                             if u.handle != h {
+                                wrong += 1;
+                            }
+                        }
+                        if let Some(b) = borrow(h) {
+                            if b.handle != h || b.to_arc().handle != h {
                                 wrong += 1;
                             }
                         }

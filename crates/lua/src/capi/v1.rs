@@ -164,7 +164,15 @@ unsafe extern "C" fn deliver(
             Ok(u) => u,
             Err(code) => return code,
         };
-        deliver_blocking(&util, Callbacks::Deliver1 { decoder, ret: Some(ret) }, ret, data)
+        deliver_blocking(
+            &util,
+            Callbacks::Deliver1 {
+                decoder,
+                ret: Some(ret),
+            },
+            ret,
+            data,
+        )
     })
 }
 

@@ -50,10 +50,7 @@ fn v2_code(c: StateError) -> c_int {
 /// or `ESTALE`), borrowed (see [`handles::Borrowed`]), and a run callback,
 /// whose shared object is then pinned (see `pin_once`). A refusal for a
 /// closed state counts as refused (as every other one).
-fn lookup_with_run(
-    h: Handle,
-    run: Option<RunFn>,
-) -> Result<(handles::Borrowed, RunFn), c_int> {
+fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(handles::Borrowed, RunFn), c_int> {
     let util = match handles::borrow(h) {
         Some(u) if u.api == Version::V2 && u.is_closed() => {
             Counters::bump(&u.counters.refused);
