@@ -229,23 +229,16 @@ fn post_inner(
         let result = util.port.post_nowait(item);
         return posted(result);
     }
-    // Without waiting for room first, under the borrow; a post that must
-    // wait takes a reference and waits without the borrow (`unreg` waits
-    // for borrows to end).
-    let tried = util.port.try_post(item);
-    let result = match tried {
-        Err(e) if e.kind == PostErrorKind::Full => {
-            let owned = util.to_arc();
-            drop(util);
-            if timeout_ms < 0 {
-                owned.port.post(e.item)
-            } else {
-                owned
-                    .port
-                    .post_timeout(e.item, Duration::from_millis(timeout_ms as u64))
-            }
-        }
-        other => other,
+    // A post that may wait for room does not wait under the borrow
+    // (`unreg` waits for borrows to end): it posts through its own handle
+    // on the hub (a count on the hub's record, which its lock writes
+    // anyway, instead of on the utility's).
+    let port = util.port.clone();
+    drop(util);
+    let result = if timeout_ms < 0 {
+        port.post(item)
+    } else {
+        port.post_timeout(item, Duration::from_millis(timeout_ms as u64))
     };
     posted(result)
 }
