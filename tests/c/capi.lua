@@ -437,6 +437,18 @@ test("2v0 call: reply userdata collected uncalled is ECANCELLED", function()
     eq(u.join(j).code, -11, "ECANCELLED")
 end)
 
+test("2v0 post that waits for room is queued, not counted as dropped", function()
+    dss.setcapacity(1)
+    local dropped = dss.stats().dropped
+    local ran = 0
+    local j = u.v2_post(function() ran = ran + 1 end, 3, 1, -1)
+    queued(1)
+    u.sleep(20) -- the producer's second post finds the queue full and waits
+    until_(function() dss.dispatch(); return ran == 3 end, "all three ran")
+    eq(u.join(j).accepted, 3, "accepted")
+    eq(dss.stats().dropped - dropped, 0, "none dropped")
+end)
+
 test("2v0 call: run() pushing nothing is ECANCELLED, reply() not called", function()
     local before = u.counters()
     local j = u.v2_call(function() error("nothing to call") end, -1, -1)
