@@ -164,8 +164,9 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
     // nothing in this call can close the state.
     let st = unsafe { &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(4)) as *const StateHub) };
     // A panic must not cross into Lua's C frames; fast_take pushes
-    // nothing before its last step, so the general path can take over
-    // (the batch is left as a panic left it, as the general path would).
+    // nothing before its last step, so the general path can take over.
+    // The hub stays usable after one: the batch's borrow ends with the
+    // unwind, and an item taken before it is dropped, which cancels it.
     // SAFETY: called by Lua as a C function of this module.
     let taken =
         catch_unwind(AssertUnwindSafe(|| unsafe { fast_take(state, st) })).unwrap_or(Fast::Slow);
@@ -241,17 +242,17 @@ unsafe fn poll_post(
         n => n as i64,
     };
     // SAFETY: the callback is at `top - n + 1` with its `n - 1` arguments
-    // above it. Unless the decoder used more than LUA_MINSTACK slots, the
-    // 5 reserved beyond those are free (a C frame's reserved slots survive
-    // stack shrinking); else they are reserved again. The results are the
-    // top 3 (or 1) values; what lies below is dropped with the frame.
-    // createtable may raise out of memory: nothing here needs dropping.
+    // above it; 5 slots are reserved again (the decoder may have used
+    // what was reserved, or the stack been shrunk meanwhile). The results
+    // are the top 3 (or 1) values; what lies below is dropped with the
+    // frame. createtable may raise out of memory: nothing here needs
+    // dropping.
     unsafe {
         if n == 0 {
             raw::push_integer(state, left);
             return 1;
         }
-        if pushed > ffi::LUA_MINSTACK && !raw::reserve(state, 5) {
+        if !raw::reserve(state, 5) {
             return raw::raise(state, c"darksidesync.poll: stack overflow");
         }
         if n == 2 {

@@ -288,8 +288,9 @@ impl Drop for CPost {
 
 /// Counts `n` items of `util` as ran. Only the thread running the
 /// utility's Lua state writes `ran` (every item of a utility runs in the
-/// state it registered with), so a plain load and store add to it: no
-/// locked read-modify-write per item on a cache line the producers write.
+/// state it registered with, and a state runs on one thread at a time),
+/// so a plain load and store add to it: no locked read-modify-write per
+/// item on a cache line the producers write.
 fn count_ran(util: &Util, n: u64) {
     let ran = &util.counters.ran;
     ran.store(ran.load(Ordering::Relaxed) + n, Ordering::Relaxed);
