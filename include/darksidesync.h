@@ -293,7 +293,8 @@ typedef struct DSS_api_1v0_s {
  *   calls hold() while it may still deliver. (The Rust binding,
  *   darksidesync-binding, holds by default and offers an opt-out; that is
  *   its own choice, made through this call.)
- * - Statistics per utility (stats()).
+ * - Statistics per utility (stats()), and how long items wait in the
+ *   queue, per utility and per state (waits(), while timing is on).
  * - Extensible: the struct starts with its size; fields are only ever
  *   appended. A utility compiled against a newer header must check
  *   `api->size >= offsetof(dss_api_2v0_t, field) + sizeof api->field`
@@ -363,6 +364,26 @@ typedef struct dss2_stats {
     uint64_t keep_alive;  /* keep-alive references held now */
 } dss2_stats_t;
 
+/* How long items waited in the queue, from post() or call() to the moment
+ * the Lua thread took them to run (waits()). Recorded only while timing is
+ * on in the Lua state: `darksidesync.timing(true)` from Lua; it is off by
+ * default (it reads the clock twice per item). Set `size` =
+ * sizeof(dss2_waits_t) before the call; only fields that fit are written.
+ * Quantiles are never below the true value and at most 12.5% above it;
+ * max, count and total_ns are exact. */
+typedef struct dss2_waits {
+    size_t size;
+    uint64_t enabled;     /* 1 while timing is on; 0: off, every field below is 0 */
+    uint64_t count;       /* items taken to run since timing was turned on */
+    uint64_t p50_ns;      /* median wait, nanoseconds */
+    uint64_t p99_ns;      /* 99th percentile */
+    uint64_t max_ns;      /* longest wait */
+    uint64_t total_ns;    /* all waits added up (total_ns / count is the mean) */
+} dss2_waits_t;
+
+/* waits() flags */
+#define DSS2_WAITS_STATE 1        /* the whole state's items, not only this utility's */
+
 /* Lua thread. Registers libid (a unique address) with state L under a
  * name (copied; may be NULL). cancel may be NULL. Writes the handle to
  * *out. Returns DSS2_OK, DSS2_EALREADY (*out = the existing handle),
@@ -403,6 +424,12 @@ typedef int (*dss2_release_fn)(dss2_handle h);
 /* Any thread. Copies the utility's counters (works on closed handles).
  * DSS2_OK, DSS2_EINVAL, DSS2_ESTALE. */
 typedef int (*dss2_stats_fn)(dss2_handle h, dss2_stats_t *out);
+/* Any thread. Copies the waits of the utility's items (with
+ * DSS2_WAITS_STATE in flags: of every item of its state) into *out;
+ * `enabled` = 0 and zeros while timing is off. DSS2_OK, DSS2_EINVAL,
+ * DSS2_ESTALE, DSS2_ECLOSED. Appended in 0.1.0 after strerror: check
+ * DSS2_HAS(api, waits). */
+typedef int (*dss2_waits_fn)(dss2_handle h, int flags, dss2_waits_t *out);
 /* Any thread. DSS2_OK (live), DSS2_ECLOSED or DSS2_ESTALE. */
 typedef int (*dss2_status_fn)(dss2_handle h);
 /* Any thread. A static description of a 2v0 or 1v0 code (never NULL). */
@@ -421,6 +448,7 @@ typedef struct dss_api_2v0 {
     dss2_stats_fn stats;
     dss2_status_fn status;
     dss2_strerror_fn strerror;
+    dss2_waits_fn waits;        /* check DSS2_HAS(api, waits) */
     /* later versions append here */
 } dss_api_2v0_t;
 

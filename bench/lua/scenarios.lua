@@ -15,7 +15,9 @@
 --   rust      dssbenchrs on darksidesync-binding (Dss::post / Dss::call)
 --   rustcb    the same through Dss::post_callback / Dss::call_callback
 --
---   throughput <source> <dispatch|poll|luv> <producers> <items per producer>
+--   throughput <source> <dispatch|poll|luv> <producers> <items per producer> [timed]
+--                                with "timed": darksidesync.timing(true) first, and
+--                                the items' queue waits reported (wait_p50_us ...)
 --   drain      <source> <items>   poll() over a pre-filled queue
 --   roundtrip  <source> <wait|luv> <calls> <gap_us>
 --   limit_poll <items>           pure Lua: the Lua side of poll() alone
@@ -130,10 +132,12 @@ end
 
 local S = {}
 
-function S.throughput(src_name, mode, producers, per)
+function S.throughput(src_name, mode, producers, per, timed)
   local dss = require "darksidesync"
   local src = source(src_name)
   producers, per = math.tointeger(producers), math.tointeger(per)
+  timed = timed == "timed"
+  dss.timing(timed)
   local total = producers * per
   -- Locals, not the table, for the hot loops' count.
   local got, sum = 0, 0
@@ -182,12 +186,19 @@ function S.throughput(src_name, mode, producers, per)
   local r = check_exactly_once(src, job, function() return got, sum end, producers, per)
   local s = dss.stats()
   local wakeups = s.wakeups - before.wakeups
-  result {
+  local t = {
     source = src_name, mode = mode, producers = producers, items = total, secs = secs,
     items_per_s = total / secs, wakeups = wakeups,
     wakeups_per_1000 = wakeups * 1000 / total, peak_depth = s.peak_depth,
-    full_retries = r.full_retries,
+    full_retries = r.full_retries, timed = tostring(timed),
   }
+  if timed then
+    -- Every item was posted while timing was on: each one's wait counts.
+    local w = dss.waits()
+    assert(w.count == total, ("%d waits recorded for %d items"):format(w.count, total))
+    t.wait_p50_us, t.wait_p99_us, t.wait_max_us = w.p50 * 1e6, w.p99 * 1e6, w.max * 1e6
+  end
+  result(t)
 end
 
 function S.drain(src_name, items)

@@ -47,6 +47,8 @@
  *   u.v1_reregister() / u.v2_reregister() -> code (after unreg)
  *   u.v2_status([ctx]) / u.v2_hold() / u.v2_release() -> code
  *   u.v2_stats()                     -> table (or nil, code)
+ *   u.v2_waits([state])              -> table of dss2_waits_t fields (or nil, code);
+ *                                       state = true: DSS2_WAITS_STATE
  *   u.set_unreg_on_cancel(v1, v2)    whether cancel callbacks call unreg()
  *   u.sleep(ms)
  */
@@ -818,6 +820,15 @@ static int l_codes(lua_State *L) {
     SETINT("v2_stats_null", api2->stats(cx->h, NULL));
     st.size = 0;
     SETINT("v2_stats_small", api2->stats(cx->h, &st));
+    if (DSS2_HAS(api2, waits)) {
+        dss2_waits_t w;
+        SETINT("v2_waits_null", api2->waits(cx->h, 0, NULL));
+        w.size = 0;
+        SETINT("v2_waits_small", api2->waits(cx->h, 0, &w));
+        w.size = sizeof w;
+        SETINT("v2_waits_badflags", api2->waits(cx->h, 2, &w));
+        SETINT("v2_waits_zero", api2->waits(0, 0, &w));
+    }
     lua_pushstring(L, api2->strerror(DSS2_ETIMEDOUT));
     lua_setfield(L, -2, "v2_strerror_timedout");
     lua_pushstring(L, api2->strerror(12345));
@@ -900,6 +911,28 @@ static int l_v2_stats(lua_State *L) {
     return 1;
 }
 
+static int l_v2_waits(lua_State *L) {
+    dss2_waits_t w;
+    int rc;
+    if (!DSS2_HAS(api2, waits)) return luaL_error(L, "dssutil: this darksidesync has no waits()");
+    memset(&w, 0, sizeof w);
+    w.size = sizeof w;
+    rc = api2->waits(ctx_of(L)->h, lua_toboolean(L, 1) ? DSS2_WAITS_STATE : 0, &w);
+    if (rc != DSS2_OK) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    lua_newtable(L);
+    SETINT("enabled", (lua_Integer)w.enabled);
+    SETINT("count", (lua_Integer)w.count);
+    SETINT("p50_ns", (lua_Integer)w.p50_ns);
+    SETINT("p99_ns", (lua_Integer)w.p99_ns);
+    SETINT("max_ns", (lua_Integer)w.max_ns);
+    SETINT("total_ns", (lua_Integer)w.total_ns);
+    return 1;
+}
+
 static int l_set_unreg_on_cancel(lua_State *L) {
     ctx *cx = ctx_of(L);
     cx->v1_unreg_on_cancel = lua_toboolean(L, 1);
@@ -943,6 +976,7 @@ static const luaL_Reg funcs[] = {
     {"v2_hold", l_v2_hold},
     {"v2_release", l_v2_release},
     {"v2_stats", l_v2_stats},
+    {"v2_waits", l_v2_waits},
     {"set_unreg_on_cancel", l_set_unreg_on_cancel},
     {"sleep", l_sleep},
     {NULL, NULL},

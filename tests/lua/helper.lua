@@ -37,6 +37,7 @@ function H.reset()
   dss.seterrorhandler(nil)
   dss.setcapacity(65536)
   dss.setport(0)
+  dss.timing(false)
 end
 
 -- A fire-and-forget error handler that records errors.

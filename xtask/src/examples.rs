@@ -151,6 +151,27 @@ const CHECKS: &[Check] = &[
         signals: &[],
         status: 0,
     },
+    Check {
+        file: "waits.lua",
+        args: &[],
+        expect: &[
+            "timing is on",
+            "[timer] 10 ticks",
+            "the state:",
+            "darksidesync.timer:",
+            "darksidesync.process:",
+            "timing is off: waits() is nil",
+        ],
+        signals: &[],
+        status: 0,
+    },
+    Check {
+        file: "waits.lua",
+        args: &[],
+        expect: &["[process] 8 lines, exited with status 0", "the state:"],
+        signals: &[],
+        status: 0,
+    },
 ];
 
 pub fn main() -> Result {

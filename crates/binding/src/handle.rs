@@ -20,6 +20,7 @@ use crate::error::{error_of, strerror, Error, LuaError};
 use crate::ffi::{self, Api, Handle};
 use crate::stats::Stats;
 use crate::trampoline::{free_post, run_call, run_post, CallSlot};
+use crate::waits::Waits;
 
 /// Identifies one library: declare a `static` and pass its address to
 /// [`Dss::register`]. Two statics are two libraries, even with the same
@@ -527,6 +528,33 @@ impl Dss {
             return Err(error_of(self.inner.api, rc));
         }
         Ok(s.into())
+    }
+
+    /// How long this library's items waited in the queue, post to run;
+    /// `None` while timing is off in its state (see [`Waits`]).
+    pub fn waits(&self) -> Result<Option<Waits>, Error> {
+        self.waits_of(0)
+    }
+
+    /// [`waits`](Dss::waits) of every item of the library's state, its own
+    /// and every other library's.
+    pub fn state_waits(&self) -> Result<Option<Waits>, Error> {
+        self.waits_of(ffi::WAITS_STATE)
+    }
+
+    fn waits_of(&self, flags: c_int) -> Result<Option<Waits>, Error> {
+        let mut w = ffi::Waits {
+            size: std::mem::size_of::<ffi::Waits>(),
+            ..Default::default()
+        };
+        // SAFETY: `w` is a live dss2_waits_t with `size` set (header
+        // contract); the API struct has `waits` (its size was checked
+        // when the handle was made).
+        let rc = unsafe { (self.inner.api.waits)(self.inner.handle, flags, &mut w) };
+        if rc != ffi::OK {
+            return Err(error_of(self.inner.api, rc));
+        }
+        Ok(Waits::from_ffi(&w))
     }
 
     /// Unregisters the library: its queued closures are dropped unrun,

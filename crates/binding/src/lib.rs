@@ -207,9 +207,11 @@ mod handle;
 mod plain_error;
 mod stats;
 mod trampoline;
+mod waits;
 
 pub use callback::Prepared;
 pub use error::{Error, LuaError};
 pub use handle::{Dss, Hold, LibId};
 pub use plain_error::function;
 pub use stats::Stats;
+pub use waits::Waits;

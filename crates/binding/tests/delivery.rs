@@ -200,3 +200,56 @@ fn a_prepared_callback_is_called_by_darksidesync_and_answers_the_call() {
     assert_eq!(answer, vec!["5".to_string(), "sum".to_string()]);
     assert_eq!(lua.globals().get::<i64>("seen").unwrap(), 7);
 }
+
+#[test]
+fn stats_count_each_librarys_posts_runs_refusals_and_cancellations() {
+    static A: LibId = LibId::new();
+    static B: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    m.get::<Function>("setcapacity")
+        .unwrap()
+        .call::<()>(3)
+        .unwrap();
+    let a = Dss::register(&lua, &A, "a").unwrap();
+    let b = Dss::register(&lua, &B, "b").unwrap();
+    let refused = std::thread::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        move || {
+            a.try_post(|_| Ok(())).unwrap();
+            a.try_post(|_| Ok(())).unwrap();
+            b.try_post(|_| Ok(())).unwrap();
+            a.try_post(|_| Ok(()))
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(refused, Err(Error::Full));
+    m.get::<Function>("dispatch")
+        .unwrap()
+        .call::<()>(())
+        .unwrap();
+    std::thread::spawn({
+        let a = a.clone();
+        move || {
+            a.post(|_| Ok(())).unwrap();
+            a.post(|_| Ok(())).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let s = a.stats().unwrap();
+    assert_eq!(
+        (s.posted, s.ran, s.cancelled, s.refused),
+        (4, 2, 0, 1),
+        "{s:?}"
+    );
+    let queued = 2;
+    assert_eq!(s.posted, s.ran + s.cancelled + queued);
+    let s = b.stats().unwrap();
+    assert_eq!((s.posted, s.ran, s.refused), (1, 1, 0), "{s:?}");
+    drop(lua);
+    let s = a.stats().unwrap();
+    assert_eq!((s.posted, s.ran, s.cancelled), (4, 2, 2), "{s:?}");
+    assert_eq!(s.posted, s.ran + s.cancelled, "nothing queued once closed");
+}

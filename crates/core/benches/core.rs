@@ -1,5 +1,6 @@
 //! The core alone, no Lua: post-to-drain throughput with 1, 2 and 4
-//! producers, and the round trip of a blocking call with a spinning consumer.
+//! producers (and uncontended, with timing of queue waits off and on),
+//! and the round trip of a blocking call with a spinning consumer.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p darksidesync-core`).
 //! Besides criterion's report, the round-trip group prints p50/p99 from a
@@ -58,6 +59,21 @@ fn throughput(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1_000));
     g.bench_function("post_1000_then_drain", |b| {
         let hub: Hub<u64> = Hub::new();
+        let port = hub.register("bench", |_| {}).unwrap();
+        let mut batch = Batch::new();
+        b.iter(|| {
+            for i in 0..1_000 {
+                port.post(i).unwrap();
+            }
+            hub.drain(usize::MAX, &mut batch);
+            batch.by_ref().map(black_box).count()
+        })
+    });
+    // The same with timing of queue waits on: the cost of two clock reads
+    // and a histogram record per item.
+    g.bench_function("post_1000_then_drain_timed", |b| {
+        let hub: Hub<u64> = Hub::new();
+        hub.set_timing(true);
         let port = hub.register("bench", |_| {}).unwrap();
         let mut batch = Batch::new();
         b.iter(|| {

@@ -11,6 +11,7 @@ use crate::state::{Entry, Shared, DEFAULT_CAPACITY};
 use crate::stats::Stats;
 use crate::sync::far_future;
 use crate::sync::Arc;
+use crate::waits::{WaitCache, Waits};
 
 /// The consumer's end of a FIFO that any number of threads post into.
 ///
@@ -48,6 +49,8 @@ pub struct Hub<T> {
 /// path runs), so nothing is leaked.
 pub struct Batch<T> {
     entries: VecDeque<Entry<T>>,
+    /// The timing histograms, for items taken from this batch.
+    waits: WaitCache,
     /// The hub's stale-port epoch when this batch was last checked
     /// ([`Hub::purge_stale`]).
     seen_epoch: u64,
@@ -58,14 +61,18 @@ impl<T> Batch<T> {
     pub fn new() -> Batch<T> {
         Batch {
             entries: VecDeque::new(),
+            waits: WaitCache::default(),
             seen_epoch: 0,
         }
     }
 
-    /// Takes the oldest item.
+    /// Takes the oldest item, to run it: while the hub's timing is on, its
+    /// wait in the queue ends here ([`Hub::set_timing`]).
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        self.entries.pop_front().map(|e| e.item)
+        let e = self.entries.pop_front()?;
+        e.taken(&self.waits);
+        Some(e.item)
     }
 
     /// The oldest item, left in place.
@@ -164,10 +171,10 @@ impl<T: Send + 'static> Hub<T> {
         name: impl Into<String>,
         on_cancel: impl FnOnce(CancelReason) + Send + 'static,
     ) -> Result<Port<T>, PostErrorKind> {
-        let key = self
+        let (key, counters) = self
             .shared
             .register(name.into(), Some(Box::new(on_cancel)))?;
-        Ok(Port::new(self.shared.clone(), key))
+        Ok(Port::new(self.shared.clone(), key, counters))
     }
 
     /// Marks the calling thread as the consumer, for the would-deadlock check.
@@ -178,7 +185,7 @@ impl<T: Send + 'static> Hub<T> {
     /// Moves up to `max` queued items into `batch`, oldest first, under one
     /// lock acquisition. Returns how many were moved.
     pub fn drain(&self, max: usize, batch: &mut Batch<T>) -> usize {
-        self.shared.drain(max, &mut batch.entries)
+        self.shared.drain(max, &mut batch.entries, &mut batch.waits)
     }
 
     /// Blocks until an item is queued (true) or the timeout passes, the hub
@@ -249,6 +256,35 @@ impl<T: Send + 'static> Hub<T> {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Turns timing of queue waits on or off; returns whether it was on.
+    /// On, every post reads the monotonic clock and every item taken from
+    /// a [`Batch`] ([`Batch::pop`]) adds its wait (post to take) to the
+    /// hub's histogram and its port's ([`waits`](Hub::waits),
+    /// [`Port::waits`]). Turning it on starts from empty histograms (items
+    /// posted before are not timed); turning it off drops them. Costs a
+    /// clock read per post and per take while on, a branch while off.
+    pub fn set_timing(&self, on: bool) -> bool {
+        self.shared.set_timing(on)
+    }
+
+    /// Whether timing is on.
+    pub fn timing(&self) -> bool {
+        self.shared.timing()
+    }
+
+    /// How long the items taken to run since timing was turned on waited
+    /// in the queue; `None` while timing is off. Any thread.
+    pub fn waits(&self) -> Option<Waits> {
+        self.shared.waits()
+    }
+
+    /// [`waits`](Hub::waits) of the live ports registered under `name`,
+    /// added together; `None` while timing is off or when no live port has
+    /// that name.
+    pub fn named_waits(&self, name: &str) -> Option<Waits> {
+        self.shared.named_waits(name)
     }
 
     /// Closes the hub: drops every queued item (their drop paths run, which

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use crate::error::{CallError, Discarded, PostError, PostErrorKind};
 use crate::reply::{self, Outcome, Reply};
 use crate::state::{PortKey, Posted, Shared, WhenFull};
+use crate::stats::{PortCounters, PortStats};
 use crate::sync::{far_future, Arc, Ordering};
+use crate::waits::Waits;
 
 /// A library's handle on a hub: `Send + Sync + Clone`, cheap to clone, and
 /// safe to keep after the hub is gone (every use then fails with `Closed`).
@@ -16,6 +18,8 @@ use crate::sync::{far_future, Arc, Ordering};
 pub struct Port<T> {
     shared: Arc<Shared<T>>,
     key: PortKey,
+    /// The port's counters (also reachable from the hub, under its lock).
+    counters: Arc<PortCounters>,
 }
 
 impl<T> Clone for Port<T> {
@@ -23,6 +27,7 @@ impl<T> Clone for Port<T> {
         Port {
             shared: self.shared.clone(),
             key: self.key,
+            counters: self.counters.clone(),
         }
     }
 }
@@ -36,8 +41,16 @@ impl<T> fmt::Debug for Port<T> {
 }
 
 impl<T: Send + 'static> Port<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, key: PortKey) -> Port<T> {
-        Port { shared, key }
+    pub(crate) fn new(
+        shared: Arc<Shared<T>>,
+        key: PortKey,
+        counters: Arc<PortCounters>,
+    ) -> Port<T> {
+        Port {
+            shared,
+            key,
+            counters,
+        }
     }
 
     /// This port's identity (slot and generation).
@@ -50,9 +63,25 @@ impl<T: Send + 'static> Port<T> {
         self.shared.port_name(self.key)
     }
 
-    /// True while the port is registered and its hub open.
+    /// True while the port is registered and its hub open. Takes no lock.
     pub fn is_live(&self) -> bool {
-        self.shared.port_live(self.key)
+        !self.shared.is_closed() && self.shared.port_live(self.key)
+    }
+
+    /// How long this port's items waited in the queue (see
+    /// [`Hub::set_timing`](crate::Hub::set_timing)); `None` while timing is
+    /// off or once the port is stale.
+    pub fn waits(&self) -> Option<Waits> {
+        self.shared.port_waits(self.key)
+    }
+
+    /// [`Hub::waits`](crate::Hub::waits) of this port's hub: every port's
+    /// items; `None` while timing is off or once the hub closed.
+    pub fn hub_waits(&self) -> Option<Waits> {
+        if self.shared.is_closed() {
+            return None;
+        }
+        self.shared.waits()
     }
 
     /// True once the hub closed.
@@ -60,16 +89,38 @@ impl<T: Send + 'static> Port<T> {
         self.shared.is_closed()
     }
 
+    /// This port's counters (see [`PortStats`]); still readable once the
+    /// port is stale. Takes the hub's lock and looks at each queued item.
+    pub fn stats(&self) -> PortStats {
+        self.shared.port_stats(self.key, &self.counters)
+    }
+
+    /// Counts `n` delivered items of this port as run: the consumer, which
+    /// alone knows it, tells (see [`PortStats::ran`]). One relaxed atomic
+    /// add on the port's own counters.
+    #[inline]
+    pub fn count_ran(&self, n: u64) {
+        PortCounters::add(&self.counters.ran, n);
+    }
+
+    /// Counts a post or call that the caller refused itself, before it
+    /// reached the port (an invalid argument, a state known closed), so
+    /// that [`PortStats::refused`] counts every refusal.
+    pub fn count_refused(&self) {
+        PortCounters::add(&self.counters.refused, 1);
+    }
+
     /// Queues `item`, waiting for room while the queue is full. Fails at once
     /// with `WouldDeadlock` instead of waiting on the consumer thread.
     pub fn post(&self, item: T) -> Result<Posted, PostError<T>> {
         self.shared
-            .push(self.key, item, WhenFull::Block(None), None)
+            .push(self.key, &self.counters, item, WhenFull::Block(None), None)
     }
 
     /// Queues `item`, or refuses at once with `Full` when there is no room.
     pub fn try_post(&self, item: T) -> Result<Posted, PostError<T>> {
-        self.shared.push(self.key, item, WhenFull::Refuse, None)
+        self.shared
+            .push(self.key, &self.counters, item, WhenFull::Refuse, None)
     }
 
     /// Queues `item` without ever waiting, neither for room nor for the
@@ -95,13 +146,14 @@ impl<T: Send + 'static> Port<T> {
     /// Async-signal-safe when moving `T` allocates nothing, unless the
     /// ring is full and the caller is not the consumer thread.
     pub fn post_nowait(&self, item: T) -> Result<Posted, PostError<T>> {
-        self.shared.push_nowait(self.key, item)
+        self.shared.push_nowait(self.key, &self.counters, item)
     }
 
     /// Queues `item`, waiting at most `timeout` for room (`Full` after that).
     pub fn post_timeout(&self, item: T, timeout: Duration) -> Result<Posted, PostError<T>> {
         self.shared.push(
             self.key,
+            &self.counters,
             item,
             WhenFull::Block(Some(deadline(timeout))),
             None,
@@ -141,28 +193,38 @@ impl<T: Send + 'static> Port<T> {
     ) -> Result<R, CallError> {
         // A closed hub is the more useful answer, even on the consumer thread.
         if self.shared.is_closed() {
+            self.count_refused();
             return Err(CallError::Closed);
         }
         if self.shared.on_consumer_thread() {
+            self.count_refused();
             return Err(CallError::WouldDeadlock);
         }
         let (reply, waiter) = reply::pair();
         let pending = waiter.pending();
-        if let Err(e) = self
-            .shared
-            .push(self.key, make(reply), when_full, Some(pending))
-        {
+        if let Err(e) = self.shared.push(
+            self.key,
+            &self.counters,
+            make(reply),
+            when_full,
+            Some(pending),
+        ) {
             self.shared.discard_one(e.item, Discarded::Refused(e.kind));
             return Err(e.kind.into());
         }
         match waiter.wait(deadline) {
             Outcome::Replied(r) => {
                 self.shared.replies.fetch_add(1, Ordering::Relaxed);
+                let c = &self.counters;
+                PortCounters::add(if r.is_ok() { &c.replies } else { &c.errors }, 1);
                 r.map_err(CallError::Handler)
             }
             Outcome::Ended if self.shared.is_closed() => Err(CallError::Closed),
             Outcome::Ended => Err(CallError::Cancelled),
-            Outcome::TimedOut => Err(CallError::TimedOut),
+            Outcome::TimedOut => {
+                PortCounters::add(&self.counters.timeouts, 1);
+                Err(CallError::TimedOut)
+            }
         }
     }
 

@@ -8,14 +8,14 @@
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -60,6 +60,17 @@ pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
         Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
         Err(std::sync::TryLockError::WouldBlock) => None,
     }
+}
+
+/// Orders a SeqCst store (or RMW) before a later SeqCst load of another
+/// location, for a Dekker-style pairing whose both sides are SeqCst: the
+/// accesses' single total order already does that, so this compiles to
+/// nothing; loom models SeqCst accesses alone as acquire/release, so there
+/// it is a SeqCst fence (the pairing the code relies on, made visible).
+#[inline]
+pub(crate) fn seqcst_pairing() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
 }
 
 /// Busy-waits briefly; a no-op under loom, where spinning explodes the model.

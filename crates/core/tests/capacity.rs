@@ -40,7 +40,7 @@ fn post_timeout_gives_up_when_no_room_appears() {
                 .map_err(|e| e.kind)
         });
         assert_eq!(t.join().unwrap(), Err(PostErrorKind::Full));
-        assert_eq!(hub.stats().dropped, 1);
+        assert_eq!(hub.stats().refused, 1);
     });
 }
 

@@ -59,7 +59,7 @@ fn nowait_under_contention_delivers_each_item_once_in_producer_order() {
     let stats = hub.stats();
     assert_eq!(stats.posted, PRODUCERS * EACH);
     assert_eq!(stats.delivered, PRODUCERS * EACH);
-    assert_eq!(stats.dropped, refused);
+    assert_eq!(stats.refused, refused);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Settings and counters: `setport`/`getport` (DSS UDP notification),
-//! `setcapacity`/`capacity`, `stats`.
+//! `setcapacity`/`capacity`, `stats`, `timing`/`waits`.
 
+use darksidesync_core::Waits;
 use mlua::{Lua, MultiValue, Value};
 
 use crate::args;
@@ -73,13 +74,15 @@ pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     let in_batch = st.batch_len();
     let s = st.hub.stats();
     let purged = st.purged.get();
-    let t = lua.create_table_with_capacity(0, 11)?;
+    let t = lua.create_table_with_capacity(0, 12)?;
     t.raw_set("posted", s.posted)?;
     t.raw_set(
         "delivered",
         s.delivered.saturating_sub(in_batch as u64 + purged),
     )?;
-    t.raw_set("dropped", s.dropped)?;
+    t.raw_set("refused", s.refused)?;
+    // Deprecated alias of `refused`, for one release (see CHANGELOG).
+    t.raw_set("dropped", s.refused)?;
     t.raw_set("cancelled", s.cancelled + purged)?;
     t.raw_set("replies", s.replies)?;
     t.raw_set("peak_depth", s.peak_depth)?;
@@ -89,4 +92,53 @@ pub(crate) fn stats(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
     t.raw_set("keep_alive", s.keep_alive)?;
     t.raw_set("ports", s.ports)?;
     Ok(one(Value::Table(t)))
+}
+
+/// `timing([on])` → whether timing was on. With a boolean turns timing of
+/// queue waits on (fresh histograms) or off; without one only tells.
+pub(crate) fn timing(_lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
+    let was = match a.front() {
+        None | Some(Value::Nil) => st.hub.timing(),
+        Some(Value::Boolean(on)) => st.hub.set_timing(*on),
+        Some(other) => {
+            return Err(format!(
+                "darksidesync.timing: expected a boolean or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
+    };
+    Ok(one(Value::Boolean(was)))
+}
+
+/// `waits([library])` → `{ count, p50, p99, max, total }` (seconds) of the
+/// state's items, or of those of the libraries registered under the name
+/// `library`; nil while timing is off or when no such library is
+/// registered.
+pub(crate) fn waits(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
+    let found = match a.front() {
+        None | Some(Value::Nil) => st.hub.waits(),
+        Some(Value::String(name)) => st.hub.named_waits(&name.to_string_lossy()),
+        Some(other) => {
+            return Err(format!(
+                "darksidesync.waits: library must be a string (its registered name) or nil, got {}",
+                args::type_name(other)
+            )
+            .into())
+        }
+    };
+    let Some(w) = found else {
+        return Ok(one(Value::Nil));
+    };
+    Ok(one(Value::Table(waits_table(lua, &w)?)))
+}
+
+fn waits_table(lua: &Lua, w: &Waits) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table_with_capacity(0, 5)?;
+    t.raw_set("count", w.count)?;
+    t.raw_set("p50", w.p50.as_secs_f64())?;
+    t.raw_set("p99", w.p99.as_secs_f64())?;
+    t.raw_set("max", w.max.as_secs_f64())?;
+    t.raw_set("total", w.total.as_secs_f64())?;
+    Ok(t)
 }

@@ -15,7 +15,7 @@
 //! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw.rs`) |
 //! | `dispatch.rs` | `dispatch([max [, spawn]])`, `reply()`, `run()`, `stop()`, `seterrorhandler()` |
 //! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
-//! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()` |
+//! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()`, `timing()`, `waits()` |
 //! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
@@ -157,6 +157,8 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         ("setcapacity", control::setcapacity),
         ("capacity", control::capacity),
         ("stats", control::stats),
+        ("timing", control::timing),
+        ("waits", control::waits),
         ("seterrorhandler", dispatch::seterrorhandler),
         ("reply", dispatch::reply),
     ];

@@ -44,6 +44,9 @@ pub const EINTERNAL: c_int = -13;
 /// `DSS2_NOWAIT`: `call()` flag, refuse with `EFULL` when the queue is full.
 pub const NOWAIT: c_int = 1;
 
+/// `DSS2_WAITS_STATE`: `waits()` flag, the whole state's items.
+pub const WAITS_STATE: c_int = 1;
+
 /// `dss2_run_fn`.
 pub type RunFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
 /// `dss2_reply_fn`.
@@ -90,6 +93,8 @@ pub type StatsFn = unsafe extern "C" fn(Handle, *mut Stats) -> c_int;
 pub type StatusFn = unsafe extern "C" fn(Handle) -> c_int;
 /// `dss2_strerror_fn`.
 pub type StrerrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
+/// `dss2_waits_fn`.
+pub type WaitsFn = unsafe extern "C" fn(Handle, c_int, *mut Waits) -> c_int;
 
 /// `dss2_stats_t`: per-utility counters. Set `size` before calling
 /// `stats()`; only the fields that fit in it are written.
@@ -114,6 +119,28 @@ pub struct Stats {
     pub timeouts: u64,
     /// Keep-alive references held now.
     pub keep_alive: u64,
+}
+
+/// `dss2_waits_t`: how long items waited in the queue, post to run, while
+/// timing is on in the state. Set `size` before calling `waits()`; only
+/// the fields that fit in it are written.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// `sizeof(dss2_waits_t)` as the caller knows it.
+    pub size: usize,
+    /// 1 while timing is on; 0 (and every field below 0) while off.
+    pub enabled: u64,
+    /// Items taken to run since timing was turned on.
+    pub count: u64,
+    /// Median wait, nanoseconds (at most 12.5 % above the true value).
+    pub p50_ns: u64,
+    /// 99th percentile, nanoseconds (as `p50_ns`).
+    pub p99_ns: u64,
+    /// Longest wait, nanoseconds (exact).
+    pub max_ns: u64,
+    /// All waits added up, nanoseconds (exact).
+    pub total_ns: u64,
 }
 
 /// `dss_api_2v0_t`: fields are only ever appended; `size` tells how many
@@ -144,6 +171,9 @@ pub struct Api {
     pub status: StatusFn,
     /// A static description of a code.
     pub strerror: StrerrorFn,
+    /// Copies the waits of the utility's (or its state's) items. Appended
+    /// after `strerror`: check `size` before use.
+    pub waits: WaitsFn,
 }
 
 // SAFETY: the published struct is an immutable static of the module, valid

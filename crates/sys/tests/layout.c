@@ -49,6 +49,7 @@ int main(void) {
     OFF(dss_api_2v0_t, stats);
     OFF(dss_api_2v0_t, status);
     OFF(dss_api_2v0_t, strerror);
+    OFF(dss_api_2v0_t, waits);
     SIZE(dss2_stats_t);
     OFF(dss2_stats_t, size);
     OFF(dss2_stats_t, posted);
@@ -59,6 +60,14 @@ int main(void) {
     OFF(dss2_stats_t, errors);
     OFF(dss2_stats_t, timeouts);
     OFF(dss2_stats_t, keep_alive);
+    SIZE(dss2_waits_t);
+    OFF(dss2_waits_t, size);
+    OFF(dss2_waits_t, enabled);
+    OFF(dss2_waits_t, count);
+    OFF(dss2_waits_t, p50_ns);
+    OFF(dss2_waits_t, p99_ns);
+    OFF(dss2_waits_t, max_ns);
+    OFF(dss2_waits_t, total_ns);
     CODE(DSS2_OK);
     CODE(DSS2_EINVAL);
     CODE(DSS2_ESTALE);
@@ -74,5 +83,6 @@ int main(void) {
     CODE(DSS2_EHANDLER);
     CODE(DSS2_EINTERNAL);
     CODE(DSS2_NOWAIT);
+    CODE(DSS2_WAITS_STATE);
     return 0;
 }

@@ -100,6 +100,7 @@ fn from_rust() -> BTreeMap<String, String> {
     off!("dss_api_2v0_t", v2::Api, stats);
     off!("dss_api_2v0_t", v2::Api, status);
     off!("dss_api_2v0_t", v2::Api, strerror);
+    off!("dss_api_2v0_t", v2::Api, waits);
     put("sizeof dss2_stats_t", size_of::<v2::Stats>().to_string());
     off!("dss2_stats_t", v2::Stats, size);
     off!("dss2_stats_t", v2::Stats, posted);
@@ -110,6 +111,14 @@ fn from_rust() -> BTreeMap<String, String> {
     off!("dss2_stats_t", v2::Stats, errors);
     off!("dss2_stats_t", v2::Stats, timeouts);
     off!("dss2_stats_t", v2::Stats, keep_alive);
+    put("sizeof dss2_waits_t", size_of::<v2::Waits>().to_string());
+    off!("dss2_waits_t", v2::Waits, size);
+    off!("dss2_waits_t", v2::Waits, enabled);
+    off!("dss2_waits_t", v2::Waits, count);
+    off!("dss2_waits_t", v2::Waits, p50_ns);
+    off!("dss2_waits_t", v2::Waits, p99_ns);
+    off!("dss2_waits_t", v2::Waits, max_ns);
+    off!("dss2_waits_t", v2::Waits, total_ns);
     for (k, v) in [
         ("DSS2_OK", v2::OK),
         ("DSS2_EINVAL", v2::EINVAL),
@@ -126,6 +135,7 @@ fn from_rust() -> BTreeMap<String, String> {
         ("DSS2_EHANDLER", v2::EHANDLER),
         ("DSS2_EINTERNAL", v2::EINTERNAL),
         ("DSS2_NOWAIT", v2::NOWAIT),
+        ("DSS2_WAITS_STATE", v2::WAITS_STATE),
     ] {
         put(k, v.to_string());
     }

@@ -380,6 +380,41 @@ impl Report<'_> {
             None,
         );
 
+        t.section("Where the time goes: `dispatch()` with timing of queue waits (`timing(true)`), 1 producer");
+        for (src, what) in [("internal", "internal path"), ("c2", "2v0 `post`")] {
+            let off = self.rate(&format!("timing_{src}_off"));
+            let sc = format!("timing_{src}_on");
+            let on = self.rate(&sc);
+            t.row(
+                format!("{what}, timing off"),
+                mps(off),
+                ratio(off, work, "luv new_work"),
+                "",
+                None,
+            );
+            t.row(
+                format!("{what}, timing on (cost: the ratio to off)"),
+                mps(on),
+                ratios(&[
+                    ratio(on, off, "timing off"),
+                    ratio(on, work, "luv new_work"),
+                ]),
+                "≥ 0.95× off, else opt-in",
+                meets(on, off, 0.95, true),
+            );
+            t.row(
+                format!("{what}, the waits timing saw (saturated queue)"),
+                format!(
+                    "{}, max {:.0} µs",
+                    latency(self.get(&sc, "wait_p50_us"), self.get(&sc, "wait_p99_us")),
+                    self.get(&sc, "wait_max_us")
+                ),
+                String::new(),
+                "",
+                None,
+            );
+        }
+
         t.section("Lua states on their own threads (`darksidesync.states`)");
         let posted = self.rate("states_post");
         t.row(
@@ -579,6 +614,27 @@ mod tests {
     }
 
     #[test]
+    fn timing_on_is_measured_against_timing_off_of_the_same_run() {
+        let m = figures(&[
+            ("timing_internal_off", "items_per_s", 10.0e6),
+            ("timing_internal_on", "items_per_s", 8.0e6), // 0.80x: not met
+            ("timing_c2_off", "items_per_s", 4.0e6),
+            ("timing_c2_on", "items_per_s", 3.88e6), // 0.97x: met
+        ]);
+        let md = report(&m).markdown();
+        let l = line(&md, "Where the time goes", "internal path, timing on");
+        assert!(
+            l.contains("0.80× timing off") && l.ends_with("| **NOT MET** |"),
+            "{l}"
+        );
+        let l = line(&md, "Where the time goes", "2v0 `post`, timing on");
+        assert!(
+            l.contains("0.97× timing off") && l.ends_with("| MET |"),
+            "{l}"
+        );
+    }
+
+    #[test]
     fn a_missing_figure_is_not_a_verdict() {
         let md = report(&BTreeMap::new()).markdown();
         let l = line(&md, "DSS API 1v0", "`poll()` draining");
@@ -607,6 +663,9 @@ mod tests {
             "delivered",
             "delivered_per_s",
             "crashes_total",
+            "wait_p50_us",
+            "wait_p99_us",
+            "wait_max_us",
         ];
         let mut m = BTreeMap::<String, Figures>::new();
         let list = crate::bench::scenarios::list(&QUICK);

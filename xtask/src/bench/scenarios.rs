@@ -139,6 +139,22 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
         "c1_luv_1".into(),
         &["throughput", "c1", "luv", "1", &s(z.public_items)],
     ));
+    // Where the time goes: `dispatch()` with timing of queue waits off and
+    // on, interleaved in one run (internal path and 2v0).
+    for (src, items) in [("internal", z.items), ("c2", z.public_items)] {
+        for on in [false, true] {
+            let mut args = vec!["throughput", src, "dispatch", "1"];
+            let per = s(items);
+            args.push(&per);
+            if on {
+                args.push("timed");
+            }
+            list.push(lua(
+                format!("timing_{src}_{}", if on { "on" } else { "off" }),
+                &args,
+            ));
+        }
+    }
     // Memory.
     list.push(lua("queued".into(), &["queued", &s(z.queued)]));
     list.push(lua(

@@ -2,6 +2,7 @@
 
 use super::{CancelFn, Shared};
 use crate::error::{CancelReason, Discarded};
+use crate::stats::PortCounters;
 use crate::sync::Ordering;
 
 impl<T> Shared<T> {
@@ -24,6 +25,11 @@ impl<T> Shared<T> {
         self.fold_ring(&mut st, &mut stale);
         let items = std::mem::take(&mut st.queue);
         st.counters.cancelled += items.len() as u64;
+        for e in &items {
+            if let Some(c) = st.counters_of(e.port) {
+                PortCounters::add(&c.cancelled, 1);
+            }
+        }
         self.settle_signal(&mut st);
         // Ports and C handles may keep the shared record for long after
         // (a utility that never unregisters): keep only what their stale
@@ -31,12 +37,12 @@ impl<T> Shared<T> {
         let wakers = (st.fd.take(), st.udp.take());
         let mut cancels: Vec<(u64, CancelFn)> = Vec::new();
         let mut calls = Vec::new();
-        for slot in st.ports.iter_mut().filter(|s| s.live) {
-            slot.live = false;
-            slot.generation = slot.generation.wrapping_add(1);
-            calls.append(&mut slot.calls);
-            if let Some(f) = slot.on_cancel.take() {
-                cancels.push((slot.seq, f));
+        for key in self.ports.keys() {
+            self.ports.remove(key);
+            let Some(book) = st.book(key) else { continue };
+            calls.append(&mut book.calls);
+            if let Some(f) = book.on_cancel.take() {
+                cancels.push((book.seq, f));
             }
         }
         self.stale_epoch.fetch_add(1, Ordering::Release);

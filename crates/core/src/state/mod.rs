@@ -1,15 +1,17 @@
-//! The state one hub shares with all its ports: the FIFO, the port table,
-//! the wake-up flag and the counters, all under one lock, and what each
-//! concept does with it:
+//! The state one hub shares with all its ports: the FIFO, the ports'
+//! bookkeeping, the wake-up flag and the counters, all under one lock, and
+//! the port table (a [`Slots`] whose lock-free liveness checks need no hub
+//! lock), and what each concept does with it:
 //!
 //! | file | what |
 //! | --- | --- |
 //! | `mod.rs` | the shared record, its lock, counters, capacity, discard path |
-//! | `ports.rs` | the port table: register, liveness, unregister, stale items in a consumer's batch |
+//! | `ports.rs` | the ports: register, liveness, unregister, per-port counters, stale items in a consumer's batch |
 //! | `queue.rs` | the FIFO: push (with the full-queue choice) and drain |
 //! | `signal.rs` | wake-ups: waiting, keep-alive, the descriptor and UDP notifier |
 //! | `close.rs` | closing |
 //! | `ring.rs` | the side ring for posts that must not wait for the lock |
+//! | `timing.rs` | timing on and off, the histograms' records, their readers (the histogram is `crate::waits`) |
 //!
 //! # Invariants (each kept under `Shared::state`)
 //!
@@ -20,8 +22,11 @@
 //!    consumer by a drain (counted `delivered`), or removed unrun by close or
 //!    unregister (counted `cancelled`; its discard path runs after the lock
 //!    is released). A refused post hands the item back to its
-//!    producer (counted `dropped`). So `posted == delivered + cancelled +
-//!    queue.len()` at every unlock. An item in the side ring is not yet
+//!    producer (counted `refused`). So `posted == delivered + cancelled +
+//!    queue.len()` at every unlock, for the hub and, counting the port's
+//!    items only, for each port: its [`PortCounters`] count posted and
+//!    cancelled at the same places, and its `delivered` is derived from
+//!    this identity (`ports.rs`). An item in the side ring is not yet
 //!    posted: the lock holder that folds it into the queue counts it
 //!    (`ring.rs` keeps exactly-once for the ring itself).
 //! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only
@@ -37,19 +42,28 @@
 //!    that empties the queue clears the descriptor, then sets it again if
 //!    the ring holds a reservation, so a ring post's wake-up is never eaten.
 //! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
-//!    every port is stale, every waiter (consumer or producer) and every
-//!    pending call has been notified, and the descriptors are released.
+//!    every port is stale (removed from the port table), every waiter
+//!    (consumer or producer) and every pending call has been notified, and
+//!    the descriptors are released.
+//! 6. **One identity.** A port is live exactly while its key is live in
+//!    `Shared::ports`; keys are issued and removed only under the lock, so
+//!    a check under the lock stays true until the lock is released. The
+//!    bookkeeping of slot `i` is `State::books[i]`, whose `key` says which
+//!    port it belongs to (kept after unregister until the slot is reused,
+//!    so items of a port that just went stale still count on its counters).
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::error::{CancelReason, Discarded};
 use crate::reply::PendingCall;
-use crate::stats::Stats;
+use crate::slots::{SlotKey, Slots};
+use crate::stats::{PortCounters, Stats};
 use crate::sync::{
     lock, thread_token, Arc, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex,
     MutexGuard, Ordering,
 };
+use crate::waits::WaitHistogram;
 use crate::waker::{FdSignal, UdpNotifier};
 
 /// Queue capacity of a new hub, in items.
@@ -65,25 +79,26 @@ pub(crate) type CancelFn = Box<dyn FnOnce(CancelReason) + Send + 'static>;
 /// is dropped.
 pub(crate) type DiscardFn<T> = Box<dyn Fn(T, Discarded) + Send + Sync + 'static>;
 
-/// A port's identity: its slot in the table and the slot's generation when
-/// the port was registered. A handle whose generation no longer matches is
-/// stale; no raw pointer to the slot is ever handed out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PortKey {
-    pub(crate) index: u32,
-    pub(crate) generation: u32,
-}
+/// A port's identity: its key in the hub's port table (slot and
+/// generation). A key whose generation no longer matches is stale; no raw
+/// pointer to the slot is ever handed out.
+pub type PortKey = SlotKey;
 
 pub(crate) struct Entry<T> {
     pub(crate) port: PortKey,
+    /// When it was posted (`waits::now_ns`), or 0 when timing was off.
+    pub(crate) posted_at: u64,
     pub(crate) item: T,
 }
 
-struct PortSlot {
-    generation: u32,
+/// What the hub keeps under its lock for the port in one slot of the port
+/// table (invariant 6).
+struct PortBook {
+    /// The port this belongs to (live or the last one of the slot).
+    key: PortKey,
+    counters: Arc<PortCounters>,
     /// Registration order across the hub's life (slots are reused).
     seq: u64,
-    live: bool,
     name: String,
     on_cancel: Option<CancelFn>,
     /// Blocking calls of this port that may still be pending, wherever
@@ -92,6 +107,8 @@ struct PortSlot {
     /// list doubles.
     calls: Vec<Box<dyn PendingCall>>,
     prune_at: usize,
+    /// The port's waits while timing is on (`waits.rs`).
+    waits: Option<std::sync::Arc<WaitHistogram>>,
 }
 
 /// What the producer chose to do when the queue is full.
@@ -115,7 +132,7 @@ pub enum Posted {
 pub(crate) struct Counters {
     pub(crate) posted: u64,
     pub(crate) delivered: u64,
-    pub(crate) dropped: u64,
+    pub(crate) refused: u64,
     pub(crate) cancelled: u64,
     pub(crate) peak_depth: usize,
     pub(crate) wakeups: u64,
@@ -125,8 +142,8 @@ pub(crate) struct State<T> {
     pub(crate) queue: VecDeque<Entry<T>>,
     pub(crate) capacity: usize,
     pub(crate) closed: bool,
-    ports: Vec<PortSlot>,
-    free_ports: Vec<u32>,
+    /// Indexed by slot of `Shared::ports` (invariant 6).
+    books: Vec<Option<PortBook>>,
     next_seq: u64,
     /// Invariant 4.
     signalled: bool,
@@ -140,10 +157,18 @@ pub(crate) struct State<T> {
     fd: Option<FdSignal>,
     udp: Option<Arc<UdpNotifier>>,
     pub(crate) counters: Counters,
+    /// The hub's waits while timing is on (`waits.rs`).
+    waits: Option<std::sync::Arc<WaitHistogram>>,
+    /// Bumped when the histograms a consumer's `WaitCache` must see
+    /// change: timing turned on or off, a port registered or unregistered
+    /// while it is on.
+    waits_version: u64,
 }
 
 pub(crate) struct Shared<T> {
     pub(crate) state: Mutex<State<T>>,
+    /// The port table: liveness and identity (invariant 6).
+    ports: Slots<PortCounters>,
     /// The consumer waits here for work.
     consumer_cv: Condvar,
     /// Producers wait here for room.
@@ -152,6 +177,8 @@ pub(crate) struct Shared<T> {
     consumer: AtomicU64,
     /// Mirrors `State::closed` for lock-free reads by waiters.
     closed: AtomicBool,
+    /// Posts take a timestamp (`waits.rs`); mirrors `State::waits.is_some()`.
+    timing: AtomicBool,
     keep_alive: AtomicUsize,
     pub(crate) replies: AtomicU64,
     /// Bumped (release) by every unregister and by close, after the ports
@@ -170,17 +197,29 @@ pub(crate) struct Shared<T> {
     ring_used: AtomicBool,
     /// Mirrors `State::consumer_waiting` for ring posts.
     pub(crate) consumer_sleeping: AtomicBool,
-    /// Refusals on the ring path (counted in `dropped` by `stats`).
-    ring_dropped: AtomicU64,
+    /// Refusals on the ring path (counted in `refused` by `stats`).
+    ring_refused: AtomicU64,
     /// The descriptor a ring post writes to (-1: none), mirroring `fd`.
     fd_write: AtomicI32,
 }
 
 impl<T> State<T> {
-    fn port_live(&self, key: PortKey) -> bool {
-        self.ports
-            .get(key.index as usize)
-            .is_some_and(|s| s.live && s.generation == key.generation)
+    /// The bookkeeping of `key`'s port, live or stale (until its slot is
+    /// reused).
+    fn book(&mut self, key: PortKey) -> Option<&mut PortBook> {
+        self.books
+            .get_mut(key.index() as usize)?
+            .as_mut()
+            .filter(|b| b.key == key)
+    }
+
+    /// The counters of `key`'s port, while it can be found (see `book`).
+    pub(crate) fn counters_of(&self, key: PortKey) -> Option<&PortCounters> {
+        self.books
+            .get(key.index() as usize)?
+            .as_ref()
+            .filter(|b| b.key == key)
+            .map(|b| &*b.counters)
     }
 }
 
@@ -217,8 +256,7 @@ impl<T> Shared<T> {
                 queue: VecDeque::new(),
                 capacity: capacity.max(1),
                 closed: false,
-                ports: Vec::new(),
-                free_ports: Vec::new(),
+                books: Vec::new(),
                 next_seq: 0,
                 signalled: false,
                 consumer_waiting: false,
@@ -227,11 +265,15 @@ impl<T> Shared<T> {
                 fd: None,
                 udp: None,
                 counters: Counters::default(),
+                waits: None,
+                waits_version: 0,
             }),
+            ports: Slots::new(),
             consumer_cv: Condvar::new(),
             room_cv: Condvar::new(),
             consumer: AtomicU64::new(thread_token()),
             closed: AtomicBool::new(false),
+            timing: AtomicBool::new(false),
             keep_alive: AtomicUsize::new(0),
             replies: AtomicU64::new(0),
             stale_epoch: AtomicU64::new(0),
@@ -241,7 +283,7 @@ impl<T> Shared<T> {
             ring_woke: AtomicBool::new(false),
             ring_used: AtomicBool::new(false),
             consumer_sleeping: AtomicBool::new(false),
-            ring_dropped: AtomicU64::new(0),
+            ring_refused: AtomicU64::new(0),
             fd_write: AtomicI32::new(-1),
         }
     }
@@ -299,7 +341,7 @@ impl<T> Shared<T> {
         Stats {
             posted: c.posted,
             delivered: c.delivered,
-            dropped: c.dropped + self.ring_dropped.load(Ordering::Relaxed),
+            refused: c.refused + self.ring_refused.load(Ordering::Relaxed),
             cancelled: c.cancelled,
             replies: self.replies.load(Ordering::Relaxed),
             peak_depth: c.peak_depth,
@@ -308,7 +350,7 @@ impl<T> Shared<T> {
             depth: st.queue.len() + self.ring.pending(),
             capacity: st.capacity,
             keep_alive: self.keep_alive_count(),
-            ports: st.ports.iter().filter(|p| p.live).count(),
+            ports: self.ports.len(),
         }
     }
 }
@@ -318,3 +360,4 @@ mod ports;
 mod queue;
 mod ring;
 mod signal;
+mod timing;

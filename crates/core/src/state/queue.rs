@@ -13,7 +13,9 @@ use std::time::Instant;
 use super::{Entry, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST};
 use crate::error::{Discarded, PostError, PostErrorKind};
 use crate::reply::PendingCall;
+use crate::stats::PortCounters;
 use crate::sync::{condvar_wait_timeout, fence, try_lock, yield_now, MutexGuard, Ordering};
+use crate::waits::{self, WaitCache};
 use crate::waker;
 
 /// Rounds of "try the lock, else the ring" before a no-wait post gives up
@@ -25,17 +27,20 @@ const NOWAIT_TRIES: usize = 64;
 const NOWAIT_TRIES: usize = 2;
 
 impl<T> Shared<T> {
-    /// Queues `item` for `port`; `call` is the pending call it answers,
-    /// tracked so unregister and close can cancel it.
+    /// Queues `item` for `port`, whose counters are `counters`; `call` is
+    /// the pending call it answers, tracked so unregister and close can
+    /// cancel it.
     pub(crate) fn push(
         &self,
         port: PortKey,
+        counters: &PortCounters,
         item: T,
         when_full: WhenFull,
         call: Option<Box<dyn PendingCall>>,
     ) -> Result<Posted, PostError<T>> {
+        let posted_at = self.stamp();
         let st = self.lock();
-        self.push_locked(st, port, item, when_full, call, true)
+        self.push_locked(st, port, counters, item, posted_at, when_full, call, true)
     }
 
     /// Queues `item` without ever waiting: for the lock (a signal handler
@@ -46,7 +51,13 @@ impl<T> Shared<T> {
     /// path allocates. Only when the ring stays full, it queues directly
     /// (growing the queue) once it gets the lock: waiting for it off the
     /// consumer thread, refusing with `Full` on it when it is taken.
-    pub(crate) fn push_nowait(&self, port: PortKey, mut item: T) -> Result<Posted, PostError<T>> {
+    pub(crate) fn push_nowait(
+        &self,
+        port: PortKey,
+        counters: &PortCounters,
+        mut item: T,
+    ) -> Result<Posted, PostError<T>> {
+        let posted_at = self.stamp();
         for _ in 0..NOWAIT_TRIES {
             if let Some(st) = try_lock(&self.state) {
                 // Queue directly only when that cannot allocate (the queue's
@@ -56,14 +67,24 @@ impl<T> Shared<T> {
                 // call interrupted (a signal handler).
                 let pending = self.ring.pending();
                 let direct = pending == 0 && st.queue.len() < st.queue.capacity();
-                if direct || st.closed || !st.port_live(port) {
+                if direct || st.closed || !self.port_live(port) {
                     // Queued, or refused as `Closed`/`Unregistered`.
-                    return self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+                    return self.push_locked(
+                        st,
+                        port,
+                        counters,
+                        item,
+                        posted_at,
+                        WhenFull::Refuse,
+                        None,
+                        false,
+                    );
                 }
                 if st.queue.len() + pending >= st.capacity {
                     // Full, counting the ring (the lock tells the depth).
                     let mut st = st;
-                    st.counters.dropped += 1;
+                    st.counters.refused += 1;
+                    PortCounters::add(&counters.refused, 1);
                     return Err(PostError {
                         kind: PostErrorKind::Full,
                         item,
@@ -71,7 +92,7 @@ impl<T> Shared<T> {
                 }
                 drop(st);
             }
-            match self.push_ring(port, item) {
+            match self.push_ring(port, counters, item, posted_at) {
                 Err(PostError {
                     kind: PostErrorKind::Full,
                     item: back,
@@ -88,7 +109,8 @@ impl<T> Shared<T> {
             // signal handler on the consumer thread): waiting would never
             // end.
             None if self.on_consumer_thread() => {
-                self.ring_dropped.fetch_add(1, Ordering::Relaxed);
+                self.ring_refused.fetch_add(1, Ordering::Relaxed);
+                PortCounters::add(&counters.refused, 1);
                 return Err(PostError {
                     kind: PostErrorKind::Full,
                     item,
@@ -102,12 +124,27 @@ impl<T> Shared<T> {
         };
         let mut stale = Vec::new();
         self.fold_finished(&mut st, &mut stale);
-        let result = self.push_locked(st, port, item, WhenFull::Refuse, None, false);
+        let result = self.push_locked(
+            st,
+            port,
+            counters,
+            item,
+            posted_at,
+            WhenFull::Refuse,
+            None,
+            false,
+        );
         self.discard_all(stale, Discarded::Unregistered);
         result
     }
 
-    fn push_ring(&self, port: PortKey, item: T) -> Result<Posted, PostError<T>> {
+    fn push_ring(
+        &self,
+        port: PortKey,
+        counters: &PortCounters,
+        item: T,
+        posted_at: u64,
+    ) -> Result<Posted, PostError<T>> {
         // Close waits until no ring post is in flight before it folds the
         // ring and releases the descriptor (Dekker with `closed`).
         self.ring_posters.fetch_add(1, Ordering::SeqCst);
@@ -115,13 +152,18 @@ impl<T> Shared<T> {
         // accesses alone as acquire/release).
         fence(Ordering::SeqCst);
         let result = if self.closed.load(Ordering::SeqCst) {
-            self.ring_dropped.fetch_add(1, Ordering::Relaxed);
+            self.ring_refused.fetch_add(1, Ordering::Relaxed);
+            PortCounters::add(&counters.refused, 1);
             Err(PostError {
                 kind: PostErrorKind::Closed,
                 item,
             })
         } else {
-            match self.ring.push(Entry { port, item }) {
+            match self.ring.push(Entry {
+                port,
+                posted_at,
+                item,
+            }) {
                 // Counted by the caller, which may retry.
                 Err(e) => Err(PostError {
                     kind: PostErrorKind::Full,
@@ -177,7 +219,10 @@ impl<T> Shared<T> {
         }
         let n = self.ring.fold(|e| {
             st.counters.posted += 1;
-            if st.port_live(e.port) {
+            if self.port_live(e.port) {
+                if let Some(c) = st.counters_of(e.port) {
+                    PortCounters::add_under_lock(&c.posted, 1);
+                }
                 st.queue.push_back(e);
             } else {
                 st.counters.cancelled += 1;
@@ -189,11 +234,14 @@ impl<T> Shared<T> {
         n
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn push_locked(
         &self,
         mut st: MutexGuard<'_, State<T>>,
         port: PortKey,
+        counters: &PortCounters,
         item: T,
+        mut posted_at: u64,
         when_full: WhenFull,
         call: Option<Box<dyn PendingCall>>,
         fold: bool,
@@ -202,7 +250,8 @@ impl<T> Shared<T> {
         // once the lock is released.
         let mut stale = Vec::new();
         let refuse = |mut st: MutexGuard<'_, State<T>>, stale: Vec<T>, kind, item| {
-            st.counters.dropped += 1;
+            st.counters.refused += 1;
+            PortCounters::add(&counters.refused, 1);
             drop(st);
             self.discard_all(stale, Discarded::Unregistered);
             Err(PostError { kind, item })
@@ -217,7 +266,7 @@ impl<T> Shared<T> {
             if st.closed {
                 return refuse(st, stale, PostErrorKind::Closed, item);
             }
-            if !st.port_live(port) {
+            if !self.port_live(port) {
                 return refuse(st, stale, PostErrorKind::Unregistered, item);
             }
             if st.queue.len() < st.capacity {
@@ -243,16 +292,26 @@ impl<T> Shared<T> {
                 }
             };
             st.blocked_producers -= 1;
-        }
-        st.queue.push_back(Entry { port, item });
-        if let Some(call) = call {
-            let slot = &mut st.ports[port.index as usize];
-            if slot.calls.len() >= slot.prune_at {
-                slot.calls.retain(|c| !c.is_finished());
-                slot.prune_at = (slot.calls.len() * 2).max(PRUNE_FIRST);
+            // The wait for room is not a wait in the queue.
+            if posted_at != 0 {
+                posted_at = waits::now_ns();
             }
-            slot.calls.push(call);
         }
+        st.queue.push_back(Entry {
+            port,
+            posted_at,
+            item,
+        });
+        if let Some(call) = call {
+            if let Some(book) = st.book(port) {
+                if book.calls.len() >= book.prune_at {
+                    book.calls.retain(|c| !c.is_finished());
+                    book.prune_at = (book.calls.len() * 2).max(PRUNE_FIRST);
+                }
+                book.calls.push(call);
+            }
+        }
+        PortCounters::add_under_lock(&counters.posted, 1);
         let depth = st.queue.len();
         let c = &mut st.counters;
         c.posted += 1;
@@ -284,8 +343,15 @@ impl<T> Shared<T> {
     /// Moves up to `max` items into `out` (FIFO). One lock acquisition; when
     /// `out` is empty and everything fits, the two buffers are swapped, so
     /// the cost under the lock does not grow with the batch.
-    pub(crate) fn drain(&self, max: usize, out: &mut VecDeque<Entry<T>>) -> usize {
+    /// `cache` is brought up to date with the timing histograms.
+    pub(crate) fn drain(
+        &self,
+        max: usize,
+        out: &mut VecDeque<Entry<T>>,
+        cache: &mut WaitCache,
+    ) -> usize {
         let mut st = self.lock();
+        Self::refresh_cache(&st, cache);
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
         let n = st.queue.len().min(max);

@@ -1,11 +1,13 @@
-//! The process-global, generation-checked table of registered C utilities.
+//! The process-global, generation-checked table of registered C utilities:
+//! a [`Slots`] table of the core (its invariants are documented there).
 //!
 //! Every utility registered through the C ABI (1v0 or 2v0) gets a slot
 //! here. What C code holds is never a pointer to the record but a
-//! [`Handle`]: the slot index (plus one, so that 0 is never valid) in the
-//! low 32 bits and the generation the slot had when the utility registered
-//! in the high 32 bits. Generations come from one process-wide counter that
-//! starts at 1, so
+//! [`Handle`]: the slot's key as bits ([`SlotKey::to_bits`]: the index
+//! plus one in the low 32 bits, so that 0 is never valid, and the
+//! generation the slot had when the utility registered in the high 32
+//! bits). Generations come from one counter of the table that starts at 1,
+//! so
 //!
 //! * a handle whose slot was freed and reused by another utility is stale
 //!   (its generation no longer matches), forever;
@@ -13,29 +15,30 @@
 //! * a garbage value that decodes to an index out of range, or to a
 //!   generation that does not match, is rejected, never dereferenced.
 //!
-//! A 1v0 `utilid` is the same handle cast to `void*`.
+//! A 1v0 `utilid` is the same handle cast to `void*` (on 32-bit targets a
+//! shortened form, see [`to_utilid`]).
 //!
 //! # Life of a record
 //!
 //! * `reserve` + `fill` (registration, on the Lua thread), or `release`
 //!   when registration failed in between.
 //! * While live, lookups clone its `Arc<Util>` (or borrow the record,
-//!   [`borrow`]) without a lock: the slots
-//!   live in chunks that are allocated once and never freed, each with an
-//!   atomic `generation | phase` word, and a lookup only touches its own
-//!   slot (no lock or counter shared by every utility is written per
-//!   delivery). Only registration, `unreg` and `getutilid` take the
-//!   registry lock, and never while a C callback runs.
+//!   [`borrow`]) without a lock, touching only the handle's own slot (no lock or counter shared by every
+//!   utility is written per delivery). Only registration, `unreg` and
+//!   `getutilid` take the table's lock, and never while a C callback runs.
 //! * When the state closes the record stays, marked closed (lookups then
 //!   report "closed", not "stale"), until the utility calls `unreg`, which
 //!   frees the slot. A utility that never calls `unreg` keeps one small
 //!   record for the life of the process.
+//!
+//! The utility's counters (2v0 `stats()`) are its port's, kept by the core
+//! ([`darksidesync_core::PortStats`]).
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use darksidesync_core::{KeepAlive, Port};
+use darksidesync_core::{KeepAlive, Port, SlotKey, SlotRef, Slots};
 
 use crate::item::Item;
 
@@ -70,24 +73,6 @@ pub(crate) enum Cancel {
     V2(Option<darksidesync_sys::v2::CancelFn>, SendPtr),
 }
 
-/// Per-utility counters (2v0 `stats()`).
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) posted: AtomicU64,
-    pub(crate) ran: AtomicU64,
-    pub(crate) cancelled: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) replies: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// One registered utility.
 pub(crate) struct Util {
     pub(crate) api: Version,
@@ -102,7 +87,6 @@ pub(crate) struct Util {
     /// Keep-alive references taken through 2v0 `hold()`.
     pub(crate) keep: Mutex<Vec<KeepAlive<Item>>>,
     pub(crate) cancel: Cancel,
-    pub(crate) counters: Counters,
     /// Whether the shared object of the utility's callbacks is pinned.
     pub(crate) pinned: AtomicBool,
 }
@@ -117,145 +101,28 @@ impl Util {
     }
 }
 
-/// Slots per chunk, and chunks at most: up to 1024 * 1024 utilities
-/// registered at the same time.
-const CHUNK: usize = 1024;
-const CHUNKS: usize = 1024;
+/// Utilities registered at the same time, at most: the index plus one
+/// must fit in the 20 bits of a 32-bit `utilid`.
+const LIMIT: usize = (1 << 20) - 1;
 
-/// A slot of the table. Slots are reused, never freed, so a lookup may
-/// read any slot it finds without a lock.
-struct Slot {
-    /// `generation << 2 | phase` ([`FREE`], [`RESERVED`], [`LIVE`]).
-    word: AtomicU64,
-    /// The record while live (the table's reference, from
-    /// `Arc::into_raw`); null otherwise.
-    util: AtomicPtr<Util>,
-    /// Lookups between their check of `word` and their clone of `util`;
-    /// [`release`] waits for them before it takes the record out.
-    readers: AtomicU32,
-}
-
-const FREE: u64 = 0;
-const RESERVED: u64 = 1;
-const LIVE: u64 = 2;
-
-fn word(generation: u32, phase: u64) -> u64 {
-    ((generation as u64) << 2) | phase
-}
-
-#[allow(clippy::declare_interior_mutable_const)] // only as an array initialiser
-const EMPTY_SLOT: Slot = Slot {
-    word: AtomicU64::new(0),
-    util: AtomicPtr::new(std::ptr::null_mut()),
-    readers: AtomicU32::new(0),
-};
-
-/// The chunks, allocated on demand (under [`REGISTRY`]) and never freed.
-static CHUNK_TABLE: [AtomicPtr<Slot>; CHUNKS] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
-
-/// What registration needs (which slots are free, the next generation);
-/// deliveries never take this lock.
-struct Registry {
-    len: usize,
-    free: Vec<u32>,
-    next_generation: u32,
-}
-
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    len: 0,
-    free: Vec::new(),
-    next_generation: 1,
-});
-
-fn registry() -> MutexGuard<'static, Registry> {
-    // A panic while holding the lock cannot leave it inconsistent: every
-    // mutation below is a single assignment or push/pop.
-    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The slot at `index`, if its chunk exists.
-fn slot(index: usize) -> Option<&'static Slot> {
-    let chunk = CHUNK_TABLE.get(index / CHUNK)?.load(Ordering::Acquire);
-    if chunk.is_null() {
-        return None;
-    }
-    // SAFETY: a published chunk is an array of CHUNK slots that is never
-    // freed (leaked in `reserve`), and `index % CHUNK` is within it.
-    Some(unsafe { &*chunk.add(index % CHUNK) })
-}
-
-fn split(h: Handle) -> Option<(usize, u32)> {
-    let index = (h & 0xffff_ffff) as usize;
-    let generation = (h >> 32) as u32;
-    if index == 0 || generation == 0 {
-        return None;
-    }
-    Some((index - 1, generation))
-}
+static TABLE: LazyLock<Slots<Util>> = LazyLock::new(|| Slots::with_limit(LIMIT));
 
 /// Reserves a slot and returns its handle; fill it with [`fill`] or give it
 /// back with [`release`]. `None` when the table is full.
 pub(crate) fn reserve() -> Option<Handle> {
-    let mut r = registry();
-    let index = match r.free.pop() {
-        Some(i) => i as usize,
-        None => {
-            let index = r.len;
-            let chunk = CHUNK_TABLE.get(index / CHUNK)?;
-            if chunk.load(Ordering::Relaxed).is_null() {
-                let slots: &'static mut [Slot; CHUNK] = Box::leak(Box::new([EMPTY_SLOT; CHUNK]));
-                // Release: a lookup that sees the pointer sees the slots.
-                chunk.store(slots.as_mut_ptr(), Ordering::Release);
-            }
-            r.len += 1;
-            index
-        }
-    };
-    let generation = r.next_generation;
-    // Skip 0 on wrap-around (after 4 billion registrations).
-    r.next_generation = r.next_generation.wrapping_add(1).max(1);
-    slot(index)?
-        .word
-        .store(word(generation, RESERVED), Ordering::SeqCst);
-    Some(((generation as u64) << 32) | (index as u64 + 1))
+    TABLE.reserve().map(SlotKey::to_bits)
 }
 
 /// Puts the record of a reserved handle in place.
 pub(crate) fn fill(h: Handle, util: Arc<Util>) {
-    let _r = registry();
-    let Some((index, generation)) = split(h) else {
-        return;
-    };
-    let Some(s) = slot(index) else { return };
-    if s.word.load(Ordering::SeqCst) == word(generation, RESERVED) {
-        s.util
-            .store(Arc::into_raw(util).cast_mut(), Ordering::Release);
-        // After the record: a lookup that sees LIVE sees it.
-        s.word.store(word(generation, LIVE), Ordering::SeqCst);
+    if let Some(key) = SlotKey::from_bits(h) {
+        TABLE.fill(key, util);
     }
 }
 
 /// Frees the slot of `h` and returns its record; `None` when `h` is stale.
 pub(crate) fn release(h: Handle) -> Option<Arc<Util>> {
-    let mut r = registry();
-    let (index, generation) = split(h)?;
-    let s = slot(index)?;
-    let w = s.word.load(Ordering::SeqCst);
-    if w != word(generation, LIVE) && w != word(generation, RESERVED) {
-        return None;
-    }
-    // From here no lookup starts using the record (it checks `word` after
-    // announcing itself in `readers`); wait for those that did.
-    s.word.store(word(generation, FREE), Ordering::SeqCst);
-    while s.readers.load(Ordering::SeqCst) != 0 {
-        std::thread::yield_now();
-    }
-    let p = s.util.swap(std::ptr::null_mut(), Ordering::Acquire);
-    r.free.push(index as u32);
-    // SAFETY: `p` came from `Arc::into_raw` in `fill` and is the table's
-    // reference, taken out once (swapped for null).
-    (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
+    TABLE.remove(SlotKey::from_bits(h)?)
 }
 
 /// The live record of `h` registered through `api`, or the code to return:
@@ -277,79 +144,29 @@ pub(crate) fn live(
 /// The record of a live or closed handle; `None` when stale or garbage.
 /// Takes no lock: atomics on the handle's own slot only.
 pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
-    borrow(h).map(|b| b.to_arc())
+    TABLE.get(SlotKey::from_bits(h)?)
 }
 
-/// The record of a live handle, borrowed without taking a reference: the
-/// lookup stays announced in its slot's `readers` until the borrow drops,
-/// so [`release`] (and with it `unreg`) waits for it. Hold it only for
-/// work that never waits (a post that refuses when full), never across a
-/// blocking wait or a callback; [`Borrowed::to_arc`] makes a reference
-/// that outlives it. Saves the delivery paths an increment and a
-/// decrement of the record's count, a cache line the Lua thread writes.
-pub(crate) struct Borrowed {
-    slot: &'static Slot,
-    util: *const Util,
-}
+/// A utility record borrowed from the table (see [`borrow`]).
+pub(crate) type Borrowed = SlotRef<'static, Util>;
 
-impl Borrowed {
-    /// A counted reference to the record.
-    pub(crate) fn to_arc(&self) -> Arc<Util> {
-        // SAFETY: `util` is the table's record (from `Arc::into_raw` in
-        // `fill`), alive while we are counted in `readers` (see `borrow`);
-        // we add our own reference.
-        unsafe {
-            Arc::increment_strong_count(self.util);
-            Arc::from_raw(self.util)
-        }
-    }
-}
-
-impl std::ops::Deref for Borrowed {
-    type Target = Util;
-    fn deref(&self) -> &Util {
-        // SAFETY: as in `to_arc`: alive while the borrow is.
-        unsafe { &*self.util }
-    }
-}
-
-impl Drop for Borrowed {
-    fn drop(&mut self) {
-        self.slot.readers.fetch_sub(1, Ordering::Release);
-    }
-}
-
-/// Borrows the record of a live or closed handle (see [`Borrowed`]);
-/// `None` when stale or garbage. Takes no lock.
+/// The record of a live or closed handle, borrowed without taking a
+/// reference ([`Slots::borrow`]): `unreg` waits until the borrow drops, so
+/// hold it only for work that never waits (a post that refuses when full),
+/// never across a blocking wait or a callback. Saves a fire-and-forget
+/// delivery the increment and decrement of the record's count (a line the
+/// Lua thread writes too) that [`get`] and its drop cost; the item then
+/// takes its own reference ([`SlotRef::to_arc`]).
 pub(crate) fn borrow(h: Handle) -> Option<Borrowed> {
-    let (index, generation) = split(h)?;
-    let s = slot(index)?;
-    // Announce before checking (SeqCst on both sides, against `release`'s
-    // store of `word` then load of `readers`): either `release` sees us
-    // and waits until the borrow drops, or we see its FREE.
-    s.readers.fetch_add(1, Ordering::SeqCst);
-    if s.word.load(Ordering::SeqCst) != word(generation, LIVE) {
-        s.readers.fetch_sub(1, Ordering::Release);
-        return None;
-    }
-    // LIVE is stored after `util`, so this is the record; `release`
-    // cannot take the table's reference while we are counted.
-    let util = s.util.load(Ordering::Acquire).cast_const();
-    Some(Borrowed { slot: s, util })
+    TABLE.borrow(SlotKey::from_bits(h)?)
 }
 
 /// The handle of `libid` registered with `api` in `state`, if any.
 pub(crate) fn find(state: u64, api: Version, libid: usize) -> Option<Handle> {
-    let r = registry();
-    (0..r.len)
-        .filter_map(|i| {
-            let s = slot(i)?;
-            let w = s.word.load(Ordering::SeqCst);
-            if w & 3 != LIVE {
-                return None;
-            }
-            get(((w >> 2) << 32) | (i as u64 + 1))
-        })
+    TABLE
+        .keys()
+        .into_iter()
+        .filter_map(|k| TABLE.get(k))
         .find(|u| u.state == state && u.api == api && u.libid == libid && !u.is_closed())
         .map(|u| u.handle)
 }
@@ -363,7 +180,8 @@ pub(crate) fn to_utilid(h: Handle) -> *mut c_void {
     #[cfg(not(target_pointer_width = "64"))]
     {
         // 20 bits of index, 12 of generation: still never 0, still checked.
-        let (index, generation) = split(h).expect("a handle made by reserve");
+        let key = SlotKey::from_bits(h).expect("a handle made by reserve");
+        let (index, generation) = (key.index() as usize, key.generation());
         ((((generation & 0xfff) as usize) << 20) | ((index + 1) & 0xf_ffff)) as *mut c_void
     }
 }
@@ -380,23 +198,20 @@ pub(crate) fn from_utilid(p: *mut c_void) -> Handle {
         let index = (v & 0xf_ffff) as u64;
         let low = (v >> 20) as u32;
         // Recover the full generation from the slot, then compare the low bits.
-        match index.checked_sub(1).and_then(|i| slot(i as usize)) {
-            Some(s) => {
-                let w = s.word.load(Ordering::SeqCst);
-                let generation = (w >> 2) as u32;
-                if w & 3 != FREE && (generation & 0xfff) == low {
-                    ((generation as u64) << 32) | index
-                } else {
-                    0
-                }
-            }
-            None => 0,
+        match index
+            .checked_sub(1)
+            .and_then(|i| TABLE.generation_at(i as u32))
+        {
+            Some(generation) if (generation & 0xfff) == low => ((generation as u64) << 32) | index,
+            _ => 0,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicU64;
+
     use super::*;
 
     #[test]
@@ -430,37 +245,8 @@ mod tests {
             closed: AtomicBool::new(false),
             keep: Mutex::new(Vec::new()),
             cancel: Cancel::V2(None, SendPtr(std::ptr::null_mut())),
-            counters: Counters::default(),
             pinned: AtomicBool::new(false),
         })
-    }
-
-    #[test]
-    fn release_waits_until_a_borrow_ends() {
-        use std::sync::atomic::AtomicBool as Flag;
-        let hub = darksidesync_core::Hub::<Item>::new();
-        let h = reserve().expect("a free slot");
-        fill(h, util(&hub, h));
-        let borrowed = borrow(h).expect("live");
-        let released = Arc::new(Flag::new(false));
-        let releaser = {
-            let released = released.clone();
-            std::thread::spawn(move || {
-                let record = release(h);
-                released.store(true, Ordering::SeqCst);
-                record.map(|u| u.handle)
-            })
-        };
-        // Long enough for a release that did not wait to finish.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(
-            !released.load(Ordering::SeqCst),
-            "release waits for the borrow"
-        );
-        assert_eq!(borrowed.handle, h, "the borrowed record is intact");
-        drop(borrowed);
-        assert_eq!(releaser.join().expect("releaser"), Some(h));
-        assert!(borrow(h).is_none(), "stale once released");
     }
 
     #[test]

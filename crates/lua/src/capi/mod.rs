@@ -40,7 +40,7 @@ use darksidesync_core::CancelReason;
 use mlua::{ffi, LightUserData, Lua, Table};
 
 use crate::state::StateHub;
-use handles::{Cancel, Counters, Handle, Util, Version};
+use handles::{Cancel, Handle, Util, Version};
 
 /// `registry["DSS.DarkSideSync"]`.
 pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
@@ -201,7 +201,6 @@ pub(crate) fn register(
         closed: AtomicBool::new(false),
         keep: Mutex::new(Vec::new()),
         cancel,
-        counters: Counters::default(),
         pinned: AtomicBool::new(false),
     });
     handles::fill(handle, util.clone());

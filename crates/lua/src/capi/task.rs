@@ -13,7 +13,9 @@
 //! The core tells an item why it is discarded ([`Task::discard`]); a
 //! refusal comes back to the delivering entry point, which discards the
 //! item as [`Discarded::Refused`]. `Drop` only backs this up for an item
-//! dropped without either (it counts as cancelled).
+//! dropped without either (it is treated as cancelled). The counters
+//! (2v0 `stats()`) are the port's, kept by the core; this layer only
+//! tells it which items ran ([`Port::count_ran`](darksidesync_core::Port::count_ran)).
 //!
 //! # Blocking deliveries and lent data
 //!
@@ -40,7 +42,7 @@ use darksidesync_sys::v1::{DecoderFn, ReturnFn};
 use darksidesync_sys::v2::{FreeFn, ReplyFn, RunFn, ECANCELLED, ECLOSED, OK};
 use mlua::{ffi, Lua, MultiValue};
 
-use super::handles::{Counters, SendPtr, Util};
+use super::handles::{SendPtr, Util};
 use crate::item::{Prepared, ReplySink, Task};
 
 /// What a C item calls.
@@ -117,7 +119,6 @@ impl CItem {
         reply: Option<Reply<()>>,
         turns: Option<Arc<Turns>>,
     ) -> CItem {
-        Counters::bump(&util.counters.posted);
         CItem {
             callbacks,
             data,
@@ -137,14 +138,10 @@ impl CItem {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let c = &self.util.counters;
         if let Discarded::Refused(_) = why {
-            // Counted as posted when built; it never entered the queue.
-            c.posted.fetch_sub(1, Ordering::Relaxed);
-            Counters::bump(&c.refused);
+            // The port counted it; it never entered the queue.
             return;
         }
-        Counters::bump(&c.cancelled);
         match self.callbacks {
             Callbacks::Deliver1 { decoder, .. } => {
                 if self.turns.as_ref().map_or(true, |t| t.decoder_turn()) {
@@ -205,7 +202,6 @@ pub(crate) struct PostFrame {
 
 impl CPost {
     pub(crate) fn new(run: PostRun, data: *mut c_void, util: Arc<Util>) -> CPost {
-        Counters::bump(&util.counters.posted);
         CPost {
             run,
             data: SendPtr(data),
@@ -226,7 +222,7 @@ impl CPost {
     /// returns what to call (see [`PostFrame::run_in`]).
     pub(crate) fn take(self) -> PostFrame {
         let (run, data, util) = self.into_parts();
-        count_ran(&util, 1);
+        util.port.count_ran(1);
         PostFrame {
             run,
             data,
@@ -286,16 +282,6 @@ impl Drop for CPost {
     }
 }
 
-/// Counts `n` items of `util` as ran. Only the thread running the
-/// utility's Lua state writes `ran` (every item of a utility runs in the
-/// state it registered with, and a state runs on one thread at a time),
-/// so a plain load and store add to it: no locked read-modify-write per
-/// item on a cache line the producers write.
-fn count_ran(util: &Util, n: u64) {
-    let ran = &util.counters.ran;
-    ran.store(ran.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-}
-
 /// The items of one utility that `dispatch()` ran in a row: one counted
 /// reference to the record plus `extra` forgotten ones, and how many ran.
 pub(crate) struct RunOf {
@@ -323,7 +309,8 @@ impl RunOf {
 
     /// Counts the run's items as ran and gives up their references.
     pub(crate) fn settle(self) {
-        count_ran(&self.util, 1 + self.extra as u64);
+        let n = 1 + self.extra as u64;
+        self.util.port.count_ran(n);
         let ptr = Arc::as_ptr(&self.util);
         for _ in 0..self.extra {
             // SAFETY: each of the `extra` references was an `Arc` that
@@ -558,7 +545,7 @@ impl Task for CItem {
         if let Some(reply) = &self.reply {
             reply.unclaim();
         }
-        count_ran(&self.util, 1);
+        self.util.port.count_ran(1);
         if let Callbacks::Post2 {
             free: Some(free), ..
         } = self.callbacks
@@ -670,7 +657,6 @@ impl ReplySink for CReply {
         };
         match &result {
             Ok(_) => {
-                Counters::bump(&self.util.counters.replies);
                 let _ = reply.send(());
             }
             Err(e) => {
@@ -684,7 +670,6 @@ impl ReplySink for CReply {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        Counters::bump(&self.util.counters.errors);
         if let Answer::Return1(ret) = self.answer {
             if reply.claim() && self.my_turn() {
                 // 1v0 cannot carry the error: the return callback sees garbage.

@@ -4,10 +4,9 @@
 //! references and per-utility statistics.
 //!
 //! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`, `call`,
-//! `hold`, `release`, `stats`, `status`, `strerror` are the functions of
+//! `hold`, `release`, `stats`, `status`, `strerror`, `waits` are the functions of
 //! the same names here; each runs its body under [`super::guard`].
 
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use darksidesync_core::{CallError, Discarded, PostError, PostErrorKind, Posted};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
-use super::handles::{self, Cancel, Counters, SendPtr, Util, Version};
+use super::handles::{self, Cancel, SendPtr, Util, Version};
 use super::task::{CItem, CPost, Callbacks, PostRun};
 use super::{guard, StateError};
 use crate::item::Item;
@@ -35,6 +34,7 @@ pub(crate) static API: Api = Api {
     stats,
     status,
     strerror,
+    waits,
 };
 
 fn v2_code(c: StateError) -> c_int {
@@ -53,14 +53,14 @@ fn v2_code(c: StateError) -> c_int {
 fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(handles::Borrowed, RunFn), c_int> {
     let util = match handles::borrow(h) {
         Some(u) if u.api == Version::V2 && u.is_closed() => {
-            Counters::bump(&u.counters.refused);
+            u.port.count_refused();
             return Err(ECLOSED);
         }
         Some(u) if u.api == Version::V2 => u,
         _ => return Err(ESTALE),
     };
     let Some(run) = run else {
-        Counters::bump(&util.counters.refused);
+        util.port.count_refused();
         return Err(EINVAL);
     };
     if !util.pinned.load(Ordering::Acquire) {
@@ -295,9 +295,7 @@ unsafe extern "C" fn call(
         // A call waits: not under the borrow.
         let util = borrowed.to_arc();
         drop(borrowed);
-        let made = Cell::new(false);
         let make = |r| {
-            made.set(true);
             Item::new(CItem::new(
                 Callbacks::Call2 { run, reply },
                 data,
@@ -312,11 +310,7 @@ unsafe extern "C" fn call(
         } else {
             util.port.call(make, timeout)
         };
-        let c = &util.counters;
-        if !made.get() {
-            // Refused before the item existed (closed, or the Lua thread).
-            Counters::bump(&c.refused);
-        }
+        // The port counted the outcome (refused, replied, timed out).
         match result {
             Ok(()) => OK,
             Err(CallError::Handler(text)) => {
@@ -326,10 +320,7 @@ unsafe extern "C" fn call(
             }
             // A reply claimed before the timeout passed is waited for
             // (the core's `Reply::claim`): this is a real timeout.
-            Err(CallError::TimedOut) => {
-                Counters::bump(&c.timeouts);
-                ETIMEDOUT
-            }
+            Err(CallError::TimedOut) => ETIMEDOUT,
             Err(CallError::Cancelled) => ECANCELLED,
             Err(CallError::Closed) => ECLOSED,
             Err(CallError::Full) => EFULL,
@@ -399,16 +390,17 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
             Some(u) if u.api == Version::V2 => u,
             _ => return ESTALE,
         };
-        let c = &util.counters;
+        // The port's counters, kept by the core.
+        let c = util.port.stats();
         let s = Stats {
             size,
-            posted: c.posted.load(Ordering::Relaxed),
-            ran: c.ran.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            replies: c.replies.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-            timeouts: c.timeouts.load(Ordering::Relaxed),
+            posted: c.posted,
+            ran: c.ran,
+            cancelled: c.cancelled,
+            refused: c.refused,
+            replies: c.replies,
+            errors: c.errors,
+            timeouts: c.timeouts,
             keep_alive: util.keep_alive().len() as u64,
         };
         let n = size.min(std::mem::size_of::<Stats>());
@@ -416,6 +408,56 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
         // what `size` says), we write `n <= size` bytes, from a local.
         unsafe {
             std::ptr::copy_nonoverlapping((&s as *const Stats).cast::<u8>(), out.cast::<u8>(), n)
+        };
+        OK
+    })
+}
+
+/// `waits`: see `dss2_waits_fn`.
+///
+/// # Safety
+/// `out` NULL or a `dss2_waits_t` of at least `out->size` bytes.
+unsafe extern "C" fn waits(h: Handle, flags: c_int, out: *mut Waits) -> c_int {
+    guard(EINTERNAL, || {
+        if out.is_null() || flags & !WAITS_STATE != 0 {
+            return EINVAL;
+        }
+        // SAFETY: `out` is non-NULL and points to a dss2_waits_t whose
+        // first field, `size`, the caller set (contract).
+        let size = unsafe { (*out).size };
+        if size < std::mem::size_of::<usize>() + std::mem::size_of::<u64>() {
+            return EINVAL;
+        }
+        let util = match lookup(h) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        let found = if flags & WAITS_STATE != 0 {
+            util.port.hub_waits()
+        } else {
+            util.port.waits()
+        };
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let w = match found {
+            Some(w) => Waits {
+                size,
+                enabled: 1,
+                count: w.count,
+                p50_ns: ns(w.p50),
+                p99_ns: ns(w.p99),
+                max_ns: ns(w.max),
+                total_ns: ns(w.total),
+            },
+            None => Waits {
+                size,
+                ..Waits::default()
+            },
+        };
+        let n = size.min(std::mem::size_of::<Waits>());
+        // SAFETY: the caller's struct is at least `size` bytes (that is
+        // what `size` says), we write `n <= size` bytes, from a local.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&w as *const Waits).cast::<u8>(), out.cast::<u8>(), n)
         };
         OK
     })
