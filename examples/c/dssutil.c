@@ -36,6 +36,9 @@
  *   u.join(job)                      -> { codes = {...}, reply = v, err = text, accepted = n, refused = n }
  *   u.done(job)                      -> boolean
  *   u.here_v1(cb, blocking)          -> code   deliver() from the Lua thread
+ *   u.here_v1_one(cb, shape)         -> code   fire-and-forget deliver() whose decoder
+ *                                            pushes cb and one argument: 42 (shape 1),
+ *                                            nil (2), or 7 above an uncounted value (3)
  *   u.here_v2_post(cb, timeout_ms)   -> code
  *   u.here_v2_call(cb)               -> code
  *   u.codes()                        -> table of codes of the argument-checking paths
@@ -663,6 +666,43 @@ static int l_here_v1(lua_State *L) {
     return 1;
 }
 
+/* An item whose decoder pushes the callback and one argument. */
+typedef struct one_arg {
+    int cbref;
+    int shape;
+} one_arg;
+
+static int one_arg_decode(lua_State *L, void *pData, void *utilid) {
+    one_arg *o = (one_arg *)pData;
+    (void)utilid;
+    if (L != NULL) {
+        if (o->shape == 3) lua_pushstring(L, "below what the decoder returns");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->cbref);
+        if (o->shape == 2)
+            lua_pushnil(L);
+        else
+            lua_pushinteger(L, o->shape == 1 ? 42 : 7);
+    }
+    free(o);
+    return L != NULL ? 2 : 0;
+}
+
+static int l_here_v1_one(lua_State *L) {
+    ctx *cx = ctx_of(L);
+    one_arg *o;
+    int rc;
+    luaL_checkany(L, 1);
+    o = (one_arg *)malloc(sizeof *o);
+    if (o == NULL) return luaL_error(L, "dssutil: out of memory");
+    o->shape = (int)luaL_checkinteger(L, 2);
+    lua_pushvalue(L, 1);
+    o->cbref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rc = api1->deliver(cx->utilid, one_arg_decode, NULL, o);
+    if (rc != DSS_SUCCESS && rc != DSS_ERR_UDP_SEND_FAILED) free(o);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
 static int l_here_v2_post(lua_State *L) {
     ctx *cx = ctx_of(L);
     job j;
@@ -922,6 +962,7 @@ static const luaL_Reg funcs[] = {
     {"join", l_join},
     {"done", l_done},
     {"here_v1", l_here_v1},
+    {"here_v1_one", l_here_v1_one},
     {"here_v2_post", l_here_v2_post},
     {"here_v2_call", l_here_v2_call},
     {"codes", l_codes},

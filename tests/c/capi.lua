@@ -164,6 +164,18 @@ test("1v0 blocking deliver: a decoder that pushes nothing ends the cycle with -1
     eq(delta(before, after, "v1_returned") + delta(before, after, "v1_garbage"), 0, "pReturn not called")
 end)
 
+test("1v0 poll() of one argument: args = { v, n = 1 }, nil kept, the count and callback right", function()
+    local cb = function() end
+    for shape = 1, 3 do eq(u.here_v1_one(cb, shape), -100, "delivered") end
+    local n, f, args = dss.poll()
+    eq(n, 2, "left"); eq(f, cb, "callback"); eq(args.n, 1, "n"); eq(args[1], 42, "value")
+    n, f, args = dss.poll()
+    eq(n, 1, "left"); eq(f, cb, "callback"); eq(args.n, 1, "n"); eq(args[1], nil, "nil")
+    n, f, args = dss.poll()
+    eq(n, 0, "left"); eq(f, cb, "callback"); eq(args.n, 1, "n"); eq(args[1], 7, "only what it returned")
+    eq(dss.poll(), -1, "empty")
+end)
+
 test("1v0 deliver from the Lua thread: non-blocking ok, blocking -109, full queue -104", function()
     local ran = 0
     local cb = function() ran = ran + 1 end
@@ -425,6 +437,18 @@ test("2v0 call: reply userdata collected uncalled is ECANCELLED", function()
     do local _ = { dss.poll() } end
     collectgarbage(); collectgarbage()
     eq(u.join(j).code, -11, "ECANCELLED")
+end)
+
+test("2v0 post that waits for room is queued, not counted as dropped", function()
+    dss.setcapacity(1)
+    local dropped = dss.stats().dropped
+    local ran = 0
+    local j = u.v2_post(function() ran = ran + 1 end, 3, 1, -1)
+    queued(1)
+    u.sleep(20) -- the producer's second post finds the queue full and waits
+    until_(function() dss.dispatch(); return ran == 3 end, "all three ran")
+    eq(u.join(j).accepted, 3, "accepted")
+    eq(dss.stats().dropped - dropped, 0, "none dropped")
 end)
 
 test("2v0 call: run() pushing nothing is ECANCELLED, reply() not called", function()

@@ -74,7 +74,7 @@ pub use error::{CallError, CancelReason, Discarded, PostError, PostErrorKind};
 pub use hub::{Batch, Hub};
 pub use port::{KeepAlive, Port};
 pub use reply::Reply;
-pub use slots::{SlotKey, Slots};
+pub use slots::{SlotKey, SlotRef, Slots};
 pub use state::{PortKey, Posted, DEFAULT_CAPACITY};
 pub use stats::{PortStats, Stats};
 pub use waits::{WaitHistogram, Waits};

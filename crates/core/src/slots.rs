@@ -20,7 +20,8 @@
 //!    is in `value`, stored before `word` says `LIVE`).
 //! 4. **Lookups write only their own slot.** [`Slots::get`] announces
 //!    itself in the slot's `readers`, then checks `word`, then takes its
-//!    own reference to the record; [`Slots::remove`] sets `FREE`, then
+//!    own reference to the record ([`Slots::borrow`] stays announced
+//!    while its [`SlotRef`] lives, instead); [`Slots::remove`] sets `FREE`, then
 //!    waits for the readers it may have missed before it takes the
 //!    table's reference out. No lock and no counter shared by all slots is
 //!    written by a lookup; [`Slots::is_live`] only loads `word`.
@@ -118,6 +119,40 @@ struct Alloc {
     free: Vec<u32>,
     next_generation: u32,
     live: usize,
+}
+
+/// A record borrowed from a [`Slots`] table ([`Slots::borrow`]): derefs
+/// to it; its slot's `remove` waits until this drops.
+pub struct SlotRef<'a, V> {
+    slot: &'a Slot<V>,
+    value: *const V,
+}
+
+impl<V> SlotRef<'_, V> {
+    /// A counted reference to the record.
+    pub fn to_arc(&self) -> Arc<V> {
+        // SAFETY: `value` is the table's record (from `Arc::into_raw` in
+        // `fill`), alive while we are counted in `readers` (see
+        // `Slots::borrow`); we add our own reference.
+        unsafe {
+            Arc::increment_strong_count(self.value);
+            Arc::from_raw(self.value)
+        }
+    }
+}
+
+impl<V> std::ops::Deref for SlotRef<'_, V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        // SAFETY: as in `to_arc`: alive while the borrow is.
+        unsafe { &*self.value }
+    }
+}
+
+impl<V> Drop for SlotRef<'_, V> {
+    fn drop(&mut self) {
+        self.slot.readers.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// A generation-checked table of `Arc<V>` records (see the module docs).
@@ -292,6 +327,31 @@ impl<V> Slots<V> {
         found
     }
 
+    /// The record of a live `key`, borrowed without taking a reference:
+    /// the lookup stays announced in the slot's `readers` until the
+    /// [`SlotRef`] drops, so [`remove`](Slots::remove) waits for it. For
+    /// short work that never waits for anything that may wait for a
+    /// `remove` (a post that refuses when full; never a blocking wait or
+    /// user code); [`SlotRef::to_arc`] makes a reference that outlives
+    /// it. Saves the increment and decrement of the record's count that a
+    /// [`get`](Slots::get) and its drop cost. `None` when stale, reserved
+    /// or garbage.
+    pub fn borrow(&self, key: SlotKey) -> Option<SlotRef<'_, V>> {
+        let s = self.slot(key.index as usize)?;
+        // As in `get`: either `remove` sees us and waits until the borrow
+        // drops, or we see its FREE.
+        s.readers.fetch_add(1, Ordering::SeqCst);
+        seqcst_pairing();
+        if s.word.load(Ordering::SeqCst) != word(key.generation, LIVE) {
+            s.readers.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        // LIVE is stored after `value`, so this is the record; `remove`
+        // cannot take the table's reference while we are counted.
+        let value = s.value.load(Ordering::Acquire).cast_const();
+        Some(SlotRef { slot: s, value })
+    }
+
     /// Whether `key` is live: one atomic load, nothing written.
     pub fn is_live(&self, key: SlotKey) -> bool {
         self.slot(key.index as usize)
@@ -420,6 +480,35 @@ mod tests {
         assert_eq!(Arc::strong_count(&v), 3 * BASE + 1);
         drop(t);
         assert_eq!(Arc::strong_count(&v), 1);
+    }
+
+    #[test]
+    fn remove_waits_until_a_borrow_ends() {
+        use std::sync::atomic::AtomicBool;
+        let t: Arc<Slots<u8>> = Arc::new(Slots::new());
+        let key = t.insert(Arc::new(7)).expect("room");
+        let borrowed = t.borrow(key).expect("live");
+        let removed = Arc::new(AtomicBool::new(false));
+        let remover = {
+            let (t, removed) = (t.clone(), removed.clone());
+            std::thread::spawn(move || {
+                let record = t.remove(key);
+                removed.store(true, Ordering::SeqCst);
+                record.map(|v| *v)
+            })
+        };
+        // Long enough for a remove that did not wait to finish.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !removed.load(Ordering::SeqCst),
+            "remove waits for the borrow"
+        );
+        assert_eq!(*borrowed, 7, "the borrowed record is intact");
+        let kept = borrowed.to_arc();
+        drop(borrowed);
+        assert_eq!(remover.join().expect("remover"), Some(7));
+        assert_eq!(*kept, 7, "a reference taken under the borrow outlives it");
+        assert!(t.borrow(key).is_none(), "stale once removed");
     }
 
     #[test]

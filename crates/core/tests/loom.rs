@@ -245,3 +245,32 @@ fn slot_lookup_races_remove_and_reuse() {
         assert!(table.get(old).is_none());
     });
 }
+
+/// A borrow racing the removal and reuse of its key derefs to the record
+/// its key named or finds nothing; the removal waits while it lasts, so the
+/// record and a reference taken from it stay valid (loom checks the
+/// accesses and the leaks).
+#[test]
+fn slot_borrow_races_remove_and_reuse() {
+    use loom::sync::Arc;
+    loom::model(|| {
+        let table: Arc<Slots<u8>> = Arc::new(Slots::new());
+        let old = table.insert(Arc::new(1)).unwrap();
+        let reader = thread::spawn({
+            let table = table.clone();
+            move || {
+                table.borrow(old).map(|b| {
+                    let kept = b.to_arc();
+                    drop(b);
+                    (*kept, Arc::strong_count(&kept) >= 1)
+                })
+            }
+        });
+        assert_eq!(table.remove(old).as_deref(), Some(&1));
+        let new = table.insert(Arc::new(2)).unwrap();
+        assert_eq!(new.index(), old.index(), "the slot is reused");
+        let got = reader.join().unwrap();
+        assert!(got.is_none() || got == Some((1, true)), "{got:?}");
+        assert!(table.borrow(old).is_none());
+    });
+}

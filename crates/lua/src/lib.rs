@@ -166,7 +166,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let general: mlua::Function = t.raw_get("poll")?;
     t.raw_set(
         "poll",
-        poll::make_fast_poll(lua, general, st.helpers.closing.clone())?,
+        poll::make_fast_poll(lua, &st, general, st.helpers.closing.clone())?,
     )?;
     let raw_reply: mlua::Function = t.raw_get("reply")?;
     t.raw_set(

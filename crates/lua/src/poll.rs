@@ -8,10 +8,10 @@
 //! closure holds as its upvalue.
 
 use std::ffi::c_int;
-use std::panic::catch_unwind;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
+use mlua::{ffi, Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
 
 use crate::capi::task::PostFrame;
 use crate::item::Item;
@@ -70,15 +70,24 @@ enum Fast {
 }
 
 /// Builds the `poll` function: [`poll_c`] with `general` (the wrapped
-/// [`poll`]), the string `"n"` and the closing-flag table as its upvalues.
+/// [`poll`]), the string `"n"`, the closing-flag table and the state's
+/// [`StateHub`] as a light userdata as its upvalues.
+///
+/// The hub pointer saves `poll_c` mlua's app-data lookup per item. It is
+/// valid while the closing flag is unset: the `Rc` in mlua's app data
+/// (set once, never replaced or removed) keeps the `StateHub` alive until
+/// `lua_close` runs mlua's finalisers, and the flag's guard is finalised
+/// before those (see `prelude.lua`).
 pub(crate) fn make_fast_poll(
     lua: &Lua,
+    st: &Rc<StateHub>,
     general: Function,
     closing: Table,
 ) -> mlua::Result<Function> {
     let n = lua.create_string("n")?;
-    // SAFETY: poll_c reads exactly these three upvalues, with these types.
-    unsafe { raw::c_closure(lua, poll_c, (general, n, closing)) }
+    let hub = LightUserData(Rc::as_ptr(st).cast_mut().cast());
+    // SAFETY: poll_c reads exactly these four upvalues, with these types.
+    unsafe { raw::c_closure(lua, poll_c, (general, n, closing, hub)) }
 }
 
 /// Takes the front item when it is a scalar call of this state and pushes
@@ -87,14 +96,8 @@ pub(crate) fn make_fast_poll(
 /// functions that can raise.
 ///
 /// # Safety
-/// `state` is the running state of a call into [`poll_c`].
-unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
-    // SAFETY: the state is live and running (mlua set up its extra data
-    // when the module was opened in it, and the closing check passed).
-    let lua = unsafe { Lua::get_or_init_from_ptr(state) };
-    let Some(st) = lua.app_data_ref::<Rc<StateHub>>() else {
-        return Fast::Slow;
-    };
+/// `state` is the running state of a call into [`poll_c`], `st` its hub.
+unsafe fn fast_take(state: *mut ffi::lua_State, st: &StateHub) -> Fast {
     let Ok(mut batch) = st.batch.try_borrow_mut() else {
         return Fast::Slow;
     };
@@ -123,6 +126,9 @@ unsafe fn fast_take(state: *mut ffi::lua_State) -> Fast {
     let Some((cb, _)) = front.as_scalar_call() else {
         return Fast::Slow;
     };
+    // SAFETY: the state is live and running (mlua set up its extra data
+    // when the module was opened in it, and the closing check passed).
+    let lua = unsafe { Lua::get_or_init_from_ptr(state) };
     // SAFETY: the state is running.
     if !lua.owns_registry_value(cb.key()) || !unsafe { raw::reserve(state, 5) } {
         return Fast::Slow;
@@ -153,15 +159,22 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
             return raw::raise(state, CLOSING_C);
         }
     }
+    // SAFETY: upvalue 4 is the hub's light userdata, valid while the
+    // closing flag is unset (see make_fast_poll), which it was just now;
+    // nothing in this call can close the state.
+    let st = unsafe { &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(4)) as *const StateHub) };
     // A panic must not cross into Lua's C frames; fast_take pushes
     // nothing before its last step, so the general path can take over.
+    // The hub stays usable after one: the batch's borrow ends with the
+    // unwind, and an item taken before it is dropped, which cancels it.
     // SAFETY: called by Lua as a C function of this module.
-    let taken = catch_unwind(|| unsafe { fast_take(state) }).unwrap_or(Fast::Slow);
+    let taken =
+        catch_unwind(AssertUnwindSafe(|| unsafe { fast_take(state, st) })).unwrap_or(Fast::Slow);
     match taken {
         Fast::Taken => {}
         // SAFETY: fast_take reserved the slots; `frame` is plain values,
         // and no other Rust value is alive in this frame.
-        Fast::Post(frame, left) => unsafe { return poll_post(state, frame, left) },
+        Fast::Post(frame, left) => unsafe { return poll_post(state, st, frame, left) },
         // SAFETY: a C function always has LUA_MINSTACK free slots.
         Fast::Empty => unsafe {
             raw::push_integer(state, -1);
@@ -185,14 +198,7 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
 /// the count taken before was 0: a nonzero count comes from the batch and
 /// the hub's depth at the last refill, which a decoder cannot change.
 ///
-/// # Safety
-/// As [`fast_take`].
-unsafe fn items_left(state: *mut ffi::lua_State) -> i64 {
-    // SAFETY: as in fast_take.
-    let lua = unsafe { Lua::get_or_init_from_ptr(state) };
-    let Some(st) = lua.app_data_ref::<Rc<StateHub>>() else {
-        return 0;
-    };
+fn items_left(st: &StateHub) -> i64 {
     let Ok(batch) = st.batch.try_borrow() else {
         return 0;
     };
@@ -203,37 +209,62 @@ unsafe fn items_left(state: *mut ffi::lua_State) -> i64 {
 /// its decoder (1v0) or `run` (2v0) on this frame and returns `count`,
 /// or `count, callback, args` built from what it pushed.
 ///
+/// A nonzero count is pushed before the decoder runs: when the decoder
+/// pushed exactly what it returned, the results then lie in place and only
+/// the `args` table is built around the arguments.
+///
 /// # Safety
-/// `state` is the running state of a call into [`poll_c`], with
-/// LUA_MINSTACK + 5 free slots; no Rust value with a destructor is alive
-/// in the frames an error would skip.
-unsafe fn poll_post(state: *mut ffi::lua_State, frame: PostFrame, left: usize) -> c_int {
-    // SAFETY: per the contract; the decoder/run gets LUA_MINSTACK slots.
-    let base = unsafe { ffi::lua_gettop(state) };
+/// `state` is the running state of a call into [`poll_c`], `st` its hub,
+/// with LUA_MINSTACK + 5 free slots; no Rust value with a destructor is
+/// alive in the frames an error would skip.
+unsafe fn poll_post(
+    state: *mut ffi::lua_State,
+    st: &StateHub,
+    frame: PostFrame,
+    left: usize,
+) -> c_int {
+    let placed = left > 0;
+    // SAFETY: per the contract: 1 slot for the count, then LUA_MINSTACK
+    // for the decoder/run.
+    let base = unsafe {
+        if placed {
+            raw::push_integer(state, left as i64);
+        }
+        ffi::lua_gettop(state)
+    };
     // SAFETY: as above.
     let n = unsafe { frame.run_in(state, base) };
+    // SAFETY: reading the top of a running state.
+    let pushed = unsafe { ffi::lua_gettop(state) } - base;
     let left = match left {
-        // SAFETY: as for fast_take, which this call follows.
-        0 => catch_unwind(|| unsafe { items_left(state) }).unwrap_or(0),
+        // A decoder may have posted: count after it ran.
+        0 => catch_unwind(AssertUnwindSafe(|| items_left(st))).unwrap_or(0),
         n => n as i64,
     };
     // SAFETY: the callback is at `top - n + 1` with its `n - 1` arguments
-    // above it; 5 slots are free beyond what the decoder used (it used at
-    // most its own LUA_MINSTACK, and checkstack made room for both). The
-    // results are the top 3 (or 1) values; what lies below is dropped
-    // with the frame. createtable may raise out of memory: nothing here
-    // needs dropping.
+    // above it; 5 slots are reserved again (the decoder may have used
+    // what was reserved, or the stack been shrunk meanwhile). The results
+    // are the top 3 (or 1) values; what lies below is dropped with the
+    // frame. createtable may raise out of memory: nothing here needs
+    // dropping.
     unsafe {
         if n == 0 {
-            ffi::lua_settop(state, base);
             raw::push_integer(state, left);
             return 1;
         }
         if !raw::reserve(state, 5) {
             return raw::raise(state, c"darksidesync.poll: stack overflow");
         }
-        raw::args_table_of_top(state, n - 1, ffi::lua_upvalueindex(2));
+        if n == 2 {
+            raw::wrap_in_args_table(state, ffi::lua_upvalueindex(2));
+        } else {
+            raw::args_table_of_top(state, n - 1, ffi::lua_upvalueindex(2));
+        }
         // ..., callback, args
+        if placed && pushed == n {
+            // The count pushed before the decoder is right below.
+            return 3;
+        }
         raw::push_integer(state, left);
         ffi::lua_insert(state, -3);
     }

@@ -22,8 +22,8 @@
 //!
 //! * `reserve` + `fill` (registration, on the Lua thread), or `release`
 //!   when registration failed in between.
-//! * While live, lookups clone its `Arc<Util>` without a lock, touching
-//!   only the handle's own slot (no lock or counter shared by every
+//! * While live, lookups clone its `Arc<Util>` (or borrow the record,
+//!   [`borrow`]) without a lock, touching only the handle's own slot (no lock or counter shared by every
 //!   utility is written per delivery). Only registration, `unreg` and
 //!   `getutilid` take the table's lock, and never while a C callback runs.
 //! * When the state closes the record stays, marked closed (lookups then
@@ -38,7 +38,7 @@ use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use darksidesync_core::{KeepAlive, Port, SlotKey, Slots};
+use darksidesync_core::{KeepAlive, Port, SlotKey, SlotRef, Slots};
 
 use crate::item::Item;
 
@@ -147,6 +147,20 @@ pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
     TABLE.get(SlotKey::from_bits(h)?)
 }
 
+/// A utility record borrowed from the table (see [`borrow`]).
+pub(crate) type Borrowed = SlotRef<'static, Util>;
+
+/// The record of a live or closed handle, borrowed without taking a
+/// reference ([`Slots::borrow`]): `unreg` waits until the borrow drops, so
+/// hold it only for work that never waits (a post that refuses when full),
+/// never across a blocking wait or a callback. Saves a fire-and-forget
+/// delivery the increment and decrement of the record's count (a line the
+/// Lua thread writes too) that [`get`] and its drop cost; the item then
+/// takes its own reference ([`SlotRef::to_arc`]).
+pub(crate) fn borrow(h: Handle) -> Option<Borrowed> {
+    TABLE.borrow(SlotKey::from_bits(h)?)
+}
+
 /// The handle of `libid` registered with `api` in `state`, if any.
 pub(crate) fn find(state: u64, api: Version, libid: usize) -> Option<Handle> {
     TABLE
@@ -251,6 +265,11 @@ mod tests {
                         if let Some(u) = get(h) {
                             found += 1;
                             if u.handle != h {
+                                wrong += 1;
+                            }
+                        }
+                        if let Some(b) = borrow(h) {
+                            if b.handle != h || b.to_arc().handle != h {
                                 wrong += 1;
                             }
                         }

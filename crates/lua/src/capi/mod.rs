@@ -284,11 +284,9 @@ pub(crate) fn pin(f: *const c_void) {
 
 /// Pins the object of `f` once per utility (2v0 utilities may register
 /// without a cancel callback; their first item's callback is pinned then).
-///
-/// Every post passes here: the plain load keeps the common case from
-/// writing the record's cache line (a `swap` is a write even when the
-/// flag is already set), which the Lua thread reads.
 pub(crate) fn pin_once(util: &Util, f: *const c_void) {
+    // Checked first: a swap per post would write the record's cache line,
+    // which every producer and the Lua thread read.
     if !util.pinned.load(Ordering::Acquire) && !util.pinned.swap(true, Ordering::AcqRel) {
         pin(f);
     }

@@ -149,35 +149,54 @@ unsafe extern "C" fn deliver(
     data: *mut c_void,
 ) -> c_int {
     guard(ERR_OUT_OF_MEMORY, || {
+        let Some(decoder) = decoder else {
+            // Checked after the handle, as before: a stale handle's code
+            // comes first.
+            return match lookup(utilid) {
+                Ok(_) => ERR_NO_DECODE_PROVIDED,
+                Err(code) => code,
+            };
+        };
+        let Some(ret) = ret else {
+            return deliver_nowait(utilid, decoder, data);
+        };
         let util = match lookup(utilid) {
             Ok(u) => u,
             Err(code) => return code,
         };
-        let Some(decoder) = decoder else {
-            return ERR_NO_DECODE_PROVIDED;
-        };
-        let callbacks = Callbacks::Deliver1 { decoder, ret };
-        match ret {
-            None => {
-                // Fire-and-forget returns at once, as DarkSideSync 1.0
-                // promised: a full queue is ERR_OUT_OF_MEMORY, not a wait.
-                let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.clone()));
-                // Never waits, not even for the hub's lock: luaexit-style
-                // utilities deliver from signal handlers.
-                match util.port.post_nowait(item) {
-                    Ok(Posted::Queued) => SUCCESS,
-                    Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
-                    Err(e) => {
-                        let code = post_code(e.kind);
-                        // A refusal: the caller keeps `data`.
-                        e.item.discard(Discarded::Refused(e.kind));
-                        code
-                    }
-                }
-            }
-            Some(ret) => deliver_blocking(&util, callbacks, ret, data),
-        }
+        deliver_blocking(
+            &util,
+            Callbacks::Deliver1 {
+                decoder,
+                ret: Some(ret),
+            },
+            ret,
+            data,
+        )
     })
+}
+
+/// A fire-and-forget `deliver`: returns at once, as DarkSideSync 1.0
+/// promised (a full queue is ERR_OUT_OF_MEMORY, not a wait), and never
+/// waits, not even for the hub's lock: luaexit-style utilities deliver
+/// from signal handlers. The record is borrowed (nothing here waits).
+fn deliver_nowait(utilid: *mut c_void, decoder: DecoderFn, data: *mut c_void) -> c_int {
+    let util = match handles::borrow(handles::from_utilid(utilid)) {
+        Some(u) if u.api == Version::V1 && u.is_closed() => return ERR_NOT_STARTED,
+        Some(u) if u.api == Version::V1 => u,
+        _ => return ERR_INVALID_UTILID,
+    };
+    let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.to_arc()));
+    match util.port.post_nowait(item) {
+        Ok(Posted::Queued) => SUCCESS,
+        Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
+        Err(e) => {
+            let code = post_code(e.kind);
+            // A refusal: the caller keeps `data`.
+            e.item.discard(Discarded::Refused(e.kind));
+            code
+        }
+    }
 }
 
 /// A blocking `deliver`: waits for the answer, then settles what is still

@@ -8,10 +8,11 @@
 //! the same names here; each runs its body under [`super::guard`].
 
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use darksidesync_core::{CallError, Discarded, PostErrorKind};
+use darksidesync_core::{CallError, Discarded, PostError, PostErrorKind, Posted};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
@@ -45,12 +46,12 @@ fn v2_code(c: StateError) -> c_int {
     }
 }
 
-/// The record of `h` if it is a 2v0 handle: live, or `ECLOSED`/`ESTALE`.
-/// The prologue of `post` and `call`: a live handle and a run callback,
-/// whose shared object is then pinned (see `pin_once`).
-/// A refusal for a closed state counts as refused (as every other one).
-fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(Arc<Util>, RunFn), c_int> {
-    let util = match handles::get(h) {
+/// The prologue of `post` and `call`: a live 2v0 handle (else `ECLOSED`
+/// or `ESTALE`), borrowed (see [`handles::Borrowed`]), and a run callback,
+/// whose shared object is then pinned (see `pin_once`). A refusal for a
+/// closed state counts as refused (as every other one).
+fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(handles::Borrowed, RunFn), c_int> {
+    let util = match handles::borrow(h) {
         Some(u) if u.api == Version::V2 && u.is_closed() => {
             u.port.count_refused();
             return Err(ECLOSED);
@@ -62,7 +63,13 @@ fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(Arc<Util>, RunFn), 
         util.port.count_refused();
         return Err(EINVAL);
     };
-    super::pin_once(&util, run as *const c_void);
+    if !util.pinned.load(Ordering::Acquire) {
+        // Pinning may wait for the loader's lock: not under the borrow.
+        let owned = util.to_arc();
+        drop(util);
+        super::pin_once(&owned, run as *const c_void);
+        return lookup_with_run(h, Some(run));
+    }
     Ok((util, run))
 }
 
@@ -216,15 +223,28 @@ fn post_inner(
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::post(CPost::new(PostRun::Run2(run, free), data, util.clone()));
-    let result = match timeout_ms {
-        t if t < 0 => util.port.post(item),
+    let item = Item::post(CPost::new(PostRun::Run2(run, free), data, util.to_arc()));
+    if timeout_ms == 0 {
         // Never waits, not even for the hub's lock (signal handlers).
-        0 => util.port.post_nowait(item),
-        t => util
-            .port
-            .post_timeout(item, Duration::from_millis(t as u64)),
+        let result = util.port.post_nowait(item);
+        return posted(result);
+    }
+    // A post that may wait for room does not wait under the borrow
+    // (`unreg` waits for borrows to end): it posts through its own handle
+    // on the hub (a count on the hub's record, which its lock writes
+    // anyway, instead of on the utility's).
+    let port = util.port.clone();
+    drop(util);
+    let result = if timeout_ms < 0 {
+        port.post(item)
+    } else {
+        port.post_timeout(item, Duration::from_millis(timeout_ms as u64))
     };
+    posted(result)
+}
+
+/// The code of a post's outcome; a refused item is discarded as such.
+fn posted(result: Result<Posted, PostError<Item>>) -> c_int {
     match result {
         Ok(_) => OK,
         Err(e) => {
@@ -268,10 +288,13 @@ unsafe extern "C" fn call(
     errlen: usize,
 ) -> c_int {
     guard(EINTERNAL, || {
-        let (util, run) = match lookup_with_run(h, run) {
+        let (borrowed, run) = match lookup_with_run(h, run) {
             Ok(found) => found,
             Err(code) => return code,
         };
+        // A call waits: not under the borrow.
+        let util = borrowed.to_arc();
+        drop(borrowed);
         let make = |r| {
             Item::new(CItem::new(
                 Callbacks::Call2 { run, reply },
