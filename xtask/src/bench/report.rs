@@ -413,7 +413,7 @@ impl Report<'_> {
                     ratio(on, off, "timing off"),
                     ratio(on, work, "luv new_work"),
                 ]),
-                "≥ 0.95× off, else opt-in",
+                "≥ 0.95× off to be on by default (else opt-in, as it is)",
                 meets(on, off, 0.95, true),
             );
             t.row(
