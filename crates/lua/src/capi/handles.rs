@@ -134,7 +134,27 @@ pub(crate) fn live(
     closed: c_int,
     stale: c_int,
 ) -> Result<Arc<Util>, c_int> {
-    match get(h) {
+    live_of(get(h), api, closed, stale)
+}
+
+/// [`live`], borrowed (see [`borrow`]).
+pub(crate) fn borrow_live(
+    h: Handle,
+    api: Version,
+    closed: c_int,
+    stale: c_int,
+) -> Result<Borrowed, c_int> {
+    live_of(borrow(h), api, closed, stale)
+}
+
+/// What [`live`] and [`borrow_live`] answer for a record found (or not).
+fn live_of<R: std::ops::Deref<Target = Util>>(
+    found: Option<R>,
+    api: Version,
+    closed: c_int,
+    stale: c_int,
+) -> Result<R, c_int> {
+    match found {
         Some(u) if u.api == api && u.is_closed() => Err(closed),
         Some(u) if u.api == api => Ok(u),
         _ => Err(stale),

@@ -181,10 +181,14 @@ unsafe extern "C" fn deliver(
 /// waits, not even for the hub's lock: luaexit-style utilities deliver
 /// from signal handlers. The record is borrowed (nothing here waits).
 fn deliver_nowait(utilid: *mut c_void, decoder: DecoderFn, data: *mut c_void) -> c_int {
-    let util = match handles::borrow(handles::from_utilid(utilid)) {
-        Some(u) if u.api == Version::V1 && u.is_closed() => return ERR_NOT_STARTED,
-        Some(u) if u.api == Version::V1 => u,
-        _ => return ERR_INVALID_UTILID,
+    let util = match handles::borrow_live(
+        handles::from_utilid(utilid),
+        Version::V1,
+        ERR_NOT_STARTED,
+        ERR_INVALID_UTILID,
+    ) {
+        Ok(u) => u,
+        Err(code) => return code,
     };
     let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.to_arc()));
     match util.port.post_nowait(item) {

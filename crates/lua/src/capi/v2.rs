@@ -371,21 +371,67 @@ unsafe extern "C" fn release(h: Handle) -> c_int {
     })
 }
 
+/// A versioned out-struct of 2v0 (`dss2_stats_t`, `dss2_waits_t`): its
+/// first field, `size`, is set by the caller to the bytes it has, so a
+/// struct that grew fields is written only as far as the caller's reaches.
+trait SizedOut {
+    /// The caller's `size`.
+    ///
+    /// # Safety
+    /// `out` is non-NULL and points to such a struct.
+    unsafe fn caller_size(out: *const Self) -> usize;
+}
+
+impl SizedOut for Stats {
+    unsafe fn caller_size(out: *const Self) -> usize {
+        // SAFETY: per the contract.
+        unsafe { (*out).size }
+    }
+}
+
+impl SizedOut for Waits {
+    unsafe fn caller_size(out: *const Self) -> usize {
+        // SAFETY: per the contract.
+        unsafe { (*out).size }
+    }
+}
+
+/// The caller's `size` of `out`; `None` (EINVAL) when `out` is NULL or too
+/// small for `size` and the first 64-bit field.
+///
+/// # Safety
+/// `out` NULL or a struct whose `size` the caller set (2v0 contract).
+unsafe fn out_size<T: SizedOut>(out: *mut T) -> Option<usize> {
+    if out.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, and the caller's contract.
+    let size = unsafe { T::caller_size(out) };
+    (size >= std::mem::size_of::<usize>() + std::mem::size_of::<u64>()).then_some(size)
+}
+
+/// Writes the first `size` bytes of `value` (all of it at most) to `out`.
+///
+/// # Safety
+/// `out` holds at least `size` writable bytes.
+unsafe fn write_out<T>(out: *mut T, value: &T, size: usize) {
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `n <= size` bytes into the caller's struct (contract), from
+    // a local that does not overlap it.
+    unsafe { std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), out.cast::<u8>(), n) };
+}
+
 /// `stats`: see `dss2_stats_fn`.
 ///
 /// # Safety
 /// `out` NULL or a `dss2_stats_t` of at least `out->size` bytes.
 unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
     guard(EINTERNAL, || {
-        if out.is_null() {
+        // SAFETY: `out` is NULL or a struct whose `size` the caller set
+        // (this function's contract).
+        let Some(size) = (unsafe { out_size(out) }) else {
             return EINVAL;
-        }
-        // SAFETY: `out` is non-NULL and points to a dss2_stats_t whose
-        // first field, `size`, the caller set (contract).
-        let size = unsafe { (*out).size };
-        if size < std::mem::size_of::<usize>() + std::mem::size_of::<u64>() {
-            return EINVAL;
-        }
+        };
         let util = match handles::get(h) {
             Some(u) if u.api == Version::V2 => u,
             _ => return ESTALE,
@@ -403,12 +449,8 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
             timeouts: c.timeouts,
             keep_alive: util.keep_alive().len() as u64,
         };
-        let n = size.min(std::mem::size_of::<Stats>());
-        // SAFETY: the caller's struct is at least `size` bytes (that is
-        // what `size` says), we write `n <= size` bytes, from a local.
-        unsafe {
-            std::ptr::copy_nonoverlapping((&s as *const Stats).cast::<u8>(), out.cast::<u8>(), n)
-        };
+        // SAFETY: `out` holds `size` bytes (checked by out_size).
+        unsafe { write_out(out, &s, size) };
         OK
     })
 }
@@ -419,15 +461,14 @@ unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
 /// `out` NULL or a `dss2_waits_t` of at least `out->size` bytes.
 unsafe extern "C" fn waits(h: Handle, flags: c_int, out: *mut Waits) -> c_int {
     guard(EINTERNAL, || {
-        if out.is_null() || flags & !WAITS_STATE != 0 {
+        if flags & !WAITS_STATE != 0 {
             return EINVAL;
         }
-        // SAFETY: `out` is non-NULL and points to a dss2_waits_t whose
-        // first field, `size`, the caller set (contract).
-        let size = unsafe { (*out).size };
-        if size < std::mem::size_of::<usize>() + std::mem::size_of::<u64>() {
+        // SAFETY: `out` is NULL or a struct whose `size` the caller set
+        // (this function's contract).
+        let Some(size) = (unsafe { out_size(out) }) else {
             return EINVAL;
-        }
+        };
         let util = match lookup(h) {
             Ok(u) => u,
             Err(code) => return code,
@@ -453,12 +494,8 @@ unsafe extern "C" fn waits(h: Handle, flags: c_int, out: *mut Waits) -> c_int {
                 ..Waits::default()
             },
         };
-        let n = size.min(std::mem::size_of::<Waits>());
-        // SAFETY: the caller's struct is at least `size` bytes (that is
-        // what `size` says), we write `n <= size` bytes, from a local.
-        unsafe {
-            std::ptr::copy_nonoverlapping((&w as *const Waits).cast::<u8>(), out.cast::<u8>(), n)
-        };
+        // SAFETY: `out` holds `size` bytes (checked by out_size).
+        unsafe { write_out(out, &w, size) };
         OK
     })
 }
