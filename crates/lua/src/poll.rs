@@ -255,11 +255,7 @@ unsafe fn poll_post(
         if !raw::reserve(state, 5) {
             return raw::raise(state, c"darksidesync.poll: stack overflow");
         }
-        if n == 2 {
-            raw::wrap_in_args_table(state, ffi::lua_upvalueindex(2));
-        } else {
-            raw::args_table_of_top(state, n - 1, ffi::lua_upvalueindex(2));
-        }
+        raw::args_table_of_top(state, n - 1, ffi::lua_upvalueindex(2));
         // ..., callback, args
         if placed && pushed == n {
             // The count pushed before the decoder is right below.

@@ -356,13 +356,18 @@ pub(crate) unsafe fn wrap_in_args_table(state: *mut ffi::lua_State, n_key: c_int
 }
 
 /// Replaces the top `k` values with the table `{ ..., n = k }` holding
-/// them (`poll()`'s `args`; `n_key` as in [`wrap_in_args_table`]). Uses 3
-/// more slots; can raise (out of memory).
+/// them (`poll()`'s `args`; `n_key` as in [`wrap_in_args_table`], which
+/// builds the one-value shape). Uses 3 more slots; can raise (out of
+/// memory).
 ///
 /// # Safety
 /// `state` is running with `k` values on top and 3 free slots; no Rust
 /// value with a destructor is alive in the frames an error would skip.
 pub(crate) unsafe fn args_table_of_top(state: *mut ffi::lua_State, k: c_int, n_key: c_int) {
+    if k == 1 {
+        // SAFETY: per the contract (it needs 2 of the 3 slots).
+        return unsafe { wrap_in_args_table(state, n_key) };
+    }
     // SAFETY: per the contract; the values are at `first..first + k`.
     unsafe {
         let first = ffi::lua_gettop(state) - k + 1;
