@@ -515,6 +515,25 @@ test("2v0 stats count what happened", function()
     eq(u.v2_status(), 0, "live")
 end)
 
+test("2v0 ran counts its own items, interleaved with a 1v0 utility's, under poll() and dispatch()", function()
+    local function fill()
+        u.join(u.v2_post(function() end, 3, 1, -1))
+        post_joined(2)
+        u.join(u.v2_post(function() end, 2, 1, -1))
+        post_joined(1)
+    end
+    local s0 = u.v2_stats()
+    fill()
+    local polled = 0
+    while dss.poll() ~= -1 do polled = polled + 1 end
+    eq(polled, 8, "polled")
+    local s1 = u.v2_stats()
+    eq(s1.ran - s0.ran, 5, "ran under poll()")
+    fill()
+    eq(dss.dispatch(), 8, "dispatched")
+    eq(u.v2_stats().ran - s1.ran, 5, "ran under dispatch()")
+end)
+
 test("2v0 waits: zeros while timing is off, held items' waits while on", function()
     local w = u.v2_waits()
     eq(w.enabled, 0, "off by default"); eq(w.count, 0, "no count"); eq(w.max_ns, 0, "no max")

@@ -96,11 +96,13 @@ impl<T: Send + 'static> Port<T> {
     }
 
     /// Counts `n` delivered items of this port as run: the consumer, which
-    /// alone knows it, tells (see [`PortStats::ran`]). One relaxed atomic
-    /// add on the port's own counters.
+    /// alone knows it, tells (see [`PortStats::ran`]). Only the consumer
+    /// may call it (one thread at a time): the count is a plain load and
+    /// store on a line of its own, which calls from two threads at once
+    /// could lose, never corrupt.
     #[inline]
     pub fn count_ran(&self, n: u64) {
-        PortCounters::add(&self.counters.ran, n);
+        self.counters.ran.add(n);
     }
 
     /// Counts a post or call that the caller refused itself, before it
@@ -121,6 +123,17 @@ impl<T: Send + 'static> Port<T> {
     pub fn try_post(&self, item: T) -> Result<Posted, PostError<T>> {
         self.shared
             .push(self.key, &self.counters, item, WhenFull::Refuse, None)
+    }
+
+    /// [`try_post`](Port::try_post) for a caller that will wait for room
+    /// itself when there is none: a `Full` answer hands the item back
+    /// without counting a refusal (every other refusal is counted as
+    /// usual). For a producer that may not wait where it is (a C post
+    /// holding a borrowed handle) but posts again, waiting, from
+    /// elsewhere.
+    pub fn post_if_room(&self, item: T) -> Result<Posted, PostError<T>> {
+        self.shared
+            .push(self.key, &self.counters, item, WhenFull::HandBack, None)
     }
 
     /// Queues `item` without ever waiting, neither for room nor for the

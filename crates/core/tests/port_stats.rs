@@ -161,3 +161,28 @@ fn items_purged_from_the_consumers_batch_count_as_cancelled_not_delivered() {
     let s = b.stats();
     assert_eq!((s.posted, s.delivered, s.cancelled), (1, 1, 0));
 }
+
+#[test]
+fn post_if_room_hands_back_a_full_post_uncounted_and_counts_the_rest() {
+    let hub: Hub<u8> = Hub::with_capacity(1);
+    let a = hub.register("a", |_| {}).unwrap();
+    a.post_if_room(1).unwrap();
+    let back = a.post_if_room(2).unwrap_err();
+    assert_eq!((back.kind, back.item), (PostErrorKind::Full, 2));
+    let s = a.stats();
+    assert_eq!((s.posted, s.refused), (1, 0), "handed back, not refused");
+    let mut batch = Batch::new();
+    assert_eq!(hub.drain(1, &mut batch), 1);
+    assert_eq!(batch.pop(), Some(1));
+    a.post_if_room(back.item).unwrap();
+    assert_eq!(hub.drain(1, &mut batch), 1);
+    assert_eq!(batch.pop(), Some(2), "the item handed back, posted again");
+
+    // Final refusals are counted as any post's.
+    assert!(a.unregister());
+    assert_eq!(
+        a.post_if_room(3).unwrap_err().kind,
+        PostErrorKind::Unregistered
+    );
+    assert_eq!(a.stats().refused, 1);
+}

@@ -13,7 +13,6 @@
 use mlua::{ffi, Function, Lua, MultiValue, Value};
 
 use crate::args;
-use crate::capi::task::RunOf;
 use crate::item::{Callback, Item};
 use crate::raw;
 use crate::reply;
@@ -331,42 +330,31 @@ fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize
     let _guard = CallbackGuard::enter(st);
     let mut ran = 0usize;
     let mut taken = 0usize;
-    // The utility of the items taken last, settled when the run ends.
-    let mut current: Option<RunOf> = None;
     // SAFETY: the closure runs on this state's thread inside mlua's
     // protected call, with the handler at stack index 1. Per item the
     // stack is reset to the handler afterwards; LUA_MINSTACK free slots
     // are reserved for the decoder/run first, as a C function has. The
     // batch borrow ends before a C or Lua callback runs; lua_pcall catches
     // the Lua callback's errors, and a decoder or `run` must not raise
-    // (header contract), so no error unwinds past `current` (which would
-    // only leak its references if one did).
+    // (header contract). No Rust value with a destructor is alive across
+    // a callback.
     unsafe {
         lua.exec_raw::<()>(handler, |state| {
             if !raw::reserve(state, ffi::LUA_MINSTACK + 2) {
                 return;
             }
             while ran < max {
-                let (frame, util) = {
+                let frame = {
                     let mut batch = st.batch.borrow_mut();
                     st.purge_stale(&mut batch);
                     if !batch.front().is_some_and(Item::is_post) {
                         break;
                     }
                     match batch.pop().and_then(Item::into_post) {
-                        Some(post) => post.take_owned(),
+                        Some(post) => post.take(&st.ran),
                         None => break, // not reached: the front was checked
                     }
                 };
-                let unabsorbed = match current.as_mut() {
-                    Some(run) => run.absorb(util).err(),
-                    None => Some(util),
-                };
-                if let Some(util) = unabsorbed {
-                    if let Some(done) = current.replace(RunOf::new(util)) {
-                        done.settle();
-                    }
-                }
                 taken += 1;
                 let n = frame.run_in(state, 1);
                 if n > 0 {
@@ -380,9 +368,6 @@ fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize
             }
             raw::set_top(state, 1);
         })?;
-    }
-    if let Some(run) = current {
-        run.settle();
     }
     Ok((ran, taken))
 }

@@ -118,7 +118,7 @@ unsafe fn fast_take(state: *mut ffi::lua_State, st: &StateHub) -> Fast {
         return match batch.pop().and_then(Item::into_post) {
             Some(post) => {
                 let left = st.pending_hint(batch.len());
-                Fast::Post(post.take(), left)
+                Fast::Post(post.take(&st.ran), left)
             }
             None => Fast::Slow, // not reached: the front was checked
         };

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_CAPACITY};
 use mlua::{Function, Lua, Table};
 
+use crate::capi::task::RanCounter;
 use crate::item::{Item, ReplySink};
 
 /// Most items `poll()` moves from the hub to the local batch at once.
@@ -71,6 +72,8 @@ pub struct StateHub {
     /// library unregistered: the hub counted them delivered, `stats()`
     /// reports them cancelled.
     pub(crate) purged: Cell<u64>,
+    /// Where the C items this state runs are counted as ran.
+    pub(crate) ran: RanCounter,
     pub(crate) helpers: Helpers,
 }
 
@@ -120,6 +123,7 @@ impl StateHub {
             stop_requested: Cell::new(false),
             hub_left: Cell::new(0),
             purged: Cell::new(0),
+            ran: RanCounter::default(),
             helpers,
         })
     }

@@ -115,6 +115,9 @@ struct PortBook {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WhenFull {
     Refuse,
+    /// Hand the item back with `Full`, not counted as refused: the caller
+    /// will post it again, waiting ([`Port::post_if_room`](crate::Port::post_if_room)).
+    HandBack,
     Block(Option<Instant>),
 }
 

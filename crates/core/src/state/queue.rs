@@ -274,6 +274,14 @@ impl<T> Shared<T> {
             }
             let deadline = match when_full {
                 WhenFull::Refuse => return refuse(st, stale, PostErrorKind::Full, item),
+                WhenFull::HandBack => {
+                    drop(st);
+                    self.discard_all(stale, Discarded::Unregistered);
+                    return Err(PostError {
+                        kind: PostErrorKind::Full,
+                        item,
+                    });
+                }
                 WhenFull::Block(_) if self.on_consumer_thread() => {
                     return refuse(st, stale, PostErrorKind::WouldDeadlock, item)
                 }

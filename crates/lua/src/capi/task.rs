@@ -42,7 +42,7 @@ use darksidesync_sys::v1::{DecoderFn, ReturnFn};
 use darksidesync_sys::v2::{FreeFn, ReplyFn, RunFn, ECANCELLED, ECLOSED, OK};
 use mlua::{ffi, Lua, MultiValue};
 
-use super::handles::{SendPtr, Util};
+use super::handles::{Handle, SendPtr, Util};
 use crate::item::{Prepared, ReplySink, Task};
 
 /// What a C item calls.
@@ -94,11 +94,13 @@ impl Turns {
     }
 }
 
-/// One delivered C item.
+/// One delivered C item. It names its utility by handle and holds no
+/// reference to the record: after `unreg` the record goes at once, and a
+/// queued item's few uses of it look it up ([`closed`]).
 pub(crate) struct CItem {
     callbacks: Callbacks,
     data: *mut c_void,
-    util: Arc<Util>,
+    handle: Handle,
     /// Blocking deliveries only.
     reply: Option<Reply<()>>,
     turns: Option<Arc<Turns>>,
@@ -115,14 +117,14 @@ impl CItem {
     pub(crate) fn new(
         callbacks: Callbacks,
         data: *mut c_void,
-        util: Arc<Util>,
+        handle: Handle,
         reply: Option<Reply<()>>,
         turns: Option<Arc<Turns>>,
     ) -> CItem {
         CItem {
             callbacks,
             data,
-            util,
+            handle,
             reply,
             turns,
             done: false,
@@ -130,7 +132,7 @@ impl CItem {
     }
 
     fn id(&self) -> *mut c_void {
-        super::handles::to_utilid(self.util.handle)
+        super::handles::to_utilid(self.handle)
     }
 
     /// The discard path (see the module docs); runs once.
@@ -154,7 +156,7 @@ impl CItem {
             Callbacks::Post2 {
                 free: Some(free), ..
             } => {
-                let outcome = if why == Discarded::Closed || self.util.is_closed() {
+                let outcome = if why == Discarded::Closed || closed(self.handle) {
                     ECLOSED
                 } else {
                     ECANCELLED
@@ -182,13 +184,16 @@ pub(crate) enum PostRun {
 /// A fire-and-forget C delivery (1v0 `deliver` without a return callback,
 /// 2v0 `post`), carried inline in an [`Item`](crate::item::Item): no heap
 /// allocation per item, and `dispatch()`/`poll()` call its decoder or
-/// `run` straight through the C API ([`PostFrame::run_in`]). Its exactly-
-/// once duties are those of the table in the module docs; `Drop` backs up
-/// an item dropped without being run or discarded (cancelled).
+/// `run` straight through the C API ([`PostFrame::run_in`]). Like
+/// [`CItem`] it names its utility by handle, so a post writes nothing on
+/// the record's cache line (no reference count), and the consumer counts
+/// it as ran through its [`RanCounter`]. Its exactly-once duties are those
+/// of the table in the module docs; `Drop` backs up an item dropped
+/// without being run or discarded (cancelled).
 pub(crate) struct CPost {
     run: PostRun,
     data: SendPtr,
-    util: Arc<Util>,
+    handle: Handle,
 }
 
 /// A taken [`CPost`]: plain values only (nothing to drop), so a C callback
@@ -197,70 +202,45 @@ pub(crate) struct CPost {
 pub(crate) struct PostFrame {
     run: PostRun,
     data: *mut c_void,
-    handle: super::handles::Handle,
+    handle: Handle,
 }
 
 impl CPost {
-    pub(crate) fn new(run: PostRun, data: *mut c_void, util: Arc<Util>) -> CPost {
+    pub(crate) fn new(run: PostRun, data: *mut c_void, handle: Handle) -> CPost {
         CPost {
             run,
             data: SendPtr(data),
-            util,
+            handle,
         }
     }
 
     /// Takes the parts out without running `Drop`.
-    fn into_parts(self) -> (PostRun, *mut c_void, Arc<Util>) {
+    fn into_frame(self) -> PostFrame {
         let me = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `me` is never used or dropped again, so the `Arc` is
-        // moved out exactly once.
-        let util = unsafe { std::ptr::read(&me.util) };
-        (me.run, me.data.0, util)
+        PostFrame {
+            run: me.run,
+            data: me.data.0,
+            handle: me.handle,
+        }
     }
 
     /// The item is about to run on the Lua thread: counts it as ran and
     /// returns what to call (see [`PostFrame::run_in`]).
-    pub(crate) fn take(self) -> PostFrame {
-        let (run, data, util) = self.into_parts();
-        util.port.count_ran(1);
-        PostFrame {
-            run,
-            data,
-            handle: util.handle,
-        }
-    }
-
-    /// As [`take`](CPost::take), but leaves counting it as ran to the
-    /// caller and hands over the item's reference to its utility record:
-    /// `dispatch()` settles both once per run of items of one utility (see
-    /// [`PostRun::settle`]), so that the consumer does not write the
-    /// record's cache line, which the producer writes per item, per item.
-    pub(crate) fn take_owned(self) -> (PostFrame, Arc<Util>) {
-        let (run, data, util) = self.into_parts();
-        let frame = PostFrame {
-            run,
-            data,
-            handle: util.handle,
-        };
-        (frame, util)
+    pub(crate) fn take(self, ran: &RanCounter) -> PostFrame {
+        let frame = self.into_frame();
+        ran.count(frame.handle);
+        frame
     }
 
     /// The boxed form, for the general paths (`dispatch(max, spawn)`,
     /// `poll()` of an item that is not at the front of a fast run).
     pub(crate) fn into_task(self) -> CItem {
-        let (run, data, util) = self.into_parts();
+        let PostFrame { run, data, handle } = self.into_frame();
         let callbacks = match run {
             PostRun::Decoder1(decoder) => Callbacks::Deliver1 { decoder, ret: None },
             PostRun::Run2(run, free) => Callbacks::Post2 { run, free },
         };
-        CItem {
-            callbacks,
-            data,
-            util,
-            reply: None,
-            turns: None,
-            done: false,
-        }
+        CItem::new(callbacks, data, handle, None, None)
     }
 
     /// The discard path (see [`Task::discard`]).
@@ -273,50 +253,38 @@ impl CPost {
 impl Drop for CPost {
     fn drop(&mut self) {
         // Dropped without being run or told why: `CItem`'s drop cancels.
-        let item = CPost {
-            run: self.run,
-            data: self.data,
-            util: self.util.clone(),
-        };
-        drop(item.into_task());
+        drop(CPost::new(self.run, self.data.0, self.handle).into_task());
     }
 }
 
-/// The items of one utility that `dispatch()` ran in a row: one counted
-/// reference to the record plus `extra` forgotten ones, and how many ran.
-pub(crate) struct RunOf {
-    util: Arc<Util>,
-    extra: usize,
+/// Whether the utility of `h` is closed (its state closed); false once
+/// `unreg` released it (its items are then cancelled, not closed).
+fn closed(h: Handle) -> bool {
+    super::handles::get(h).is_some_and(|u| u.is_closed())
 }
 
-impl RunOf {
-    /// Adds an item's reference; hands it back when the item belongs to
-    /// another utility (the caller then settles this run and starts one).
-    pub(crate) fn absorb(&mut self, util: Arc<Util>) -> Result<(), Arc<Util>> {
-        if Arc::ptr_eq(&self.util, &util) {
-            // Its reference is released by `settle`, counted in `extra`.
-            std::mem::forget(util);
-            self.extra += 1;
-            Ok(())
-        } else {
-            Err(util)
+/// Where the Lua thread counts the C items it runs (2v0 `stats()`'s
+/// `ran`): the record of the utility whose item ran last. Items of one
+/// utility usually come in runs, so the record is looked up once per run
+/// and each item costs a plain add on a counter only this thread writes
+/// ([`Port::count_ran`](darksidesync_core::Port::count_ran)). Keeping the
+/// record after its utility's `unreg` is harmless: it is small, and its
+/// port, unregistered, counts nothing anybody reads.
+#[derive(Default)]
+pub(crate) struct RanCounter {
+    last: std::cell::RefCell<Option<(Handle, Option<Arc<Util>>)>>,
+}
+
+impl RanCounter {
+    /// Counts one item of the utility `h` as ran (nothing when `h` was
+    /// released: its counters are gone with it).
+    pub(crate) fn count(&self, h: Handle) {
+        let mut last = self.last.borrow_mut();
+        if last.as_ref().map(|(seen, _)| *seen) != Some(h) {
+            *last = Some((h, super::handles::get(h)));
         }
-    }
-
-    pub(crate) fn new(util: Arc<Util>) -> RunOf {
-        RunOf { util, extra: 0 }
-    }
-
-    /// Counts the run's items as ran and gives up their references.
-    pub(crate) fn settle(self) {
-        let n = 1 + self.extra as u64;
-        self.util.port.count_ran(n);
-        let ptr = Arc::as_ptr(&self.util);
-        for _ in 0..self.extra {
-            // SAFETY: each of the `extra` references was an `Arc` that
-            // `absorb` forgot; `self.util` keeps the count above zero
-            // meanwhile, and is dropped last.
-            unsafe { Arc::decrement_strong_count(ptr) };
+        if let Some((_, Some(util))) = &*last {
+            util.port.count_ran(1);
         }
     }
 }
@@ -504,12 +472,12 @@ impl Task for CItem {
     fn prepare(mut self: Box<Self>, lua: &Lua) -> mlua::Result<Prepared> {
         let data = self.data;
         let id = self.id();
-        let handle = self.util.handle;
+        let handle = self.handle;
         if let Some(reply) = &self.reply {
             if !reply.claim() {
                 // The call ended (timed out, or cancelled by unreg/close):
                 // a 2v0 caller's data is gone. A 1v0 item is cancelled.
-                let why = if self.util.is_closed() {
+                let why = if closed(handle) {
                     Discarded::Closed
                 } else {
                     Discarded::Unregistered
@@ -545,7 +513,10 @@ impl Task for CItem {
         if let Some(reply) = &self.reply {
             reply.unclaim();
         }
-        self.util.port.count_ran(1);
+        if let Some(util) = super::handles::get(handle) {
+            // The general path: this Lua thread is the consumer.
+            util.port.count_ran(1);
+        }
         if let Callbacks::Post2 {
             free: Some(free), ..
         } = self.callbacks
@@ -575,7 +546,7 @@ impl Task for CItem {
             (Some(answer), Some(reply)) => Some(Box::new(CReply {
                 answer,
                 data,
-                util: self.util.clone(),
+                handle,
                 reply: Some(reply),
                 turns: self.turns.clone(),
                 main,
@@ -596,7 +567,7 @@ impl Task for CItem {
 impl Drop for CItem {
     fn drop(&mut self) {
         // Dropped without being run or told why: cancelled.
-        let why = if self.util.is_closed() {
+        let why = if closed(self.handle) {
             Discarded::Closed
         } else {
             Discarded::Unregistered
@@ -615,7 +586,7 @@ enum Answer {
 pub(crate) struct CReply {
     answer: Answer,
     data: *mut c_void,
-    util: Arc<Util>,
+    handle: Handle,
     reply: Option<Reply<()>>,
     turns: Option<Arc<Turns>>,
     /// The state's main thread, for the return callback of a reply
@@ -633,7 +604,7 @@ impl CReply {
 impl ReplySink for CReply {
     fn send(mut self: Box<Self>, lua: &Lua, values: MultiValue) -> mlua::Result<MultiValue> {
         let data = self.data;
-        let handle = self.util.handle;
+        let handle = self.handle;
         let id = super::handles::to_utilid(handle);
         let Some(reply) = self.reply.take() else {
             return Ok(MultiValue::new());
@@ -674,7 +645,7 @@ impl ReplySink for CReply {
             if reply.claim() && self.my_turn() {
                 // 1v0 cannot carry the error: the return callback sees garbage.
                 let data = self.data;
-                let id = super::handles::to_utilid(self.util.handle);
+                let id = super::handles::to_utilid(self.handle);
                 // SAFETY: 1v0 contract, on the Lua thread with a valid state.
                 let _ = reply_values(lua, MultiValue::new(), |state, _| unsafe {
                     ret(state.cast(), data, id, 1)
@@ -701,7 +672,7 @@ impl Drop for CReply {
                     ret(
                         self.main.cast(),
                         self.data,
-                        super::handles::to_utilid(self.util.handle),
+                        super::handles::to_utilid(self.handle),
                         1,
                     )
                 };

@@ -190,7 +190,7 @@ fn deliver_nowait(utilid: *mut c_void, decoder: DecoderFn, data: *mut c_void) ->
         Ok(u) => u,
         Err(code) => return code,
     };
-    let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.to_arc()));
+    let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.handle));
     match util.port.post_nowait(item) {
         Ok(Posted::Queued) => SUCCESS,
         Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
@@ -217,7 +217,7 @@ fn deliver_blocking(
             Item::new(CItem::new(
                 callbacks,
                 data,
-                util.clone(),
+                util.handle,
                 Some(reply),
                 Some(turns.clone()),
             ))

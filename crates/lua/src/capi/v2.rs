@@ -223,16 +223,21 @@ fn post_inner(
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::post(CPost::new(PostRun::Run2(run, free), data, util.to_arc()));
+    let item = Item::post(CPost::new(PostRun::Run2(run, free), data, util.handle));
     if timeout_ms == 0 {
         // Never waits, not even for the hub's lock (signal handlers).
         let result = util.port.post_nowait(item);
         return posted(result);
     }
     // A post that may wait for room does not wait under the borrow
-    // (`unreg` waits for borrows to end): it posts through its own handle
-    // on the hub (a count on the hub's record, which its lock writes
-    // anyway, instead of on the utility's).
+    // (`unreg` waits for borrows to end). Usually there is room: it is
+    // queued here, under the borrow. Otherwise it waits through its own
+    // clone of the port (references on the hub's records, taken only
+    // then).
+    let item = match util.port.post_if_room(item) {
+        Err(e) if e.kind == PostErrorKind::Full => e.item,
+        result => return posted(result),
+    };
     let port = util.port.clone();
     drop(util);
     let result = if timeout_ms < 0 {
@@ -299,7 +304,7 @@ unsafe extern "C" fn call(
             Item::new(CItem::new(
                 Callbacks::Call2 { run, reply },
                 data,
-                util.clone(),
+                util.handle,
                 Some(r),
                 None,
             ))
