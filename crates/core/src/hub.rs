@@ -39,7 +39,7 @@ use crate::waits::{WaitCache, Waits};
 /// assert_eq!(batch.pop().as_deref(), Some("hello"));
 /// ```
 pub struct Hub<T> {
-    shared: Arc<Shared<T>>,
+    pub(crate) shared: Arc<Shared<T>>,
 }
 
 /// A consumer-owned buffer that [`Hub::drain`] fills; reuse it across drains

@@ -45,8 +45,9 @@ impl<T> Shared<T> {
 
     /// Queues `item` without ever waiting: for the lock (a signal handler
     /// may have interrupted its holder on this very thread) nor for room.
-    /// With the lock free, the ring empty and room in the queue's buffer it
-    /// is [`push`](Self::push) with `Refuse`; otherwise the item goes to
+    /// With the lock free, room in the queue's buffer and the ring empty
+    /// (or emptied here of its finished entries) it is
+    /// [`push`](Self::push) with `Refuse`; otherwise the item goes to
     /// the side ring (refused with `Closed` once the hub closed). Neither
     /// path allocates. Only when the ring stays full, it queues directly
     /// (growing the queue) once it gets the lock: waiting for it off the
@@ -59,13 +60,21 @@ impl<T> Shared<T> {
     ) -> Result<Posted, PostError<T>> {
         let posted_at = self.stamp();
         for _ in 0..NOWAIT_TRIES {
-            if let Some(st) = try_lock(&self.state) {
+            if let Some(mut st) = try_lock(&self.state) {
                 // Queue directly only when that cannot allocate (the queue's
                 // buffer has room) and keeps FIFO (nothing pending in the
-                // ring). Never fold here: growing the queue would call
-                // malloc, and a slot being written may belong to a post this
-                // call interrupted (a signal handler).
-                let pending = self.ring.pending();
+                // ring). Earlier no-wait posts are taken from the ring
+                // first when the buffer has room for all of them, up to a
+                // slot still being written (it may belong to a post this
+                // call interrupted, in a signal handler) or an item to
+                // discard (its discard path runs only outside a no-wait
+                // post); otherwise a producer that found the lock taken
+                // once would keep using the ring until the consumer folds.
+                let mut pending = self.ring.pending();
+                if pending > 0 && !st.closed && st.queue.len() + pending < st.queue.capacity() {
+                    self.fold_finished(&mut st, None);
+                    pending = self.ring.pending();
+                }
                 let direct = pending == 0 && st.queue.len() < st.queue.capacity();
                 if direct || st.closed || !self.port_live(port) {
                     // Queued, or refused as `Closed`/`Unregistered`.
@@ -123,7 +132,7 @@ impl<T> Shared<T> {
             None => self.lock(),
         };
         let mut stale = Vec::new();
-        self.fold_finished(&mut st, &mut stale);
+        self.fold_finished(&mut st, Some(&mut stale));
         let result = self.push_locked(
             st,
             port,
@@ -205,30 +214,42 @@ impl<T> Shared<T> {
     /// caller's signal handler would never finish its slot).
     pub(crate) fn fold_ring(&self, st: &mut State<T>, stale: &mut Vec<T>) {
         while self.ring.is_pending() {
-            if self.fold_finished(st, stale) == 0 {
+            if self.fold_finished(st, Some(stale)) == 0 {
                 yield_now();
             }
         }
     }
 
     /// [`fold_ring`](Self::fold_ring) without waiting: stops at the first
-    /// slot still being written.
-    fn fold_finished(&self, st: &mut State<T>, stale: &mut Vec<T>) -> usize {
+    /// slot still being written. Without `stale` it also stops at the first
+    /// entry of a port gone stale, leaving it to a later fold: then it
+    /// neither allocates (when the queue's buffer has room for the ring's
+    /// entries) nor runs an item's discard path.
+    fn fold_finished(&self, st: &mut State<T>, mut stale: Option<&mut Vec<T>>) -> usize {
         if !self.ring.is_pending() {
             return 0;
         }
-        let n = self.ring.fold(|e| {
-            st.counters.posted += 1;
-            if self.port_live(e.port) {
-                if let Some(c) = st.counters_of(e.port) {
-                    PortCounters::add_under_lock(&c.posted, 1);
+        let keep_stale = stale.is_some();
+        let n = self.ring.fold_while(
+            |e| keep_stale || self.port_live(e.port),
+            |e| {
+                st.counters.posted += 1;
+                match stale.as_deref_mut() {
+                    Some(stale) if !self.port_live(e.port) => {
+                        st.counters.cancelled += 1;
+                        stale.push(e.item);
+                    }
+                    // Live: without `stale`, `accept` checked it, and a
+                    // port goes stale only under the lock we hold.
+                    _ => {
+                        if let Some(c) = st.counters_of(e.port) {
+                            PortCounters::add_under_lock(&c.posted, 1);
+                        }
+                        st.queue.push_back(e);
+                    }
                 }
-                st.queue.push_back(e);
-            } else {
-                st.counters.cancelled += 1;
-                stale.push(e.item);
-            }
-        });
+            },
+        );
         let depth = st.queue.len();
         st.counters.peak_depth = st.counters.peak_depth.max(depth);
         n
@@ -383,5 +404,37 @@ impl<T> Shared<T> {
             self.room_cv.notify_all();
         }
         n
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Batch, Hub};
+
+    /// A no-wait post that finds the lock free takes what earlier no-wait
+    /// posts left in the side ring into the queue before its own item,
+    /// instead of adding to the ring until the consumer folds it.
+    #[test]
+    fn a_nowait_post_with_the_lock_free_folds_the_ring_first() {
+        let hub: Hub<u32> = Hub::with_capacity(64);
+        let port = hub.register("p", |_| {}).unwrap();
+        let mut batch = Batch::new();
+        // Give the queue a buffer that outlives a drain.
+        port.post(1).unwrap();
+        port.post(2).unwrap();
+        assert_eq!(hub.drain(1, &mut batch), 1);
+        let held = hub.shared.lock();
+        std::thread::scope(|s| {
+            s.spawn(|| port.post_nowait(10).unwrap());
+        });
+        assert_eq!(hub.shared.ring.pending(), 1, "the lock was taken: ring");
+        drop(held);
+        port.post_nowait(11).unwrap();
+        assert_eq!(hub.shared.ring.pending(), 0, "folded by the post");
+        hub.drain(usize::MAX, &mut batch);
+        let got: Vec<u32> = std::iter::from_fn(|| batch.pop()).collect();
+        assert_eq!(got, vec![1, 2, 10, 11]);
+        let s = port.stats();
+        assert_eq!((s.posted, s.delivered, s.refused), (4, 4, 0));
     }
 }

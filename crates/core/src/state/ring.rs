@@ -37,9 +37,38 @@ struct Slot<T> {
 pub(crate) struct Ring<T> {
     slots: Box<[Slot<T>]>,
     /// Next index to take; written only under the hub's lock.
-    head: AtomicUsize,
-    /// Next index to reserve.
-    tail: AtomicUsize,
+    head: Line<AtomicUsize>,
+    /// Next index to reserve. On a line apart from `head`: producers write
+    /// one, the consumer's folds the other.
+    tail: Line<AtomicUsize>,
+}
+
+/// A value alone on its cache line.
+#[repr(align(64))]
+struct Line<V>(V);
+
+impl<V> std::ops::Deref for Line<V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.0
+    }
+}
+
+/// Publishes a fold's new `head` when the fold ends, even by unwinding
+/// out of its `take` (the slots before `at` were emptied and their flags
+/// cleared; without the store they would look forever unwritten).
+struct Publish<'a> {
+    head: &'a AtomicUsize,
+    start: usize,
+    at: usize,
+}
+
+impl Drop for Publish<'_> {
+    fn drop(&mut self) {
+        if self.at != self.start {
+            self.head.store(self.at, Ordering::Release);
+        }
+    }
 }
 
 // SAFETY: an entry is written by the one producer that reserved its slot
@@ -58,8 +87,8 @@ impl<T> Ring<T> {
                     entry: UnsafeCell::new(MaybeUninit::uninit()),
                 })
                 .collect(),
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
+            head: Line(AtomicUsize::new(0)),
+            tail: Line(AtomicUsize::new(0)),
         }
     }
 
@@ -107,25 +136,47 @@ impl<T> Ring<T> {
     /// Takes the finished entries from `head` on, in reservation order,
     /// stopping at the first slot still being written. Call only under the
     /// hub's lock (one taker at a time).
-    pub(crate) fn fold(&self, mut take: impl FnMut(Entry<T>)) -> usize {
-        let mut h = self.head.load(Ordering::Relaxed);
+    pub(crate) fn fold(&self, take: impl FnMut(Entry<T>)) -> usize {
+        self.fold_while(|_| true, take)
+    }
+
+    /// [`fold`](Ring::fold), stopping also at the first entry `accept`
+    /// rejects (left in place for a later fold).
+    pub(crate) fn fold_while(
+        &self,
+        accept: impl Fn(&Entry<T>) -> bool,
+        mut take: impl FnMut(Entry<T>),
+    ) -> usize {
+        let start = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::SeqCst);
-        let mut n = 0;
-        while h != tail {
-            let slot = &self.slots[h % RING_SLOTS];
+        // `head` is published once for the whole fold, not per entry
+        // (which made the line producers read bounce per item).
+        let mut done = Publish {
+            head: &self.head,
+            start,
+            at: start,
+        };
+        while done.at != tail {
+            let slot = &self.slots[done.at % RING_SLOTS];
             if !slot.full.load(Ordering::Acquire) {
                 break;
             }
             // SAFETY: `full` (acquire) says the producer finished writing;
-            // the lock makes this the only taker of index `h`.
+            // the lock makes this the only taker of index `at`, and the
+            // entry is moved out below only once.
+            if !slot
+                .entry
+                .with(|e| accept(unsafe { (*e).assume_init_ref() }))
+            {
+                break;
+            }
+            // SAFETY: as above.
             let entry = slot.entry.with(|e| unsafe { (*e).assume_init_read() });
             slot.full.store(false, Ordering::Relaxed);
-            h = h.wrapping_add(1);
-            self.head.store(h, Ordering::Release);
+            done.at = done.at.wrapping_add(1);
             take(entry);
-            n += 1;
         }
-        n
+        done.at.wrapping_sub(start)
     }
 }
 
