@@ -11,7 +11,7 @@ use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use mlua::{ffi, Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
+use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 
 use crate::capi::task::PostFrame;
 use crate::item::Item;
@@ -70,14 +70,15 @@ enum Fast {
 }
 
 /// Builds the `poll` function: [`poll_c`] with `general` (the wrapped
-/// [`poll`]), the string `"n"`, the closing-flag table and the state's
-/// [`StateHub`] as a light userdata as its upvalues.
+/// [`poll`]), the string `"n"` and a cell holding the state's
+/// [`StateHub`] pointer as its upvalues.
 ///
-/// The hub pointer saves `poll_c` mlua's app-data lookup per item. It is
-/// valid while the closing flag is unset: the `Rc` in mlua's app data
-/// (set once, never replaced or removed) keeps the `StateHub` alive until
-/// `lua_close` runs mlua's finalisers, and the flag's guard is finalised
-/// before those (see `prelude.lua`).
+/// The cell spares `poll_c` mlua's app-data lookup and a read of the
+/// closing flag per item: it is cleared (by [`forget_hub`], one of the
+/// closing flag's `on_close` functions) when `lua_close` starts running
+/// finalisers, before mlua's own (see `prelude.lua`), so while it is set
+/// the `Rc` in mlua's app data (set once, never replaced or removed) keeps
+/// the `StateHub` alive.
 pub(crate) fn make_fast_poll(
     lua: &Lua,
     st: &Rc<StateHub>,
@@ -85,9 +86,19 @@ pub(crate) fn make_fast_poll(
     closing: Table,
 ) -> mlua::Result<Function> {
     let n = lua.create_string("n")?;
-    let hub = LightUserData(Rc::as_ptr(st).cast_mut().cast());
-    // SAFETY: poll_c reads exactly these four upvalues, with these types.
-    unsafe { raw::c_closure(lua, poll_c, (general, n, closing, hub)) }
+    let cell = raw::new_pointer_cell(lua, Rc::as_ptr(st).cast())?;
+    // SAFETY: forget_hub reads exactly this upvalue, a pointer cell.
+    let forget = unsafe { raw::c_closure(lua, forget_hub, cell.clone()) }?;
+    closing.get::<Table>("on_close")?.raw_push(forget)?;
+    // SAFETY: poll_c reads exactly these three upvalues, with these types.
+    unsafe { raw::c_closure(lua, poll_c, (general, n, cell)) }
+}
+
+/// Clears the hub cell (upvalue 1) as the state starts closing.
+unsafe extern "C-unwind" fn forget_hub(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: upvalue 1 is the pointer cell made by make_fast_poll.
+    unsafe { raw::clear_cell(state, ffi::lua_upvalueindex(1)) };
+    0
 }
 
 /// Takes the front item when it is a scalar call of this state and pushes
@@ -150,19 +161,19 @@ unsafe fn fast_take(state: *mut ffi::lua_State, st: &StateHub) -> Fast {
 /// `poll()` as a C function: the fast path for scalar call items, the
 /// general [`poll`] (upvalue 1) for the rest.
 unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
-    // At lua_close mlua's per-state data may be gone: check before
-    // touching it.
-    // SAFETY: upvalue 3 is the closing-flag table; a C function has
-    // LUA_MINSTACK free slots; no Rust value is alive in this frame.
-    unsafe {
-        if raw::is_closing(state, ffi::lua_upvalueindex(3)) {
-            return raw::raise(state, CLOSING_C);
-        }
+    // At lua_close mlua's per-state data may be gone: the cell is
+    // cleared then (see make_fast_poll).
+    // SAFETY: upvalue 3 is the hub cell.
+    let hub = unsafe { raw::cell_pointer(state, ffi::lua_upvalueindex(3)) }.cast::<StateHub>();
+    if hub.is_null() {
+        // SAFETY: a C function has LUA_MINSTACK free slots; no Rust value
+        // is alive in this frame.
+        return unsafe { raw::raise(state, CLOSING_C) };
     }
-    // SAFETY: upvalue 4 is the hub's light userdata, valid while the
-    // closing flag is unset (see make_fast_poll), which it was just now;
-    // nothing in this call can close the state.
-    let st = unsafe { &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(4)) as *const StateHub) };
+    // SAFETY: the cell holds the hub while it is set (see
+    // make_fast_poll), which it was just now; nothing in this call can
+    // close the state.
+    let st = unsafe { &*hub };
     // A panic must not cross into Lua's C frames; fast_take pushes
     // nothing before its last step, so the general path can take over.
     // The hub stays usable after one: the batch's borrow ends with the

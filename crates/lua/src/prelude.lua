@@ -20,7 +20,14 @@ local H = {}
 local CLOSING = "darksidesync: state is closing"
 local closing = { false }
 H.closing = closing
-local function mark_closing() closing[1] = true end
+-- C functions to call as well (they clear what C closures read instead
+-- of the flag, see poll.rs); they cannot raise.
+local on_close = {}
+closing.on_close = on_close
+local function mark_closing()
+  closing[1] = true
+  for i = 1, #on_close do on_close[i]() end
+end
 if newproxy then -- Lua 5.1, LuaJIT: only userdata have __gc
   closing.guard = newproxy(true)
   getmetatable(closing.guard).__gc = mark_closing

@@ -7,7 +7,7 @@
 //! raise; a function that can raise is only called when no Rust value with a
 //! destructor is alive in the frames a `longjmp` would skip.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{ffi, Function, IntoLuaMulti, Lua, RegistryKey, Value};
@@ -35,21 +35,6 @@ pub(crate) unsafe fn push_scalar(state: *mut ffi::lua_State, value: &Data) {
             Data::Integer(i) => ffi::lua_pushnumber(state, *i as ffi::lua_Number),
             Data::Number(n) => ffi::lua_pushnumber(state, *n as ffi::lua_Number),
         }
-    }
-}
-
-/// True when the closing flag (`flags[1]` of the table at `index`) is set.
-/// Uses 1 slot temporarily, leaves the stack as it was, cannot raise.
-///
-/// # Safety
-/// `state` is running, has a free slot, and `index` holds a table.
-pub(crate) unsafe fn is_closing(state: *mut ffi::lua_State, index: c_int) -> bool {
-    // SAFETY: rawgeti on a table does not raise; the value is popped.
-    unsafe {
-        ffi::lua_rawgeti(state, index, 1);
-        let closing = ffi::lua_toboolean(state, -1) != 0;
-        ffi::lua_pop(state, 1);
-        closing
     }
 }
 
@@ -94,6 +79,45 @@ pub(crate) fn new_userdata<T: RawUserdata>(lua: &Lua) -> mlua::Result<Value> {
             ffi::lua_setmetatable(state, -2);
         })
     }
+}
+
+/// Creates a full userdata without a metatable holding the pointer `p`:
+/// a cell that a C closure holding it as an upvalue reads with
+/// [`cell_pointer`] and [`clear_cell`] sets to null. Lua owns the block;
+/// it stays valid while any closure holds it, and during `lua_close`
+/// until every finaliser has run. Can raise out of memory (as an `Err`).
+pub(crate) fn new_pointer_cell(lua: &Lua, p: *const c_void) -> mlua::Result<Value> {
+    // SAFETY: runs in mlua's protected call with free slots; pushes the
+    // block, which is written before anything else can raise.
+    unsafe {
+        lua.exec_raw::<Value>((), |state| {
+            let cell = ffi::lua_newuserdata(state, std::mem::size_of::<*const c_void>());
+            cell.cast::<*const c_void>().write(p);
+        })
+    }
+}
+
+/// The pointer in the cell at `index` (made by [`new_pointer_cell`]).
+///
+/// # Safety
+/// `index` holds such a cell (an upvalue of the running C closure, say).
+#[inline]
+pub(crate) unsafe fn cell_pointer(state: *mut ffi::lua_State, index: c_int) -> *const c_void {
+    // SAFETY: per the contract the block holds a pointer.
+    unsafe { *ffi::lua_touserdata(state, index).cast::<*const c_void>() }
+}
+
+/// Sets the cell at `index` to null.
+///
+/// # Safety
+/// As [`cell_pointer`].
+pub(crate) unsafe fn clear_cell(state: *mut ffi::lua_State, index: c_int) {
+    // SAFETY: per the contract the block holds a pointer.
+    unsafe {
+        ffi::lua_touserdata(state, index)
+            .cast::<*const c_void>()
+            .write(std::ptr::null())
+    };
 }
 
 /// Runs `f` on the `T` inside `value` when it is a userdata made by

@@ -566,6 +566,9 @@ impl Task for CItem {
 
 impl Drop for CItem {
     fn drop(&mut self) {
+        if self.done {
+            return; // ran, discarded or refused (no lookup per refusal)
+        }
         // Dropped without being run or told why: cancelled.
         let why = if closed(self.handle) {
             Discarded::Closed
