@@ -45,7 +45,19 @@ impl Table {
         self.0.push(Line::Section(name));
     }
 
+    /// A figure made from a missing value (a scenario that did not run,
+    /// `--only`) reads `n/a`, as its verdict does.
     fn row(&mut self, what: String, value: String, vs: String, target: &str, met: Option<bool>) {
+        let value = if value.contains("NaN") {
+            "n/a".into()
+        } else {
+            value
+        };
+        let what = if what.contains("NaN") {
+            what.replace("NaN", "n/a")
+        } else {
+            what
+        };
         self.0.push(Line::Row(Row {
             what,
             value,
@@ -653,6 +665,7 @@ mod tests {
         let md = report(&BTreeMap::new()).markdown();
         let l = line(&md, "DSS API 1v0", "`poll()` draining");
         assert!(l.ends_with("| n/a |"), "{l}");
+        assert!(!md.contains("NaN"), "a missing figure reads n/a: {md}");
         assert_eq!(meets(1.0, f64::NAN, 0.5, true), None);
         assert_eq!(meets(1.0, 0.0, 0.5, true), None);
         assert_eq!(ratio(f64::NAN, 1.0, "x"), "");

@@ -26,7 +26,20 @@ const NOWAIT_TRIES: usize = 64;
 #[cfg(loom)]
 const NOWAIT_TRIES: usize = 2;
 
+/// Counts a refused post on the hub and on its port, under the lock.
+fn refused_under_lock<T>(st: &mut State<T>, counters: &PortCounters) {
+    st.counters.refused += 1;
+    PortCounters::add(&counters.refused, 1);
+}
+
 impl<T> Shared<T> {
+    /// Counts a refused post on the hub and on its port, without the lock
+    /// (a no-wait post).
+    fn refused_without_lock(&self, counters: &PortCounters) {
+        self.ring_refused.fetch_add(1, Ordering::Relaxed);
+        PortCounters::add(&counters.refused, 1);
+    }
+
     /// Queues `item` for `port`, whose counters are `counters`; `call` is
     /// the pending call it answers, tracked so unregister and close can
     /// cancel it.
@@ -92,8 +105,7 @@ impl<T> Shared<T> {
                 if st.queue.len() + pending >= st.capacity {
                     // Full, counting the ring (the lock tells the depth).
                     let mut st = st;
-                    st.counters.refused += 1;
-                    PortCounters::add(&counters.refused, 1);
+                    refused_under_lock(&mut st, counters);
                     return Err(PostError {
                         kind: PostErrorKind::Full,
                         item,
@@ -118,8 +130,7 @@ impl<T> Shared<T> {
             // signal handler on the consumer thread): waiting would never
             // end.
             None if self.on_consumer_thread() => {
-                self.ring_refused.fetch_add(1, Ordering::Relaxed);
-                PortCounters::add(&counters.refused, 1);
+                self.refused_without_lock(counters);
                 return Err(PostError {
                     kind: PostErrorKind::Full,
                     item,
@@ -161,8 +172,7 @@ impl<T> Shared<T> {
         // accesses alone as acquire/release).
         fence(Ordering::SeqCst);
         let result = if self.closed.load(Ordering::SeqCst) {
-            self.ring_refused.fetch_add(1, Ordering::Relaxed);
-            PortCounters::add(&counters.refused, 1);
+            self.refused_without_lock(counters);
             Err(PostError {
                 kind: PostErrorKind::Closed,
                 item,
@@ -271,8 +281,7 @@ impl<T> Shared<T> {
         // once the lock is released.
         let mut stale = Vec::new();
         let refuse = |mut st: MutexGuard<'_, State<T>>, stale: Vec<T>, kind, item| {
-            st.counters.refused += 1;
-            PortCounters::add(&counters.refused, 1);
+            refused_under_lock(&mut st, counters);
             drop(st);
             self.discard_all(stale, Discarded::Unregistered);
             Err(PostError { kind, item })
