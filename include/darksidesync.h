@@ -63,14 +63,13 @@
  * once) or refused with a code. Items queued through the ring send no
  * UDP datagram (setport()); use fd() or poll in a loop.
  *
- * Async-signal-safe: both calls look the handle up without a lock, carry
- * the item inline, count with atomics, and neither lock nor allocate
- * (their system calls: a write() to fd(), and a futex wake when the Lua
- * thread sleeps in wait()). Conditions, all met by a utility written
- * like luaexit:
+ * Async-signal-safe: both calls borrow the handle's record without a
+ * lock or a reference count (unreg() waits for such a borrow to end; a
+ * handle unregistered first is reported stale), carry the item inline,
+ * count with atomics, and neither lock nor allocate (their system calls:
+ * a write() to fd(), and a futex wake when the Lua thread sleeps in
+ * wait()). Conditions, all met by a utility written like luaexit:
  *
- *   - the handle is live: not passed to unreg() concurrently (the call
- *     may then drop the last reference to its record and free() it);
  *   - 2v0: the handle was registered with a cancel callback, or one
  *     post()/call() was made before the handler can run (the first one
  *     pins the utility's shared object with dlopen());

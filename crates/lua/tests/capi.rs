@@ -298,3 +298,102 @@ fn a_state_driven_from_another_thread_refuses_blocking_calls_there() {
     .unwrap();
     assert_eq!(rc, v2::EWOULDDEADLOCK);
 }
+
+static RACE_RAN: AtomicUsize = AtomicUsize::new(0);
+static RACE_FREED_OK: AtomicUsize = AtomicUsize::new(0);
+static RACE_FREED_CANCELLED: AtomicUsize = AtomicUsize::new(0);
+static RACE_FREED_REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn race_run(
+    _state: *mut ffi::lua_State,
+    _data: *mut c_void,
+    _h: Handle,
+) -> c_int {
+    RACE_RAN.fetch_add(1, Ordering::SeqCst);
+    0
+}
+
+unsafe extern "C" fn race_free(_data: *mut c_void, outcome: c_int) {
+    match outcome {
+        v2::OK => &RACE_FREED_OK,
+        v2::ECANCELLED => &RACE_FREED_CANCELLED,
+        _ => &RACE_FREED_REFUSED,
+    }
+    .fetch_add(1, Ordering::SeqCst);
+}
+
+/// No-wait posts (what a signal handler may make, header "Async-signal-
+/// safe") racing `unreg()` and the Lua thread's `dispatch()`: every post
+/// is accepted or refused with a code, and its `free` runs exactly once:
+/// after `run` (OK), when `unreg` cancels it, or inside the refused post.
+/// Once a post saw ESTALE, nothing of the utility runs any more.
+#[test]
+fn nowait_posts_racing_unreg_end_exactly_once() {
+    static LIBID: u8 = 0;
+    for _ in 0..30 {
+        let (ran0, ok0, cancelled0, refused0) = (
+            RACE_RAN.load(Ordering::SeqCst),
+            RACE_FREED_OK.load(Ordering::SeqCst),
+            RACE_FREED_CANCELLED.load(Ordering::SeqCst),
+            RACE_FREED_REFUSED.load(Ordering::SeqCst),
+        );
+        let lua = Lua::new();
+        let dss = darksidesync::open(&lua).unwrap();
+        let (_, api) = apis(&lua);
+        let h = register(&lua, api, &LIBID);
+        let posted = std::sync::Arc::new(AtomicUsize::new(0));
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let posted = posted.clone();
+                std::thread::spawn(move || {
+                    let (mut accepted, mut refused) = (0usize, 0usize);
+                    loop {
+                        posted.fetch_add(1, Ordering::Relaxed);
+                        // SAFETY: `race_run`/`race_free` have the header's
+                        // signatures; no data is lent or owned.
+                        let rc = unsafe {
+                            (api.post)(h, Some(race_run), Some(race_free), std::ptr::null_mut(), 0)
+                        };
+                        match rc {
+                            v2::OK => accepted += 1,
+                            v2::ESTALE => return (accepted, refused + 1),
+                            v2::EFULL => refused += 1,
+                            other => panic!("post: unexpected code {other}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let dispatch: mlua::Function = dss.get("dispatch").unwrap();
+        // Unregister while posts are being made and run.
+        while posted.load(Ordering::Relaxed) < 2000 {
+            dispatch.call::<i64>(()).unwrap();
+        }
+        // SAFETY: unreg may be called from any thread, the Lua one too.
+        assert_eq!(unsafe { (api.unreg)(h) }, v2::OK);
+        let (accepted, refused) = producers
+            .into_iter()
+            .map(|p| p.join().unwrap())
+            .fold((0, 0), |(a, r), (pa, pr)| (a + pa, r + pr));
+        let ran_by_unreg = RACE_RAN.load(Ordering::SeqCst) - ran0;
+        assert_eq!(
+            dispatch.call::<i64>(()).unwrap(),
+            0,
+            "nothing runs after unreg"
+        );
+        let ran = RACE_RAN.load(Ordering::SeqCst) - ran0;
+        assert_eq!(ran, ran_by_unreg);
+        let ok = RACE_FREED_OK.load(Ordering::SeqCst) - ok0;
+        let cancelled = RACE_FREED_CANCELLED.load(Ordering::SeqCst) - cancelled0;
+        let freed_refused = RACE_FREED_REFUSED.load(Ordering::SeqCst) - refused0;
+        assert_eq!(ok, ran, "free(OK) once per run");
+        assert_eq!(
+            ran + cancelled,
+            accepted,
+            "each accepted post ran or was cancelled"
+        );
+        assert_eq!(freed_refused, refused, "free once per refused post");
+        drop(dss);
+        drop(lua);
+    }
+}
