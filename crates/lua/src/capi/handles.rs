@@ -174,9 +174,10 @@ pub(crate) type Borrowed = SlotRef<'static, Util>;
 /// reference ([`Slots::borrow`]): `unreg` waits until the borrow drops, so
 /// hold it only for work that never waits (a post that refuses when full),
 /// never across a blocking wait or a callback. Saves a fire-and-forget
-/// delivery the increment and decrement of the record's count (a line the
-/// Lua thread writes too) that [`get`] and its drop cost; the item then
-/// takes its own reference ([`SlotRef::to_arc`]).
+/// delivery the increment and decrement of the record's count that [`get`]
+/// and its drop cost; its item names the utility by handle and takes no
+/// reference either (see `task.rs`), so such a delivery never frees the
+/// record, even racing `unreg`.
 pub(crate) fn borrow(h: Handle) -> Option<Borrowed> {
     TABLE.borrow(SlotKey::from_bits(h)?)
 }
