@@ -155,9 +155,19 @@ fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::R
 /// early right after the callback that called `stop()` (only `run()`
 /// lets `stop()` set the flag).
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
-    let max = max.unwrap_or_else(|| st.pending());
+    // "All queued now" is what one drain of everything finds: one lock
+    // acquisition, not a count and then a drain.
+    let max = match max {
+        Some(max) => {
+            take_up_to(st, max);
+            max
+        }
+        None => {
+            take_up_to(st, usize::MAX);
+            st.batch_len()
+        }
+    };
     let mut ran = 0;
-    take_up_to(st, max);
     while ran < max {
         // Borrows end before callbacks run: callbacks may poll().
         let (fast, posts) = {

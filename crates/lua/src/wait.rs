@@ -37,11 +37,16 @@ pub(crate) fn wait_for(st: &StateHub, timeout: Option<Duration>) -> bool {
     if !st.batch.borrow().is_empty() {
         return true;
     }
-    // Before sleeping, give the CPU away once: a producer that shares this
-    // core (many states, or more threads than cores) then fills the queue
-    // further, and one wake-up covers more items. Costs one syscall when
-    // nothing else is runnable.
-    if st.hub.is_empty() && timeout.map_or(true, |t| !t.is_zero()) {
+    // One look under the hub's lock first: under load that is all a wait
+    // costs (the consumer's lock acquisitions are what producers contend
+    // with). Before sleeping, give the CPU away once: a producer that
+    // shares this core (many states, or more threads than cores) then
+    // fills the queue further, and one wake-up covers more items. Costs
+    // one syscall when nothing else is runnable.
+    if st.hub.wait(Some(Duration::ZERO)) {
+        return true;
+    }
+    if timeout.map_or(true, |t| !t.is_zero()) {
         std::thread::yield_now();
     }
     // `None` inside `Some` is a deadline too far away to represent.
