@@ -10,6 +10,8 @@
 //!
 //! Either way the error stops at that item: the next one runs.
 
+use std::time::Duration;
+
 use mlua::{ffi, Function, Lua, MultiValue, Value};
 
 use crate::args;
@@ -429,11 +431,15 @@ pub(crate) fn run(lua: &Lua, st: &StateHub, _a: MultiValue) -> ApiResult {
             if st.stop_requested.get() || st.hub.is_closed() {
                 break;
             }
-            if st.batch.borrow().is_empty() && st.hub.is_idle() {
-                break;
-            }
-            if st.batch.borrow().is_empty() && !st.hub.wait(None) {
-                continue; // closed, or the last keep-alive went: re-check
+            // Under load, one look under the hub's lock finds work (as in
+            // `wait()`); only an empty hub is asked whether it is idle.
+            if st.batch.borrow().is_empty() && !st.hub.wait(Some(Duration::ZERO)) {
+                if st.hub.is_idle() {
+                    break;
+                }
+                if !st.hub.wait(None) {
+                    continue; // closed, or the last keep-alive went: re-check
+                }
             }
             total += dispatch_n(lua, st, None)?;
         }
