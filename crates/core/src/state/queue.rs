@@ -104,7 +104,6 @@ impl<T> Shared<T> {
                 }
                 if st.queue.len() + pending >= st.capacity {
                     // Full, counting the ring (the lock tells the depth).
-                    let mut st = st;
                     refused_under_lock(&mut st, counters);
                     return Err(PostError {
                         kind: PostErrorKind::Full,
