@@ -68,6 +68,9 @@ impl Table {
     }
 }
 
+/// The 1-producer `dispatch()` row of a path whose library posts.
+const POST_DISPATCH: &str = "post + `wait()` + `dispatch()`, 1 producer";
+
 const MIB: f64 = 1024.0 * 1024.0;
 const PAYLOAD_BYTES: f64 = 8.0;
 
@@ -129,9 +132,23 @@ impl Report<'_> {
         self.get(scenario, "items_per_s")
     }
 
-    /// The `dispatch()` row of `src` with 2 producers, against the
-    /// internal path's (contention between producers shows here).
-    fn two_producers(&self, t: &mut Table, src: &str) {
+    /// The `dispatch()` rows of a public path `src`: 1 producer (`what`),
+    /// against the internal path and the `lua_pcall` limit, with the target
+    /// `≥ r×` internal; then 2 producers against the internal path's
+    /// (contention between producers shows here).
+    fn dispatch_rows(&self, t: &mut Table, src: &str, what: &str, r: f64) {
+        let internal = self.rate("dispatch_1");
+        let v = self.rate(&format!("{src}_dispatch_1"));
+        t.row(
+            what.into(),
+            mps(v),
+            ratios(&[
+                ratio(v, internal, "internal"),
+                ratio(v, self.rate("limit_pcall"), "lua_pcall limit"),
+            ]),
+            &format!("≥ {r}× internal"),
+            meets(v, internal, r, true),
+        );
         let v = self.rate(&format!("{src}_dispatch_2"));
         let internal = self.rate("dispatch_2");
         t.row(
@@ -189,18 +206,7 @@ impl Report<'_> {
             "≥ 0.8× pure-Lua poll",
             meets(v, limit_poll, 0.8, true),
         );
-        let v = self.rate("c1_dispatch_1");
-        t.row(
-            "`wait()` + `dispatch()`, 1 producer".into(),
-            mps(v),
-            ratios(&[
-                ratio(v, internal, "internal"),
-                ratio(v, limit_pcall, "lua_pcall limit"),
-            ]),
-            "≥ 0.7× internal",
-            meets(v, internal, 0.7, true),
-        );
-        self.two_producers(&mut t, "c1");
+        self.dispatch_rows(&mut t, "c1", "`wait()` + `dispatch()`, 1 producer", 0.7);
         let v = self.rate("c1_luv_1");
         t.row(
             "fd-woken: luv loop on `fd()` (darksidesync.luv), 1 producer".into(),
@@ -217,24 +223,8 @@ impl Report<'_> {
                     "rust" => "Rust library on `darksidesync-binding`, closures (`Dss::post`, `Dss::call`)",
                     _ => "Rust library on `darksidesync-binding`, `Dss::post_callback` and `Dss::call_callback` (darksidesync calls the Lua callback)",
                 });
-                let v = self.rate(&format!("{src}_dispatch_1"));
-                let binding = src.starts_with("rust");
-                let r = if binding { 0.5 } else { 0.7 };
-                t.row(
-                    "post + `wait()` + `dispatch()`, 1 producer".into(),
-                    mps(v),
-                    ratios(&[
-                        ratio(v, internal, "internal"),
-                        ratio(v, limit_pcall, "lua_pcall limit"),
-                    ]),
-                    if binding {
-                        "≥ 0.5× internal"
-                    } else {
-                        "≥ 0.7× internal"
-                    },
-                    meets(v, internal, r, true),
-                );
-                self.two_producers(&mut t, src);
+                let r = if src.starts_with("rust") { 0.5 } else { 0.7 };
+                self.dispatch_rows(&mut t, src, POST_DISPATCH, r);
             }
             let sc = format!("{src}_roundtrip_wait");
             let p50 = self.get(&sc, "p50_us");
@@ -255,18 +245,7 @@ impl Report<'_> {
         }
 
         t.section("Rust library on `darksidesync-binding`, `LuaCallback::post` (plain values to a kept Lua function; darksidesync calls it)");
-        let v = self.rate("rustfn_dispatch_1");
-        t.row(
-            "post + `wait()` + `dispatch()`, 1 producer".into(),
-            mps(v),
-            ratios(&[
-                ratio(v, internal, "internal"),
-                ratio(v, limit_pcall, "lua_pcall limit"),
-            ]),
-            "≥ 0.5× internal",
-            meets(v, internal, 0.5, true),
-        );
-        self.two_producers(&mut t, "rustfn");
+        self.dispatch_rows(&mut t, "rustfn", POST_DISPATCH, 0.5);
 
         t.section("8 states in one process, each fed by its own 2v0 producer (C host)");
         let one = self.rate("c2_states_1");
