@@ -208,6 +208,7 @@ mod callback;
 mod discovery;
 mod error;
 mod ffi;
+mod future;
 mod handle;
 mod lua_callback;
 mod plain_error;
@@ -217,6 +218,8 @@ mod waits;
 
 pub use callback::Prepared;
 pub use error::{Error, LuaError};
+#[cfg(feature = "tokio")]
+pub use future::tokio_runtime;
 pub use handle::{Dss, Hold, LibId};
 pub use lua_callback::{Arg, Args, LuaCallback};
 pub use plain_error::function;

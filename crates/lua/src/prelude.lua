@@ -69,11 +69,19 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- callback coroutine -> its reply object (false once reply() took it)
 local bound = setmetatable({}, { __mode = "k" })
+-- callback coroutine -> the handler's coroutine that forwards its yields:
+-- whoever resumes a parked callback (darksidesync-binding's async
+-- functions) must resume the handler's coroutine instead. Published in
+-- the registry as "darksidesync.drivers" (state.rs).
+local drivers = setmetatable({}, { __mode = "k" })
+H.drivers = drivers
 local reply_fail -- set by set_reply_fail: fails a reply object with a text
 
 function H.set_reply_fail(f) reply_fail = f end
 
 local function run_forwarding(co)
+  local me, main = co_running()
+  if me and not main then drivers[co] = me end
   local res = pack(co_resume(co))
   while res[1] and co_status(co) ~= "dead" do
     res = pack(co_resume(co, co_yield(unpack(res, 2, res.n))))

@@ -110,6 +110,8 @@ impl StateHub {
             closing: prelude.get("closing")?,
         };
         crate::reply::register_metatable(lua, &helpers.guard)?;
+        // Read by darksidesync-binding's async functions (see prelude.lua).
+        lua.set_named_registry_value("darksidesync.drivers", prelude.get::<Table>("drivers")?)?;
         prelude
             .get::<Function>("set_reply_fail")?
             .call::<()>(crate::reply::make_fail(lua)?)?;
