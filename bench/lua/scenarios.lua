@@ -26,6 +26,11 @@
 --   stream     <items> <capacity> peak RSS for <items> through <capacity>
 --   luv_work   <items>           peer: luv's uv.new_work thread pool
 --   luv_async  <items>           peer: luv's async:send from a uv thread
+--   async_sleep <calls> <ms>     dssbenchrs: <calls> coroutines, each an async sleep of <ms>
+--   async_poll_sleep <calls> <ms> the same sleeps polled by a manual loop (mlua#76)
+--   async_ready <calls>          an async function ready at once, called <calls> times
+--   plain_call <calls>           a plain mlua function, called <calls> times
+--   async_echo <coroutines> <requests> a tokio TCP echo, one connection per coroutine
 --
 -- Every item carries an integer; the scenarios count the items and sum the
 -- integers and fail (non-zero exit) unless each arrived exactly once.
@@ -432,6 +437,103 @@ function S.states_call(calls)
   table.sort(times)
   local function at(q) return times[math.max(1, math.ceil(q * calls))] end
   result { calls = calls, p50_us = at(0.5), p99_us = at(0.99), max_us = times[calls] }
+end
+
+-- Async functions of dssbenchrs (darksidesync-binding, tokio): wall and
+-- process CPU time (os.clock(): every thread) of <calls> concurrent sleeps.
+function S.async_sleep(calls, ms)
+  local dss = require "darksidesync"
+  local b = require "dssbenchrs"
+  calls, ms = tonumber(calls), tonumber(ms)
+  b.unref()
+  local done = 0
+  local t0, c0 = now(), os.clock()
+  for _ = 1, calls do
+    coroutine.wrap(function()
+      b.sleep_ms(ms)
+      done = done + 1
+    end)()
+  end
+  dss.run()
+  local secs, cpu = now() - t0, os.clock() - c0
+  assert(done == calls, "sleeps lost")
+  result { calls = calls, secs = secs, cpu_secs = cpu }
+end
+
+-- The same sleeps through a manual polling loop: every pending coroutine
+-- is resumed (its future polled) again and again until ready.
+function S.async_poll_sleep(calls, ms)
+  local b = require "dssbenchrs"
+  calls, ms = tonumber(calls), tonumber(ms)
+  local pending, n = {}, 0
+  local t0, c0 = now(), os.clock()
+  for i = 1, calls do
+    local h = b.poll_sleep(ms)
+    pending[i] = coroutine.wrap(function()
+      while not h:ready() do coroutine.yield(false) end
+      return true
+    end)
+  end
+  n = calls
+  while n > 0 do
+    local i = 1
+    while i <= n do
+      if pending[i]() then
+        pending[i] = pending[n]
+        pending[n] = nil
+        n = n - 1
+      else
+        i = i + 1
+      end
+    end
+  end
+  result { calls = calls, secs = now() - t0, cpu_secs = os.clock() - c0 }
+end
+
+function S.async_ready(calls)
+  local b = require "dssbenchrs"
+  calls = tonumber(calls)
+  local ready, sum = b.ready, 0
+  local t0 = now()
+  for i = 1, calls do sum = sum + ready(i) end
+  local secs = now() - t0
+  assert(sum == calls * (calls + 1) // 2 + calls, "wrong results")
+  result { calls = calls, secs = secs, calls_per_s = calls / secs }
+end
+
+function S.plain_call(calls)
+  local b = require "dssbenchrs"
+  calls = tonumber(calls)
+  local plain, sum = b.plain, 0
+  local t0 = now()
+  for i = 1, calls do sum = sum + plain(i) end
+  local secs = now() - t0
+  assert(sum == calls * (calls + 1) // 2 + calls, "wrong results")
+  result { calls = calls, secs = secs, calls_per_s = calls / secs }
+end
+
+function S.async_echo(coroutines, requests)
+  local dss = require "darksidesync"
+  local b = require "dssbenchrs"
+  coroutines, requests = tonumber(coroutines), tonumber(requests)
+  b.unref()
+  local port = b.echo_server()
+  local done = 0
+  local t0 = now()
+  for c = 1, coroutines do
+    coroutine.wrap(function()
+      local conn = b.connect(port)
+      for k = 1, requests do
+        local line = c .. ":" .. k
+        assert(b.echo(conn, line) == line, "a wrong echo")
+        done = done + 1
+      end
+    end)()
+  end
+  dss.run()
+  local secs = now() - t0
+  assert(done == coroutines * requests, "requests lost")
+  result { requests = done, secs = secs, requests_per_s = done / secs }
 end
 
 local run = S[scenario]

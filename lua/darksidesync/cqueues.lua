@@ -18,11 +18,25 @@
 -- `cqueues.sleep`, ...) before it returns; for a blocking call its return
 -- values (or its error) are the reply, or it takes the reply object with
 -- `darksidesync.reply()` and answers later.
+--
+-- Requiring it registers a parker with `darksidesync.async`: an async
+-- function of a Rust library (darksidesync-binding) called from a
+-- coroutine of a cqueues controller waits on a `cqueues.condition` that
+-- its future's completion signals, so the controller runs its other
+-- coroutines meanwhile.
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
 local darksidesync = require "darksidesync"
 
 local M = {}
+
+require("darksidesync.async").add("cqueues", function(settled, on_settle)
+  if not cqueues.running() then return false end
+  local done = condition.new()
+  on_settle(function() done:signal() end)
+  while not settled() do done:wait() end
+  return true
+end)
 
 function M.attach(cq, opts)
   cq = cq or cqueues.new()

@@ -61,7 +61,7 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 /// them, copy the distribution's files from the 5.2 (or 5.1) tree into
 /// `compat`, which is on `LUA_PATH`. A library that cannot be found at all
 /// still fails the run.
-fn provide_pure_lua_modules(
+pub(crate) fn provide_pure_lua_modules(
     lua: LuaVersion,
     compat: &Path,
     env: &dyn Fn(&mut Command),

@@ -17,9 +17,13 @@
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
 //!
+//! and the async functions of `asyncs.rs`.
+//!
 //! The threads of one job send the distinct values 1..total so the Lua side
 //! can check that each arrived exactly once; a call's reply must be
 //! `k + 1` or it counts in `bad_replies`.
+
+mod asyncs;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -239,8 +243,9 @@ fn call(lua: &Lua, via: Via, (cb, calls, gap_us): (Function, u64, u64)) -> mlua:
 /// Builds the module table.
 fn open(lua: &Lua) -> mlua::Result<Table> {
     let dss = Dss::register(lua, &LIB, "dssbenchrs")?;
-    lua.set_app_data(Handle(dss));
     let t = lua.create_table()?;
+    asyncs::add(lua, &dss, &t)?;
+    lua.set_app_data(Handle(dss));
     t.set(
         "post",
         lua.create_function(|lua, a| post(lua, Via::Closure, a))?,

@@ -23,6 +23,13 @@
 //!   booleans, strings): the cheapest delivery, with no closure and no
 //!   mlua call per item, for the bulk of a library's traffic (a timer
 //!   fired, a line read, a process ended).
+//! * [`create_async_function`](Dss::create_async_function) makes a Lua
+//!   function of an `async` Rust closure (mlua's signature): its future
+//!   is polled on the Lua thread and woken by a post, and the calling
+//!   coroutine is suspended until it finished, whatever loop runs the
+//!   state; [`spawn_local`](Dss::spawn_local) runs a detached future.
+//!   With the `tokio` feature, tokio's timers, sockets, files and
+//!   processes work in them ([`future`] has the semantics).
 //!
 //! No Rust types cross between your library and darksidesync: they are
 //! compiled separately and share only the C ABI. A closure travels as a
@@ -156,6 +163,25 @@
 //! # }
 //! ```
 //!
+//! # Async functions
+//!
+//! ```rust,ignore
+//! let dss = Dss::register(lua, &LIB, "net")?;
+//! // darksidesync-binding = { version = "0.1", features = ["tokio"] }
+//! let fetch = dss.create_async_function(lua, |lua, (host, port): (String, u16)| async move {
+//!     let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await.into_lua_err()?;
+//!     let mut buf = Vec::new();
+//!     s.read_to_end(&mut buf).await.into_lua_err()?;
+//!     lua.create_string(&buf)
+//! })?;
+//! ```
+//!
+//! From Lua, `net.fetch(host, port)` in a coroutine (a plain one, a luv,
+//! cqueues or Copas one, a callback of `dispatch(max, spawn)`) suspends
+//! that coroutine only; on the main thread it runs darksidesync's loop
+//! until the result is in. See [`future`] for waking, cancellation,
+//! teardown, errors and reactors.
+//!
 //! # Registration
 //!
 //! [`Dss::register`] runs on the Lua thread (typically in your
@@ -208,7 +234,7 @@ mod callback;
 mod discovery;
 mod error;
 mod ffi;
-mod future;
+pub mod future;
 mod handle;
 mod lua_callback;
 mod plain_error;

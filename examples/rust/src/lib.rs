@@ -4,6 +4,7 @@
 //!
 //! ```lua
 //! local dssrust = require "dssrust"
+//! dssrust.post_callback(callback, arg)     -- a thread posts callback(arg) for darksidesync to call (Dss::post_callback)
 //! dssrust.post(callback, n [, letgo])       -- a thread posts n closures; each calls callback(i) on the Lua thread;
 //!                                           -- with letgo, the thread then lets run() return (Dss::unref)
 //! local job = dssrust.call(callback, arg [, timeout_seconds])
@@ -12,8 +13,12 @@
 //! job:result() --> "ok", value | "lua", message, traceback | "timed out" | "closed" | "cancelled" | ...
 //! dssrust.callhere(callback) --> the outcome of a call made on the Lua thread itself
 //! dssrust.reference()                       -- keeps run() waiting again (Dss::reference)
+//! dssrust.unref()                           -- lets run() return when idle (Dss::unref)
 //! dssrust.stats() --> { posted = , ran = , errors = , keep_alive = , ... }
 //! ```
+//!
+//! and the async functions of `asyncfns.rs` (`sleep`, `fail`, `forever`,
+//! `echo`).
 //!
 //! Callbacks stay in this state's registry (a table keyed by number), so
 //! only plain data crosses threads.
@@ -21,8 +26,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod asyncfns;
+
 use darksidesync_binding::{Dss, Error, LibId};
-use mlua::{Function, Lua, Table, UserData, UserDataMethods, Value};
+use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
 static LIB: LibId = LibId::new();
 
@@ -91,8 +98,9 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     if lua.named_registry_value::<Value>(CALLBACKS)?.is_nil() {
         lua.set_named_registry_value(CALLBACKS, lua.create_table()?)?;
     }
-    lua.set_app_data(State { dss });
     let t = lua.create_table()?;
+    asyncfns::add(lua, &dss, &t)?;
+    lua.set_app_data(State { dss });
     t.set(
         "post",
         lua.create_function(|lua, (f, n, letgo): (Function, u32, Option<bool>)| {
@@ -110,6 +118,22 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
                 if letgo == Some(true) {
                     dss.unref();
                 }
+            });
+            Ok(())
+        })?,
+    )?;
+    t.set(
+        "post_callback",
+        lua.create_function(|lua, (f, arg): (Function, i64)| {
+            let id = keep_callback(lua, f)?;
+            let dss = handle_of(lua)?;
+            std::thread::spawn(move || {
+                let _ = dss.post_callback(move |lua| {
+                    Ok((
+                        callback(lua, id)?,
+                        MultiValue::from_iter([Value::Integer(arg)]),
+                    ))
+                });
             });
             Ok(())
         })?,
@@ -138,6 +162,13 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
                 Ok(v) => v,
                 Err(e) => kind(&e).to_string(),
             })
+        })?,
+    )?;
+    t.set(
+        "unref",
+        lua.create_function(|lua, ()| {
+            handle_of(lua)?.unref();
+            Ok(())
         })?,
     )?;
     t.set(

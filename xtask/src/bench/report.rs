@@ -447,6 +447,67 @@ impl Report<'_> {
             None,
         );
 
+        t.section("Async functions (darksidesync-binding, tokio)");
+        let z = self.sizes;
+        let (secs, cpu) = (
+            self.get("async_sleep", "secs"),
+            self.get("async_sleep", "cpu_secs"),
+        );
+        let (psecs, pcpu) = (
+            self.get("async_poll_sleep", "secs"),
+            self.get("async_poll_sleep", "cpu_secs"),
+        );
+        t.row(
+            format!(
+                "{} concurrent async calls sleeping {} ms, one coroutine each, `run()`: wall",
+                z.async_calls, z.async_sleep_ms
+            ),
+            format!("{secs:.3} s"),
+            ratio(secs, psecs, "manual polling loop"),
+            "< 0.3 s (10,000 × 100 ms)",
+            known(&[secs], secs < 0.3),
+        );
+        t.row(
+            "the same: the process's CPU time (every thread)".into(),
+            format!("{cpu:.3} s"),
+            ratio(cpu, pcpu, "manual polling loop"),
+            "near 0: ≤ 0.1× the polling loop's",
+            meets(cpu, pcpu, 0.1, false),
+        );
+        t.row(
+            "the same sleeps by a manual polling loop (mlua#76): wall, CPU".into(),
+            format!("{psecs:.3} s, CPU {pcpu:.3} s"),
+            String::new(),
+            "",
+            None,
+        );
+        let ready = self.get("async_ready", "calls_per_s");
+        let call_rate = 1e6 / self.get("rust_roundtrip_wait", "p50_us");
+        t.row(
+            "an async function ready at once, called from the main thread".into(),
+            format!("{:.2} M calls/s", ready / 1e6),
+            ratios(&[
+                ratio(
+                    ready,
+                    self.get("plain_call", "calls_per_s"),
+                    "plain mlua function",
+                ),
+                ratio(ready, call_rate, "`Dss::call` round trips (1/p50)"),
+            ]),
+            "",
+            None,
+        );
+        t.row(
+            format!(
+                "tokio TCP echo on loopback, 100 coroutines × {} requests, one connection each",
+                z.echo_requests
+            ),
+            format!("{:.0} requests/s", self.get("async_echo", "requests_per_s")),
+            String::new(),
+            "",
+            None,
+        );
+
         t.section("Peers");
         t.row(
             "luv `uv.new_work` (work in, result to a Lua callback)".into(),
@@ -672,6 +733,10 @@ mod tests {
             "wait_p50_us",
             "wait_p99_us",
             "wait_max_us",
+            "secs",
+            "cpu_secs",
+            "calls_per_s",
+            "requests_per_s",
         ];
         let mut m = BTreeMap::<String, Figures>::new();
         let list = crate::bench::scenarios::list(&QUICK);

@@ -31,6 +31,13 @@ pub(super) struct Sizes {
     pub(super) states_items: u64,
     pub(super) luv_work: u64,
     pub(super) luv_async: u64,
+    /// Concurrent async calls (one coroutine each) and their sleep.
+    pub(super) async_calls: u64,
+    pub(super) async_sleep_ms: u64,
+    /// Async functions ready at once / plain mlua calls.
+    pub(super) ready_calls: u64,
+    /// TCP echo requests per coroutine (100 coroutines).
+    pub(super) echo_requests: u64,
 }
 
 pub(super) const FULL: Sizes = Sizes {
@@ -46,6 +53,10 @@ pub(super) const FULL: Sizes = Sizes {
     states_items: 4_000_000,
     luv_work: 200_000,
     luv_async: 100_000,
+    async_calls: 10_000,
+    async_sleep_ms: 100,
+    ready_calls: 2_000_000,
+    echo_requests: 200,
 };
 
 pub(super) const QUICK: Sizes = Sizes {
@@ -61,6 +72,10 @@ pub(super) const QUICK: Sizes = Sizes {
     states_items: 4_000,
     luv_work: 2_000,
     luv_async: 2_000,
+    async_calls: 200,
+    async_sleep_ms: 10,
+    ready_calls: 4_000,
+    echo_requests: 5,
 };
 
 /// The gap between two blocking calls, so the Lua side is really asleep
@@ -188,6 +203,22 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
     // Lua states on their own threads (darksidesync.states).
     list.push(lua("states_post".into(), &["states_post", &s(z.luv_async)]));
     list.push(lua("states_call".into(), &["states_call", &s(z.calls)]));
+    // Async functions (darksidesync-binding, tokio).
+    let (calls, ms) = (s(z.async_calls), s(z.async_sleep_ms));
+    list.push(lua("async_sleep".into(), &["async_sleep", &calls, &ms]));
+    list.push(lua(
+        "async_poll_sleep".into(),
+        &["async_poll_sleep", &calls, &ms],
+    ));
+    list.push(lua(
+        "async_ready".into(),
+        &["async_ready", &s(z.ready_calls)],
+    ));
+    list.push(lua("plain_call".into(), &["plain_call", &s(z.ready_calls)]));
+    list.push(lua(
+        "async_echo".into(),
+        &["async_echo", "100", &s(z.echo_requests)],
+    ));
     // Peers.
     list.push(lua("luv_work".into(), &["luv_work", &s(z.luv_work)]));
     list.push(lua("luv_async".into(), &["luv_async", &s(z.luv_async)]));

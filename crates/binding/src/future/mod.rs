@@ -152,7 +152,7 @@ impl Dss {
     /// `Lua::create_async_function`. While the future is pending the
     /// calling coroutine is suspended (the loop keeps running), or, outside
     /// a coroutine, darksidesync's loop runs until it finished. See the
-    /// [module](crate#async-functions) docs for waking, cancellation,
+    /// [`future`](crate::future) docs for waking, cancellation,
     /// teardown and errors.
     ///
     /// ```
