@@ -21,7 +21,8 @@ use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData
 
 use super::waker::TaskWaker;
 use crate::error::{panic_text, LuaError};
-use crate::handle::{Dss, Hold};
+use crate::handle::Dss;
+use crate::keep_alive::Hold;
 
 /// A future as this crate keeps it: its results already Lua values.
 pub(crate) type LocalFuture = Pin<Box<dyn Future<Output = mlua::Result<MultiValue>>>>;
