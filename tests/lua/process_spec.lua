@@ -104,3 +104,54 @@ describe("darksidesync.process", function()
     H.dispatch_until(function() return r.exited end, "the exit")
   end)
 end)
+
+-- The async face (process.start, on tokio::process): methods that
+-- suspend the calling coroutine.
+describe("darksidesync.process.start", function()
+  before_each(H.reset)
+  after_each(H.reset)
+
+  it("reads lines and waits in a coroutine, which only it suspends", function()
+    local got
+    coroutine.wrap(function()
+      local p = process.start { "sh", "-c", "echo one; echo two; echo warn >&2; exit 3" }
+      local r = { p:read_line(), p:read_line(), p:read_line(), p:read_line("stderr") }
+      r[5], r[6] = p:wait()
+      got = r
+    end)()
+    assert.is_nil(got, "suspended, not finished inside the call")
+    H.dispatch_until(function() return got ~= nil end, "the coroutine")
+    assert.same({ "one", "two", nil, "warn", 3, nil }, got)
+  end)
+
+  it("runs darksidesync's loop on the main thread", function()
+    local p = process.start({ "sh", "-c", "echo $X; pwd" }, { env = { X = "from env" }, cwd = "/" })
+    assert.equal("from env", p:read_line())
+    assert.equal("/", p:read_line())
+    assert.same({ 0 }, { p:wait() })
+    assert.equal("number", type(p:pid()))
+  end)
+
+  it("kills: wait() reports the signal; kill() after the exit is false", function()
+    local p = process.start { "sleep", "30" }
+    assert.is_true(p:kill())
+    assert.same({ nil, "SIGTERM" }, { p:wait() })
+    assert.is_false(p:kill("KILL"))
+  end)
+
+  it("raises a clear error for a program that cannot start", function()
+    local ok, err = pcall(process.start, { "/nonexistent/program" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("process.start: cannot start /nonexistent/program", 1, true), err)
+  end)
+
+  it("holds a keep-alive reference (run() waits) while a coroutine waits for a child", function()
+    local before = dss.stats().keep_alive
+    local code
+    coroutine.wrap(function() code = process.start({ "sh", "-c", "sleep 0.1; exit 7" }):wait() end)()
+    assert.equal(before + 1, dss.stats().keep_alive)
+    H.dispatch_until(function() return code ~= nil end, "the exit")
+    assert.equal(7, code)
+    assert.equal(before, dss.stats().keep_alive)
+  end)
+end)

@@ -20,6 +20,9 @@
 //! `spawn` returns `nil, message` when the program cannot be started;
 //! malformed arguments raise.
 //!
+//! `process.start` is the async face (`aio.rs`, on `tokio::process`):
+//! `p:read_line()` and `p:wait()` suspend the calling coroutine.
+//!
 //! # Threads
 //!
 //! Per child: one reader thread per captured stream (posting one item per
@@ -38,6 +41,8 @@
 //!
 //! Built only on `darksidesync-binding` (see `doc/libs.md`); signal names
 //! come from `darksidesync-signal`.
+
+mod aio;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -533,5 +538,6 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     }
     let t = lua.create_table()?;
     t.set("spawn", function(lua, spawn)?)?;
+    aio::add(lua, &state(lua)?.dss, &t)?;
     Ok(t)
 }
