@@ -93,7 +93,7 @@
 //! # Reactors
 //!
 //! With the `tokio` feature, every poll enters a process-wide tokio
-//! runtime ([`tokio_runtime`](crate::tokio_runtime)) whose one worker
+//! runtime (`darksidesync_binding::tokio_runtime()`) whose one worker
 //! thread drives tokio's timers and I/O: `tokio::time::sleep`,
 //! `tokio::net`, `tokio::fs`, `tokio::process` just work in a task.
 //!
