@@ -12,7 +12,9 @@
 --
 -- The cqueues and Copas adapters register theirs when required; `add`
 -- replaces a parker of the same name.
-local M = package.loaded["darksidesync.async"] or {}
+-- (Lua 5.1's require keeps a userdata in package.loaded while it loads.)
+local M = package.loaded["darksidesync.async"]
+if type(M) ~= "table" then M = {} end
 M.parkers = M.parkers or {}
 
 function M.add(name, park)

@@ -16,7 +16,7 @@ local drivers, traceback = ...
 local co_running, co_yield, co_resume, co_status = coroutine.running, coroutine.yield,
   coroutine.resume, coroutine.status
 local isyieldable = coroutine.isyieldable
-local error, tostring, pcall, setmetatable = error, tostring, pcall, setmetatable
+local error, tostring, pcall, setmetatable, type = error, tostring, pcall, setmetatable, type
 local loaded = package and package.loaded
 
 -- Tasks of plain coroutines, which darksidesync resumes: held here until
@@ -90,8 +90,8 @@ end
 
 local function park(task, co)
   local shared = loaded and loaded["darksidesync.async"]
-  local parkers = shared and shared.parkers
-  if parkers then
+  local parkers = type(shared) == "table" and shared.parkers
+  if type(parkers) == "table" then
     local settled = settled_of(task)
     local on_settle = function(f) task:on_settle(f) end
     for i = 1, #parkers do
