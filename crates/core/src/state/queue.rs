@@ -213,6 +213,9 @@ impl<T> Shared<T> {
                     self.ring_used.store(true, Ordering::Relaxed);
                     // One wake-up until the consumer settles it.
                     let mut posted = Posted::Queued;
+                    // Pairs with the fence in `fd()`/`set_udp_port()`: this
+                    // post sees their descriptor, or they see its slot.
+                    fence(Ordering::SeqCst);
                     if !self.ring_woke.swap(true, Ordering::SeqCst) {
                         let fd = self.fd_write.load(Ordering::SeqCst);
                         if fd >= 0 {

@@ -5,7 +5,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{fence, Arc, Ordering};
 use crate::waker::{FdSignal, UdpNotifier};
 
 /// How often `wait` looks at the side ring once it was used.
@@ -93,6 +93,7 @@ impl<T> Shared<T> {
         // store wrote nothing, and the check below sees its reservation
         // (SeqCst on both sides).
         self.fd_write.store(fd.write_raw(), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let raw = fd.raw();
         // Items queued before the descriptor existed wake it now
         // (invariant 4): whatever the order of posts and fd().
@@ -125,6 +126,8 @@ impl<T> Shared<T> {
         let (raw, to) = notifier.as_ref().map_or((-1, 0), |n| (n.raw(), n.port()));
         self.udp_to.store(u32::from(to), Ordering::Relaxed);
         self.udp_fd.store(raw, Ordering::SeqCst);
+        // `wait_ring_posters` fences: a ring post either sees this socket
+        // or has reserved its slot, which the check below sees.
         self.wait_ring_posters();
         let old = std::mem::replace(&mut st.udp, notifier);
         // Items already queued (or in the ring) send their datagram now,
