@@ -1,5 +1,5 @@
 //! Model checks of the hand-offs, run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p darksidesync-core --test loom --release`
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=4 cargo test -p darksidesync-core --test loom --release`
 //! (`cargo xtask test` does). loom explores every interleaving of the
 //! modelled threads; a lost wake-up shows up as a deadlock it reports.
 #![cfg(loom)]
