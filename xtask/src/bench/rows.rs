@@ -185,497 +185,157 @@ fn luv_async(f: &dyn Fn(&str) -> f64) -> String {
     )
 }
 
-/// The sections of a public source: its heading, and the text of its
-/// round trip row.
-fn public_source(src: &str) -> (&'static str, &'static str) {
-    match src {
-        "c1" => (
-            "C utility through DSS API 1v0 (`deliver`, fire-and-forget)",
-            "blocking `deliver` (reply)",
-        ),
-        "c2" => ("C utility through DSS API 2v0 (`post`, `call`)", "`call`"),
-        "rust" => (
-            "Rust library on `darksidesync-binding`, closures (`Dss::post`, `Dss::call`)",
-            "`call`",
-        ),
-        "rustcb" => (
-            "Rust library on `darksidesync-binding`, `Dss::post_callback` and `Dss::call_callback` (darksidesync calls the Lua callback)",
-            "`call_callback`",
-        ),
-        _ => (
-            "Rust library on `darksidesync-binding`, `LuaCallback::post` (plain values to a kept Lua function; darksidesync calls it)",
-            "",
-        ),
-    }
+/// A throughput row: `what`, from scenario `sc`.
+fn rate_of(what: impl Into<String>, sc: &str) -> Spec {
+    Spec::new(what, items(sc), rate)
 }
 
-/// The `dispatch()` target of a public source against the internal path.
-fn dispatch_target(src: &str) -> f64 {
-    if src.starts_with("rust") {
-        0.5
-    } else {
-        0.7
-    }
+/// A round trip row (p50, p99), compared by p50.
+fn latency_of(what: impl Into<String>, sc: &str) -> Spec {
+    Spec::new(what, key(sc, "p50_us"), latency)
+}
+
+/// The p50 of a round trip scenario.
+fn p50(sc: &str) -> Key {
+    key(sc, "p50_us")
 }
 
 /// The `dispatch()` rows of public source `src` (scenario prefix `p`):
-/// 1 producer against the internal path (target) and the `lua_pcall`
-/// limit, then 2 producers against the internal path's 2.
-fn dispatch_rows(p: &str, src: &str, what: &str) -> [Line; 2] {
-    let one = format!("{p}{src}_dispatch_1");
-    let r = dispatch_target(src);
-    [
-        Line::Row(
-            Spec::new(what, items(&one), rate)
-                .at_least(items(&format!("{p}dispatch_1")), r, "internal")
-                .vs(items(&format!("{p}limit_pcall")), "lua_pcall limit"),
-        ),
-        Line::Row(
-            Spec::new(
-                "the same, 2 producers",
-                items(&format!("{p}{src}_dispatch_2")),
-                rate,
-            )
+/// 1 producer against the internal path (target `≥ r×`) and the
+/// `lua_pcall` limit, then 2 producers against the internal path's 2.
+fn dispatch_rows(t: &mut Vec<Line>, p: &str, src: &str, one: &str, two: &str) {
+    let r = if src.starts_with("rust") { 0.5 } else { 0.7 };
+    t.push(Line::Row(
+        rate_of(one, &format!("{p}{src}_dispatch_1"))
+            .at_least(items(&format!("{p}dispatch_1")), r, "internal")
+            .vs(items(&format!("{p}limit_pcall")), "lua_pcall limit"),
+    ));
+    t.push(Line::Row(
+        rate_of(two, &format!("{p}{src}_dispatch_2"))
             .vs(items(&format!("{p}dispatch_2")), "internal, 2 producers"),
-        ),
-    ]
+    ));
 }
 
-/// A round trip row of public source `src` against the internal one.
-fn roundtrip_row(p: &str, src: &str) -> Line {
-    let (_, call) = public_source(src);
-    Line::Row(
-        Spec::new(
-            format!("{call} round trip, Lua blocked in `wait()`"),
-            key(&format!("{p}{src}_roundtrip_wait"), "p50_us"),
-            latency,
+/// The round trip row of public source `src` (prefix `p`), against the
+/// internal round trip of the same interpreter.
+fn roundtrip_row(t: &mut Vec<Line>, p: &str, src: &str, what: &str) {
+    let internal = p50(&format!("{p}roundtrip_wait"));
+    t.push(Line::Row(
+        latency_of(
+            format!("{what} round trip, Lua blocked in `wait()`"),
+            &format!("{p}{src}_roundtrip_wait"),
         )
-        .vs(key(&format!("{p}roundtrip_wait"), "p50_us"), "internal p50")
-        .ratio_target(
-            "p50 ",
-            key(&format!("{p}roundtrip_wait"), "p50_us"),
-            1.2,
-            false,
-            "internal",
-        ),
-    )
+        .vs(internal.clone(), "internal p50")
+        .ratio_target("p50 ", internal, 1.2, false, "internal"),
+    ));
 }
 
-/// Every line of the table, in order.
+const POST_DISPATCH: &str = "post + `wait()` + `dispatch()`, 1 producer";
+const THE_SAME_2: &str = "the same, 2 producers";
+
+/// Every line of the table, in order (one row per line: a table).
+#[rustfmt::skip]
 pub(super) fn lines(z: &Sizes) -> Vec<Line> {
     let mut t = Vec::new();
-    let section = |t: &mut Vec<Line>, s: &str| t.push(Line::Section(s.into()));
+    let sec = |t: &mut Vec<Line>, s: &str| t.push(Line::Section(s.into()));
     let row = |t: &mut Vec<Line>, s: Spec| t.push(Line::Row(s));
-    let poll_limit = || items("limit_poll");
-    let internal = || items("dispatch_1");
+    let (limit_poll, limit_pcall, internal, work) = (items("limit_poll"), items("limit_pcall"), items("dispatch_1"), items("luv_work"));
 
-    section(&mut t, "Limits (no darksidesync)");
-    row(&mut t, Spec::new("pure Lua: the Lua side of `poll()` (count, function, fresh `args` with `n`, `unpack`, call)", items("limit_poll"), rate).readme());
-    row(&mut t, Spec::new("C calls a Lua function per item through `lua_pcall` (callback from the registry, one integer)", items("limit_pcall"), rate).readme());
+    sec(&mut t, "Limits (no darksidesync)");
+    row(&mut t, rate_of("pure Lua: the Lua side of `poll()` (count, function, fresh `args` with `n`, `unpack`, call)", "limit_poll").readme());
+    row(&mut t, rate_of("C calls a Lua function per item through `lua_pcall` (callback from the registry, one integer)", "limit_pcall").readme());
 
-    section(&mut t, public_source("c1").0);
-    for p in [1, 2] {
-        row(
-            &mut t,
-            Spec::new(
-                format!("`poll()` busy loop, {p} producer thread(s)"),
-                items(&format!("c1_poll_{p}")),
-                rate,
-            )
-            .at_least(poll_limit(), 0.7, "pure-Lua poll"),
-        );
-    }
-    row(
-        &mut t,
-        Spec::new(
-            format!("`poll()` draining a pre-filled queue ({} items)", z.drain),
-            items("c1_drain"),
-            rate,
-        )
-        .at_least(poll_limit(), 0.8, "pure-Lua poll"),
-    );
-    t.extend(dispatch_rows(
-        "",
-        "c1",
-        "`wait()` + `dispatch()`, 1 producer",
-    ));
-    row(
-        &mut t,
-        Spec::new(
-            "fd-woken: luv loop on `fd()` (darksidesync.luv), 1 producer",
-            items("c1_luv_1"),
-            rate,
-        )
-        .vs(internal(), "internal `dispatch()`"),
-    );
-    t.push(roundtrip_row("", "c1"));
-    for src in ["c2", "rust", "rustcb"] {
-        section(&mut t, public_source(src).0);
-        t.extend(dispatch_rows(
-            "",
-            src,
-            "post + `wait()` + `dispatch()`, 1 producer",
-        ));
-        t.push(roundtrip_row("", src));
-    }
-    section(&mut t, public_source("rustfn").0);
-    t.extend(dispatch_rows(
-        "",
-        "rustfn",
-        "post + `wait()` + `dispatch()`, 1 producer",
-    ));
+    sec(&mut t, "C utility through DSS API 1v0 (`deliver`, fire-and-forget)");
+    row(&mut t, rate_of("`poll()` busy loop, 1 producer thread(s)", "c1_poll_1").at_least(limit_poll.clone(), 0.7, "pure-Lua poll"));
+    row(&mut t, rate_of("`poll()` busy loop, 2 producer thread(s)", "c1_poll_2").at_least(limit_poll.clone(), 0.7, "pure-Lua poll"));
+    row(&mut t, rate_of(format!("`poll()` draining a pre-filled queue ({} items)", z.drain), "c1_drain").at_least(limit_poll.clone(), 0.8, "pure-Lua poll"));
+    dispatch_rows(&mut t, "", "c1", "`wait()` + `dispatch()`, 1 producer", THE_SAME_2);
+    row(&mut t, rate_of("fd-woken: luv loop on `fd()` (darksidesync.luv), 1 producer", "c1_luv_1").vs(internal.clone(), "internal `dispatch()`"));
+    roundtrip_row(&mut t, "", "c1", "blocking `deliver` (reply)");
 
-    section(&mut t, "No-wait posts under contention (1v0 fire-and-forget `deliver`, 2v0 `post(..., 0)`): `wait()` + `dispatch()`");
+    sec(&mut t, "C utility through DSS API 2v0 (`post`, `call`)");
+    dispatch_rows(&mut t, "", "c2", POST_DISPATCH, THE_SAME_2);
+    roundtrip_row(&mut t, "", "c2", "`call`");
+    sec(&mut t, "Rust library on `darksidesync-binding`, closures (`Dss::post`, `Dss::call`)");
+    dispatch_rows(&mut t, "", "rust", POST_DISPATCH, THE_SAME_2);
+    roundtrip_row(&mut t, "", "rust", "`call`");
+    sec(&mut t, "Rust library on `darksidesync-binding`, `Dss::post_callback` and `Dss::call_callback` (darksidesync calls the Lua callback)");
+    dispatch_rows(&mut t, "", "rustcb", POST_DISPATCH, THE_SAME_2);
+    roundtrip_row(&mut t, "", "rustcb", "`call_callback`");
+    sec(&mut t, "Rust library on `darksidesync-binding`, `LuaCallback::post` (plain values to a kept Lua function; darksidesync calls it)");
+    dispatch_rows(&mut t, "", "rustfn", POST_DISPATCH, THE_SAME_2);
+
+    sec(&mut t, "No-wait posts under contention (1v0 fire-and-forget `deliver`, 2v0 `post(..., 0)`): `wait()` + `dispatch()`");
     for (src, p) in NOWAIT {
-        let what = if src == "c1" {
-            "1v0 `deliver`"
-        } else {
-            "2v0 `post(..., 0)`"
-        };
-        row(
-            &mut t,
-            Spec::new(
-                format!("{what}, {p} producer(s)"),
-                items(&format!("{src}_dispatch_{p}")),
-                rate_depth,
-            )
-            .vs(
-                items(&format!("dispatch_{p}")),
-                format!("internal, {p} producer(s)"),
-            ),
-        );
+        let what = if src == "c1" { "1v0 `deliver`" } else { "2v0 `post(..., 0)`" };
+        row(&mut t, Spec::new(format!("{what}, {p} producer(s)"), items(&format!("{src}_dispatch_{p}")), rate_depth).vs(items(&format!("dispatch_{p}")), format!("internal, {p} producer(s)")));
     }
 
     for (lua, p) in OTHER_LUAS {
         let name = if lua == "jit" { "LuaJIT" } else { "Lua 5.1" };
-        section(&mut t, &format!("{name} (scenarios `{p}*`): the public paths against {name}'s own limits and internal path, same run"));
-        let pk = |s: &str| format!("{p}{s}");
-        row(
-            &mut t,
-            Spec::new(
-                format!("{name}: limit, pure-Lua `poll()` loop"),
-                items(&pk("limit_poll")),
-                rate,
-            )
-            .readme(),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!("{name}: limit, `lua_pcall` per item from C"),
-                items(&pk("limit_pcall")),
-                rate,
-            )
-            .readme(),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!("{name}: internal `dispatch()`, 1 producer"),
-                items(&pk("dispatch_1")),
-                rate,
-            )
-            .vs(items(&pk("limit_pcall")), "lua_pcall limit")
-            .readme(),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!("{name}: 1v0 `poll()` busy loop, 1 producer"),
-                items(&pk("c1_poll_1")),
-                rate,
-            )
-            .at_least(items(&pk("limit_poll")), 0.7, "pure-Lua poll"),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!("{name}: 1v0 `poll()` busy loop, 2 producers"),
-                items(&pk("c1_poll_2")),
-                rate,
-            )
-            .vs(items(&pk("limit_poll")), "pure-Lua poll"),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!(
-                    "{name}: 1v0 `poll()` draining a pre-filled queue ({} items)",
-                    z.drain
-                ),
-                items(&pk("c1_drain")),
-                rate,
-            )
-            .at_least(items(&pk("limit_poll")), 0.8, "pure-Lua poll"),
-        );
-        for (src, what) in [
-            ("c1", "1v0 `deliver` + `dispatch()`"),
-            ("c2", "2v0 `post` + `dispatch()`"),
-            ("rust", "binding closures (`Dss::post`) + `dispatch()`"),
-            ("rustfn", "binding `LuaCallback::post` + `dispatch()`"),
-        ] {
-            let [one, two] = dispatch_rows(p, src, &format!("{name}: {what}, 1 producer"));
-            t.push(one);
-            if let Line::Row(mut s) = two {
-                s.what = format!("{name}: {what}, 2 producers");
-                t.push(Line::Row(s));
-            }
+        let sc = |s: &str| format!("{p}{s}");
+        sec(&mut t, &format!("{name} (scenarios `{p}*`): the public paths against {name}'s own limits and internal path, same run"));
+        row(&mut t, rate_of(format!("{name}: limit, pure-Lua `poll()` loop"), &sc("limit_poll")).readme());
+        row(&mut t, rate_of(format!("{name}: limit, `lua_pcall` per item from C"), &sc("limit_pcall")).readme());
+        row(&mut t, rate_of(format!("{name}: internal `dispatch()`, 1 producer"), &sc("dispatch_1")).vs(items(&sc("limit_pcall")), "lua_pcall limit").readme());
+        row(&mut t, rate_of(format!("{name}: 1v0 `poll()` busy loop, 1 producer"), &sc("c1_poll_1")).at_least(items(&sc("limit_poll")), 0.7, "pure-Lua poll"));
+        row(&mut t, rate_of(format!("{name}: 1v0 `poll()` busy loop, 2 producers"), &sc("c1_poll_2")).vs(items(&sc("limit_poll")), "pure-Lua poll"));
+        row(&mut t, rate_of(format!("{name}: 1v0 `poll()` draining a pre-filled queue ({} items)", z.drain), &sc("c1_drain")).at_least(items(&sc("limit_poll")), 0.8, "pure-Lua poll"));
+        for (src, what) in [("c1", "1v0 `deliver`"), ("c2", "2v0 `post`"), ("rust", "binding closures (`Dss::post`)"), ("rustfn", "binding `LuaCallback::post`")] {
+            dispatch_rows(&mut t, p, src, &format!("{name}: {what} + `dispatch()`, 1 producer"), &format!("{name}: {what} + `dispatch()`, 2 producers"));
         }
-        row(
-            &mut t,
-            Spec::new(
-                format!("{name}: internal round trip, Lua blocked in `wait()`"),
-                key(&pk("roundtrip_wait"), "p50_us"),
-                latency,
-            )
-            .readme(),
-        );
-        for (src, what) in [
-            ("c1", "1v0 blocking `deliver`"),
-            ("c2", "2v0 `call`"),
-            ("rust", "binding `call`"),
-        ] {
-            if let Line::Row(mut s) = roundtrip_row(p, src) {
-                s.what = format!("{name}: {what} round trip, Lua blocked in `wait()`");
-                t.push(Line::Row(s));
-            }
+        row(&mut t, latency_of(format!("{name}: internal round trip, Lua blocked in `wait()`"), &sc("roundtrip_wait")).readme());
+        for (src, what) in [("c1", "1v0 blocking `deliver`"), ("c2", "2v0 `call`"), ("rust", "binding `call`")] {
+            roundtrip_row(&mut t, p, src, &format!("{name}: {what}"));
         }
     }
 
-    section(&mut t, public_source_many_states());
-    row(
-        &mut t,
-        Spec::new(
-            "8 states, 8 producers, aggregate",
-            items("c2_states_8"),
-            rate,
-        )
-        .at_least(items("c2_states_1"), 0.9, "1 state"),
-    );
-    row(
-        &mut t,
-        Spec::new(
-            "1 state, 1 producer (same program)",
-            items("c2_states_1"),
-            rate,
-        )
-        .vs(internal(), "internal `dispatch()`"),
-    );
+    sec(&mut t, "8 states in one process, each fed by its own 2v0 producer (C host)");
+    row(&mut t, rate_of("8 states, 8 producers, aggregate", "c2_states_8").at_least(items("c2_states_1"), 0.9, "1 state"));
+    row(&mut t, rate_of("1 state, 1 producer (same program)", "c2_states_1").vs(internal.clone(), "internal `dispatch()`"));
 
-    section(
-        &mut t,
-        "Internal path (`Item::call` through darksidesync.benchlib)",
-    );
-    for p in [1, 2, 4] {
-        let mut s = Spec::new(
-            format!("`dispatch()` throughput, {p} producer(s)"),
-            items(&format!("dispatch_{p}")),
-            rate,
-        )
-        .vs(items("luv_work"), "luv new_work");
-        if p == 1 {
-            s = s.vs(items("limit_pcall"), "lua_pcall limit").bounds(
-                "≥ 8 M/s and ≥ 30× luv new_work",
-                vec![
-                    check(None, true, 8e6),
-                    Check {
-                        field: None,
-                        per: Some(items("luv_work")),
-                        at_least: true,
-                        bound: 30.0,
-                    },
-                ],
-            );
-        }
-        row(&mut t, s);
+    sec(&mut t, "Internal path (`Item::call` through darksidesync.benchlib)");
+    row(&mut t, rate_of("`dispatch()` throughput, 1 producer(s)", "dispatch_1").vs(work.clone(), "luv new_work").vs(limit_pcall.clone(), "lua_pcall limit")
+        .bounds("≥ 8 M/s and ≥ 30× luv new_work", vec![check(None, true, 8e6), Check { field: None, per: Some(work.clone()), at_least: true, bound: 30.0 }]));
+    row(&mut t, rate_of("`dispatch()` throughput, 2 producer(s)", "dispatch_2").vs(work.clone(), "luv new_work"));
+    row(&mut t, rate_of("`dispatch()` throughput, 4 producer(s)", "dispatch_4").vs(work.clone(), "luv new_work"));
+    row(&mut t, rate_of("`poll()` throughput, 1 producer(s)", "poll_1").vs(limit_poll.clone(), "pure-Lua poll").bounds("≥ 2.5 M/s", vec![check(None, true, 2.5e6)]));
+    row(&mut t, rate_of("`poll()` throughput, 2 producer(s)", "poll_2").vs(limit_poll.clone(), "pure-Lua poll"));
+    row(&mut t, rate_of("`poll()` throughput, 4 producer(s)", "poll_4").vs(limit_poll.clone(), "pure-Lua poll"));
+    row(&mut t, rate_of(format!("`poll()` draining a pre-filled queue ({} items)", z.drain), "drain_internal").vs(limit_poll.clone(), "pure-Lua poll"));
+    row(&mut t, latency_of("blocking call round trip, Lua blocked in `wait()`", "roundtrip_wait")
+        .bounds("p50 ≤ 10 µs, p99 ≤ 50 µs", vec![check(None, false, 10.0), check(Some("p99_us"), false, 50.0)]));
+    for (mode, what) in [("luv", "a luv loop on `fd()` (darksidesync.luv)"), ("cqueues", "a cqueues loop on `fd()` (darksidesync.cqueues)")] {
+        row(&mut t, latency_of(format!("blocking call round trip, Lua in {what}"), &format!("roundtrip_{mode}"))
+            .vs(p50("roundtrip_wait"), "`wait()` p50").ratio_target("p50 ", p50("roundtrip_wait"), 1.2, false, "`wait()`"));
     }
     for p in [1, 2, 4] {
-        let mut s = Spec::new(
-            format!("`poll()` throughput, {p} producer(s)"),
-            items(&format!("poll_{p}")),
-            rate,
-        )
-        .vs(poll_limit(), "pure-Lua poll");
-        if p == 1 {
-            s = s.bounds("≥ 2.5 M/s", vec![check(None, true, 2.5e6)]);
-        }
-        row(&mut t, s);
+        row(&mut t, Spec::new(format!("wake-ups per 1000 items, saturated, {p} producer(s)"), key(&format!("dispatch_{p}"), "wakeups_per_1000"), wakeups).bounds("≤ 10", vec![check(None, false, 10.0)]));
     }
-    row(
-        &mut t,
-        Spec::new(
-            format!("`poll()` draining a pre-filled queue ({} items)", z.drain),
-            items("drain_internal"),
-            rate,
-        )
-        .vs(poll_limit(), "pure-Lua poll"),
-    );
-    let wait_p50 = || key("roundtrip_wait", "p50_us");
-    row(
-        &mut t,
-        Spec::new(
-            "blocking call round trip, Lua blocked in `wait()`",
-            wait_p50(),
-            latency,
-        )
-        .bounds(
-            "p50 ≤ 10 µs, p99 ≤ 50 µs",
-            vec![check(None, false, 10.0), check(Some("p99_us"), false, 50.0)],
-        ),
-    );
-    for (mode, what) in [
-        ("luv", "a luv loop on `fd()` (darksidesync.luv)"),
-        ("cqueues", "a cqueues loop on `fd()` (darksidesync.cqueues)"),
-    ] {
-        row(
-            &mut t,
-            Spec::new(
-                format!("blocking call round trip, Lua in {what}"),
-                key(&format!("roundtrip_{mode}"), "p50_us"),
-                latency,
-            )
-            .vs(wait_p50(), "`wait()` p50")
-            .ratio_target("p50 ", wait_p50(), 1.2, false, "`wait()`"),
-        );
-    }
-    for p in [1, 2, 4] {
-        row(
-            &mut t,
-            Spec::new(
-                format!("wake-ups per 1000 items, saturated, {p} producer(s)"),
-                key(&format!("dispatch_{p}"), "wakeups_per_1000"),
-                wakeups,
-            )
-            .bounds("≤ 10", vec![check(None, false, 10.0)]),
-        );
-    }
-    row(
-        &mut t,
-        Spec::new(
-            format!("resident bytes per queued item ({} queued)", z.queued),
-            key("queued", "bytes_per_item"),
-            bytes,
-        )
-        .bounds(
-            "≤ 64 B beyond payload",
-            vec![check(None, false, 64.0 + PAYLOAD_BYTES)],
-        ),
-    );
-    row(
-        &mut t,
-        Spec::new(
-            format!(
-                "peak RSS over idle, {} items through capacity {}",
-                z.stream, z.stream_capacity
-            ),
-            key("stream", "peak_over_idle"),
-            rss,
-        )
-        .bounds("≤ 64 MiB", vec![check(None, false, 64.0 * MIB)]),
-    );
-    row(
-        &mut t,
-        Spec::new(
-            "8 states, one producer, aggregate (Rust host)",
-            items("states_8"),
-            rate,
-        )
-        .vs(items("states_1"), "1 state")
-        .ratio_target("", items("states_1"), 0.7, true, "1 state"),
-    );
-    row(
-        &mut t,
-        Spec::new(
-            "1 state, one producer (same binary)",
-            items("states_1"),
-            rate,
-        ),
-    );
+    row(&mut t, Spec::new(format!("resident bytes per queued item ({} queued)", z.queued), key("queued", "bytes_per_item"), bytes)
+        .bounds("≤ 64 B beyond payload", vec![check(None, false, 64.0 + PAYLOAD_BYTES)]));
+    row(&mut t, Spec::new(format!("peak RSS over idle, {} items through capacity {}", z.stream, z.stream_capacity), key("stream", "peak_over_idle"), rss)
+        .bounds("≤ 64 MiB", vec![check(None, false, 64.0 * MIB)]));
+    row(&mut t, rate_of("8 states, one producer, aggregate (Rust host)", "states_8").vs(items("states_1"), "1 state").ratio_target("", items("states_1"), 0.7, true, "1 state"));
+    row(&mut t, rate_of("1 state, one producer (same binary)", "states_1"));
 
-    section(
-        &mut t,
-        "Where the time goes: `dispatch()` with timing of queue waits (`timing(true)`), 1 producer",
-    );
+    sec(&mut t, "Where the time goes: `dispatch()` with timing of queue waits (`timing(true)`), 1 producer");
     for (src, what) in [("internal", "internal path"), ("c2", "2v0 `post`")] {
-        let off = items(&format!("timing_{src}_off"));
-        let on = format!("timing_{src}_on");
-        row(
-            &mut t,
-            Spec::new(format!("{what}, timing off"), off.clone(), rate)
-                .vs(items("luv_work"), "luv new_work"),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!("{what}, timing on (cost: the ratio to off)"),
-                items(&on),
-                rate,
-            )
-            .vs(off.clone(), "timing off")
-            .vs(items("luv_work"), "luv new_work")
-            .ratio_target("", off, 0.95, true, "off")
-            .with_target_text("≥ 0.95× off to be on by default (else opt-in, as it is)"),
-        );
-        row(
-            &mut t,
-            Spec::new(
-                format!("{what}, the waits timing saw (saturated queue)"),
-                key(&on, "wait_p50_us"),
-                waits,
-            ),
-        );
+        let (off, on) = (format!("timing_{src}_off"), format!("timing_{src}_on"));
+        row(&mut t, rate_of(format!("{what}, timing off"), &off).vs(work.clone(), "luv new_work"));
+        row(&mut t, rate_of(format!("{what}, timing on (cost: the ratio to off)"), &on).vs(items(&off), "timing off").vs(work.clone(), "luv new_work")
+            .ratio_target("", items(&off), 0.95, true, "off").with_target_text("≥ 0.95× off to be on by default (else opt-in, as it is)"));
+        row(&mut t, Spec::new(format!("{what}, the waits timing saw (saturated queue)"), key(&on, "wait_p50_us"), waits));
     }
 
-    section(
-        &mut t,
-        "Lua states on their own threads (`darksidesync.states`)",
-    );
-    row(
-        &mut t,
-        Spec::new(
-            format!(
-                "a child state posts {} integers to the main state (all delivered, checked)",
-                z.luv_async
-            ),
-            items("states_post"),
-            rate,
-        )
-        .vs(
-            key("luv_async", "delivered_per_s"),
-            "luv async:send delivered",
-        ),
-    );
-    row(
-        &mut t,
-        Spec::new(
-            "call round trip, main state to a child in `run()`",
-            key("states_call", "p50_us"),
-            latency,
-        ),
-    );
+    sec(&mut t, "Lua states on their own threads (`darksidesync.states`)");
+    row(&mut t, rate_of(format!("a child state posts {} integers to the main state (all delivered, checked)", z.luv_async), "states_post").vs(key("luv_async", "delivered_per_s"), "luv async:send delivered"));
+    row(&mut t, latency_of("call round trip, main state to a child in `run()`", "states_call"));
 
-    section(&mut t, "Peers");
-    row(
-        &mut t,
-        Spec::new(
-            "luv `uv.new_work` (work in, result to a Lua callback)",
-            items("luv_work"),
-            rate,
-        ),
-    );
-    row(
-        &mut t,
-        Spec::new(
-            "luv `async:send` from a uv thread",
-            key("luv_async", "delivered"),
-            luv_async,
-        ),
-    );
+    sec(&mut t, "Peers");
+    row(&mut t, rate_of("luv `uv.new_work` (work in, result to a Lua callback)", "luv_work"));
+    row(&mut t, Spec::new("luv `async:send` from a uv thread", key("luv_async", "delivered"), luv_async));
     t
-}
-
-fn public_source_many_states() -> &'static str {
-    "8 states in one process, each fed by its own 2v0 producer (C host)"
 }
 
 impl Spec {
