@@ -21,7 +21,10 @@
 --                                with "timed": darksidesync.timing(true) first, and
 --                                the items' queue waits reported (wait_p50_us ...)
 --   drain      <source> <items>   poll() over a pre-filled queue
---   roundtrip  <source> <wait|luv|cqueues> <calls> <gap_us>
+--   roundtrip  <source> <wait|luv|cqueues|cqueues_inline> <calls> <gap_us>
+--                                cqueues_inline: a cqueues loop on fd() calling
+--                                dispatch() itself, without the adapter's
+--                                coroutine per item (what cqueues alone costs)
 --   limit_poll <items>           pure Lua: the Lua side of poll() alone
 --   limit_pcall <items>          C calls a Lua function per item via lua_pcall
 --   queued     <items>           resident bytes per item with <items> queued
@@ -307,8 +310,19 @@ function S.roundtrip(src_name, mode, calls, gap)
       watcher.detach()
     end)
     assert(cq:loop())
+  elseif mode == "cqueues_inline" then
+    local cqueues = require "cqueues"
+    local cq = cqueues.new()
+    local pollable = { pollfd = dss.fd(), events = "r" }
+    cq:wrap(function()
+      while not job:done() do
+        cqueues.poll(pollable, 0.01)
+        dss.dispatch()
+      end
+    end)
+    assert(cq:loop())
   else
-    error("mode must be wait, luv or cqueues")
+    error("mode must be wait, luv, cqueues or cqueues_inline")
   end
   local r = src.outcome(job)
   assert(r.failed == 0 and r.bad_replies == 0 and r.sent == calls,

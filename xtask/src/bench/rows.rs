@@ -309,6 +309,7 @@ pub(super) fn lines(z: &Sizes) -> Vec<Line> {
         row(&mut t, latency_of(format!("blocking call round trip, Lua in {what}"), &format!("roundtrip_{mode}"))
             .vs(p50("roundtrip_wait"), "`wait()` p50").ratio_target("p50 ", p50("roundtrip_wait"), 1.2, false, "`wait()`"));
     }
+    row(&mut t, latency_of("the same in a cqueues loop calling `dispatch()` itself (no coroutine per item: the loop's own cost)", "roundtrip_cqueues_inline").vs(p50("roundtrip_wait"), "`wait()` p50"));
     for p in [1, 2, 4] {
         row(&mut t, Spec::new(format!("wake-ups per 1000 items, saturated, {p} producer(s)"), key(&format!("dispatch_{p}"), "wakeups_per_1000"), wakeups).bounds("≤ 10", vec![check(None, false, 10.0)]));
     }

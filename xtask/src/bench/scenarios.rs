@@ -186,7 +186,7 @@ fn list_54(z: &Sizes, lua54: LuaVersion) -> Vec<Scenario> {
         "drain_internal".into(),
         &["drain", "internal", &s(z.drain)],
     ));
-    for mode in ["wait", "luv", "cqueues"] {
+    for mode in ["wait", "luv", "cqueues", "cqueues_inline"] {
         list.push(lua(
             format!("roundtrip_{mode}"),
             &["roundtrip", "internal", mode, &s(z.calls), &s(CALL_GAP_US)],
