@@ -30,7 +30,8 @@ describe("an async function of a Rust cdylib", function()
     local got = {}
     for i = 1, 100 do
       coroutine.wrap(function()
-        local v = dssrust.sleep((101 - i) / 1000, i)
+        -- At least 0.1 s: none can finish while the loop starts them.
+        local v = dssrust.sleep((100 + 101 - i) / 1000, i)
         got[i] = v
       end)()
     end
