@@ -491,10 +491,13 @@ function S.async_sleep(calls, ms)
       done = done + 1
     end)()
   end
+  local c1 = os.clock()
   dss.run()
   local secs, cpu = now() - t0, os.clock() - c0
   assert(done == calls, "sleeps lost")
-  result { calls = calls, secs = secs, cpu_secs = cpu }
+  -- wait_cpu_secs: from the last call started to the last resumed (the
+  -- sleeping, and one wake, poll and resume per call).
+  result { calls = calls, secs = secs, cpu_secs = cpu, wait_cpu_secs = os.clock() - c1 }
 end
 
 -- The same sleeps through a manual polling loop: every pending coroutine
@@ -512,6 +515,7 @@ function S.async_poll_sleep(calls, ms)
     end)
   end
   n = calls
+  local c1 = os.clock()
   while n > 0 do
     local i = 1
     while i <= n do
@@ -524,7 +528,7 @@ function S.async_poll_sleep(calls, ms)
       end
     end
   end
-  result { calls = calls, secs = now() - t0, cpu_secs = os.clock() - c0 }
+  result { calls = calls, secs = now() - t0, cpu_secs = os.clock() - c0, wait_cpu_secs = os.clock() - c1 }
 end
 
 function S.async_ready(calls)

@@ -368,6 +368,7 @@ mod tests {
             "full_retries",
             "secs",
             "cpu_secs",
+            "wait_cpu_secs",
             "calls_per_s",
             "requests_per_s",
         ];

@@ -186,7 +186,12 @@ fn luv_async(f: &dyn Fn(&str) -> f64) -> String {
 }
 
 fn wall_cpu(f: &dyn Fn(&str) -> f64) -> String {
-    format!("{:.3} s, CPU {:.3} s", f("secs"), f("cpu_secs"))
+    format!(
+        "{:.3} s, CPU {:.3} s ({:.3} s while waiting)",
+        f("secs"),
+        f("cpu_secs"),
+        f("wait_cpu_secs")
+    )
 }
 
 fn calls(f: &dyn Fn(&str) -> f64) -> String {
@@ -348,9 +353,9 @@ pub(super) fn lines(z: &Sizes) -> Vec<Line> {
     sec(&mut t, "Async functions (darksidesync-binding, tokio)");
     row(&mut t, Spec::new(format!("{} concurrent async calls sleeping {} ms, one coroutine each, `run()`: wall, process CPU", z.async_calls, z.async_sleep_ms), key("async_sleep", "secs"), wall_cpu)
         .vs(key("async_poll_sleep", "secs"), "manual polling loop")
-        .bounds("wall < 0.3 s (10,000 × 100 ms); CPU ≤ 0.1× the polling loop's", vec![
+        .bounds("wall < 0.3 s (10,000 × 100 ms); CPU while waiting ≤ 0.1× the polling loop's", vec![
             check(Some("secs"), false, 0.3),
-            Check { field: Some("cpu_secs"), per: Some(key("async_poll_sleep", "cpu_secs")), at_least: false, bound: 0.1 },
+            Check { field: Some("wait_cpu_secs"), per: Some(key("async_poll_sleep", "wait_cpu_secs")), at_least: false, bound: 0.1 },
         ]));
     row(&mut t, Spec::new("the same sleeps by a manual polling loop (mlua#76): wall, CPU", key("async_poll_sleep", "secs"), wall_cpu));
     row(&mut t, Spec::new("an async function ready at once, from the main thread (a `Dss::call`: the round trip rows)", key("async_ready", "calls_per_s"), calls)
