@@ -95,7 +95,10 @@
 //! With the `tokio` feature, every poll enters a process-wide tokio
 //! runtime (`darksidesync_binding::tokio_runtime()`) whose one worker
 //! thread drives tokio's timers and I/O: `tokio::time::sleep`,
-//! `tokio::net`, `tokio::fs`, `tokio::process` just work in a task.
+//! `tokio::net`, `tokio::fs`, `tokio::process` just work in a task. The
+//! feature builds tokio with its runtime and timer only; enable `net`,
+//! `fs`, `process` ... on your own `tokio` dependency (which you need to
+//! call them anyway) and Cargo builds, and the runtime drives, those too.
 //!
 //! Without it, bring a reactor that runs on its own thread and wakes
 //! through the waker: `async-io` does (its `Async<T>` sockets and `Timer`

@@ -4,7 +4,8 @@
 //! background worker thread (`darksidesync-tokio`) that drives tokio's
 //! timers and I/O; every poll of a task enters its context, so
 //! `tokio::time::sleep`, `tokio::net`, `tokio::fs` and `tokio::process`
-//! work in a task as in a tokio task. Their wake-ups come from that thread
+//! work in a task as in a tokio task (with those tokio features enabled
+//! by the library's own tokio dependency). Their wake-ups come from that thread
 //! and are posts to the state. The runtime is never shut down: it outlives
 //! every state (a waker it fires after a state closed does nothing).
 //!
