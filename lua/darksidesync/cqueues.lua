@@ -13,19 +13,6 @@
 -- `cqueues.poll({pollfd = fd, events = "r"}, cond)`, where `cond` is the
 -- condition `detach()` signals.
 --
-<<<<<<< HEAD
--- Each item's callback runs in a coroutine of its own in `cq`
--- (`dispatch(max, spawn)`), so it may use cqueues I/O (sockets,
--- `cqueues.sleep`, ...) before it returns; for a blocking call its return
--- values (or its error) are the reply, or it takes the reply object with
--- `darksidesync.reply()` and answers later.
---
--- Requiring it registers a parker with `darksidesync.async`: an async
--- function of a Rust library (darksidesync-binding) called from a
--- coroutine of a cqueues controller waits on a `cqueues.condition` that
--- its future's completion signals, so the controller runs its other
--- coroutines meanwhile.
-=======
 -- Each item's callback runs in a coroutine of its own (`dispatch(max,
 -- spawn)`), so it may use cqueues I/O (sockets, `cqueues.sleep`, ...)
 -- before it returns; for a blocking call its return values (or its error)
@@ -35,7 +22,12 @@
 -- which then resumes it through a coroutine of `cq` that forwards its
 -- yields. A callback that does not wait so costs no trip through `cq`'s
 -- scheduler (a round trip's reply is not delayed to the next step).
->>>>>>> main
+--
+-- Requiring it registers a parker with `darksidesync.async`: an async
+-- function of a Rust library (darksidesync-binding) called from a
+-- coroutine of a cqueues controller waits on a `cqueues.condition` that
+-- its future's completion signals, so the controller runs its other
+-- coroutines meanwhile.
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
 local darksidesync = require "darksidesync"
@@ -46,7 +38,6 @@ local unpack = table.unpack or unpack
 
 local M = {}
 
-<<<<<<< HEAD
 require("darksidesync.async").add("cqueues", function(settled, on_settle)
   if not cqueues.running() then return false end
   local done = condition.new()
@@ -54,7 +45,7 @@ require("darksidesync.async").add("cqueues", function(settled, on_settle)
   while not settled() do done:wait() end
   return true
 end)
-=======
+
 -- Resumes `co` until it ends, from a coroutine of cq: what it yields (its
 -- waits on cqueues objects) is yielded to cq, what cq resumes with is
 -- handed back. `res` is what its last resume returned.
@@ -64,7 +55,6 @@ local function forward(co, res)
   end
   if not res[1] then error(res[2], 0) end
 end
->>>>>>> main
 
 function M.attach(cq, opts)
   cq = cq or cqueues.new()
