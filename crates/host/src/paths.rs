@@ -6,7 +6,8 @@
 //! them all.
 //!
 //! The vendored Lua's own defaults are upstream's (`/usr/local/...` only),
-//! so every state of the host gets these instead (`runtime::preload`).
+//! so the root state gets these instead (`runtime::new_state`); states it
+//! spawns copy their parent's paths (`darksidesync.states`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

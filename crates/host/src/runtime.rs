@@ -63,6 +63,8 @@ pub fn new_state() -> mlua::Result<Lua> {
     // interpreter (tracebacks need it); misuse of `debug` can corrupt only
     // this script's own state, exactly as in the stock interpreter.
     let lua = unsafe { Lua::unsafe_new() };
+    // Spawned states copy their parent's paths (darksidesync.states).
+    paths::set(&lua)?;
     prepare(&lua)?;
     // States started with darksidesync.states get the same set-up.
     darksidesync::states::set_initializer(prepare);
@@ -98,10 +100,9 @@ pub fn install_error_handling(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// What every state of the host gets: `lua5.4`'s search paths and
-/// warnings, and the host's preloads.
+/// What every state of the host gets: `lua5.4`'s warnings and the
+/// host's preloads.
 fn prepare(lua: &Lua) -> mlua::Result<()> {
-    paths::set(lua)?;
     warnings::install(lua)?;
     preload(lua)
 }

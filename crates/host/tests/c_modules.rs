@@ -221,3 +221,19 @@ fn a_c_utility_from_the_header_passes_its_c_abi_suite_in_the_host() {
     );
     assert!(!out.stderr.contains("\nFAIL "), "{}", out.stderr);
 }
+
+#[test]
+fn a_spawned_state_has_its_parent_s_search_paths() {
+    let out = host_env(
+        &[
+            "-e",
+            "package.path = '/mine/?.lua;' .. package.path\n\
+             local states = require 'darksidesync.states'\n\
+             local h = states.spawn('return package.path, package.cpath')\n\
+             local path, cpath = h:join(60)\n\
+             print(path == package.path, cpath == package.cpath)",
+        ],
+        &[],
+    );
+    assert_ran(&out, "true\ttrue\n");
+}
