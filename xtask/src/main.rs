@@ -15,7 +15,7 @@
 //! * `capi`      — the C-ABI tests (`xtask/src/capi/`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 //! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
-//! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
+//! * `examples`  — run every `examples/*.lua` in the embedded host and in lua5.4, checked, under a watchdog.
 
 mod bench;
 mod binding;
