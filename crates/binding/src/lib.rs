@@ -181,7 +181,9 @@
 //! [`function`] makes a Lua function whose errors are plain strings (as
 //! `luaL_error` gives in C), so `pcall(mylib.start, "soon")` returns
 //! `false, "mylib.start: seconds must be a number"` rather than mlua's
-//! error userdata.
+//! error userdata; an argument that does not convert keeps its position
+//! and the name it was called by (`"bad argument #2 to 'watch': error
+//! converting Lua nil to function"`).
 //!
 //! # Close notification
 //!
