@@ -109,7 +109,7 @@ impl fmt::Debug for Dss {
 #[derive(Default)]
 struct Registrations(HashMap<usize, Dss>);
 
-fn timeout_ms(timeout: Option<Duration>) -> c_long {
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> c_long {
     match timeout {
         None => -1,
         Some(d) => c_long::try_from(d.as_millis()).unwrap_or(c_long::MAX),
@@ -286,6 +286,11 @@ impl Dss {
     /// the state's error handler (`darksidesync.seterrorhandler`), like an
     /// error in any fire-and-forget callback.
     ///
+    /// `f` runs inside `dispatch()`, not in a coroutine: Lua code it calls
+    /// **cannot yield** (see [Yielding](crate#yielding-callbacks)). To
+    /// deliver a Lua callback, use [`post_callback`](Dss::post_callback)
+    /// or a [`LuaCallback`](crate::LuaCallback).
+    ///
     /// On the Lua thread itself a full queue gives [`Error::WouldDeadlock`]
     /// instead of waiting.
     pub fn post<F>(&self, f: F) -> Result<(), Error>
@@ -367,7 +372,9 @@ impl Dss {
     /// returns the Lua function and its arguments; `dispatch()` then calls
     /// it under the state's error handler (which sees the error value as
     /// raised) and `poll()` returns it to its Lua caller. Waits for room
-    /// while the queue is full.
+    /// while the queue is full. The callback may yield under the
+    /// coroutine adapters ([Yielding](crate#yielding-callbacks)); `prepare`
+    /// itself runs inside `dispatch()` and must not call Lua that yields.
     pub fn post_callback<P>(&self, prepare: P) -> Result<(), Error>
     where
         P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
@@ -461,7 +468,9 @@ impl Dss {
     }
 
     /// Runs `f` on the Lua thread and returns its result, blocking until it
-    /// ran, the state closed or `timeout` (for the whole call) passed. `f`
+    /// ran, the state closed or `timeout` (for the whole call) passed.
+    /// Like [`post`](Dss::post)'s, Lua code `f` calls cannot yield: a
+    /// call into a Lua callback is [`call_callback`](Dss::call_callback). `f`
     /// returning `Err` gives [`Error::Lua`] with the message and traceback
     /// apart, and counts in [`Stats::errors`]. Waits for room while the
     /// queue is full.
