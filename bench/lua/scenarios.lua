@@ -105,6 +105,12 @@ function SOURCES.rustfn()
   return { post = b.post_values, sum = distinct_sum, outcome = own_outcome }
 end
 
+-- LuaCallback::post of four scalars (k, k / 2, true, "tick").
+function SOURCES.rustfn4()
+  local b = require "dssbenchrs"
+  return { post = b.post_scalars, sum = distinct_sum, outcome = own_outcome }
+end
+
 local function source(name)
   local make = SOURCES[name]
   if not make then error("unknown source " .. tostring(name)) end

@@ -13,6 +13,8 @@
 //! local job = b.call_callback(cb, calls, gap_us)
 //! -- through a LuaCallback: the threads post only the integer k
 //! local job = b.post_values(cb, producers, per)
+//! -- the same with four scalars: cb(k, k / 2, true, "tick")
+//! local job = b.post_scalars(cb, producers, per)
 //! job:wait() --> true     job:done() --> boolean
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
@@ -113,6 +115,8 @@ enum Via {
     Callback,
     /// `LuaCallback::post`: the thread posts the integer alone.
     Values,
+    /// `LuaCallback::post` of four scalars: `(k, k / 2, true, "tick")`.
+    Scalars,
 }
 
 /// The callback of `key` and the integer, for darksidesync to call.
@@ -131,6 +135,7 @@ enum Target {
 
 fn post_one(dss: &Dss, via: Via, target: &Target, v: i64) -> Result<(), Error> {
     match (via, target) {
+        (Via::Scalars, Target::Kept(cb)) => cb.post((v, v as f64 / 2.0, true, "tick")),
         (_, Target::Kept(cb)) => cb.post(v),
         (Via::Closure, Target::Key(key)) => {
             let key = key.clone();
@@ -149,7 +154,7 @@ fn call_one(dss: &Dss, via: Via, key: &RegistryKey, v: i64) -> Result<i64, Error
             |lua| lua.registry_value::<Function>(key)?.call::<i64>(v),
             None,
         ),
-        Via::Callback | Via::Values => dss.call_callback(
+        _ => dss.call_callback(
             |lua| prepared(lua, key, v),
             |_, answer: MultiValue| match answer.front() {
                 Some(Value::Integer(i)) => Ok(*i),
@@ -167,7 +172,7 @@ fn post(lua: &Lua, via: Via, (cb, producers, per): (Function, usize, u64)) -> ml
     }
     let dss = handle(lua)?;
     let target = Arc::new(match via {
-        Via::Values => Target::Kept(dss.callback(lua, cb)?),
+        Via::Values | Via::Scalars => Target::Kept(dss.callback(lua, cb)?),
         _ => Target::Key(Arc::new(lua.create_registry_value(cb)?)),
     });
     let counts = Arc::new(Counts::default());
@@ -256,6 +261,10 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "post_values",
         lua.create_function(|lua, a| post(lua, Via::Values, a))?,
+    )?;
+    t.set(
+        "post_scalars",
+        lua.create_function(|lua, a| post(lua, Via::Scalars, a))?,
     )?;
     t.set(
         "call_callback",

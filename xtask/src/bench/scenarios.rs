@@ -73,8 +73,9 @@ const CALL_GAP_US: u64 = 50;
 /// calls it).
 pub(super) const PUBLIC: [&str; 4] = ["c1", "c2", "rust", "rustcb"];
 
-/// Public sources that only post (`LuaCallback::post` of the binding).
-pub(super) const POST_ONLY: [&str; 1] = ["rustfn"];
+/// Public sources that only post (`LuaCallback::post` of the binding: one
+/// integer, four scalars).
+pub(super) const POST_ONLY: [&str; 2] = ["rustfn", "rustfn4"];
 
 /// The states of the "many states" scenarios.
 pub(super) const STATES: [u64; 2] = [1, 8];
