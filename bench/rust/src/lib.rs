@@ -15,6 +15,8 @@
 //! local job = b.post_values(cb, producers, per)
 //! -- the same with four scalars: cb(k, k / 2, true, "tick")
 //! local job = b.post_scalars(cb, producers, per)
+//! -- the same with a table: cb({ k = k, name = "tick", path = "/tmp/k" })
+//! local job = b.post_table(cb, producers, per)
 //! job:wait() --> true     job:done() --> boolean
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use darksidesync_binding::{Dss, Error, LibId, LuaCallback};
+use darksidesync_binding::{ArgTable, Dss, Error, LibId, LuaCallback};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value};
 
 static LIB: LibId = LibId::new();
@@ -117,6 +119,8 @@ enum Via {
     Values,
     /// `LuaCallback::post` of four scalars: `(k, k / 2, true, "tick")`.
     Scalars,
+    /// `LuaCallback::post` of an [`ArgTable`] with three named fields.
+    Table,
 }
 
 /// The callback of `key` and the integer, for darksidesync to call.
@@ -136,6 +140,12 @@ enum Target {
 fn post_one(dss: &Dss, via: Via, target: &Target, v: i64) -> Result<(), Error> {
     match (via, target) {
         (Via::Scalars, Target::Kept(cb)) => cb.post((v, v as f64 / 2.0, true, "tick")),
+        (Via::Table, Target::Kept(cb)) => cb.post(
+            ArgTable::new()
+                .field("k", v)
+                .field("name", "tick")
+                .field("path", &b"/tmp/k"[..]),
+        ),
         (_, Target::Kept(cb)) => cb.post(v),
         (Via::Closure, Target::Key(key)) => {
             let key = key.clone();
@@ -172,7 +182,7 @@ fn post(lua: &Lua, via: Via, (cb, producers, per): (Function, usize, u64)) -> ml
     }
     let dss = handle(lua)?;
     let target = Arc::new(match via {
-        Via::Values | Via::Scalars => Target::Kept(dss.callback(lua, cb)?),
+        Via::Values | Via::Scalars | Via::Table => Target::Kept(dss.callback(lua, cb)?),
         _ => Target::Key(Arc::new(lua.create_registry_value(cb)?)),
     });
     let counts = Arc::new(Counts::default());
@@ -265,6 +275,10 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "post_scalars",
         lua.create_function(|lua, a| post(lua, Via::Scalars, a))?,
+    )?;
+    t.set(
+        "post_table",
+        lua.create_function(|lua, a| post(lua, Via::Table, a))?,
     )?;
     t.set(
         "call_callback",

@@ -19,8 +19,9 @@
 //!   error handler, `poll()` returns it to the Lua caller (with the reply
 //!   userdata for a call), and a call's answer is the callback's results.
 //! * [`LuaCallback`] ([`Dss::callback`]) keeps a Lua function that any
-//!   thread [posts](LuaCallback::post) plain values to (integers, floats,
-//!   booleans, strings): the cheapest delivery, with no closure and no
+//!   thread [posts](LuaCallback::post) values to (integers, floats,
+//!   booleans, strings and byte strings, nil, small [`ArgTable`]s): the
+//!   cheapest delivery, with no closure and no
 //!   mlua call per item, for the bulk of a library's traffic (a timer
 //!   fired, a line read, a process ended).
 //!
@@ -239,6 +240,8 @@
 //! the caller is blocked, or never.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod arg_table;
+mod args;
 mod callback;
 mod discovery;
 mod error;
@@ -250,10 +253,12 @@ mod stats;
 mod trampoline;
 mod waits;
 
+pub use arg_table::ArgTable;
+pub use args::{Arg, Args};
 pub use callback::Prepared;
 pub use error::{Error, LuaError};
 pub use handle::{Dss, Hold, LibId};
-pub use lua_callback::{Arg, Args, LuaCallback};
+pub use lua_callback::LuaCallback;
 pub use plain_error::function;
 pub use stats::Stats;
 pub use waits::Waits;

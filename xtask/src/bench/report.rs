@@ -248,6 +248,8 @@ impl Report<'_> {
         self.dispatch_rows(&mut t, "rustfn", POST_DISPATCH, 0.5);
         t.section("The same, four scalars per post (`(k, k / 2, true, \"tick\")`)");
         self.dispatch_rows(&mut t, "rustfn4", POST_DISPATCH, 0.3);
+        t.section("The same, a table per post (`ArgTable`: `k`, `name`, `path` fields; the callback reads `t.k`)");
+        self.dispatch_rows(&mut t, "rustfnt", POST_DISPATCH, 0.2);
 
         t.section("8 states in one process, each fed by its own 2v0 producer (C host)");
         let one = self.rate("c2_states_1");
