@@ -330,7 +330,7 @@ fn nil_byte_strings_paths_and_tables_arrive_as_lua_values() {
     std::thread::spawn(move || {
         cb.post((None::<i64>, Some(5i64), None::<&'static str>))
             .unwrap();
-        let borrowed = vec![0u8, 255, 10];
+        let borrowed = [0u8, 255, 10].to_vec();
         cb.post(&borrowed[..]).unwrap(); // any lifetime: copied at the post
         cb.post(vec![0xc3u8, 0x28]).unwrap(); // not UTF-8
         cb.post(OsStr::from_bytes(b"/tmp/\xff")).unwrap();
