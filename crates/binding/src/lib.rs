@@ -212,9 +212,11 @@
 //!
 //! A closure runs inside `dispatch()` and calls Lua through mlua, a C
 //! call no coroutine can yield across: a callback it calls that yields
-//! fails with `attempt to yield across a C-call boundary`, which reaches
-//! the state's error handler (a post) or the caller as [`Error::Lua`] (a
-//! call). Deliver the callbacks of your library's users with
+//! fails (`attempt to yield across a C-call boundary`, or `from outside a
+//! coroutine`: mlua may run it on the main state), which reaches the
+//! state's error handler (a post) or the caller as [`Error::Lua`] (a
+//! call); a loop library that polls synchronously outside its coroutines
+//! (cqueues) blocks the whole loop instead. Deliver the callbacks of your library's users with
 //! [`LuaCallback`] or `post_callback` (the libraries `darksidesync.timer`,
 //! `.process` and `.signal` do), and keep closures for work that stays
 //! in Rust.
