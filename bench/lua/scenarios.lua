@@ -123,6 +123,17 @@ function SOURCES.rustfnt()
   }
 end
 
+-- The same table made by a post_callback's closure with mlua.
+function SOURCES.rustcbt()
+  local b = require "dssbenchrs"
+  return {
+    post = function(cb, producers, per)
+      return b.post_callback_table(function(t) cb(t.k) end, producers, per)
+    end,
+    sum = distinct_sum, outcome = own_outcome,
+  }
+end
+
 local function source(name)
   local make = SOURCES[name]
   if not make then error("unknown source " .. tostring(name)) end

@@ -17,6 +17,9 @@
 //! local job = b.post_scalars(cb, producers, per)
 //! -- the same with a table: cb({ k = k, name = "tick", path = "/tmp/k" })
 //! local job = b.post_table(cb, producers, per)
+//! -- the same table made by a post_callback's closure with mlua (the way
+//! -- before ArgTable)
+//! local job = b.post_callback_table(cb, producers, per)
 //! job:wait() --> true     job:done() --> boolean
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
@@ -121,6 +124,8 @@ enum Via {
     Scalars,
     /// `LuaCallback::post` of an [`ArgTable`] with three named fields.
     Table,
+    /// `Dss::post_callback` whose closure makes the same table with mlua.
+    CallbackTable,
 }
 
 /// The callback of `key` and the integer, for darksidesync to call.
@@ -150,6 +155,19 @@ fn post_one(dss: &Dss, via: Via, target: &Target, v: i64) -> Result<(), Error> {
         (Via::Closure, Target::Key(key)) => {
             let key = key.clone();
             dss.post(move |lua| lua.registry_value::<Function>(&key)?.call(v))
+        }
+        (Via::CallbackTable, Target::Key(key)) => {
+            let key = key.clone();
+            dss.post_callback(move |lua| {
+                let t = lua.create_table_with_capacity(0, 3)?;
+                t.raw_set("k", v)?;
+                t.raw_set("name", "tick")?;
+                t.raw_set("path", lua.create_string(b"/tmp/k")?)?;
+                Ok((
+                    lua.registry_value::<Function>(&key)?,
+                    MultiValue::from_iter([Value::Table(t)]),
+                ))
+            })
         }
         (_, Target::Key(key)) => {
             let key = key.clone();
@@ -279,6 +297,10 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "post_table",
         lua.create_function(|lua, a| post(lua, Via::Table, a))?,
+    )?;
+    t.set(
+        "post_callback_table",
+        lua.create_function(|lua, a| post(lua, Via::CallbackTable, a))?,
     )?;
     t.set(
         "call_callback",

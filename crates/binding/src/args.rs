@@ -8,12 +8,12 @@
 //! [`Error::Unsupported`]: an integer beyond a Lua integer, a table nested
 //! deeper than [`ArgTable::MAX_DEPTH`].
 
-use std::borrow::Cow;
 use std::ffi::{c_char, c_int};
 
 use mlua::ffi::{self as lua, lua_State};
 
 pub use crate::arg_table::ArgTable;
+use crate::arg_table::{FALSE, FLOAT, INT, NIL, TRUE};
 use crate::error::Error;
 
 pub(crate) mod sealed {
@@ -23,17 +23,17 @@ pub(crate) mod sealed {
 
     /// One owned value, pushed on the Lua thread.
     pub trait Push: Send + 'static {
-        /// Pushes the value.
+        /// Pushes the value onto `l`'s stack.
         ///
         /// # Safety
         /// `l` is the running state, on the Lua thread, with room for one
         /// value.
-        unsafe fn push(self, l: *mut lua_State);
+        unsafe fn push_onto(self, l: *mut lua_State);
 
         /// Pushes the value [`Arg::packed_one`] made `bits` of.
         ///
         /// # Safety
-        /// As for [`push`](Push::push); `bits` came from `packed_one`.
+        /// As for [`push_onto`](Push::push_onto); `bits` came from `packed_one`.
         unsafe fn push_packed(bits: u32, l: *mut lua_State) {
             let _ = (bits, l);
         }
@@ -57,20 +57,9 @@ pub(crate) mod sealed {
         /// As for [`push`](Carried::push); `bits` came from `packed`.
         unsafe fn push_packed(bits: u32, l: *mut lua_State);
     }
-
-    /// A value inside an [`ArgTable`].
-    #[derive(Debug, Clone)]
-    pub enum Plain {
-        Nil,
-        Bool(bool),
-        Int(i64),
-        Float(f64),
-        Bytes(Cow<'static, [u8]>),
-        Table(ArgTable),
-    }
 }
 
-use sealed::{Carried, Plain, Push};
+use sealed::{Carried, Push};
 
 /// Values a [`LuaCallback`](crate::LuaCallback) is called with: one
 /// [`Arg`], `()` (no value) or a tuple of up to four. Sealed: the values
@@ -115,9 +104,9 @@ pub trait Arg: sealed::Sealed + Send {
     #[doc(hidden)]
     fn own(self) -> Result<Self::Owned, Error>;
 
-    /// The value as it goes into an [`ArgTable`].
+    /// Writes the value into an [`ArgTable`].
     #[doc(hidden)]
-    fn plain(self) -> Result<Plain, Error>;
+    fn encode(self, into: &mut ArgTable) -> Result<(), Error>;
 
     /// The value in 32 bits, when it fits.
     #[doc(hidden)]
@@ -129,7 +118,7 @@ pub trait Arg: sealed::Sealed + Send {
 /// Pushes bytes as a Lua string.
 ///
 /// # Safety
-/// As for [`Push::push`].
+/// As for [`Push::push_onto`].
 unsafe fn push_bytes(l: *mut lua_State, b: &[u8]) {
     // SAFETY: the caller's contract; Lua copies the bytes.
     unsafe { lua::lua_pushlstring(l, b.as_ptr() as *const c_char, b.len()) };
@@ -137,10 +126,10 @@ unsafe fn push_bytes(l: *mut lua_State, b: &[u8]) {
 
 /// An `Arg` that travels as itself.
 macro_rules! itself {
-    ($t:ty, |$v:ident| $plain:expr, |$pv:ident, $l:ident| $push:expr $(, packed |$p:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr)?) => {
+    ($t:ty, |$v:ident, $into:ident| $encode:expr, |$pv:ident, $l:ident| $push:expr $(, packed |$p:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr)?) => {
         impl sealed::Sealed for $t {}
         impl Push for $t {
-            unsafe fn push(self, $l: *mut lua_State) {
+            unsafe fn push_onto(self, $l: *mut lua_State) {
                 let $pv = self;
                 // SAFETY: the caller's contract (a running state with room).
                 unsafe { $push }
@@ -156,9 +145,9 @@ macro_rules! itself {
             fn own(self) -> Result<$t, Error> {
                 Ok(self)
             }
-            fn plain(self) -> Result<Plain, Error> {
+            fn encode(self, $into: &mut ArgTable) -> Result<(), Error> {
                 let $v = self;
-                Ok($plain)
+                $encode
             }
             $(fn packed_one(&self) -> Option<u32> {
                 let $p = self;
@@ -171,7 +160,7 @@ macro_rules! itself {
 /// Pushes an integer packed as an `i32`.
 ///
 /// # Safety
-/// As for [`Push::push`].
+/// As for [`Push::push_onto`].
 unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
     // SAFETY: the caller's contract.
     unsafe { lua::lua_pushinteger(l, bits as i32 as lua::lua_Integer) }
@@ -179,58 +168,51 @@ unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
 
 itself!(
     i64,
-    |v| Plain::Int(v),
+    |v, t| Ok(t.word(INT, v.to_le_bytes())),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
     packed | v | i32::try_from(*v).ok().map(|v| v as u32),
     |b, l| push_i32_bits(b, l)
 );
 itself!(
     i32,
-    |v| Plain::Int(v.into()),
+    |v, t| Ok(t.word(INT, i64::from(v).to_le_bytes())),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
     packed | v | Some(*v as u32),
     |b, l| push_i32_bits(b, l)
 );
 itself!(
     u32,
-    |v| Plain::Int(v.into()),
+    |v, t| Ok(t.word(INT, i64::from(v).to_le_bytes())),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
     packed | v | Some(*v),
     |b, l| lua::lua_pushinteger(l, b as lua::lua_Integer)
 );
 itself!(
     bool,
-    |v| Plain::Bool(v),
+    |v, t| Ok(t.tag(if v { TRUE } else { FALSE })),
     |v, l| lua::lua_pushboolean(l, v as c_int),
     packed | v | Some(*v as u32),
     |b, l| lua::lua_pushboolean(l, (b != 0) as c_int)
 );
-itself!(f64, |v| Plain::Float(v), |v, l| lua::lua_pushnumber(
+itself!(f64, |v, t| Ok(t.word(FLOAT, v.to_le_bytes())), |v, l| {
+    lua::lua_pushnumber(l, v as lua::lua_Number)
+});
+itself!(String, |v, t| t.string(v.as_bytes()), |v, l| push_bytes(
     l,
-    v as lua::lua_Number
+    v.as_bytes()
 ));
-itself!(
-    String,
-    |v| Plain::Bytes(Cow::Owned(v.into_bytes())),
-    |v, l| push_bytes(l, v.as_bytes())
-);
-itself!(
-    &'static str,
-    |v| Plain::Bytes(Cow::Borrowed(v.as_bytes())),
-    |v, l| push_bytes(l, v.as_bytes())
-);
-itself!(Vec<u8>, |v| Plain::Bytes(Cow::Owned(v)), |v, l| push_bytes(
-    l, &v
-));
-itself!(
-    Box<[u8]>,
-    |v| Plain::Bytes(Cow::Owned(v.into_vec())),
-    |v, l| push_bytes(l, &v)
-);
+itself!(&'static str, |v, t| t.string(v.as_bytes()), |v, l| {
+    push_bytes(l, v.as_bytes())
+});
+itself!(Vec<u8>, |v, t| t.string(&v), |v, l| push_bytes(l, &v));
+itself!(Box<[u8]>, |v, t| t.string(&v), |v, l| push_bytes(l, &v));
 
 /// An `Arg` that travels as another type (`$o`, which is [`Push`]).
 macro_rules! converted {
     (<$($lt:lifetime)?> $t:ty => $o:ty, |$v:ident| $own:expr) => {
+        converted!(<$($lt)?> $t => $o, |$v| $own, |v, t| v.own()?.encode(t));
+    };
+    (<$($lt:lifetime)?> $t:ty => $o:ty, |$v:ident| $own:expr, |$ev:ident, $into:ident| $encode:expr) => {
         impl<$($lt)?> sealed::Sealed for $t {}
         impl<$($lt)?> Arg for $t {
             type Owned = $o;
@@ -238,8 +220,9 @@ macro_rules! converted {
                 let $v = self;
                 $own
             }
-            fn plain(self) -> Result<Plain, Error> {
-                self.own()?.plain()
+            fn encode(self, $into: &mut ArgTable) -> Result<(), Error> {
+                let $ev = self;
+                $encode
             }
         }
     };
@@ -253,7 +236,7 @@ fn too_big(v: impl std::fmt::Display) -> Error {
 converted!(<> u64 => i64, |v| i64::try_from(v).map_err(|_| too_big(v)));
 converted!(<> usize => i64, |v| i64::try_from(v).map_err(|_| too_big(v)));
 converted!(<> f32 => f64, |v| Ok(v.into()));
-converted!(<'a> &'a [u8] => Box<[u8]>, |v| Ok(v.into()));
+converted!(<'a> &'a [u8] => Box<[u8]>, |v| Ok(v.into()), |v, t| t.string(v));
 
 #[cfg(unix)]
 mod unix {
@@ -263,19 +246,21 @@ mod unix {
 
     use super::*;
 
-    converted!(<'a> &'a OsStr => Box<[u8]>, |v| Ok(v.as_bytes().into()));
-    converted!(<> OsString => Vec<u8>, |v| Ok(v.into_vec()));
-    converted!(<'a> &'a Path => Box<[u8]>, |v| Ok(v.as_os_str().as_bytes().into()));
-    converted!(<> PathBuf => Vec<u8>, |v| Ok(v.into_os_string().into_vec()));
+    converted!(<'a> &'a OsStr => Box<[u8]>, |v| Ok(v.as_bytes().into()), |v, t| t.string(v.as_bytes()));
+    converted!(<> OsString => Vec<u8>, |v| Ok(v.into_vec()), |v, t| t.string(v.as_bytes()));
+    converted!(<'a> &'a Path => Box<[u8]>, |v| Ok(v.as_os_str().as_bytes().into()),
+        |v, t| t.string(v.as_os_str().as_bytes()));
+    converted!(<> PathBuf => Vec<u8>, |v| Ok(v.into_os_string().into_vec()),
+        |v, t| t.string(v.as_os_str().as_bytes()));
 }
 
 impl<T: Arg> sealed::Sealed for Option<T> {}
 impl<P: Push> Push for Option<P> {
-    unsafe fn push(self, l: *mut lua_State) {
+    unsafe fn push_onto(self, l: *mut lua_State) {
         // SAFETY: the caller's contract.
         unsafe {
             match self {
-                Some(v) => v.push(l),
+                Some(v) => v.push_onto(l),
                 None => lua::lua_pushnil(l),
             }
         }
@@ -286,26 +271,12 @@ impl<T: Arg> Arg for Option<T> {
     fn own(self) -> Result<Self::Owned, Error> {
         self.map(T::own).transpose()
     }
-    fn plain(self) -> Result<Plain, Error> {
-        self.map_or(Ok(Plain::Nil), T::plain)
-    }
-}
-
-impl Plain {
-    /// Pushes the value.
-    ///
-    /// # Safety
-    /// As for [`Push::push`].
-    pub(crate) unsafe fn push(self, l: *mut lua_State) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match self {
-                Plain::Nil => lua::lua_pushnil(l),
-                Plain::Bool(b) => lua::lua_pushboolean(l, b as c_int),
-                Plain::Int(i) => lua::lua_pushinteger(l, i as lua::lua_Integer),
-                Plain::Float(x) => lua::lua_pushnumber(l, x as lua::lua_Number),
-                Plain::Bytes(b) => push_bytes(l, &b),
-                Plain::Table(t) => t.push(l),
+    fn encode(self, into: &mut ArgTable) -> Result<(), Error> {
+        match self {
+            Some(v) => v.encode(into),
+            None => {
+                into.tag(NIL);
+                Ok(())
             }
         }
     }
@@ -331,7 +302,7 @@ impl<P: Push> Carried for (P,) {
     const COUNT: c_int = 1;
     unsafe fn push(self, l: *mut lua_State) {
         // SAFETY: the caller's contract.
-        unsafe { self.0.push(l) }
+        unsafe { self.0.push_onto(l) }
     }
     unsafe fn push_packed(bits: u32, l: *mut lua_State) {
         // SAFETY: the caller's contract.
@@ -371,7 +342,7 @@ macro_rules! tuple {
             unsafe fn push(self, l: *mut lua_State) {
                 let ($($name,)+) = self;
                 // SAFETY: the caller's contract, room for all of them.
-                unsafe { $($name.push(l);)+ }
+                unsafe { $($name.push_onto(l);)+ }
             }
             unsafe fn push_packed(_bits: u32, _l: *mut lua_State) {}
         }

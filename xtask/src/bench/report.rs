@@ -249,7 +249,22 @@ impl Report<'_> {
         t.section("The same, four scalars per post (`(k, k / 2, true, \"tick\")`)");
         self.dispatch_rows(&mut t, "rustfn4", POST_DISPATCH, 0.3);
         t.section("The same, a table per post (`ArgTable`: `k`, `name`, `path` fields; the callback reads `t.k`)");
-        self.dispatch_rows(&mut t, "rustfnt", POST_DISPATCH, 0.2);
+        let table = self.rate("rustfnt_dispatch_1");
+        let closure_table = self.rate("rustcbt_dispatch_1");
+        t.row(
+            POST_DISPATCH.into(),
+            mps(table),
+            ratio(table, closure_table, "`post_callback` making it"),
+            "≥ 1× `post_callback` making it",
+            meets(table, closure_table, 1.0, true),
+        );
+        t.row(
+            "the same table made by a `post_callback` closure with mlua".into(),
+            mps(closure_table),
+            ratio(closure_table, internal, "internal"),
+            "",
+            None,
+        );
 
         t.section("8 states in one process, each fed by its own 2v0 producer (C host)");
         let one = self.rate("c2_states_1");

@@ -74,8 +74,9 @@ const CALL_GAP_US: u64 = 50;
 pub(super) const PUBLIC: [&str; 4] = ["c1", "c2", "rust", "rustcb"];
 
 /// Public sources that only post (`LuaCallback::post` of the binding: one
-/// integer, four scalars, a table of three fields).
-pub(super) const POST_ONLY: [&str; 3] = ["rustfn", "rustfn4", "rustfnt"];
+/// integer, four scalars, a table of three fields) and, to compare the
+/// last with, `post_callback` making the same table with mlua.
+pub(super) const POST_ONLY: [&str; 4] = ["rustfn", "rustfn4", "rustfnt", "rustcbt"];
 
 /// The states of the "many states" scenarios.
 pub(super) const STATES: [u64; 2] = [1, 8];
