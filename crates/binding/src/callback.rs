@@ -17,7 +17,6 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::error::{panic_text, Error, LuaError};
 use crate::ffi::Handle;
-use crate::handle::{timeout_ms, Dss};
 use crate::trampoline::push_raise;
 
 /// The registry slot values pass through (this crate's copy only).
@@ -213,25 +212,6 @@ unsafe fn number(l: *mut lua_State, i: c_int) -> Value {
         } else {
             Value::Number(lua::lua_tonumber(l, i) as mlua::Number)
         }
-    }
-}
-
-impl Dss {
-    /// Like [`post_callback`](Dss::post_callback), but waits at most
-    /// `timeout` for room in a full queue, then refuses with
-    /// [`Error::Full`] (`prepare` is dropped). For a thread that must not
-    /// stall on one slow state.
-    pub fn post_callback_timeout<P>(
-        &self,
-        prepare: P,
-        timeout: std::time::Duration,
-    ) -> Result<(), Error>
-    where
-        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
-    {
-        // SAFETY: run_post_callback::<P> reads `data` as the
-        // Box<Option<P>> that post_boxed makes.
-        unsafe { self.post_boxed(prepare, run_post_callback::<P>, timeout_ms(Some(timeout))) }
     }
 }
 

@@ -244,13 +244,17 @@
 
 mod arg_table;
 mod args;
+mod call;
 mod callback;
 mod discovery;
 mod error;
 mod ffi;
 mod handle;
+mod keep_alive;
 mod lua_callback;
+mod notice;
 mod plain_error;
+mod post;
 mod stats;
 mod trampoline;
 mod waits;
@@ -259,7 +263,8 @@ pub use arg_table::ArgTable;
 pub use args::{Arg, Args};
 pub use callback::Prepared;
 pub use error::{Error, LuaError};
-pub use handle::{Dss, Hold, LibId};
+pub use handle::{Dss, LibId};
+pub use keep_alive::Hold;
 pub use lua_callback::LuaCallback;
 pub use plain_error::function;
 pub use stats::Stats;

@@ -25,6 +25,7 @@
 use std::ffi::{c_int, c_long, c_void};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mlua::ffi::{self as lua, lua_State};
@@ -294,4 +295,30 @@ unsafe extern "C" fn run_boxed<A: Carried>(
         A::COUNT + 1
     }))
     .unwrap_or(0)
+}
+
+impl Dss {
+    /// Keeps registry keys whose release item could not be queued (see
+    /// [`release`]).
+    pub(crate) fn bury(&self, keys: Vec<RegistryKey>) {
+        let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());
+        graves.extend(keys);
+        self.inner.graves_waiting.store(true, Ordering::Release);
+    }
+
+    /// Whether [`bury`](Dss::bury) kept keys (one relaxed load).
+    #[inline]
+    pub(crate) fn has_graves(&self) -> bool {
+        self.inner.graves_waiting.load(Ordering::Relaxed)
+    }
+
+    /// Takes the keys [`bury`](Dss::bury) kept, if any.
+    pub(crate) fn dig_up(&self) -> Vec<RegistryKey> {
+        if !self.has_graves() {
+            return Vec::new();
+        }
+        let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.graves_waiting.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *graves)
+    }
 }
