@@ -139,15 +139,17 @@ impl ArgTable {
         }
     }
 
-    /// Writes a tag.
-    pub(crate) fn tag(&mut self, tag: u8) {
+    /// Writes a value that is a tag alone (never fails).
+    pub(crate) fn tag(&mut self, tag: u8) -> Result<(), Error> {
         self.buf.push(tag);
+        Ok(())
     }
 
-    /// Writes a tag and 8 bytes.
-    pub(crate) fn word(&mut self, tag: u8, bytes: [u8; 8]) {
+    /// Writes a value that is a tag and 8 bytes (never fails).
+    pub(crate) fn word(&mut self, tag: u8, bytes: [u8; 8]) -> Result<(), Error> {
         self.buf.push(tag);
         self.buf.extend_from_slice(&bytes);
+        Ok(())
     }
 
     /// Writes `len:u32 bytes`.

@@ -168,33 +168,33 @@ unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
 
 itself!(
     i64,
-    |v, t| Ok(t.word(INT, v.to_le_bytes())),
+    |v, t| t.word(INT, v.to_le_bytes()),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
     packed | v | i32::try_from(*v).ok().map(|v| v as u32),
     |b, l| push_i32_bits(b, l)
 );
 itself!(
     i32,
-    |v, t| Ok(t.word(INT, i64::from(v).to_le_bytes())),
+    |v, t| t.word(INT, i64::from(v).to_le_bytes()),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
     packed | v | Some(*v as u32),
     |b, l| push_i32_bits(b, l)
 );
 itself!(
     u32,
-    |v, t| Ok(t.word(INT, i64::from(v).to_le_bytes())),
+    |v, t| t.word(INT, i64::from(v).to_le_bytes()),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
     packed | v | Some(*v),
     |b, l| lua::lua_pushinteger(l, b as lua::lua_Integer)
 );
 itself!(
     bool,
-    |v, t| Ok(t.tag(if v { TRUE } else { FALSE })),
+    |v, t| t.tag(if v { TRUE } else { FALSE }),
     |v, l| lua::lua_pushboolean(l, v as c_int),
     packed | v | Some(*v as u32),
     |b, l| lua::lua_pushboolean(l, (b != 0) as c_int)
 );
-itself!(f64, |v, t| Ok(t.word(FLOAT, v.to_le_bytes())), |v, l| {
+itself!(f64, |v, t| t.word(FLOAT, v.to_le_bytes()), |v, l| {
     lua::lua_pushnumber(l, v as lua::lua_Number)
 });
 itself!(String, |v, t| t.string(v.as_bytes()), |v, l| push_bytes(
@@ -274,10 +274,7 @@ impl<T: Arg> Arg for Option<T> {
     fn encode(self, into: &mut ArgTable) -> Result<(), Error> {
         match self {
             Some(v) => v.encode(into),
-            None => {
-                into.tag(NIL);
-                Ok(())
-            }
+            None => into.tag(NIL),
         }
     }
 }
