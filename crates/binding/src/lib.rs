@@ -216,10 +216,10 @@
 //! coroutine`: mlua may run it on the main state), which reaches the
 //! state's error handler (a post) or the caller as [`Error::Lua`] (a
 //! call); a loop library that polls synchronously outside its coroutines
-//! (cqueues) blocks the whole loop instead. Deliver the callbacks of your library's users with
-//! [`LuaCallback`] or `post_callback` (the libraries `darksidesync.timer`,
-//! `.process` and `.signal` do), and keep closures for work that stays
-//! in Rust.
+//! (cqueues) blocks the whole loop instead. Deliver the callbacks of your
+//! library's users with [`LuaCallback`] or `post_callback` (the libraries
+//! `darksidesync.timer`, `.process` and `.signal` do), and keep closures
+//! for work that stays in Rust.
 //!
 //! # Close notification
 //!

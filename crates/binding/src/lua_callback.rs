@@ -1,5 +1,5 @@
 //! [`LuaCallback`]: a Lua function kept for background threads, which
-//! post plain values to it ([`LuaCallback::post`]); darksidesync calls it
+//! post values to it ([`LuaCallback::post`]); darksidesync calls it
 //! with them on the Lua thread, as it calls the module's own deliveries.
 //!
 //! The cheapest way for a library to reach Lua: no closure and no mlua
@@ -17,10 +17,10 @@
 //! boxed, as the owned values [`Args::carry`] made at the sender (byte
 //! strings, `Option`s and [`ArgTable`](crate::ArgTable)s are copied there;
 //! what cannot cross is refused there). Items hold no count on the
-//! [`LuaCallback`]: its registry slot
-//! is released by one item that the drop of its last clone queues behind
-//! every post of it (see [`release`]), so the slot cannot be reused for
-//! another value while a post of it is still queued.
+//! [`LuaCallback`]: its registry slot is released by one item that the
+//! drop of its last clone queues behind every post of it (see
+//! [`release`]), so the slot cannot be reused for another value while a
+//! post of it is still queued.
 
 use std::ffi::{c_int, c_long, c_void};
 use std::fmt;
