@@ -204,21 +204,28 @@
 //! the caller is blocked, or never.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod args;
+mod call;
 mod callback;
 mod discovery;
 mod error;
 mod ffi;
 mod handle;
+mod keep_alive;
 mod lua_callback;
+mod notice;
 mod plain_error;
+mod post;
 mod stats;
 mod trampoline;
 mod waits;
 
+pub use args::{Arg, Args};
 pub use callback::Prepared;
 pub use error::{Error, LuaError};
-pub use handle::{Dss, Hold, LibId};
-pub use lua_callback::{Arg, Args, LuaCallback};
+pub use handle::{Dss, LibId};
+pub use keep_alive::Hold;
+pub use lua_callback::LuaCallback;
 pub use plain_error::function;
 pub use stats::Stats;
 pub use waits::Waits;

@@ -10,13 +10,16 @@
 //! | file | concept |
 //! | --- | --- |
 //! | `state.rs` | one [`StateHub`] per Lua state: the hub, the local batch, the error handler, closed at `lua_close` |
-//! | `item.rs` | what the hub carries: [`Item`] = boxed [`Task`]; [`ReplySink`] for blocking deliveries |
+//! | `item.rs` | what the hub carries: an [`Item`] (a boxed [`Task`], an inline scalar call, an inline post); [`ReplySink`] for blocking deliveries |
+//! | `post.rs` | inline posts: a producer's run function, its data and the port to count against (C utilities, Rust cdylibs) |
+//! | `item_loop.rs` | the one loop that runs items (`dispatch()`, `run()`, `yield()`) and the one way to take the front item (`poll()` too) |
 //! | `poll.rs` | `poll()`, `queuesize()` (DSS 1.0) |
-//! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw.rs`) |
+//! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw/`) |
 //! | `dispatch.rs` | `dispatch([max [, spawn]])`, `reply()`, `run()`, `stop()`, `seterrorhandler()` |
 //! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()`, `timing()`, `waits()` |
-//! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
+//! | `raw/` | all raw Lua C API stack work, each helper with its stack contract, and the stack guard |
+//! | `capi/` | the C ABI (DSS 1v0 and 2v0, `include/darksidesync.h`): a thin layer mapping utilities' callbacks, handles and codes onto items |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
@@ -33,9 +36,10 @@
 //! hands these to Lua (the sink becomes the reply userdata in `args[1]`);
 //! `dispatch()` calls the callback and feeds its results or error text to
 //! the sink. A task dropped undelivered (state closed, port unregistered)
-//! runs its `Drop`, which is its cancel path; a sink dropped unanswered
-//! releases its waiter. See `item.rs` for how C-ABI (DSS 1v0/2v0) items
-//! and Rust closures from other cdylibs plug in without changing the queue.
+//! is told why ([`Task::discard`]); a sink dropped unanswered releases its
+//! waiter. See `item.rs` for how C-ABI (DSS 1v0/2v0) deliveries and Rust
+//! closures from other cdylibs plug in: fire-and-forget ones as inline
+//! posts (`post.rs`), which the item loop runs like its own scalar calls.
 //!
 //! # Errors
 //!
@@ -61,8 +65,10 @@ mod control;
 mod data;
 mod dispatch;
 mod item;
+mod item_loop;
 pub mod libs;
 mod poll;
+mod post;
 mod raw;
 mod reply;
 mod state;

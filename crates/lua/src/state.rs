@@ -13,8 +13,8 @@ use std::rc::Rc;
 use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_CAPACITY};
 use mlua::{Function, Lua, Table};
 
-use crate::capi::task::RanCounter;
 use crate::item::{Item, ReplySink};
+use crate::post::RanCounter;
 
 /// Most items `poll()` moves from the hub to the local batch at once.
 pub(crate) const POLL_BATCH: usize = 256;
@@ -52,6 +52,9 @@ pub struct StateHub {
     pub(crate) batch: RefCell<Batch<Item>>,
     /// The error handler set by `seterrorhandler`; `None` is the default.
     pub(crate) error_handler: RefCell<Option<Function>>,
+    /// Bumped by every `seterrorhandler`, so that the item loop, which
+    /// keeps the handler on its frame, sees a change made by a callback.
+    pub(crate) handler_set: Cell<u64>,
     /// The reply sink of the blocking call whose callback `dispatch()` is
     /// running now, until `reply()` takes it.
     pub(crate) current_reply: RefCell<Option<Box<dyn ReplySink>>>,
@@ -72,7 +75,7 @@ pub struct StateHub {
     /// library unregistered: the hub counted them delivered, `stats()`
     /// reports them cancelled.
     pub(crate) purged: Cell<u64>,
-    /// Where the C items this state runs are counted as ran.
+    /// Where the inline posts this state runs are counted as ran.
     pub(crate) ran: RanCounter,
     pub(crate) helpers: Helpers,
 }
@@ -117,6 +120,7 @@ impl StateHub {
             hub: Hub::with_discard(DEFAULT_CAPACITY, Item::discard),
             batch: RefCell::new(Batch::new()),
             error_handler: RefCell::new(None),
+            handler_set: Cell::new(0),
             current_reply: RefCell::new(None),
             in_callback: Cell::new(0),
             running: Cell::new(false),

@@ -8,6 +8,8 @@ use crate::lua_State;
 pub const API_KEY: &str = "DSS API 2v0";
 /// The `version` field of the published struct.
 pub const VERSION: &str = "DSS API 2v0";
+/// [`VERSION`], NUL-terminated, as the struct points to it.
+pub const VERSION_C: &core::ffi::CStr = c"DSS API 2v0";
 
 /// `dss2_handle`: opaque; 0 is never valid.
 pub type Handle = u64;

@@ -172,3 +172,15 @@ fn a_changed_field_would_be_caught() {
         offset_of!(v2::Stats, timeouts)
     );
 }
+
+/// The NUL-terminated forms say the same as the `&str` ones (each name is
+/// written twice in the crate, side by side; this keeps them one).
+#[test]
+fn c_strings_match_their_str_forms() {
+    assert_eq!(
+        darksidesync_sys::REGISTRY_NAME_C.to_str(),
+        Ok(REGISTRY_NAME)
+    );
+    assert_eq!(v1::VERSION_C.to_str(), Ok(v1::VERSION));
+    assert_eq!(v2::VERSION_C.to_str(), Ok(v2::VERSION));
+}

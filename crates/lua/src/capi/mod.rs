@@ -6,9 +6,17 @@
 //! | --- | --- |
 //! | `mod.rs` | publishing the registry table, finding a state's hub from a raw `lua_State*`, registration, panic guard, pinning utility libraries |
 //! | `handles.rs` | the process-global generation-checked table of utilities: what a utilid / `dss2_handle` stands for |
-//! | `task.rs` | C items: the [`Task`](crate::item::Task) and [`ReplySink`](crate::item::ReplySink) that call a utility's callbacks |
+//! | `post.rs` | fire-and-forget deliveries (1v0 `deliver`, 2v0 `post`) as the glue's inline posts |
+//! | `item.rs` | blocking deliveries (1v0 `deliver` with a return callback, 2v0 `call`): the [`Task`](crate::item::Task) that calls the utility's decoder or `run` |
+//! | `reply.rs` | their answer path: the [`ReplySink`](crate::item::ReplySink) that calls the return or reply callback |
+//! | `turns.rs` | a 1v0 blocking delivery's once-only callbacks, shared with the thread blocked in `deliver` |
 //! | `v1.rs` | `DSS_api_1v0_t` |
-//! | `v2.rs` | `dss_api_2v0_t` |
+//! | `v2.rs` | `dss_api_2v0_t`: registration, deliveries, keep-alive |
+//! | `v2_query.rs` | 2v0's `stats`, `waits`, `status`, `strerror` |
+//!
+//! This layer is thin: the glue runs its items (an inline post, a
+//! [`Task`](crate::item::Task)) like every other; the C ABI only maps the
+//! utilities' callbacks, handles and codes onto them.
 //!
 //! # Rules every entry point keeps
 //!
@@ -26,27 +34,27 @@
 //!   still called (DarkSideSync 1.0 crashed there).
 
 pub(crate) mod handles;
-pub(crate) mod task;
+mod item;
+mod post;
+mod reply;
+mod turns;
 pub(crate) mod v1;
 pub(crate) mod v2;
+mod v2_query;
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use darksidesync_core::CancelReason;
+use darksidesync_sys as sys;
 use mlua::{ffi, LightUserData, Lua, Table};
 
+use crate::raw;
 use crate::state::StateHub;
 use handles::{Cancel, Handle, Util, Version};
-
-/// `registry["DSS.DarkSideSync"]`.
-pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
-/// `registry["DSS.DarkSideSync"]["Version"]`, as DarkSideSync 1.0 had it.
-pub(crate) const DSS_VERSION: &str = "0.1";
-const REGISTRY_NAME_C: &CStr = c"DSS.DarkSideSync";
 
 /// Why no usable darksidesync instance was found for a `lua_State*` (or a
 /// registration failed), before mapping to a version's code.
@@ -82,23 +90,9 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
     if lua.app_data_ref::<CapiState>().is_none() {
         let mut main = std::ptr::null_mut();
         // SAFETY: exec_raw hands us a running state of this Lua on its
-        // thread; reading the registry and pushing a thread cannot raise,
-        // and the stack is restored.
+        // thread with free slots; main_thread uses one and cannot raise.
         unsafe {
-            lua.exec_raw::<()>((), |state| {
-                #[cfg(any(feature = "lua52", feature = "lua53", feature = "lua54"))]
-                {
-                    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
-                    main = ffi::lua_tothread(state, -1);
-                    ffi::lua_pop(state, 1);
-                }
-                // 5.1 has no registry entry for it: the state the module
-                // is opened in counts as the main one (as mlua takes it).
-                #[cfg(not(any(feature = "lua52", feature = "lua53", feature = "lua54")))]
-                {
-                    main = state;
-                }
-            })?;
+            lua.exec_raw::<()>((), |state| main = raw::main_thread(state))?;
         }
         lua.set_app_data(CapiState {
             id: NEXT_STATE.fetch_add(1, Ordering::Relaxed),
@@ -106,16 +100,16 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
         });
     }
     let t: Table = lua.create_table()?;
-    t.raw_set("Version", DSS_VERSION)?;
+    t.raw_set(sys::VERSION_KEY, sys::VERSION)?;
     t.raw_set(
-        "DSS API 1v0",
+        sys::v1::API_KEY,
         LightUserData(&v1::API as *const v1::Api as *mut c_void),
     )?;
     t.raw_set(
-        "DSS API 2v0",
+        sys::v2::API_KEY,
         LightUserData(&v2::API as *const v2::Api as *mut c_void),
     )?;
-    lua.set_named_registry_value(REGISTRY_NAME, t)
+    lua.set_named_registry_value(sys::REGISTRY_NAME, t)
 }
 
 /// The main thread of `lua`'s state: what a 1v0 return callback gets as
@@ -135,18 +129,9 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
     if l.is_null() {
         return Err(StateError::NoState);
     }
-    // SAFETY: `l` is valid on this thread (contract). We need one stack
-    // slot, then restore the stack. The registry has no metatable and the
-    // key string exists, so rawget cannot raise.
-    let published = unsafe {
-        if ffi::lua_checkstack(l, 2) == 0 {
-            return Err(StateError::NoMem);
-        }
-        ffi::lua_pushstring(l, REGISTRY_NAME_C.as_ptr());
-        ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
-        let is_table = ffi::lua_type(l, -1) == ffi::LUA_TTABLE;
-        ffi::lua_pop(l, 1);
-        is_table
+    // SAFETY: `l` is valid on this thread (contract).
+    let Some(published) = (unsafe { raw::registry_field_is_table(l, sys::REGISTRY_NAME_C) }) else {
+        return Err(StateError::NoMem);
     };
     if !published {
         return Err(StateError::NotStarted);

@@ -1,0 +1,159 @@
+//! The C utilities' fire-and-forget deliveries as inline posts of the glue
+//! (`crate::post`): 1v0 `deliver` without a return callback and 2v0
+//! `post`. Each is a static [`PostOps`] that knows the version's calling
+//! convention; the item loop and `poll()` run them like any inline post.
+//!
+//! | post | ran on the Lua thread | discarded (close, unreg) or dropped | refused by deliver/post |
+//! |---|---|---|---|
+//! | 1v0 | `decoder(L, ..)` | `decoder(NULL, ..)` | nothing (the caller keeps `pData`) |
+//! | 2v0 | `run(L, ..)` then `free(data, OK)` | `free(data, ECANCELLED/ECLOSED)` | nothing here: `post` calls `free(data, code)` |
+
+use std::ffi::{c_int, c_void};
+
+use darksidesync_core::{Discarded, Port};
+use darksidesync_sys::v1::DecoderFn;
+use darksidesync_sys::v2::{FreeFn, RunFn, ECANCELLED, ECLOSED, OK};
+use mlua::ffi;
+
+use super::handles::{self, Handle};
+use crate::item::Item;
+use crate::post::{Code, Post, PostOps, PostParts};
+
+/// A 1v0 `deliver` without a return callback: `code[0]` is the decoder.
+static DELIVER1: PostOps = PostOps {
+    run: run_deliver1,
+    discard: discard_deliver1,
+    port: port_of,
+};
+
+/// A 2v0 `post`: `code` is `run`, then `free` (or none).
+static POST2: PostOps = PostOps {
+    run: run_post2,
+    discard: discard_post2,
+    port: port_of,
+};
+
+/// The item of a fire-and-forget 1v0 `deliver`.
+pub(crate) fn deliver1(decoder: DecoderFn, data: *mut c_void, handle: Handle) -> Item {
+    // SAFETY (of the transmutes back): `code[0]` holds a DecoderFn, which
+    // only DELIVER1's functions read, as a DecoderFn.
+    let code = [
+        Some(unsafe { std::mem::transmute::<DecoderFn, Code>(decoder) }),
+        None,
+    ];
+    Item::post(Post::new(
+        &DELIVER1,
+        PostParts {
+            code,
+            data,
+            owner: handle,
+        },
+    ))
+}
+
+/// The item of a 2v0 `post`.
+pub(crate) fn post2(run: RunFn, free: Option<FreeFn>, data: *mut c_void, handle: Handle) -> Item {
+    // SAFETY: function pointers of one size; only POST2's functions read
+    // them back, as the types stored here (`run`, then `free`).
+    let code = unsafe {
+        [
+            Some(std::mem::transmute::<RunFn, Code>(run)),
+            free.map(|f| std::mem::transmute::<FreeFn, Code>(f)),
+        ]
+    };
+    Item::post(Post::new(
+        &POST2,
+        PostParts {
+            code,
+            data,
+            owner: handle,
+        },
+    ))
+}
+
+fn decoder(post: &PostParts) -> Option<DecoderFn> {
+    // SAFETY: DELIVER1's `code[0]` is the DecoderFn `deliver1` stored.
+    post.code[0].map(|c| unsafe { std::mem::transmute::<Code, DecoderFn>(c) })
+}
+
+fn run2(post: &PostParts) -> Option<RunFn> {
+    // SAFETY: POST2's `code[0]` is the RunFn `post2` stored.
+    post.code[0].map(|c| unsafe { std::mem::transmute::<Code, RunFn>(c) })
+}
+
+fn free2(post: &PostParts) -> Option<FreeFn> {
+    // SAFETY: POST2's `code[1]` is the FreeFn `post2` stored, if any.
+    post.code[1].map(|c| unsafe { std::mem::transmute::<Code, FreeFn>(c) })
+}
+
+fn port_of(owner: u64) -> Option<Port<Item>> {
+    handles::get(owner).map(|u| u.port.clone())
+}
+
+/// Whether the utility of `h` is closed (its state closed); false once
+/// `unreg` released it (its items are then cancelled, not closed).
+pub(crate) fn closed(h: Handle) -> bool {
+    handles::get(h).is_some_and(|u| u.is_closed())
+}
+
+/// # Safety
+/// As [`PostOps::run`].
+unsafe fn run_deliver1(state: *mut ffi::lua_State, post: &PostParts) -> c_int {
+    let Some(decoder) = decoder(post) else {
+        return 0;
+    };
+    // SAFETY: 1v0 contract: the decoder runs on the Lua thread with a
+    // valid state, once (the post was taken).
+    unsafe { decoder(state.cast(), post.data, handles::to_utilid(post.owner)) }
+}
+
+fn discard_deliver1(post: &PostParts, why: Option<Discarded>) {
+    if let Some(Discarded::Refused(_)) = why {
+        return; // the caller keeps `data`
+    }
+    if let Some(decoder) = decoder(post) {
+        // SAFETY: 1v0 contract: a cancelled item gets its decoder with a
+        // NULL state, exactly once (a post is run or discarded once).
+        unsafe {
+            decoder(
+                std::ptr::null_mut(),
+                post.data,
+                handles::to_utilid(post.owner),
+            )
+        };
+    }
+}
+
+/// # Safety
+/// As [`PostOps::run`].
+unsafe fn run_post2(state: *mut ffi::lua_State, post: &PostParts) -> c_int {
+    let Some(run) = run2(post) else {
+        return 0;
+    };
+    // SAFETY: 2v0 contract: run on the Lua thread with a valid state, then
+    // free(data, OK), each once (the post was taken).
+    unsafe {
+        let n = run(state.cast(), post.data, post.owner);
+        if let Some(free) = free2(post) {
+            free(post.data, OK);
+        }
+        n
+    }
+}
+
+fn discard_post2(post: &PostParts, why: Option<Discarded>) {
+    if let Some(Discarded::Refused(_)) = why {
+        return; // `post` frees `data` itself, with its code
+    }
+    let Some(free) = free2(post) else {
+        return;
+    };
+    let outcome = if why == Some(Discarded::Closed) || closed(post.owner) {
+        ECLOSED
+    } else {
+        ECANCELLED
+    };
+    // SAFETY: 2v0 contract: the post owns `data` and frees it exactly once
+    // (a post is run or discarded once).
+    unsafe { free(post.data, outcome) };
+}
