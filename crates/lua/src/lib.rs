@@ -24,7 +24,6 @@
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
-//! | `benchlib.rs` | `darksidesync.benchlib`, the benchmarks' fixture for the internal path (feature `internal-bench`, never shipped) |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
@@ -58,8 +57,6 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
-#[cfg(feature = "internal-bench")]
-pub mod benchlib;
 mod capi;
 mod control;
 mod data;
@@ -231,10 +228,4 @@ fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
 #[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
 fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
     libs::process::open(lua)
-}
-
-#[cfg(all(feature = "module", feature = "internal-bench"))]
-#[mlua::lua_module(name = "darksidesync_benchlib", skip_memory_check)]
-fn luaopen_benchlib(lua: &Lua) -> mlua::Result<Table> {
-    benchlib::open(lua)
 }
