@@ -39,43 +39,60 @@
  * Every function validates its arguments and returns a code; none of them
  * raises a Lua error, aborts, or lets a Rust panic escape.
  *
- * Signal handlers. Two calls never wait, neither for room nor for any
- * lock of the state's queue, so they may be made from a signal handler
- * that interrupted the Lua thread inside poll(), dispatch() or any other
- * darksidesync call (DarkSideSync's luaexit does this):
+ * Signal handlers. Two calls never wait for room, and never wait for
+ * anything the code they interrupted holds, so they may be made from a
+ * signal handler that interrupted the Lua thread inside poll(),
+ * dispatch() or any other darksidesync call, or another thread inside a
+ * delivery (DarkSideSync's luaexit does this):
  *
  *   - 1v0 deliver() with pReturn == NULL;
  *   - 2v0 post() with timeout_ms == 0 (DSS2_NOWAIT semantics).
  *
- * When the queue's lock is free and its buffer has room they queue as
- * usual; otherwise (the lock is held by the code the signal interrupted
- * or by another thread, or the queue would have to grow) the item goes
- * to a small side ring of the state (64 slots, allocated when the state
- * opens) with one atomic reservation and a write() to the state's fd(),
- * and the Lua thread moves it into the queue when it next drains
- * (poll(), dispatch() and the calls built on them). Ordering: such an
- * item comes before every delivery whose call began after this one
- * returned, as for any delivery. While the 64 slots are all pending,
- * the call queues as a plain delivery would (growing the queue), except
- * that on the Lua thread with the lock taken it refuses:
+ * Whatever path they take, they take their room first: the queue never
+ * holds more than setcapacity() items, and a full queue refuses them:
  * DSS_ERR_OUT_OF_MEMORY (1v0) or DSS2_EFULL (2v0, and free_fn(data,
- * DSS2_EFULL) runs inside the call). Each call is accepted (the item runs, or is cancelled, exactly
- * once) or refused with a code. Items queued through the ring send no
- * UDP datagram (setport()); use fd() or poll in a loop.
+ * DSS2_EFULL) runs inside the call). When the queue's lock is free,
+ * nothing waits in the side ring and the queue's buffer has room they
+ * queue as usual; otherwise the item goes to a small side ring of the
+ * state (64 slots, allocated when the state opens) with one atomic
+ * reservation, a write() to the state's fd() and a sendto() to the
+ * setport() port, and the next holder of the queue's lock moves it into
+ * the queue. Ordering: such an item comes before every delivery whose
+ * call began after this one returned, as for any delivery. A queued
+ * item keeps fd() readable (and has sent its datagram) until it is
+ * taken, whatever the order of fd(), setport() and deliveries. Only
+ * while the 64 slots are all pending:
+ *
+ *   - a call made while a darksidesync call of its own thread is
+ *     interrupted (a signal handler) refuses as when full;
+ *   - any other call waits for the queue's lock (held by another thread
+ *     for a short section, never across Lua code or a wait) and for
+ *     other threads' ring slots being written, then queues, growing the
+ *     queue's buffer if need be. This is the one wait a fire-and-forget
+ *     deliver() can make; it never waits for room.
+ *
+ * Each call is accepted (the item runs, or is cancelled, exactly once)
+ * or refused with a code.
  *
  * Async-signal-safe: both calls borrow the handle's record without a
  * lock or a reference count (unreg() waits for such a borrow to end; a
  * handle unregistered first is reported stale), carry the item inline,
- * count with atomics, and neither lock nor allocate (their system calls:
- * a write() to fd(), and a futex wake when the Lua thread sleeps in
- * wait()). Conditions, all met by a utility written like luaexit:
+ * count with atomics, take the queue's lock only with a try-lock (never
+ * a wait) and allocate nothing (their system calls: a write() to fd(), a
+ * sendto() when setport() is on, and a futex wake when the Lua thread
+ * sleeps in wait()). Conditions, all met by a utility written like
+ * luaexit:
  *
  *   - 2v0: the handle was registered with a cancel callback, or one
  *     post()/call() was made before the handler can run (the first one
  *     pins the utility's shared object with dlopen());
- *   - the ring is not full (fewer than 64 such deliveries since the Lua
- *     thread last drained): with a full ring the call may allocate, and
- *     off the Lua thread wait for the lock.
+ *   - the interrupted thread has made a darksidesync call before (the
+ *     module's thread-local mark is then set up: its first use in a
+ *     thread may allocate);
+ *   - the ring is not full (fewer than 64 such deliveries waiting for
+ *     the lock's holder), or the handler interrupted a darksidesync call
+ *     of its own thread (a full ring then refuses). With a full ring
+ *     another thread's call waits for the lock and may allocate.
  *
  * Every other call may wait for locks or allocate and must not be made
  * from a handler. The portable pattern works everywhere: set a `volatile
