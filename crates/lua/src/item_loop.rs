@@ -235,7 +235,6 @@ enum Ended {
 /// Runs up to `max` items from the batch (the one loop, see the module
 /// docs) and returns how many ran.
 pub(crate) fn run_items(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
-    let _guard = CallbackGuard::enter(st);
     let mut ran = 0usize;
     let mut held = HeldCallback::default();
     let result = loop {
@@ -292,6 +291,12 @@ fn run_frame(
                         lua.owns_registry_value(key)
                     })
                 };
+                // A callback runs (a general item's guard is run_item's,
+                // which does not cover its task's `prepare`, as before).
+                let guard = match front {
+                    Front::Call(..) | Front::Post(_) => Some(CallbackGuard::enter(st)),
+                    Front::Empty | Front::General => None,
+                };
                 match front {
                     Front::Empty => break,
                     Front::Call(cb, arg) => {
@@ -320,6 +325,7 @@ fn run_frame(
                         }
                     }
                 }
+                drop(guard);
                 drop(stack);
                 if st.stop_requested.get() {
                     break;
