@@ -27,8 +27,11 @@
 //!
 //! No Rust types cross between your library and darksidesync: they are
 //! compiled separately and share only the C ABI. A closure travels as a
-//! `void *` plus a monomorphised `extern "C"` trampoline compiled into
-//! *your* library, which the module calls back on the Lua thread.
+//! monomorphised `extern "C"` trampoline compiled into *your* library,
+//! which the module calls back on the Lua thread, plus the closure itself:
+//! copied into the queued item when it is at most 24 bytes (a handle or two
+//! and a value; 2v0 `post_inline`), so posting it allocates nothing, or
+//! boxed behind a `void *` when it is larger.
 //!
 //! # Getting started
 //!
