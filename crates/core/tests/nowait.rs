@@ -47,7 +47,10 @@ fn nowait_under_contention_delivers_each_item_once_in_producer_order() {
     let mut got = 0;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while got < PRODUCERS * EACH {
-        assert!(std::time::Instant::now() < deadline, "items missing after 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "items missing after 60 s"
+        );
         hub.wait(Some(std::time::Duration::from_millis(50)));
         hub.drain(usize::MAX, &mut batch);
         for (p, i) in &mut batch {
