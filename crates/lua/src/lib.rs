@@ -26,7 +26,6 @@
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
-//! | `benchlib.rs` | `darksidesync.benchlib`, the benchmarks' fixture for the internal path (feature `internal-bench`, never shipped) |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
@@ -60,8 +59,6 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
-#[cfg(feature = "internal-bench")]
-pub mod benchlib;
 mod capi;
 mod control;
 mod data;
@@ -238,5 +235,3 @@ module_entry!(
     open_process,
     libs::process::open
 );
-#[cfg(all(feature = "module", feature = "internal-bench"))]
-module_entry!(luaopen_darksidesync_benchlib, open_benchlib, benchlib::open);
