@@ -400,6 +400,11 @@ typedef struct dss2_waits {
 /* waits() flags */
 #define DSS2_WAITS_STATE 1        /* the whole state's items, not only this utility's */
 
+/* post_inline(): the most bytes an item carries, and what its run returns
+ * when it did the item's work itself and pushed nothing. */
+#define DSS2_INLINE_MAX 24
+#define DSS2_RAN (-1)
+
 /* Lua thread. Registers libid (a unique address) with state L under a
  * name (copied; may be NULL). cancel may be NULL. Writes the handle to
  * *out. Returns DSS2_OK, DSS2_EALREADY (*out = the existing handle),
@@ -446,6 +451,24 @@ typedef int (*dss2_stats_fn)(dss2_handle h, dss2_stats_t *out);
  * DSS2_ESTALE, DSS2_ECLOSED. Appended in 0.1.0 after strerror: check
  * DSS2_HAS(api, waits). */
 typedef int (*dss2_waits_fn)(dss2_handle h, int flags, dss2_waits_t *out);
+/* Any thread. post() without an allocation: the item carries a copy of
+ * the `len` bytes at `bytes` (len <= DSS2_INLINE_MAX) instead of a data
+ * pointer, for a producer whose data is that small (a Rust closure, say).
+ * run(L, p, h) and free_fn(p, outcome) get p = a pointer to the copy,
+ * 8-byte aligned and valid during that call only (the copy moves with the
+ * item: it must not point into itself). Ownership of the bytes' contents
+ * passes to the call as with post(): free_fn(p, outcome) is called exactly
+ * once (after run() with DSS2_OK, or with why it never ran, or before
+ * post_inline() returns when refused), and the caller no longer uses its
+ * own bytes; free_fn may be NULL. run may return DSS2_RAN: it did the
+ * item's work itself and pushed nothing; the item counts as run
+ * (dispatch() counts it, poll() returns the count alone) and nothing is
+ * called. Codes as post(); len > DSS2_INLINE_MAX, or bytes NULL with
+ * len > 0, return DSS2_EINVAL without taking anything (free_fn is not
+ * called). Appended in 0.1.0 after waits: check DSS2_HAS(api,
+ * post_inline). */
+typedef int (*dss2_post_inline_fn)(dss2_handle h, dss2_run_fn run, dss2_free_fn free_fn,
+                                   const void *bytes, size_t len, long timeout_ms);
 /* Any thread. DSS2_OK (live), DSS2_ECLOSED or DSS2_ESTALE. */
 typedef int (*dss2_status_fn)(dss2_handle h);
 /* Any thread. A static description of a 2v0 or 1v0 code (never NULL). */
@@ -465,6 +488,7 @@ typedef struct dss_api_2v0 {
     dss2_status_fn status;
     dss2_strerror_fn strerror;
     dss2_waits_fn waits;        /* check DSS2_HAS(api, waits) */
+    dss2_post_inline_fn post_inline; /* check DSS2_HAS(api, post_inline) */
     /* later versions append here */
 } dss_api_2v0_t;
 

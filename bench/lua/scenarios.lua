@@ -125,6 +125,35 @@ function SOURCES.rustfn()
   return { post = b.post_values, sum = distinct_sum, outcome = own_outcome }
 end
 
+-- LuaCallback::post of four scalars (k, k / 2, true, "tick").
+function SOURCES.rustfn4()
+  local b = require "dssbenchrs"
+  return { post = b.post_scalars, sum = distinct_sum, outcome = own_outcome }
+end
+
+-- LuaCallback::post of a table { k = k, name = "tick", path = "/tmp/k" }:
+-- the callback reads the field (one index more than the rows above).
+function SOURCES.rustfnt()
+  local b = require "dssbenchrs"
+  return {
+    post = function(cb, producers, per)
+      return b.post_table(function(t) cb(t.k) end, producers, per)
+    end,
+    sum = distinct_sum, outcome = own_outcome,
+  }
+end
+
+-- The same table made by a post_callback's closure with mlua.
+function SOURCES.rustcbt()
+  local b = require "dssbenchrs"
+  return {
+    post = function(cb, producers, per)
+      return b.post_callback_table(function(t) cb(t.k) end, producers, per)
+    end,
+    sum = distinct_sum, outcome = own_outcome,
+  }
+end
+
 local function source(name)
   local make = SOURCES[name]
   if not make then error("unknown source " .. tostring(name)) end

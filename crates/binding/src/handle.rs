@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) handle: Handle,
     /// The registration's own keep-alive reference is held.
     pub(crate) keeps_run_alive: AtomicBool,
+    /// The module has 2v0 `post_inline` (closures travel without a box).
+    pub(crate) inline: bool,
     /// Also in `NOTICES` until the registration ends.
     pub(crate) notice: Arc<Notice>,
     /// Registry keys of dropped `LuaCallback`s whose release item could
@@ -159,6 +161,7 @@ impl Dss {
                     api,
                     handle,
                     keeps_run_alive: AtomicBool::new(false),
+                    inline: api.has_post_inline(),
                     notice,
                     graves: Mutex::new(Vec::new()),
                     graves_waiting: AtomicBool::new(false),

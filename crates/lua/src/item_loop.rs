@@ -21,7 +21,8 @@
 //! * a scalar [`Item::call`]: pushes the argument and calls the function
 //!   with `lua_pcall` (what `xpcall` does, without mlua's call machinery);
 //! * an inline post (`post.rs`): counts it as ran, lets the producer push
-//!   the callback and its arguments, and calls them with `lua_pcall`;
+//!   the callback and its arguments, and calls them with `lua_pcall` (or
+//!   nothing, when the producer's code did the work itself);
 //! * anything else: [`run_item`], through mlua.
 //!
 //! A [`StackGuard`](crate::raw::StackGuard) puts the stack back after each
@@ -33,7 +34,7 @@ use mlua::{ffi, Function, Lua, MultiValue, RegistryKey, Value};
 
 use crate::data::Data;
 use crate::item::{Callback, Item};
-use crate::post::{PostFrame, RanCounter};
+use crate::post::{PostFrame, Ran, RanCounter};
 use crate::raw;
 use crate::state::StateHub;
 use darksidesync_core::Batch;
@@ -234,7 +235,6 @@ enum Ended {
 /// Runs up to `max` items from the batch (the one loop, see the module
 /// docs) and returns how many ran.
 pub(crate) fn run_items(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
-    let _guard = CallbackGuard::enter(st);
     let mut ran = 0usize;
     let mut held = HeldCallback::default();
     let result = loop {
@@ -291,6 +291,12 @@ fn run_frame(
                         lua.owns_registry_value(key)
                     })
                 };
+                // A callback runs (a general item's guard is run_item's,
+                // which does not cover its task's `prepare`, as before).
+                let guard = match front {
+                    Front::Call(..) | Front::Post(_) => Some(CallbackGuard::enter(st)),
+                    Front::Empty | Front::General => None,
+                };
                 match front {
                     Front::Empty => break,
                     Front::Call(cb, arg) => {
@@ -298,13 +304,14 @@ fn run_frame(
                         raw::pcall_scalar(state, 2, 1, &arg);
                         *ran += 1;
                     }
-                    Front::Post(post) => {
-                        let n = post.run_in(state, stack.top());
-                        if n > 0 {
+                    Front::Post(post) => match post.run_in(state, stack.top()) {
+                        Ran::Call(n) => {
                             raw::pcall_top(state, n, 1);
                             *ran += 1;
                         }
-                    }
+                        Ran::Done => *ran += 1,
+                        Ran::Nothing => {}
+                    },
                     Front::General => {
                         let item = st.batch.borrow_mut().pop();
                         let Some(item) = item else { break };
@@ -318,6 +325,7 @@ fn run_frame(
                         }
                     }
                 }
+                drop(guard);
                 drop(stack);
                 if st.stop_requested.get() {
                     break;

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 
 use crate::item_loop::{take_front, Front};
-use crate::post::PostFrame;
+use crate::post::{PostFrame, Ran};
 use crate::raw::{self, CLOSING_C};
 use crate::reply;
 use crate::state::StateHub;
@@ -236,7 +236,11 @@ unsafe fn poll_post(
         raw::top(state)
     };
     // SAFETY: as above.
-    let n = unsafe { frame.run_in(state, base) };
+    let n = match unsafe { frame.run_in(state, base) } {
+        Ran::Call(n) => n,
+        // Ran (a closure that did its work) or skipped: the count alone.
+        Ran::Done | Ran::Nothing => 0,
+    };
     // SAFETY: reading the top of a running state.
     let pushed = unsafe { raw::top(state) } - base;
     let left = match left {

@@ -49,6 +49,12 @@ pub const NOWAIT: c_int = 1;
 /// `DSS2_WAITS_STATE`: `waits()` flag, the whole state's items.
 pub const WAITS_STATE: c_int = 1;
 
+/// `DSS2_INLINE_MAX`: the most bytes `post_inline()` carries in the item.
+pub const INLINE_MAX: usize = 24;
+/// `DSS2_RAN`: what a `post_inline()` run returns when it did the item's
+/// work itself and pushed nothing (the item counts as run).
+pub const RAN: c_int = -1;
+
 /// `dss2_run_fn`.
 pub type RunFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
 /// `dss2_reply_fn`.
@@ -97,6 +103,15 @@ pub type StatusFn = unsafe extern "C" fn(Handle) -> c_int;
 pub type StrerrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 /// `dss2_waits_fn`.
 pub type WaitsFn = unsafe extern "C" fn(Handle, c_int, *mut Waits) -> c_int;
+/// `dss2_post_inline_fn`.
+pub type PostInlineFn = unsafe extern "C" fn(
+    Handle,
+    Option<RunFn>,
+    Option<FreeFn>,
+    *const c_void,
+    usize,
+    c_long,
+) -> c_int;
 
 /// `dss2_stats_t`: per-utility counters. Set `size` before calling
 /// `stats()`; only the fields that fit in it are written.
@@ -176,6 +191,21 @@ pub struct Api {
     /// Copies the waits of the utility's (or its state's) items. Appended
     /// after `strerror`: check `size` before use.
     pub waits: WaitsFn,
+    /// Fire-and-forget delivery of up to [`INLINE_MAX`] bytes carried in
+    /// the item (any thread). Appended after `waits`: check `size` before
+    /// use ([`Api::has_post_inline`]).
+    pub post_inline: PostInlineFn,
+}
+
+impl Api {
+    /// Whether the publisher's struct has `post_inline` (`DSS2_HAS`).
+    pub fn has_post_inline(&self) -> bool {
+        self.size >= core::mem::offset_of!(Api, post_inline) + core::mem::size_of::<PostInlineFn>()
+    }
+
+    /// The size of the struct without `post_inline`: what a publisher of
+    /// 0.1.0 before it had (the least a user of `waits` needs).
+    pub const SIZE_WITH_WAITS: usize = core::mem::offset_of!(Api, post_inline);
 }
 
 // SAFETY: the published struct is an immutable static of the module, valid

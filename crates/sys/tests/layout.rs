@@ -101,6 +101,7 @@ fn from_rust() -> BTreeMap<String, String> {
     off!("dss_api_2v0_t", v2::Api, status);
     off!("dss_api_2v0_t", v2::Api, strerror);
     off!("dss_api_2v0_t", v2::Api, waits);
+    off!("dss_api_2v0_t", v2::Api, post_inline);
     put("sizeof dss2_stats_t", size_of::<v2::Stats>().to_string());
     off!("dss2_stats_t", v2::Stats, size);
     off!("dss2_stats_t", v2::Stats, posted);
@@ -135,6 +136,8 @@ fn from_rust() -> BTreeMap<String, String> {
         ("DSS2_EHANDLER", v2::EHANDLER),
         ("DSS2_EINTERNAL", v2::EINTERNAL),
         ("DSS2_NOWAIT", v2::NOWAIT),
+        ("DSS2_RAN", v2::RAN),
+        ("DSS2_INLINE_MAX", v2::INLINE_MAX as i32),
         ("DSS2_WAITS_STATE", v2::WAITS_STATE),
     ] {
         put(k, v.to_string());

@@ -281,6 +281,10 @@ pub(super) fn lines(z: &Sizes) -> Vec<Line> {
     roundtrip_row(&mut t, "", "rustcb", "`call_callback`");
     sec(&mut t, "Rust library on `darksidesync-binding`, `LuaCallback::post` (plain values to a kept Lua function; darksidesync calls it)");
     dispatch_rows(&mut t, "", "rustfn", POST_DISPATCH, THE_SAME_2);
+    sec(&mut t, "The same, four scalars per post (`(k, k / 2, true, \"tick\")`), and a table per post (`ArgTable`: `k`, `name`, `path`; the callback reads `t.k`)");
+    row(&mut t, rate_of("four scalars, 1 producer", "rustfn4_dispatch_1").vs(internal.clone(), "internal").vs(items("rustfn_dispatch_1"), "one integer"));
+    row(&mut t, rate_of("a table, 1 producer", "rustfnt_dispatch_1").at_least(items("rustcbt_dispatch_1"), 1.0, "`post_callback` making it"));
+    row(&mut t, rate_of("the same table made by a `post_callback` closure with mlua", "rustcbt_dispatch_1").vs(internal.clone(), "internal"));
 
     sec(&mut t, "No-wait posts under contention (1v0 fire-and-forget `deliver`, 2v0 `post(..., 0)`): `wait()` + `dispatch()`");
     for (src, p) in NOWAIT {

@@ -91,8 +91,10 @@ const CALL_GAP_US: u64 = 50;
 /// calls it).
 pub(super) const PUBLIC: [&str; 4] = ["c1", "c2", "rust", "rustcb"];
 
-/// Public sources that only post (`LuaCallback::post` of the binding).
-pub(super) const POST_ONLY: [&str; 1] = ["rustfn"];
+/// Public sources that only post (`LuaCallback::post` of the binding: one
+/// integer, four scalars, a table of three fields) and, to compare the
+/// last with, `post_callback` making the same table with mlua.
+pub(super) const POST_ONLY: [&str; 4] = ["rustfn", "rustfn4", "rustfnt", "rustcbt"];
 
 /// The no-wait posts (1v0 fire-and-forget `deliver`, 2v0 `post(..., 0)`)
 /// under contention: their producer counts (peak depth reported against

@@ -1,23 +1,30 @@
 //! The C utilities' fire-and-forget deliveries as inline posts of the glue
 //! (`crate::post`): 1v0 `deliver` without a return callback and 2v0
-//! `post`. Each is a static [`PostOps`] that knows the version's calling
-//! convention; the item loop and `poll()` run them like any inline post.
+//! `post` and `post_inline`. Each is a static [`PostOps`] that knows the
+//! version's calling convention; the item loop and `poll()` run them like
+//! any inline post.
 //!
 //! | post | ran on the Lua thread | discarded (close, unreg) or dropped | refused by deliver/post |
 //! |---|---|---|---|
 //! | 1v0 | `decoder(L, ..)` | `decoder(NULL, ..)` | nothing (the caller keeps `pData`) |
 //! | 2v0 | `run(L, ..)` then `free(data, OK)` | `free(data, ECANCELLED/ECLOSED)` | nothing here: `post` calls `free(data, code)` |
+//! | 2v0 inline | `run(L, p, ..)` then `free(p, OK)` | `free(p, ECANCELLED/ECLOSED)` | nothing here: `post_inline` calls `free(p, code)` |
+//!
+//! An inline post's `p` points to the copy of its bytes in the item being
+//! run or discarded (valid during the call). Only its `run` may answer
+//! `DSS2_RAN` (did the work itself); a 1v0 or 2v0 `post` returning a
+//! negative count has nothing to call, as before.
 
 use std::ffi::{c_int, c_void};
 
 use darksidesync_core::{Discarded, Port};
 use darksidesync_sys::v1::DecoderFn;
-use darksidesync_sys::v2::{FreeFn, RunFn, ECANCELLED, ECLOSED, OK};
+use darksidesync_sys::v2::{FreeFn, RunFn, ECANCELLED, ECLOSED, INLINE_MAX, OK, RAN};
 use mlua::ffi;
 
 use super::handles::{self, Handle};
 use crate::item::Item;
-use crate::post::{Code, Post, PostOps, PostParts};
+use crate::post::{self, Code, Post, PostOps, PostParts, POST_BYTES};
 
 /// A 1v0 `deliver` without a return callback: `code[0]` is the decoder.
 static DELIVER1: PostOps = PostOps {
@@ -33,6 +40,17 @@ static POST2: PostOps = PostOps {
     port: port_of,
 };
 
+/// A 2v0 `post_inline`: `code` as [`POST2`], the data being bytes.
+static POST2_INLINE: PostOps = PostOps {
+    run: run_post2_inline,
+    discard: discard_post2_inline,
+    port: port_of,
+};
+
+// The header's DSS2_INLINE_MAX is what an item carries, and DSS2_RAN what
+// the glue reads as "ran".
+const _: () = assert!(INLINE_MAX == POST_BYTES && RAN == post::RAN);
+
 /// The item of a fire-and-forget 1v0 `deliver`.
 pub(crate) fn deliver1(decoder: DecoderFn, data: *mut c_void, handle: Handle) -> Item {
     // SAFETY (of the transmutes back): `code[0]` holds a DecoderFn, which
@@ -43,29 +61,42 @@ pub(crate) fn deliver1(decoder: DecoderFn, data: *mut c_void, handle: Handle) ->
     ];
     Item::post(Post::new(
         &DELIVER1,
-        PostParts {
-            code,
-            data,
-            owner: handle,
-        },
+        PostParts::with_pointer(code, data, handle),
     ))
 }
 
-/// The item of a 2v0 `post`.
-pub(crate) fn post2(run: RunFn, free: Option<FreeFn>, data: *mut c_void, handle: Handle) -> Item {
-    // SAFETY: function pointers of one size; only POST2's functions read
-    // them back, as the types stored here (`run`, then `free`).
-    let code = unsafe {
+/// The code words of a 2v0 post: `run`, then `free`.
+fn code2(run: RunFn, free: Option<FreeFn>) -> [Option<Code>; 2] {
+    // SAFETY: function pointers of one size; only POST2's and
+    // POST2_INLINE's functions read them back, as the types stored here.
+    unsafe {
         [
             Some(std::mem::transmute::<RunFn, Code>(run)),
             free.map(|f| std::mem::transmute::<FreeFn, Code>(f)),
         ]
-    };
+    }
+}
+
+/// The item of a 2v0 `post`.
+pub(crate) fn post2(run: RunFn, free: Option<FreeFn>, data: *mut c_void, handle: Handle) -> Item {
     Item::post(Post::new(
         &POST2,
+        PostParts::with_pointer(code2(run, free), data, handle),
+    ))
+}
+
+/// The item of a 2v0 `post_inline` whose bytes are `bytes` (copied).
+pub(crate) fn post2_inline(
+    run: RunFn,
+    free: Option<FreeFn>,
+    bytes: [std::mem::MaybeUninit<u64>; POST_BYTES / 8],
+    handle: Handle,
+) -> Item {
+    Item::post(Post::new(
+        &POST2_INLINE,
         PostParts {
-            code,
-            data,
+            code: code2(run, free),
+            bytes,
             owner: handle,
         },
     ))
@@ -98,16 +129,17 @@ pub(crate) fn closed(h: Handle) -> bool {
 
 /// # Safety
 /// As [`PostOps::run`].
-unsafe fn run_deliver1(state: *mut ffi::lua_State, post: &PostParts) -> c_int {
+unsafe fn run_deliver1(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
     let Some(decoder) = decoder(post) else {
         return 0;
     };
     // SAFETY: 1v0 contract: the decoder runs on the Lua thread with a
     // valid state, once (the post was taken).
-    unsafe { decoder(state.cast(), post.data, handles::to_utilid(post.owner)) }
+    let n = unsafe { decoder(state.cast(), post.pointer(), handles::to_utilid(post.owner)) };
+    n.max(0)
 }
 
-fn discard_deliver1(post: &PostParts, why: Option<Discarded>) {
+fn discard_deliver1(post: &mut PostParts, why: Option<Discarded>) {
     if let Some(Discarded::Refused(_)) = why {
         return; // the caller keeps `data`
     }
@@ -117,7 +149,7 @@ fn discard_deliver1(post: &PostParts, why: Option<Discarded>) {
         unsafe {
             decoder(
                 std::ptr::null_mut(),
-                post.data,
+                post.pointer(),
                 handles::to_utilid(post.owner),
             )
         };
@@ -126,22 +158,56 @@ fn discard_deliver1(post: &PostParts, why: Option<Discarded>) {
 
 /// # Safety
 /// As [`PostOps::run`].
-unsafe fn run_post2(state: *mut ffi::lua_State, post: &PostParts) -> c_int {
+unsafe fn run_post2(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
+    let data = post.pointer();
+    // SAFETY: as run_post2_with's contract; `data` is the post's pointer.
+    unsafe { run_post2_with(state, post, data) }.max(0)
+}
+
+/// # Safety
+/// As [`PostOps::run`].
+unsafe fn run_post2_inline(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
+    let data = post.bytes_ptr();
+    // SAFETY: as run_post2_with's contract; `data` points to the post's
+    // bytes, alive during both calls.
+    unsafe { run_post2_with(state, post, data) }
+}
+
+/// `run(L, data)` then `free(data, OK)`.
+///
+/// # Safety
+/// As [`PostOps::run`]; `data` is what the post's callbacks take.
+unsafe fn run_post2_with(
+    state: *mut ffi::lua_State,
+    post: &mut PostParts,
+    data: *mut c_void,
+) -> c_int {
     let Some(run) = run2(post) else {
         return 0;
     };
     // SAFETY: 2v0 contract: run on the Lua thread with a valid state, then
     // free(data, OK), each once (the post was taken).
     unsafe {
-        let n = run(state.cast(), post.data, post.owner);
+        let n = run(state.cast(), data, post.owner);
         if let Some(free) = free2(post) {
-            free(post.data, OK);
+            free(data, OK);
         }
         n
     }
 }
 
-fn discard_post2(post: &PostParts, why: Option<Discarded>) {
+fn discard_post2(post: &mut PostParts, why: Option<Discarded>) {
+    let data = post.pointer();
+    free_unrun(post, data, why);
+}
+
+fn discard_post2_inline(post: &mut PostParts, why: Option<Discarded>) {
+    let data = post.bytes_ptr();
+    free_unrun(post, data, why);
+}
+
+/// `free(data, ECANCELLED or ECLOSED)` of a post that will not run.
+fn free_unrun(post: &PostParts, data: *mut c_void, why: Option<Discarded>) {
     if let Some(Discarded::Refused(_)) = why {
         return; // `post` frees `data` itself, with its code
     }
@@ -155,5 +221,5 @@ fn discard_post2(post: &PostParts, why: Option<Discarded>) {
     };
     // SAFETY: 2v0 contract: the post owns `data` and frees it exactly once
     // (a post is run or discarded once).
-    unsafe { free(post.data, outcome) };
+    unsafe { free(data, outcome) };
 }

@@ -3,8 +3,9 @@
 //! caller's choice, ownership through a free callback, keep-alive
 //! references and per-utility statistics.
 //!
-//! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`, `call`,
-//! `hold`, `release` are the functions of the same names here (`stats`,
+//! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`,
+//! `post_inline`, `call`, `hold`, `release` are the functions of the same
+//! names here (`stats`,
 //! `status`, `strerror`, `waits`: `v2_query.rs`); each runs its body under
 //! [`super::guard`].
 
@@ -37,6 +38,7 @@ pub(crate) static API: Api = Api {
     status,
     strerror,
     waits,
+    post_inline,
 };
 
 fn v2_code(c: StateError) -> c_int {
@@ -221,11 +223,62 @@ fn post_inner(
     data: *mut c_void,
     timeout_ms: c_long,
 ) -> c_int {
+    queue_post(h, run, timeout_ms, |run, handle| {
+        super::post::post2(run, free, data, handle)
+    })
+}
+
+/// `post_inline`: see `dss2_post_inline_fn`. Any thread.
+///
+/// # Safety
+/// The callbacks, if given, have the header's signatures; `bytes` is NULL
+/// with `len` 0, or readable for `len` bytes.
+unsafe extern "C" fn post_inline(
+    h: Handle,
+    run: Option<RunFn>,
+    free: Option<FreeFn>,
+    bytes: *const c_void,
+    len: usize,
+    timeout_ms: c_long,
+) -> c_int {
+    guard(EINTERNAL, || {
+        if len > INLINE_MAX || (bytes.is_null() && len > 0) {
+            // Nothing taken: the caller keeps its bytes (header).
+            return EINVAL;
+        }
+        let mut copy = [std::mem::MaybeUninit::<u64>::uninit(); INLINE_MAX / 8];
+        // SAFETY: `len` readable bytes (contract) into a local array of at
+        // least `len` bytes; the two cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.cast::<u8>(), copy.as_mut_ptr().cast::<u8>(), len)
+        };
+        let code = queue_post(h, run, timeout_ms, |run, handle| {
+            super::post::post2_inline(run, free, copy, handle)
+        });
+        if code != OK {
+            if let Some(free) = free {
+                // SAFETY: as in `post`: a refused item was not queued (its
+                // discard skipped `free`); the bytes are this call's copy.
+                unsafe { free(copy.as_mut_ptr().cast(), code) };
+            }
+        }
+        code
+    })
+}
+
+/// Looks `h` up and queues the post `make` builds, as `timeout_ms` says;
+/// the code of the outcome (a refused item is discarded as such).
+fn queue_post(
+    h: Handle,
+    run: Option<RunFn>,
+    timeout_ms: c_long,
+    make: impl FnOnce(RunFn, Handle) -> Item,
+) -> c_int {
     let (util, run) = match lookup_with_run(h, run) {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = super::post::post2(run, free, data, util.handle);
+    let item = make(run, util.handle);
     if timeout_ms == 0 {
         // Never waits, not even for the hub's lock (signal handlers).
         let result = util.port.post_nowait(item);
