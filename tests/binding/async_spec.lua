@@ -75,7 +75,9 @@ describe("an async function of a Rust cdylib", function()
 
   it("resumes a callback of dispatch(max, spawn) through its handler", function()
     local done
-    dssrust.post_callback(function(i) done = dssrust.sleep(0.01, i * 10) end, 1)
+    -- 0.2 s: not over before dispatch() returns (a sleep can be ready at
+    -- its first poll when the thread was descheduled past its deadline).
+    dssrust.post_callback(function(i) done = dssrust.sleep(0.2, i * 10) end, 1)
     local deadline = os.time() + PATIENCE
     while dss.dispatch(nil, function(h) coroutine.wrap(h)() end) == 0 do
       deadline_passed(deadline, "the post")

@@ -112,15 +112,21 @@ describe("darksidesync.process.start", function()
   after_each(H.reset)
 
   it("reads lines and waits in a coroutine, which only it suspends", function()
+    -- The child writes only once `go` exists: until then the coroutine
+    -- is suspended (a child already done would make the calls ready at once).
+    local go = os.tmpname()
+    os.remove(go)
     local got
     coroutine.wrap(function()
-      local p = process.start { "sh", "-c", "echo one; echo two; echo warn >&2; exit 3" }
+      local p = process.start { "sh", "-c", "while [ ! -e \"$1\" ]; do sleep 0.01; done; echo one; echo two; echo warn >&2; exit 3", "sh", go }
       local r = { p:read_line(), p:read_line(), p:read_line(), p:read_line("stderr") }
       r[5], r[6] = p:wait()
       got = r
     end)()
     assert.is_nil(got, "suspended, not finished inside the call")
+    assert(io.open(go, "w")):close()
     H.dispatch_until(function() return got ~= nil end, "the coroutine")
+    os.remove(go)
     assert.same({ "one", "two", nil, "warn", 3, nil }, got)
   end)
 
