@@ -302,20 +302,32 @@ fn escape(text: &str) -> String {
 /// A page's table of contents: its level-2 headings, level-3 nested.
 fn toc(file: &str, headings: &[Heading]) -> String {
     let mut out = String::from("<ul class=\"toc\">\n");
-    let mut open = false;
+    // Open: a level-2 item (`<li>` open), and its nested list (`<ul>` open).
+    let (mut item_open, mut list_open) = (false, false);
     for (level, text, anchor) in headings {
-        let item = format!("<li><a href=\"{file}#{anchor}\">{}</a>", escape(text));
-        match (level, open) {
-            (2, true) => out += &format!("</ul></li>\n{item}<ul>\n"),
-            (2, false) => {
-                out += &format!("{item}<ul>\n");
-                open = true;
+        let link = format!("<a href=\"{file}#{anchor}\">{}</a>", escape(text));
+        if *level == 2 {
+            if list_open {
+                out += "</ul>";
             }
-            _ => out += &format!("{item}</li>\n"),
+            if item_open {
+                out += "</li>\n";
+            }
+            out += &format!("<li>{link}");
+            (item_open, list_open) = (true, false);
+        } else {
+            if !list_open {
+                out += "<ul>\n";
+                list_open = true;
+            }
+            out += &format!("<li>{link}</li>\n");
         }
     }
-    if open {
-        out += "</ul></li>\n";
+    if list_open {
+        out += "</ul>";
+    }
+    if item_open {
+        out += "</li>\n";
     }
     out + "</ul>\n"
 }
