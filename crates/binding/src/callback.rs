@@ -216,7 +216,7 @@ unsafe fn number(l: *mut lua_State, i: c_int) -> Value {
 }
 
 /// `run` of `post_callback`: prepares and pushes the callback.
-pub(crate) unsafe extern "C" fn run_post_callback<P>(
+pub(crate) unsafe extern "C-unwind" fn run_post_callback<P>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -247,7 +247,7 @@ where
 }
 
 /// `run` of `call_callback`: prepares and pushes the callback.
-pub(crate) unsafe extern "C" fn run_call_callback<P, A, R>(
+pub(crate) unsafe extern "C-unwind" fn run_call_callback<P, A, R>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -284,7 +284,7 @@ where
 }
 
 /// `reply` of `call_callback`: hands the answer to the `answer` closure.
-pub(crate) unsafe extern "C" fn reply_callback<P, A, R>(
+pub(crate) unsafe extern "C-unwind" fn reply_callback<P, A, R>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,

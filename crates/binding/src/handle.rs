@@ -152,6 +152,7 @@ fn end_registration(h: Handle) {
 
 /// The cancel callback given to reg(): the state is closing.
 unsafe extern "C" fn state_closing(h: Handle, _ud: *mut c_void) {
+    crate::finalizer::closing(h);
     end_registration(h);
 }
 
@@ -607,6 +608,15 @@ impl Dss {
             return Err(error_of(self.inner.api, rc));
         }
         Ok(Waits::from_ffi(&w))
+    }
+
+    /// The API struct and handle (for the other files of this crate).
+    pub(crate) fn api(&self) -> &'static Api {
+        self.inner.api
+    }
+
+    pub(crate) fn handle(&self) -> Handle {
+        self.inner.handle
     }
 
     /// Unregisters the library: its queued closures are dropped unrun,

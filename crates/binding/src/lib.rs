@@ -208,6 +208,7 @@ mod callback;
 mod discovery;
 mod error;
 mod ffi;
+mod finalizer;
 mod handle;
 mod lua_callback;
 mod plain_error;

@@ -54,7 +54,7 @@ pub(crate) unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
 }
 
 /// `run` of a post: runs the closure with `&Lua`.
-pub(crate) unsafe extern "C" fn run_post<F>(
+pub(crate) unsafe extern "C-unwind" fn run_post<F>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -117,7 +117,7 @@ pub(crate) unsafe extern "C" fn free_post<F: Send + 'static>(data: *mut c_void, 
 /// slot; pushes a callback with no effect when it succeeded, or one that
 /// raises its message when it failed, so the module answers the call as
 /// failed and counts it in `Stats::errors`.
-pub(crate) unsafe extern "C" fn run_call<F, R>(
+pub(crate) unsafe extern "C-unwind" fn run_call<F, R>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,

@@ -119,6 +119,18 @@ fn report(_lua: &Lua, st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
+/// Hands a failure of a C callback (a decoder, `run` or finalizer that
+/// raised, against its contract) to the error handler.
+pub(crate) fn report_error(lua: &Lua, st: &StateHub, e: mlua::Error) {
+    let text = match &e {
+        mlua::Error::RuntimeError(text) => text.clone(),
+        other => other.to_string(),
+    };
+    if let Ok(text) = lua.create_string(text) {
+        let _ = report(lua, st, Value::String(text));
+    }
+}
+
 /// Hands one item to `spawn` instead of running it: `spawn(handler)`,
 /// where `handler` (from `prelude.lua`) runs the callback in whatever
 /// coroutine calls it, binds `reply()` to that coroutine and answers the
@@ -337,7 +349,42 @@ fn run_calls(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<usize> {
 /// does in [`run_item`]). An item whose decoder pushed nothing is taken
 /// but not counted. Stops at the first other item, or after a callback
 /// that called `stop()`. Returns how many ran and how many were taken.
+///
+/// A decoder or `run` that raises (against its contract) ends the
+/// protected frame: its item is finished (2v0 `free(data, OK)`), counted
+/// as ran, its error goes to the error handler, and the run goes on.
 fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize)> {
+    let (mut ran, mut taken) = (0, 0);
+    while ran < max {
+        let raised = std::cell::Cell::new(None);
+        match run_posts_frame(lua, st, max - ran, &raised) {
+            Ok((n, t)) => return Ok((ran + n, taken + t)),
+            Err(e) => {
+                let Some((n, t, frame)) = raised.get() else {
+                    return Err(e);
+                };
+                frame.finish(&st.ran);
+                report_error(lua, st, e);
+                ran += n + 1;
+                taken += t;
+                if st.stop_requested.get() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((ran, taken))
+}
+
+/// [`run_posts`] in one protected frame. While a decoder or `run` runs,
+/// `raised` holds its frame and the counts before it, for the caller to
+/// finish it when it raises.
+fn run_posts_frame(
+    lua: &Lua,
+    st: &StateHub,
+    max: usize,
+    raised: &std::cell::Cell<Option<(usize, usize, crate::capi::task::PostFrame)>>,
+) -> mlua::Result<(usize, usize)> {
     let handler = current_handler(st);
     let _guard = CallbackGuard::enter(st);
     let mut ran = 0usize;
@@ -367,8 +414,10 @@ fn run_posts(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<(usize, usize
                         None => break, // not reached: the front was checked
                     }
                 };
+                raised.set(Some((ran, taken, frame)));
                 taken += 1;
-                let n = frame.run_in(state, 1);
+                let n = frame.run_in(state, 1, &st.ran);
+                raised.set(None);
                 if n > 0 {
                     raw::pcall_top(state, n, 1);
                     ran += 1;

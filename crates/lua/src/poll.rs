@@ -243,8 +243,13 @@ unsafe fn poll_post(
         }
         ffi::lua_gettop(state)
     };
-    // SAFETY: as above.
-    let n = unsafe { frame.run_in(state, base) };
+    // SAFETY: as above, and 2 more slots (5 were reserved); a decoder or
+    // `run` that raises is finished and its error raised from here, with
+    // no Rust value alive.
+    let Some(n) = (unsafe { frame.run_protected(state, &st.ran) }) else {
+        // SAFETY: the error value is on top.
+        return unsafe { raw::raise_top(state) };
+    };
     // SAFETY: reading the top of a running state.
     let pushed = unsafe { ffi::lua_gettop(state) } - base;
     let left = match left {

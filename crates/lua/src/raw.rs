@@ -19,6 +19,16 @@ use crate::data::Data;
 /// at the first `require` sets the closing flag from its `__gc`).
 pub(crate) const CLOSING_C: &CStr = c"darksidesync: state is closing";
 
+/// Raises the value on top of the stack as the error.
+///
+/// # Safety
+/// `state` is running with a value on top; no Rust value with a
+/// destructor is alive in the frames the error skips.
+pub(crate) unsafe fn raise_top(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: per the contract.
+    unsafe { ffi::lua_error(state) }
+}
+
 /// Pushes a non-string [`Data`]: pushes 1, cannot raise.
 ///
 /// # Safety

@@ -48,13 +48,21 @@ pub const NOWAIT: c_int = 1;
 pub const WAITS_STATE: c_int = 1;
 
 /// `dss2_run_fn`.
-pub type RunFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
-/// `dss2_reply_fn`.
-pub type ReplyFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
+///
+/// `"C-unwind"`: given a state it may raise a Lua error (against the
+/// header's rule, or out of memory in `lua_pushstring`), which on LuaJIT
+/// x64 is an unwind through the caller's frames. So may [`ReplyFn`] and
+/// [`FinalizeFn`]; the callbacks without a state cannot.
+pub type RunFn = unsafe extern "C-unwind" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
+/// `dss2_reply_fn` (`"C-unwind"`, see [`RunFn`]).
+pub type ReplyFn = unsafe extern "C-unwind" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
 /// `dss2_free_fn`.
 pub type FreeFn = unsafe extern "C" fn(*mut c_void, c_int);
 /// `dss2_cancel_fn`.
 pub type CancelFn = unsafe extern "C" fn(Handle, *mut c_void);
+/// `dss2_finalize_fn`: the utility's Lua-thread finalizer (`"C-unwind"`,
+/// see [`RunFn`]).
+pub type FinalizeFn = unsafe extern "C-unwind" fn(*mut lua_State, Handle, *mut c_void);
 
 /// `dss2_reg_fn`.
 pub type RegFn = unsafe extern "C" fn(
@@ -95,6 +103,8 @@ pub type StatusFn = unsafe extern "C" fn(Handle) -> c_int;
 pub type StrerrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 /// `dss2_waits_fn`.
 pub type WaitsFn = unsafe extern "C" fn(Handle, c_int, *mut Waits) -> c_int;
+/// `dss2_setfinalizer_fn`.
+pub type SetFinalizerFn = unsafe extern "C" fn(Handle, Option<FinalizeFn>, *mut c_void) -> c_int;
 
 /// `dss2_stats_t`: per-utility counters. Set `size` before calling
 /// `stats()`; only the fields that fit in it are written.
@@ -174,6 +184,9 @@ pub struct Api {
     /// Copies the waits of the utility's (or its state's) items. Appended
     /// after `strerror`: check `size` before use.
     pub waits: WaitsFn,
+    /// Sets the utility's Lua-thread finalizer. Appended after `waits`:
+    /// check `size` before use.
+    pub setfinalizer: SetFinalizerFn,
 }
 
 // SAFETY: the published struct is an immutable static of the module, valid

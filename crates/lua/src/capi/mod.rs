@@ -7,6 +7,8 @@
 //! | `mod.rs` | publishing the registry table, finding a state's hub from a raw `lua_State*`, registration, panic guard, pinning utility libraries |
 //! | `handles.rs` | the process-global generation-checked table of utilities: what a utilid / `dss2_handle` stands for |
 //! | `task.rs` | C items: the [`Task`](crate::item::Task) and [`ReplySink`](crate::item::ReplySink) that call a utility's callbacks |
+//! | `running.rs` | which utility's callback the Lua thread runs now: what `unreg()` from another thread waits for |
+//! | `finalize.rs` | 2v0 Lua-thread finalizers (`setfinalizer()`), run after `unreg()` or at close |
 //! | `v1.rs` | `DSS_api_1v0_t` |
 //! | `v2.rs` | `dss_api_2v0_t` |
 //!
@@ -25,7 +27,9 @@
 //!   ([`pin`]), so Lua's `dlclose` at `lua_close` cannot unmap code that is
 //!   still called (DarkSideSync 1.0 crashed there).
 
+pub(crate) mod finalize;
 pub(crate) mod handles;
+pub(crate) mod running;
 pub(crate) mod task;
 pub(crate) mod v1;
 pub(crate) mod v2;
@@ -70,6 +74,19 @@ struct CapiState {
 }
 
 static NEXT_STATE: AtomicU64 = AtomicU64::new(1);
+
+/// What the C ABI keeps per state, shared by the state's hub (the Lua
+/// thread's side) and its utilities' records (`unreg()`'s side).
+#[derive(Default)]
+pub(crate) struct PerState {
+    pub(crate) running: running::Running,
+    pub(crate) finalizers: finalize::Finalizers,
+}
+
+/// Registry key of the state's closing flag (`prelude.lua`'s `closing`
+/// table), which the entry points taking a `lua_State*` read raw: once
+/// lua_close runs finalisers mlua's per-state data may be gone.
+pub(crate) const CLOSING_KEY: &CStr = c"darksidesync.closing";
 
 /// Runs `f`, turning a panic into `fallback` (never unwinding into C).
 pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
@@ -135,10 +152,10 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
     if l.is_null() {
         return Err(StateError::NoState);
     }
-    // SAFETY: `l` is valid on this thread (contract). We need one stack
-    // slot, then restore the stack. The registry has no metatable and the
-    // key string exists, so rawget cannot raise.
-    let published = unsafe {
+    // SAFETY: `l` is valid on this thread (contract). We need two stack
+    // slots, then restore the stack. The registry and the closing table
+    // have no metatable, so raw reads cannot raise.
+    let (published, closing) = unsafe {
         if ffi::lua_checkstack(l, 2) == 0 {
             return Err(StateError::NoMem);
         }
@@ -146,10 +163,23 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
         ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
         let is_table = ffi::lua_type(l, -1) == ffi::LUA_TTABLE;
         ffi::lua_pop(l, 1);
-        is_table
+        ffi::lua_pushstring(l, CLOSING_KEY.as_ptr());
+        ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
+        let closing = ffi::lua_type(l, -1) == ffi::LUA_TTABLE && {
+            ffi::lua_rawgeti(l, -1, 1);
+            let set = ffi::lua_toboolean(l, -1) != 0;
+            ffi::lua_pop(l, 1);
+            set
+        };
+        ffi::lua_pop(l, 1);
+        (is_table, closing)
     };
     if !published {
         return Err(StateError::NotStarted);
+    }
+    if closing {
+        // lua_close runs finalisers: mlua's data may be gone already.
+        return Err(StateError::Closed);
     }
     // SAFETY: the table is there, so this module's mlua instance was
     // initialised in this state (by our luaopen) and the pointer finds it.
@@ -202,6 +232,8 @@ pub(crate) fn register(
         keep: Mutex::new(Vec::new()),
         cancel,
         pinned: AtomicBool::new(false),
+        gone: AtomicBool::new(false),
+        shared: st.ran.shared().clone(),
     });
     handles::fill(handle, util.clone());
     Ok(util)
@@ -235,11 +267,27 @@ pub(crate) fn unregister(h: Handle) -> bool {
     let Some(util) = handles::release(h) else {
         return false;
     };
+    // No callback of it starts from now on (see `running.rs`).
+    util.gone.store(true, Ordering::SeqCst);
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();
     drop(std::mem::take(&mut *util.keep_alive()));
+    if !util.port.is_closed() && !util.port.on_consumer_thread() {
+        // One running now is waited for (not on the Lua thread: from
+        // inside a callback it would wait for itself).
+        util.shared.running.wait_out(h);
+    }
+    util.shared.finalizers.unregistered(h);
     true
+}
+
+/// Gives the state's finalizers their wake-up port (registered on first
+/// use: one port per state with a 2v0 utility).
+pub(crate) fn bind_finalizers(st: &StateHub) {
+    st.ran
+        .finalizers()
+        .bind_port(|| st.hub.register("darksidesync.finalizers", |_| {}).ok());
 }
 
 /// Pins the shared object that contains `f` for the life of the process,

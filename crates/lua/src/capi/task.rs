@@ -43,6 +43,7 @@ use darksidesync_sys::v2::{FreeFn, ReplyFn, RunFn, ECANCELLED, ECLOSED, OK};
 use mlua::{ffi, Lua, MultiValue};
 
 use super::handles::{Handle, SendPtr, Util};
+use super::PerState;
 use crate::item::{Prepared, ReplySink, Task};
 
 /// What a C item calls.
@@ -198,11 +199,16 @@ pub(crate) struct CPost {
 
 /// A taken [`CPost`]: plain values only (nothing to drop), so a C callback
 /// may be called while it is alive, even in frames a Lua error could skip.
+/// A live frame marks its utility as running ([`RanCounter::enter`]) until
+/// [`finish`](PostFrame::finish).
 #[derive(Clone, Copy)]
 pub(crate) struct PostFrame {
     run: PostRun,
     data: *mut c_void,
     handle: Handle,
+    /// False when the utility was gone when taken: the item was
+    /// discarded and nothing is to be called.
+    live: bool,
 }
 
 impl CPost {
@@ -221,21 +227,32 @@ impl CPost {
             run: me.run,
             data: me.data.0,
             handle: me.handle,
+            live: true,
         }
     }
 
-    /// The item is about to run on the Lua thread: counts it as ran and
-    /// returns what to call (see [`PostFrame::run_in`]).
+    /// The item is about to run on the Lua thread: marks its utility as
+    /// running, counts it as ran and returns what to call (see
+    /// [`PostFrame::run_in`]). An item of a utility gone meanwhile is
+    /// discarded here (its frame calls nothing).
     pub(crate) fn take(self, ran: &RanCounter) -> PostFrame {
         let frame = self.into_frame();
-        ran.count(frame.handle);
-        frame
+        if ran.enter(frame.handle) {
+            return frame;
+        }
+        CPost::new(frame.run, frame.data, frame.handle).discard(Discarded::Unregistered);
+        PostFrame {
+            live: false,
+            ..frame
+        }
     }
 
     /// The boxed form, for the general paths (`dispatch(max, spawn)`,
     /// `poll()` of an item that is not at the front of a fast run).
     pub(crate) fn into_task(self) -> CItem {
-        let PostFrame { run, data, handle } = self.into_frame();
+        let PostFrame {
+            run, data, handle, ..
+        } = self.into_frame();
         let callbacks = match run {
             PostRun::Decoder1(decoder) => Callbacks::Deliver1 { decoder, ret: None },
             PostRun::Run2(run, free) => Callbacks::Post2 { run, free },
@@ -263,29 +280,52 @@ fn closed(h: Handle) -> bool {
     super::handles::get(h).is_some_and(|u| u.is_closed())
 }
 
-/// Where the Lua thread counts the C items it runs (2v0 `stats()`'s
-/// `ran`): the record of the utility whose item ran last. Items of one
-/// utility usually come in runs, so the record is looked up once per run
-/// and each item costs a plain add on a counter only this thread writes
+/// Where the Lua thread marks and counts the C items it runs: the
+/// state's [`Running`](super::running::Running) mark and 2v0 `stats()`'s
+/// `ran`, through the record of the utility whose item ran last. Items of
+/// one utility usually come in runs, so the record is looked up once per
+/// run and each item costs a store of the mark and a plain add on a
+/// counter only this thread writes
 /// ([`Port::count_ran`](darksidesync_core::Port::count_ran)). Keeping the
-/// record after its utility's `unreg` is harmless: it is small, and its
-/// port, unregistered, counts nothing anybody reads.
+/// record after its utility's `unreg` is harmless: it is small, and it
+/// says `gone`. Also holds the state's [`PerState`] (finalizers).
 #[derive(Default)]
 pub(crate) struct RanCounter {
     last: std::cell::RefCell<Option<(Handle, Option<Arc<Util>>)>>,
+    shared: Arc<PerState>,
 }
 
 impl RanCounter {
-    /// Counts one item of the utility `h` as ran (nothing when `h` was
-    /// released: its counters are gone with it).
-    pub(crate) fn count(&self, h: Handle) {
+    /// An item of the utility `h` is about to run: marks it running and
+    /// counts it as ran. False (nothing marked) when `h` was released or
+    /// is being unregistered: the item must not run.
+    pub(crate) fn enter(&self, h: Handle) -> bool {
         let mut last = self.last.borrow_mut();
         if last.as_ref().map(|(seen, _)| *seen) != Some(h) {
             *last = Some((h, super::handles::get(h)));
         }
-        if let Some((_, Some(util))) = &*last {
-            util.port.count_ran(1);
+        match &*last {
+            Some((_, Some(util))) if self.shared.running.enter(util) => {
+                util.port.count_ran(1);
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// The item's callbacks returned (or raised).
+    pub(crate) fn leave(&self) {
+        self.shared.running.leave();
+    }
+
+    /// The state's C-ABI record.
+    pub(crate) fn shared(&self) -> &Arc<PerState> {
+        &self.shared
+    }
+
+    /// The state's finalizers.
+    pub(crate) fn finalizers(&self) -> &super::finalize::Finalizers {
+        &self.shared.finalizers
     }
 }
 
@@ -300,28 +340,100 @@ impl PostFrame {
     /// `LUA_MINSTACK` free slots (what a C function is promised); no Rust
     /// value with a destructor is alive in frames a Lua error raised by
     /// the callback (against its contract) would skip.
-    pub(crate) unsafe fn run_in(self, state: *mut ffi::lua_State, base: c_int) -> c_int {
+    ///
+    /// A callback that raises (against its contract) unwinds out of this
+    /// call: the caller then calls [`finish`](PostFrame::finish) itself.
+    pub(crate) unsafe fn run_in(
+        self,
+        state: *mut ffi::lua_State,
+        base: c_int,
+        ran: &RanCounter,
+    ) -> c_int {
+        if !self.live {
+            return 0;
+        }
+        // SAFETY: per this function's contract.
+        let n = unsafe { self.call(state) };
+        self.finish(ran);
+        // SAFETY: reading the top of a running state.
+        let pushed = unsafe { ffi::lua_gettop(state) } - base;
+        n.clamp(0, pushed.max(0))
+    }
+
+    /// Calls the decoder (1v0) or `run` (2v0) on `state`; may raise.
+    ///
+    /// # Safety
+    /// As [`run_in`](PostFrame::run_in), on a live frame.
+    unsafe fn call(&self, state: *mut ffi::lua_State) -> c_int {
         // SAFETY: the utility's callbacks, called as their contracts say
         // (Lua thread, valid state), once: the item was taken.
-        let n = unsafe {
+        unsafe {
             match self.run {
                 PostRun::Decoder1(decoder) => decoder(
                     state.cast(),
                     self.data,
                     super::handles::to_utilid(self.handle),
                 ),
-                PostRun::Run2(run, free) => {
-                    let n = run(state.cast(), self.data, self.handle);
-                    if let Some(free) = free {
-                        free(self.data, OK);
-                    }
-                    n
-                }
+                PostRun::Run2(run, _) => run(state.cast(), self.data, self.handle),
             }
+        }
+    }
+
+    /// After the decoder or `run` returned or raised: the 2v0
+    /// `free(data, OK)` (`run` was called), and the utility no longer
+    /// runs. Once per live frame.
+    pub(crate) fn finish(&self, ran: &RanCounter) {
+        if !self.live {
+            return;
+        }
+        if let PostRun::Run2(_, Some(free)) = self.run {
+            // SAFETY: 2v0 contract: the post owns `data` and frees it
+            // exactly once, after run.
+            unsafe { free(self.data, OK) };
+        }
+        ran.leave();
+    }
+
+    /// [`run_in`](PostFrame::run_in) inside `lua_pcall`: a decoder or
+    /// `run` that raises is finished and its error left on top (`None`),
+    /// for `poll()`, which hands it to its caller. Otherwise pushes what
+    /// it returned above `base` and returns how many.
+    ///
+    /// # Safety
+    /// As [`run_in`](PostFrame::run_in), with 2 more free slots.
+    pub(crate) unsafe fn run_protected(
+        self,
+        state: *mut ffi::lua_State,
+        ran: &RanCounter,
+    ) -> Option<c_int> {
+        unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
+            // SAFETY: argument 1 is the light userdata pushed below,
+            // pointing to a frame alive for the whole protected call; the
+            // callback gets a fresh C frame (LUA_MINSTACK slots).
+            unsafe {
+                let frame = *ffi::lua_touserdata(state, 1).cast::<PostFrame>();
+                ffi::lua_settop(state, 0);
+                let n = frame.call(state);
+                n.clamp(0, ffi::lua_gettop(state))
+            }
+        }
+        if !self.live {
+            return Some(0);
+        }
+        // SAFETY: per the contract: 2 slots for the function and its
+        // argument; the pcall leaves the results or one error value.
+        let failed = unsafe {
+            let base = ffi::lua_gettop(state);
+            ffi::lua_pushcfunction(state, trampoline);
+            ffi::lua_pushlightuserdata(state, (&self as *const PostFrame).cast_mut().cast());
+            let failed = ffi::lua_pcall(state, 1, ffi::LUA_MULTRET, 0) != 0;
+            (failed, ffi::lua_gettop(state) - base)
         };
-        // SAFETY: reading the top of a running state.
-        let pushed = unsafe { ffi::lua_gettop(state) } - base;
-        n.clamp(0, pushed.max(0))
+        self.finish(ran);
+        match failed {
+            (true, _) => None,
+            (false, n) => Some(n),
+        }
     }
 }
 
@@ -492,6 +604,25 @@ impl Task for CItem {
                 });
             }
         }
+        // Marked running before its callbacks run (see `running.rs`); a
+        // utility being unregistered gets its item discarded instead,
+        // before a claimed call is let go (its data is still lent).
+        let util = super::handles::get(handle).filter(|u| u.shared.running.enter(u));
+        let Some(util) = util else {
+            let why = if closed(handle) {
+                Discarded::Closed
+            } else {
+                Discarded::Unregistered
+            };
+            self.discard_now(why);
+            if let Some(reply) = &self.reply {
+                reply.unclaim();
+            }
+            return Ok(Prepared {
+                call: None,
+                reply: None,
+            });
+        };
         self.done = true;
         if let Some(turns) = &self.turns {
             // Claimed: the thread in `deliver` cannot have taken it.
@@ -513,17 +644,17 @@ impl Task for CItem {
         if let Some(reply) = &self.reply {
             reply.unclaim();
         }
-        if let Some(util) = super::handles::get(handle) {
-            // The general path: this Lua thread is the consumer.
-            util.port.count_ran(1);
-        }
+        // The general path: this Lua thread is the consumer.
+        util.port.count_ran(1);
         if let Callbacks::Post2 {
             free: Some(free), ..
         } = self.callbacks
         {
-            // SAFETY: 2v0 contract: run ran; `data` is freed exactly once.
+            // SAFETY: 2v0 contract: run ran (or raised); `data` is freed
+            // exactly once.
             unsafe { free(data, OK) };
         }
+        util.shared.running.leave();
         let (mut values, main) = result?;
         let callback = values.pop_front();
         let answer = match (self.callbacks, callback.is_some()) {

@@ -16,6 +16,7 @@ use darksidesync_core::{CallError, Discarded, PostError, PostErrorKind, Posted};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
+use super::finalize::Finalizer;
 use super::handles::{self, Cancel, SendPtr, Util, Version};
 use super::task::{CItem, CPost, Callbacks, PostRun};
 use super::{guard, StateError};
@@ -35,6 +36,7 @@ pub(crate) static API: Api = Api {
     status,
     strerror,
     waits,
+    setfinalizer,
 };
 
 fn v2_code(c: StateError) -> c_int {
@@ -121,6 +123,7 @@ unsafe extern "C" fn reg(
             Cancel::V2(cancel, SendPtr(ud)),
         ) {
             Ok(util) => {
+                super::bind_finalizers(&st);
                 if let Some(c) = cancel {
                     super::pin_once(&util, c as *const c_void);
                 }
@@ -501,6 +504,36 @@ unsafe extern "C" fn waits(h: Handle, flags: c_int, out: *mut Waits) -> c_int {
         };
         // SAFETY: `out` holds `size` bytes (checked by out_size).
         unsafe { write_out(out, &w, size) };
+        OK
+    })
+}
+
+/// `setfinalizer`: see `dss2_setfinalizer_fn`.
+///
+/// # Safety
+/// `f`, if given, has the header's signature; `ud` is only handed back.
+unsafe extern "C" fn setfinalizer(h: Handle, f: Option<FinalizeFn>, ud: *mut c_void) -> c_int {
+    guard(EINTERNAL, || {
+        let util = match lookup(h) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        if let Some(f) = f {
+            super::pin_once(&util, f as *const c_void);
+        }
+        let finalizers = &util.shared.finalizers;
+        finalizers.set(
+            h,
+            f.map(|f| Finalizer {
+                f,
+                h,
+                ud: SendPtr(ud),
+            }),
+        );
+        if util.gone.load(Ordering::SeqCst) {
+            // unreg() raced this call and may have missed it: due now.
+            finalizers.unregistered(h);
+        }
         OK
     })
 }
