@@ -422,18 +422,15 @@ impl PostFrame {
         }
         // SAFETY: per the contract: 2 slots for the function and its
         // argument; the pcall leaves the results or one error value.
-        let failed = unsafe {
+        let (raised, pushed) = unsafe {
             let base = ffi::lua_gettop(state);
             ffi::lua_pushcfunction(state, trampoline);
             ffi::lua_pushlightuserdata(state, (&self as *const PostFrame).cast_mut().cast());
-            let failed = ffi::lua_pcall(state, 1, ffi::LUA_MULTRET, 0) != 0;
-            (failed, ffi::lua_gettop(state) - base)
+            let raised = ffi::lua_pcall(state, 1, ffi::LUA_MULTRET, 0) != 0;
+            (raised, ffi::lua_gettop(state) - base)
         };
         self.finish(ran);
-        match failed {
-            (true, _) => None,
-            (false, n) => Some(n),
-        }
+        (!raised).then_some(pushed)
     }
 }
 
