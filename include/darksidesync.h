@@ -44,9 +44,10 @@
  *
  * Callbacks given a lua_State (decoder, return, run, reply, finalize)
  * must not raise. One that does anyway (or runs out of memory pushing)
- * is survived: under dispatch() its error goes to the state's error
- * handler and the next items run; under poll() the error is raised to
- * poll()'s caller. The item counts as run (2v0 free_fn gets DSS2_OK).
+ * is survived (it runs inside lua_pcall): its error becomes the item's
+ * callback, a function raising it, so under dispatch() it goes to the
+ * state's error handler and the next items run, and poll() returns that
+ * callback. The item counts as run (2v0 free_fn gets DSS2_OK).
  * Their C types may be unwound through (Rust: extern "C-unwind"), as a
  * Lua error is on LuaJIT x64.
  *
@@ -60,43 +61,60 @@
  * them, not right after unreg(). On the Lua thread itself (from a
  * callback) unreg() does not wait: it would wait for itself.
  *
- * Signal handlers. Two calls never wait, neither for room nor for any
- * lock of the state's queue, so they may be made from a signal handler
- * that interrupted the Lua thread inside poll(), dispatch() or any other
- * darksidesync call (DarkSideSync's luaexit does this):
+ * Signal handlers. Two calls never wait for room, and never wait for
+ * anything the code they interrupted holds, so they may be made from a
+ * signal handler that interrupted the Lua thread inside poll(),
+ * dispatch() or any other darksidesync call, or another thread inside a
+ * delivery (DarkSideSync's luaexit does this):
  *
  *   - 1v0 deliver() with pReturn == NULL;
  *   - 2v0 post() with timeout_ms == 0 (DSS2_NOWAIT semantics).
  *
- * When the queue's lock is free and its buffer has room they queue as
- * usual; otherwise (the lock is held by the code the signal interrupted
- * or by another thread, or the queue would have to grow) the item goes
- * to a small side ring of the state (64 slots, allocated when the state
- * opens) with one atomic reservation and a write() to the state's fd(),
- * and the Lua thread moves it into the queue when it next drains
- * (poll(), dispatch() and the calls built on them). Ordering: such an
- * item comes before every delivery whose call began after this one
- * returned, as for any delivery. While the 64 slots are all pending,
- * the call queues as a plain delivery would (growing the queue), except
- * that on the Lua thread with the lock taken it refuses:
+ * Whatever path they take, they take their room first: the queue never
+ * holds more than setcapacity() items, and a full queue refuses them:
  * DSS_ERR_OUT_OF_MEMORY (1v0) or DSS2_EFULL (2v0, and free_fn(data,
- * DSS2_EFULL) runs inside the call). Each call is accepted (the item runs, or is cancelled, exactly
- * once) or refused with a code. Items queued through the ring send no
- * UDP datagram (setport()); use fd() or poll in a loop.
+ * DSS2_EFULL) runs inside the call). When the queue's lock is free,
+ * nothing waits in the side ring and the queue's buffer has room they
+ * queue as usual; otherwise the item goes to a small side ring of the
+ * state (64 slots, allocated when the state opens) with one atomic
+ * reservation, a write() to the state's fd() and a sendto() to the
+ * setport() port, and the next holder of the queue's lock moves it into
+ * the queue. Ordering: such an item comes before every delivery whose
+ * call began after this one returned, as for any delivery. A queued
+ * item keeps fd() readable (and has sent its datagram) until it is
+ * taken, whatever the order of fd(), setport() and deliveries. Only
+ * while the 64 slots are all pending:
+ *
+ *   - a call made while a darksidesync call of its own thread is
+ *     interrupted (a signal handler) refuses as when full;
+ *   - any other call waits for the queue's lock (held by another thread
+ *     for a short section, never across Lua code or a wait) and for
+ *     other threads' ring slots being written, then queues, growing the
+ *     queue's buffer if need be. This is the one wait a fire-and-forget
+ *     deliver() can make; it never waits for room.
+ *
+ * Each call is accepted (the item runs, or is cancelled, exactly once)
+ * or refused with a code.
  *
  * Async-signal-safe: both calls borrow the handle's record without a
  * lock or a reference count (unreg() waits for such a borrow to end; a
  * handle unregistered first is reported stale), carry the item inline,
- * count with atomics, and neither lock nor allocate (their system calls:
- * a write() to fd(), and a futex wake when the Lua thread sleeps in
- * wait()). Conditions, all met by a utility written like luaexit:
+ * count with atomics, take the queue's lock only with a try-lock (never
+ * a wait) and allocate nothing (their system calls: a write() to fd(), a
+ * sendto() when setport() is on, and a futex wake when the Lua thread
+ * sleeps in wait()). Conditions, all met by a utility written like
+ * luaexit:
  *
  *   - 2v0: the handle was registered with a cancel callback, or one
  *     post()/call() was made before the handler can run (the first one
  *     pins the utility's shared object with dlopen());
- *   - the ring is not full (fewer than 64 such deliveries since the Lua
- *     thread last drained): with a full ring the call may allocate, and
- *     off the Lua thread wait for the lock.
+ *   - the interrupted thread has made a darksidesync call before (the
+ *     module's thread-local mark is then set up: its first use in a
+ *     thread may allocate);
+ *   - the ring is not full (fewer than 64 such deliveries waiting for
+ *     the lock's holder), or the handler interrupted a darksidesync call
+ *     of its own thread (a full ring then refuses). With a full ring
+ *     another thread's call waits for the lock and may allocate.
  *
  * Every other call may wait for locks or allocate and must not be made
  * from a handler. The portable pattern works everywhere: set a `volatile
@@ -412,6 +430,11 @@ typedef struct dss2_waits {
 /* waits() flags */
 #define DSS2_WAITS_STATE 1        /* the whole state's items, not only this utility's */
 
+/* post_inline(): the most bytes an item carries, and what its run returns
+ * when it did the item's work itself and pushed nothing. */
+#define DSS2_INLINE_MAX 24
+#define DSS2_RAN (-1)
+
 /* Lua thread. Registers libid (a unique address) with state L under a
  * name (copied; may be NULL). cancel may be NULL. Writes the handle to
  * *out. Returns DSS2_OK, DSS2_EALREADY (*out = the existing handle),
@@ -462,6 +485,24 @@ typedef int (*dss2_stats_fn)(dss2_handle h, dss2_stats_t *out);
  * DSS2_ESTALE, DSS2_ECLOSED. Appended in 0.1.0 after strerror: check
  * DSS2_HAS(api, waits). */
 typedef int (*dss2_waits_fn)(dss2_handle h, int flags, dss2_waits_t *out);
+/* Any thread. post() without an allocation: the item carries a copy of
+ * the `len` bytes at `bytes` (len <= DSS2_INLINE_MAX) instead of a data
+ * pointer, for a producer whose data is that small (a Rust closure, say).
+ * run(L, p, h) and free_fn(p, outcome) get p = a pointer to the copy,
+ * 8-byte aligned and valid during that call only (the copy moves with the
+ * item: it must not point into itself). Ownership of the bytes' contents
+ * passes to the call as with post(): free_fn(p, outcome) is called exactly
+ * once (after run() with DSS2_OK, or with why it never ran, or before
+ * post_inline() returns when refused), and the caller no longer uses its
+ * own bytes; free_fn may be NULL. run may return DSS2_RAN: it did the
+ * item's work itself and pushed nothing; the item counts as run
+ * (dispatch() counts it, poll() returns the count alone) and nothing is
+ * called. Codes as post(); len > DSS2_INLINE_MAX, or bytes NULL with
+ * len > 0, return DSS2_EINVAL without taking anything (free_fn is not
+ * called). Appended in 0.1.0 after waits: check DSS2_HAS(api,
+ * post_inline). */
+typedef int (*dss2_post_inline_fn)(dss2_handle h, dss2_run_fn run, dss2_free_fn free_fn,
+                                   const void *bytes, size_t len, long timeout_ms);
 /* Any thread. DSS2_OK (live), DSS2_ECLOSED or DSS2_ESTALE. */
 typedef int (*dss2_status_fn)(dss2_handle h);
 /* Lua thread, with the state: the utility's finalizer (setfinalizer()),
@@ -482,7 +523,7 @@ typedef int (*dss2_status_fn)(dss2_handle h);
 typedef void (*dss2_finalize_fn)(struct lua_State *L, dss2_handle h, void *ud);
 /* Any thread. Sets the finalizer of a live handle (fn NULL: none), with
  * the `ud` it is given. DSS2_OK, DSS2_ESTALE, DSS2_ECLOSED. Appended in
- * 0.1.x after waits: check DSS2_HAS(api, setfinalizer). */
+ * 0.1.x after post_inline: check DSS2_HAS(api, setfinalizer). */
 typedef int (*dss2_setfinalizer_fn)(dss2_handle h, dss2_finalize_fn fn, void *ud);
 /* Any thread. A static description of a 2v0 or 1v0 code (never NULL). */
 typedef const char *(*dss2_strerror_fn)(int code);
@@ -501,6 +542,7 @@ typedef struct dss_api_2v0 {
     dss2_status_fn status;
     dss2_strerror_fn strerror;
     dss2_waits_fn waits;        /* check DSS2_HAS(api, waits) */
+    dss2_post_inline_fn post_inline; /* check DSS2_HAS(api, post_inline) */
     dss2_setfinalizer_fn setfinalizer; /* check DSS2_HAS(api, setfinalizer) */
     /* later versions append here */
 } dss_api_2v0_t;

@@ -95,6 +95,9 @@ typedef struct counters {
     long v2_replied;      /* reply callback */
     long v2_cancel_calls; /* cancel callback */
     long v2_finalized;    /* Lua-thread finalizer (2v0 setfinalizer) */
+    long inline_ran;      /* post_inline run() calls */
+    long inline_freed_ok, inline_freed_other; /* post_inline free_fn calls */
+    long inline_bad;      /* an inline copy that was not what was posted, or misaligned */
     long double_calls;    /* a callback called twice for one item: always a bug */
     long null_state;      /* a 2v0 callback given a NULL state: always a bug */
 } counters;
@@ -776,6 +779,10 @@ static int l_counters(lua_State *L) {
     SETINT("v2_cancel_calls", c.v2_cancel_calls);
     SETINT("v2_finalized", c.v2_finalized);
     SETINT("v2_status_at_cancel", st);
+    SETINT("inline_ran", c.inline_ran);
+    SETINT("inline_freed_ok", c.inline_freed_ok);
+    SETINT("inline_freed_other", c.inline_freed_other);
+    SETINT("inline_bad", c.inline_bad);
     SETINT("double_calls", c.double_calls);
     SETINT("null_state", c.null_state);
     return 1;
@@ -873,6 +880,71 @@ static int l_here_v2_call(lua_State *L) {
     it.cx = cx;
     it.cbref = LUA_NOREF;
     lua_pushinteger(L, api2->call(cx->h, v2_run, v2_reply, &it, 1000, 0, err, sizeof err));
+    return 1;
+}
+
+/* A post_inline() item: the bytes themselves travel in the item. */
+typedef struct inline_item {
+    ctx *cx;
+    int cbref;     /* the Lua callback */
+    int itself;    /* run() calls it itself and returns DSS2_RAN */
+    lua_Integer magic;
+} inline_item;
+
+#define INLINE_MAGIC 0x5eedf00dL
+
+static int inline_ok(const void *p) {
+    const inline_item *it = (const inline_item *)p;
+    return ((uintptr_t)p % 8) == 0 && it->magic == INLINE_MAGIC;
+}
+
+static int inline_run(lua_State *L, void *data, dss2_handle h) {
+    inline_item *it = (inline_item *)data;
+    (void)h;
+    if (!inline_ok(data)) {
+        COUNT(it->cx, inline_bad, 1);
+        return 0;
+    }
+    COUNT(it->cx, inline_ran, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, it->cbref);
+    lua_pushinteger(L, 42);
+    if (!it->itself) return 2;
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
+    return DSS2_RAN;
+}
+
+static void inline_free(void *data, int outcome) {
+    inline_item *it = (inline_item *)data;
+    if (!inline_ok(data)) {
+        COUNT(it->cx, inline_bad, 1);
+        return;
+    }
+    if (outcome == DSS2_OK)
+        COUNT(it->cx, inline_freed_ok, 1);
+    else
+        COUNT(it->cx, inline_freed_other, 1);
+    it->magic = 0; /* a second free of this copy would count as bad */
+}
+
+/* here_v2_inline(cb, itself, timeout_ms [, len]) -> code: a post_inline()
+ * from the Lua thread. `len` (default the item's size) tests the limit. */
+static int l_here_v2_inline(lua_State *L) {
+    ctx *cx = ctx_of(L);
+    inline_item it;
+    size_t len = (size_t)luaL_optinteger(L, 4, (lua_Integer)sizeof it);
+    unsigned char big[DSS2_INLINE_MAX + 8];
+    luaL_checkany(L, 1);
+    if (!DSS2_HAS(api2, post_inline)) return luaL_error(L, "no post_inline");
+    memset(&it, 0, sizeof it);
+    it.cx = cx;
+    it.itself = lua_toboolean(L, 2);
+    it.magic = INLINE_MAGIC;
+    lua_pushvalue(L, 1);
+    it.cbref = luaL_ref(L, LUA_REGISTRYINDEX);
+    memset(big, 0, sizeof big);
+    memcpy(big, &it, sizeof it);
+    lua_pushinteger(L, api2->post_inline(cx->h, inline_run, inline_free, big, len,
+                                         (long)luaL_optinteger(L, 3, -1)));
     return 1;
 }
 
@@ -1119,6 +1191,7 @@ static const luaL_Reg funcs[] = {
     {"here_v1_one", l_here_v1_one},
     {"here_v2_post", l_here_v2_post},
     {"here_v2_call", l_here_v2_call},
+    {"here_v2_inline", l_here_v2_inline},
     {"codes", l_codes},
     {"counters", l_counters},
     {"v1_unreg", l_v1_unreg},

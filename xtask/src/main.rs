@@ -15,7 +15,7 @@
 //! * `capi`      — the C-ABI tests (`xtask/src/capi/`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 //! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
-//! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
+//! * `examples`  — run every `examples/*.lua` in the embedded host and in lua5.4, checked, under a watchdog.
 
 mod bench;
 mod binding;
@@ -84,18 +84,20 @@ fn usage() -> &'static str {
      \x20 test                                           the whole suite (installs what it needs)\n\
      \x20 deps                                           install the Debian packages the suite needs\n\
      \x20 hygiene                                        fmt --check, clippy -D warnings, rustdoc -D warnings, drift\n\
-     \x20 drift                                          the module's exports against doc/lua-api.md and the header\n\
+     \x20 drift                                          the module's exports against doc/lua-api.md and the header; README's figures against bench/results\n\
      \x20 lua-doc [--out DIR]                            the Lua reference as HTML (default target/doc/lua)\n\
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
      \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
+     \x20 bench --readme                                 README.md's performance table from bench/results/results.md\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> [--out DIR]  build the release Lua module (size printed, < 2 MB) and install it with its Lua files into DIR\n\
      \x20   [--lua-interpreter PATH] [--lua-dir DIR]     (the Lua version asked from PATH; the Lua files into another DIR)\n\
      \x20 package                                        cargo package (no verify) for every published crate\n\
      \x20 rocks                                          luarocks make (5.1, 5.4) into target/rocks and a spec with `luarocks path`\n\
-     \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
+     \x20 lua-specs [--lua 5.1,jit,...]                  build the module for every Lua (or those) and run the busted specs;\n\
+     \x20                                                with 5.1 and jit, each must refuse the other's build\n\
      \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\
      \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\
-     \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1\n\
-     \x20 examples                                       run every example in the embedded host and check its output"
+     \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1, and in the host\n\
+     \x20 examples                                       run every example in the embedded host and in lua5.4 and check its output"
 }

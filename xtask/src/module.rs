@@ -127,21 +127,22 @@ pub(crate) fn build(lua: LuaVersion, target_dir: &Path, profile: &str) -> Result
     build_package(lua, target_dir, profile, "darksidesync-lua", "darksidesync")
 }
 
-/// [`build`] with the `internal-bench` feature: the module plus
-/// `darksidesync.benchlib`, the fixture that measures the internal path.
-/// Only `cargo xtask bench` installs this build; it is never shipped.
+/// The module plus `darksidesync.benchlib`, the fixture that measures the
+/// internal path: the `publish = false` crate `bench/benchlib`, a cdylib
+/// holding the whole module and the fixture (on the module's public `Item`
+/// API). Only `cargo xtask bench` installs this build, as
+/// `darksidesync.so`; it is never shipped.
 pub(crate) fn build_with_benchlib(
     lua: LuaVersion,
     target_dir: &Path,
     profile: &str,
 ) -> Result<PathBuf, String> {
-    build_features(
+    build_package(
         lua,
         target_dir,
         profile,
-        "darksidesync-lua",
-        "darksidesync",
-        &["internal-bench"],
+        "darksidesync-benchlib",
+        "dssbenchlib",
     )
 }
 

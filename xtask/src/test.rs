@@ -46,5 +46,12 @@ pub fn loom() -> Result {
             "--target-dir",
             "target/loom",
         ])
-        .env("RUSTFLAGS", "--cfg loom"))
+        .env("RUSTFLAGS", "--cfg loom")
+        // Every interleaving with up to 4 preemptions per model (as tokio
+        // runs its models): the no-wait models explore for hours unbounded,
+        // about 16 s at this bound.
+        .env(
+            "LOOM_MAX_PREEMPTIONS",
+            std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "4".into()),
+        ))
 }

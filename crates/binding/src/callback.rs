@@ -50,6 +50,39 @@ unsafe fn push_prepared(
 ) -> Result<c_int, String> {
     let n = args.len();
     let count = c_int::try_from(n + 1).map_err(|_| "too many arguments".to_string())?;
+    // The usual case: the module runs the item on the thread mlua knows as
+    // the current one (dispatch() is an mlua function), so mlua pushes the
+    // values onto `l` itself, references and all, with no mailbox.
+    // `exec_raw_lua` is mlua's (hidden) door to its raw pushes.
+    let fv = Value::Function(f);
+    let pushed = lua.exec_raw_lua(|raw| {
+        if raw.state() != l {
+            return None;
+        }
+        // SAFETY: `l` is running on this thread (the caller's contract);
+        // room for the values (two slots each, mlua's push contract) is
+        // checked first; pushing a function, a reference or a plain value
+        // raises only on memory exhaustion.
+        unsafe {
+            if lua::lua_checkstack(l, 2 * count + 1) == 0 {
+                return Some(Err("Lua stack overflow".to_string()));
+            }
+            let base = lua::lua_gettop(l);
+            for v in std::iter::once(&fv).chain(&args) {
+                if let Err(e) = raw.push_value(v) {
+                    lua::lua_settop(l, base);
+                    return Some(Err(LuaError::from_mlua(&e).to_string()));
+                }
+            }
+        }
+        Some(Ok(count))
+    });
+    if let Some(pushed) = pushed {
+        return pushed;
+    }
+    let Value::Function(f) = fv else {
+        unreachable!("made from a function above")
+    };
     let plain = args.iter().all(|v| {
         matches!(
             v,
@@ -212,6 +245,37 @@ unsafe fn number(l: *mut lua_State, i: c_int) -> Value {
         } else {
             Value::Number(lua::lua_tonumber(l, i) as mlua::Number)
         }
+    }
+}
+
+/// `run` of an inline `post_callback`: moves the prepare closure out of
+/// the item's bytes, then prepares and pushes the callback.
+pub(crate) unsafe extern "C-unwind" fn run_post_callback_inline<P>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int
+where
+    P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+{
+    // SAFETY: `data` points to the item's copy of the P that post_inline
+    // was given; run is called once, and the free_inline::<P> after it
+    // (outcome OK) does not drop it again.
+    let prepare = unsafe { std::ptr::read(data as *const P) };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `l` is a valid state on its own thread (2v0 contract).
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        match prepare(lua) {
+            // SAFETY: as above, inside run on the Lua thread.
+            Ok(prepared) => unsafe { push_prepared(lua, l, prepared) },
+            Err(e) => Err(LuaError::from_mlua(&e).to_string()),
+        }
+    }));
+    match outcome {
+        Ok(Ok(n)) => n,
+        // SAFETY: on the Lua thread, inside run.
+        Ok(Err(message)) => unsafe { push_raise(l, &message) },
+        Err(_) => 0,
     }
 }
 

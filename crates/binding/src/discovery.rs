@@ -40,12 +40,13 @@ pub(crate) fn find_api(lua: &Lua, name: &str) -> mlua::Result<&'static Api> {
     // SAFETY: the registry entry is the module's static `dss_api_2v0_t`,
     // valid for the process (header contract: the module pins itself).
     // Only `size` is read before it is known that the rest is there.
+    // Fields after `waits` are optional: checked where used.
     let api: &'static Api = unsafe { &*ptr };
-    if api.size < std::mem::size_of::<Api>() {
+    if api.size < Api::SIZE_WITH_WAITS {
         return Err(mlua::Error::runtime(format!(
             "{name}: the loaded darksidesync publishes a smaller DSS API 2v0 ({} bytes, need {})",
             api.size,
-            std::mem::size_of::<Api>()
+            Api::SIZE_WITH_WAITS
         )));
     }
     Ok(api)

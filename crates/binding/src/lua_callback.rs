@@ -1,5 +1,5 @@
 //! [`LuaCallback`]: a Lua function kept for background threads, which
-//! post plain values to it ([`LuaCallback::post`]); darksidesync calls it
+//! post values to it ([`LuaCallback::post`]); darksidesync calls it
 //! with them on the Lua thread, as it calls the module's own deliveries.
 //!
 //! The cheapest way for a library to reach Lua: no closure and no mlua
@@ -14,19 +14,25 @@
 //! `data` word when they fit (a 64-bit target, and one value that
 //! [`Args::packed`] fits in 32 bits: an integer that fits in an `i32`, a
 //! boolean, or none), with no allocation and no free callback; otherwise
-//! boxed. Items hold no count on the [`LuaCallback`]: its registry slot
-//! is released by one item that the drop of its last clone queues behind
-//! every post of it (see [`release`]), so the slot cannot be reused for
-//! another value while a post of it is still queued.
+//! boxed, as the owned values [`Args::carry`] made at the sender (byte
+//! strings, `Option`s and [`ArgTable`](crate::ArgTable)s are copied there;
+//! what cannot cross is refused there). Items hold no count on the
+//! [`LuaCallback`]: its registry slot is released by one item that the
+//! drop of its last clone queues behind every post of it (see
+//! [`release`]), so the slot cannot be reused for another value while a
+//! post of it is still queued.
 
-use std::ffi::{c_char, c_int, c_long, c_void};
+use std::ffi::{c_int, c_long, c_void};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mlua::ffi::{self as lua, lua_State};
 use mlua::{Function, Lua, RegistryKey};
 
+use crate::args::sealed::Carried;
+use crate::args::Args;
 use crate::error::Error;
 use crate::ffi::{self, Handle};
 use crate::handle::Dss;
@@ -189,9 +195,12 @@ impl Dss {
 
 impl LuaCallback {
     /// Queues a call of the function with `args` (a value or a tuple of up
-    /// to four: integers, floats, booleans, strings; `()` for none),
-    /// waiting for room while the queue is full. On the Lua thread itself
-    /// a full queue gives [`Error::WouldDeadlock`] instead of waiting.
+    /// to four: integers, floats, booleans, strings, byte strings and
+    /// paths, `Option`s for nil, [`ArgTable`](crate::ArgTable)s; `()` for
+    /// none: see [`Arg`](crate::Arg)), waiting for room while the queue is
+    /// full. On the Lua thread itself a full queue gives
+    /// [`Error::WouldDeadlock`] instead of waiting. A value that cannot
+    /// cross gives [`Error::Unsupported`], and nothing is queued.
     pub fn post<A: Args>(&self, args: A) -> Result<(), Error> {
         self.post_inner(args, -1)
     }
@@ -210,14 +219,17 @@ impl LuaCallback {
     fn post_inner<A: Args>(&self, args: A, timeout: c_long) -> Result<(), Error> {
         let (id, dss) = (self.inner.id, &self.inner.dss);
         let posted = match packed::<A>(id, &args) {
-            // SAFETY: run_packed::<A> decodes the word made by `packed`;
+            // SAFETY: run_packed::<A::Carried> decodes the word made by
+            // `packed` (A::packed and A::Carried::push_packed agree);
             // nothing to free.
             Some(bits) => unsafe {
-                dss.post_raw(run_packed::<A>, None, bits as *mut c_void, timeout)
+                dss.post_raw(run_packed::<A::Carried>, None, bits as *mut c_void, timeout)
             },
-            // SAFETY: run_boxed::<A> reads `data` as the
-            // Box<Option<(c_int, A)>> that post_boxed makes.
-            None => unsafe { dss.post_boxed((id, args), run_boxed::<A>, timeout) },
+            // SAFETY: run_boxed::<A::Carried> reads `data` as the
+            // Box<Option<(c_int, A::Carried)>> that post_boxed makes.
+            None => unsafe {
+                dss.post_boxed((id, args.carry()?), run_boxed::<A::Carried>, timeout)
+            },
         };
         if posted.is_ok() && dss.has_graves() {
             // Keys whose release was refused earlier go now, behind this.
@@ -238,7 +250,7 @@ fn packed<A: Args>(id: c_int, args: &A) -> Option<usize> {
 }
 
 /// `run` of a packed post: pushes the function and the value.
-unsafe extern "C-unwind" fn run_packed<A: Args>(
+unsafe extern "C-unwind" fn run_packed<A: Carried>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -264,7 +276,7 @@ unsafe extern "C-unwind" fn run_packed<A: Args>(
 }
 
 /// `run` of a boxed post: pushes the function and the values.
-unsafe extern "C-unwind" fn run_boxed<A: Args>(
+unsafe extern "C-unwind" fn run_boxed<A: Carried>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -289,205 +301,28 @@ unsafe extern "C-unwind" fn run_boxed<A: Args>(
     .unwrap_or(0)
 }
 
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// Values a [`LuaCallback`] is called with: one [`Arg`], `()` (no value)
-/// or a tuple of up to four. Sealed: the values are pushed through the
-/// Lua C API.
-pub trait Args: sealed::Sealed + Send + 'static {
-    /// How many values [`push`](Args::push) pushes.
-    #[doc(hidden)]
-    const COUNT: c_int;
-
-    /// Pushes the values.
-    ///
-    /// # Safety
-    /// `l` is the running state, on the Lua thread, with room for
-    /// `COUNT` values.
-    #[doc(hidden)]
-    unsafe fn push(self, l: *mut lua_State);
-
-    /// The values in 32 bits, when they fit (see the module docs).
-    #[doc(hidden)]
-    fn packed(&self) -> Option<u32> {
-        None
+impl Dss {
+    /// Keeps registry keys whose release item could not be queued (see
+    /// [`release`]).
+    pub(crate) fn bury(&self, keys: Vec<RegistryKey>) {
+        let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());
+        graves.extend(keys);
+        self.inner.graves_waiting.store(true, Ordering::Release);
     }
 
-    /// Pushes the values [`packed`](Args::packed) made `bits` of.
-    ///
-    /// # Safety
-    /// As for [`push`](Args::push); `bits` came from `packed`.
-    #[doc(hidden)]
-    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
-        let _ = (bits, l);
-    }
-}
-
-/// One value of [`Args`]: `i64`, `i32`, `u32`, `f64`, `bool`, `String`,
-/// `&'static str`.
-pub trait Arg: sealed::Sealed + Send + 'static {
-    /// Pushes the value.
-    ///
-    /// # Safety
-    /// As for [`Args::push`], with room for one value.
-    #[doc(hidden)]
-    unsafe fn push_one(self, l: *mut lua_State);
-
-    /// The value in 32 bits, when it fits.
-    #[doc(hidden)]
-    fn packed_one(&self) -> Option<u32> {
-        None
+    /// Whether [`bury`](Dss::bury) kept keys (one relaxed load).
+    #[inline]
+    pub(crate) fn has_graves(&self) -> bool {
+        self.inner.graves_waiting.load(Ordering::Relaxed)
     }
 
-    /// Pushes the value [`packed_one`](Arg::packed_one) made `bits` of.
-    ///
-    /// # Safety
-    /// As for [`push_one`](Arg::push_one); `bits` came from `packed_one`.
-    #[doc(hidden)]
-    unsafe fn push_packed_one(bits: u32, l: *mut lua_State) {
-        let _ = (bits, l);
-    }
-}
-
-macro_rules! arg {
-    ($t:ty, |$v:ident, $l:ident| $push:expr) => {
-        impl sealed::Sealed for $t {}
-        impl Arg for $t {
-            unsafe fn push_one(self, $l: *mut lua_State) {
-                let $v = self;
-                // SAFETY: the caller's contract (a running state with room).
-                unsafe { $push }
-            }
+    /// Takes the keys [`bury`](Dss::bury) kept, if any.
+    pub(crate) fn dig_up(&self) -> Vec<RegistryKey> {
+        if !self.has_graves() {
+            return Vec::new();
         }
-        impl Args for $t {
-            const COUNT: c_int = 1;
-            unsafe fn push(self, l: *mut lua_State) {
-                // SAFETY: the caller's contract.
-                unsafe { self.push_one(l) }
-            }
-        }
-    };
-    ($t:ty, |$v:ident, $l:ident| $push:expr, |$pv:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr) => {
-        impl sealed::Sealed for $t {}
-        impl Arg for $t {
-            unsafe fn push_one(self, $l: *mut lua_State) {
-                let $v = self;
-                // SAFETY: the caller's contract (a running state with room).
-                unsafe { $push }
-            }
-            fn packed_one(&self) -> Option<u32> {
-                let $pv = self;
-                $pack
-            }
-            unsafe fn push_packed_one($b: u32, $bl: *mut lua_State) {
-                // SAFETY: the caller's contract (a running state with room).
-                unsafe { $unpack }
-            }
-        }
-        impl Args for $t {
-            const COUNT: c_int = 1;
-            unsafe fn push(self, l: *mut lua_State) {
-                // SAFETY: the caller's contract.
-                unsafe { self.push_one(l) }
-            }
-            fn packed(&self) -> Option<u32> {
-                self.packed_one()
-            }
-            unsafe fn push_packed(bits: u32, l: *mut lua_State) {
-                // SAFETY: the caller's contract.
-                unsafe { <$t as Arg>::push_packed_one(bits, l) }
-            }
-        }
-    };
-}
-
-/// Pushes an integer packed as an `i32`.
-///
-/// # Safety
-/// As for [`Arg::push_one`].
-unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
-    // SAFETY: the caller's contract.
-    unsafe { lua::lua_pushinteger(l, bits as i32 as lua::lua_Integer) }
-}
-
-arg!(
-    i64,
-    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
-    |v| i32::try_from(*v).ok().map(|v| v as u32),
-    |b, l| push_i32_bits(b, l)
-);
-arg!(
-    i32,
-    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
-    |v| Some(*v as u32),
-    |b, l| push_i32_bits(b, l)
-);
-arg!(
-    u32,
-    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
-    |v| Some(*v),
-    |b, l| lua::lua_pushinteger(l, b as lua::lua_Integer)
-);
-arg!(
-    bool,
-    |v, l| lua::lua_pushboolean(l, v as c_int),
-    |v| Some(*v as u32),
-    |b, l| lua::lua_pushboolean(l, (b != 0) as c_int)
-);
-arg!(f64, |v, l| lua::lua_pushnumber(l, v as lua::lua_Number));
-arg!(String, |v, l| push_str(l, &v));
-arg!(&'static str, |v, l| push_str(l, v));
-
-/// # Safety
-/// As for [`Arg::push_one`].
-unsafe fn push_str(l: *mut lua_State, s: &str) {
-    // SAFETY: the caller's contract; Lua copies the bytes.
-    unsafe { lua::lua_pushlstring(l, s.as_ptr() as *const c_char, s.len()) };
-}
-
-impl sealed::Sealed for () {}
-impl Args for () {
-    const COUNT: c_int = 0;
-    unsafe fn push(self, _l: *mut lua_State) {}
-    fn packed(&self) -> Option<u32> {
-        Some(0)
-    }
-    unsafe fn push_packed(_bits: u32, _l: *mut lua_State) {}
-}
-
-impl<A: Arg> sealed::Sealed for (A,) {}
-impl<A: Arg> Args for (A,) {
-    const COUNT: c_int = 1;
-    unsafe fn push(self, l: *mut lua_State) {
-        // SAFETY: the caller's contract.
-        unsafe { self.0.push_one(l) }
-    }
-    fn packed(&self) -> Option<u32> {
-        self.0.packed_one()
-    }
-    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
-        // SAFETY: the caller's contract.
-        unsafe { A::push_packed_one(bits, l) }
+        let mut graves = self.inner.graves.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.graves_waiting.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *graves)
     }
 }
-
-macro_rules! tuple {
-    ($n:expr; $($name:ident),+) => {
-        impl<$($name: Arg),+> sealed::Sealed for ($($name,)+) {}
-        impl<$($name: Arg),+> Args for ($($name,)+) {
-            const COUNT: c_int = $n;
-            #[allow(non_snake_case)]
-            unsafe fn push(self, l: *mut lua_State) {
-                let ($($name,)+) = self;
-                // SAFETY: the caller's contract, room for all of them.
-                unsafe { $($name.push_one(l);)+ }
-            }
-        }
-    };
-}
-
-tuple!(2; A, B);
-tuple!(3; A, B, C);
-tuple!(4; A, B, C, D);

@@ -9,7 +9,62 @@ use mlua::ffi::{self as lua, lua_State};
 use mlua::Lua;
 
 use crate::error::{panic_text, Error, LuaError};
-use crate::ffi::Handle;
+use crate::ffi::{self as dss, Handle};
+
+/// Whether a `V` travels inside the item (2v0 `post_inline`): at most
+/// `DSS2_INLINE_MAX` bytes, aligned to at most 8 (what the copy is).
+pub(crate) const fn fits_inline<V>() -> bool {
+    std::mem::size_of::<V>() <= dss::INLINE_MAX && std::mem::align_of::<V>() <= 8
+}
+
+/// `run` of an inline post: moves the closure out of the item's bytes and
+/// runs it with `&Lua`. Pushes nothing when it succeeded (`DSS2_RAN`: the
+/// item counts as run, nothing more is called), or a callback that raises
+/// its message when it failed, so that the message reaches the state's
+/// error handler.
+pub(crate) unsafe extern "C-unwind" fn run_inline<F>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int
+where
+    F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
+{
+    // SAFETY: `data` points to the item's copy of the F that post_inline
+    // was given (8-aligned, fits_inline); run is called once, and the
+    // free_inline::<F> that follows it (outcome OK) does not drop it again.
+    let f = unsafe { std::ptr::read(data as *const F) };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `l` is a valid state on its own thread (2v0 contract: run
+        // never gets NULL); the Lua it gives outlives this call.
+        let lua = unsafe { Lua::get_or_init_from_ptr(l) };
+        match catch_unwind(AssertUnwindSafe(|| f(lua))) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(LuaError::from_mlua(&e).to_string()),
+            Err(p) => Some(format!("panic in a posted closure: {}", panic_text(p))),
+        }
+    }));
+    match outcome {
+        Ok(None) => dss::RAN,
+        // SAFETY: on the Lua thread, inside run.
+        Ok(Some(message)) => unsafe { push_raise(l, &message) },
+        Err(_) => dss::RAN,
+    }
+}
+
+/// `free` of an inline post: drops the closure when it never ran (after
+/// `run`, the outcome is OK and `run` moved it out).
+pub(crate) unsafe extern "C" fn free_inline<V>(data: *mut c_void, outcome: c_int) {
+    if outcome == dss::OK {
+        return;
+    }
+    // SAFETY: called exactly once per post with the item's copy of the V
+    // post_inline was given, which nothing moved out (it did not run). A
+    // panicking Drop of its captures must not unwind into C.
+    let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+        std::ptr::drop_in_place(data as *mut V)
+    }));
+}
 
 /// What `call()` lends to the Lua thread.
 pub(crate) struct CallSlot<F, R> {

@@ -253,6 +253,20 @@ impl<T: Send + 'static> Hub<T> {
         self.shared.udp_port()
     }
 
+    /// Posts accepted through the side ring so far: for tests that must
+    /// observe that the ring was used, not assume it.
+    #[doc(hidden)]
+    pub fn side_ring_posts(&self) -> u64 {
+        self.shared.ring_posts.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Producers waiting for room now: for tests that must observe that
+    /// a post blocked, not assume it after a sleep.
+    #[doc(hidden)]
+    pub fn blocked_producers(&self) -> usize {
+        self.shared.lock().blocked_producers
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.stats()

@@ -143,28 +143,32 @@ impl<T: Send + 'static> Port<T> {
             .push(self.key, &self.counters, item, WhenFull::HandBack, None)
     }
 
-    /// Queues `item` without ever waiting, neither for room nor for the
-    /// hub's lock: safe to call from a signal handler that interrupted the
-    /// consumer (or any producer) while it held the lock, where
-    /// [`try_post`](Port::try_post) would wait for itself.
+    /// Queues `item` without waiting for room, and without waiting for
+    /// anything the code it interrupted may hold: safe to call from a
+    /// signal handler that interrupted the consumer (or any producer)
+    /// inside a hub call, where [`try_post`](Port::try_post) would wait
+    /// for itself.
     ///
-    /// When the lock is free, no earlier no-wait post is pending and the
-    /// queue's buffer has room, this is `try_post`. Otherwise the item goes
-    /// to the hub's side ring, a fixed array of slots allocated with the
-    /// hub: one atomic reservation, no lock, no allocation, and a
-    /// `write(2)` on the hub's descriptor; the consumer takes it on its
-    /// next drain. Order: it comes before every post whose call began
-    /// after this one returned (FIFO as for any post). Ring entries may
-    /// exceed the hub's capacity by the ring's size. When the ring stays
-    /// full it queues like `try_post` (growing the queue if need be), but a
-    /// call on the consumer thread refuses with `Full` if the lock is taken
-    /// (its holder may be what the call interrupted). It refuses with
-    /// `Closed` once the hub closed; an item for a port unregistered
-    /// meanwhile is discarded as `Unregistered` when the consumer takes
-    /// it. It sends no UDP datagram.
+    /// Like every post it takes its room first, so the hub's capacity is
+    /// exact: a full hub refuses it with `Full`. When the lock is free, no
+    /// earlier no-wait post is pending and the queue's buffer has room,
+    /// this is `try_post`. Otherwise the item goes to the hub's side ring,
+    /// a fixed array of slots allocated with the hub: one atomic
+    /// reservation, no lock, no allocation, a `write(2)` on the hub's
+    /// descriptor and a `sendto(2)` to its UDP port; the next holder of
+    /// the lock moves it into the queue. Order: it comes before every post
+    /// whose call began after this one returned (FIFO as for any post).
+    ///
+    /// Only when all the ring's slots are pending: a call made while a hub
+    /// call of its own thread is interrupted (a signal handler) refuses
+    /// with `Full`; any other call waits for the lock (another thread
+    /// holds it) and queues, growing the queue if need be. It refuses with
+    /// `Closed` once the hub closed, `Unregistered` once the port is
+    /// stale; an item whose port is unregistered while it waits in the
+    /// ring is discarded as `Unregistered` when it is taken from there.
     ///
     /// Async-signal-safe when moving `T` allocates nothing, unless the
-    /// ring is full and the caller is not the consumer thread.
+    /// ring is full and no hub call of the caller's thread is interrupted.
     pub fn post_nowait(&self, item: T) -> Result<Posted, PostError<T>> {
         self.shared.push_nowait(self.key, &self.counters, item)
     }

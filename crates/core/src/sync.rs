@@ -147,3 +147,39 @@ pub(crate) fn condvar_wait_timeout<'a, T>(
 pub(crate) fn far_future() -> std::time::Instant {
     std::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
 }
+
+/// Marks the current thread as inside a hub call that may hold the hub's
+/// lock or a half-written side-ring slot, for as long as it lives.
+///
+/// A no-wait post that finds this thread already inside such a call was
+/// made by a signal handler that interrupted it: waiting for the lock or
+/// for that slot would wait for the interrupted code, which cannot run
+/// until the handler returns. Such a post never waits (`queue.rs`).
+///
+/// A thread-local counter with a constant initialiser and no destructor:
+/// reading it allocates nothing after the thread's first hub call (the
+/// signal-safety rule in the header asks for one call before a handler).
+pub(crate) struct InCore(());
+
+#[cfg(not(loom))]
+std::thread_local!(static IN_CORE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+#[cfg(loom)]
+loom::thread_local!(static IN_CORE: std::cell::Cell<u32> = std::cell::Cell::new(0));
+
+impl InCore {
+    pub(crate) fn enter() -> InCore {
+        IN_CORE.with(|c| c.set(c.get() + 1));
+        InCore(())
+    }
+
+    /// True when this thread is inside a hub call now (see [`InCore`]).
+    pub(crate) fn here() -> bool {
+        IN_CORE.with(|c| c.get() > 0)
+    }
+}
+
+impl Drop for InCore {
+    fn drop(&mut self) {
+        IN_CORE.with(|c| c.set(c.get() - 1));
+    }
+}

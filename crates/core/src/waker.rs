@@ -155,6 +155,11 @@ impl UdpNotifier {
         self.port
     }
 
+    /// The socket's descriptor, for [`send_raw`].
+    pub(crate) fn raw(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
     /// Sends the wake-up datagram; `false` when the send failed (the item
     /// was still queued: this is a warning, DSS's -99).
     pub(crate) fn send(&self) -> bool {
@@ -165,4 +170,29 @@ impl UdpNotifier {
             )
             .is_ok()
     }
+}
+
+/// Sends the wake-up datagram from socket `fd` to loopback port `port`:
+/// one `sendto(2)`, async-signal-safe. For the side ring, which has no
+/// lock to reach the [`UdpNotifier`]. False when the send failed.
+pub(crate) fn send_raw(fd: RawFd, port: u16) -> bool {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    to.sin_family = libc::AF_INET as libc::sa_family_t;
+    to.sin_port = port.to_be();
+    to.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+    // SAFETY: sends from a live constant buffer to a live, correctly sized
+    // sockaddr_in; `fd` stays open while a ring post is in flight (close
+    // and `set_udp_port` wait for those before they drop the socket).
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            UDP_PAYLOAD.as_ptr().cast(),
+            UDP_PAYLOAD.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    n >= 0
 }

@@ -76,7 +76,14 @@ fn raising_the_capacity_releases_blocked_producers_and_lowering_keeps_items() {
         port.post(0).unwrap();
         let p2 = port.clone();
         let t = thread::spawn(move || p2.post(1).map_err(|e| e.kind));
-        thread::sleep(Duration::from_millis(20));
+        let end = std::time::Instant::now() + HANG;
+        while hub.blocked_producers() == 0 {
+            assert!(
+                std::time::Instant::now() < end,
+                "the producer never blocked"
+            );
+            thread::yield_now();
+        }
         hub.set_capacity(2);
         assert!(t.join().unwrap().is_ok());
         assert_eq!(hub.len(), 2);

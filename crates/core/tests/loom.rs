@@ -1,5 +1,5 @@
 //! Model checks of the hand-offs, run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p darksidesync-core --test loom --release`
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=4 cargo test -p darksidesync-core --test loom --release`
 //! (`cargo xtask test` does). loom explores every interleaving of the
 //! modelled threads; a lost wake-up shows up as a deadlock it reports.
 #![cfg(loom)]
@@ -193,6 +193,55 @@ fn nowait_posts_exactly_once() {
         assert_eq!(got, vec![1, 2]);
         let stats = hub.stats();
         assert_eq!((stats.posted, stats.delivered), (2, 2));
+    });
+}
+
+/// Two no-wait posts racing into a hub of capacity 1 with nobody
+/// draining: at most one is accepted, whichever path (lock or side ring)
+/// each took, and a `stats()` snapshot racing them keeps the bound and the
+/// accounting identity (the ring's entries used to count beyond the
+/// capacity and in `depth` before they counted as posted).
+#[test]
+fn nowait_posts_race_within_capacity() {
+    loom::model(|| {
+        let hub: Hub<u8> = Hub::with_capacity(1);
+        let port = hub.register("p", |_| {}).unwrap();
+        let producers: Vec<_> = (0..2)
+            .map(|i| {
+                let port = port.clone();
+                thread::spawn(move || port.post_nowait(i).is_ok())
+            })
+            .collect();
+        let s = hub.stats();
+        assert!(s.depth <= 1, "{s:?}");
+        assert_eq!(
+            s.posted,
+            s.delivered + s.cancelled + s.depth as u64,
+            "{s:?}"
+        );
+        let accepted = producers
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(accepted, 1, "capacity 1, nothing drained");
+        let s = hub.stats();
+        assert_eq!((s.posted, s.depth, s.refused), (1, 1, 1), "{s:?}");
+    });
+}
+
+/// A descriptor made while a no-wait post goes through the side ring is
+/// readable afterwards: either the post saw the descriptor and wrote it,
+/// or `fd()` saw the ring's reservation (the wake-up was lost before).
+#[test]
+fn fd_made_during_a_ring_post_is_readable() {
+    loom::model(|| {
+        let hub: Hub<u8> = Hub::with_capacity(4);
+        let port = hub.register("p", |_| {}).unwrap();
+        let producer = thread::spawn(move || port.post_nowait(1).unwrap());
+        hub.fd().unwrap();
+        producer.join().unwrap();
+        assert_eq!(hub.fd_readable(), Some(true));
     });
 }
 

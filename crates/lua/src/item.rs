@@ -26,22 +26,30 @@
 //!
 //! * **A Lua callback with one scalar argument** (the bulk of most
 //!   libraries' traffic): [`Item::call`] with a [`Callback`]; no allocation
-//!   per item, and `dispatch()` runs these through the C API directly.
+//!   per item, and the item loop (`run.rs`) pushes and calls these through
+//!   the C API directly.
 //! * **Rust closures in this crate** (the test library, examples):
 //!   [`Item::from_fn`], or a struct implementing [`Task`]; a blocking call
 //!   uses a core [`Reply`] as its sink, see [`DataReply`].
-//! * **C-ABI utilities (DSS 1v0, 2v0)**: a task struct holding the
-//!   utility's `decoder`/`return`/`free` function pointers and its `pData`.
-//!   `prepare` calls the decoder with the real `lua_State*` (through
-//!   `Lua::exec_raw`) and collects what it pushed; its sink calls the return
-//!   callback (`garbage = 0`) or, from `Drop`, with `garbage = 1`; the
-//!   task's `Drop` calls the decoder with `NULL` (1v0) or the free callback
-//!   (2v0). No change to the queue, `poll` or `dispatch` is needed.
-//! * **Rust closures from separately built cdylibs**: trait objects cannot
-//!   cross independently compiled Rust libraries, so such a library talks
-//!   to this module through the 2v0 C ABI (function pointers found in the
-//!   registry) and its closure travels as a 2v0 item whose run callback is a
-//!   monomorphised `extern "C"` trampoline in the binding author's crate.
+//! * **Fire-and-forget deliveries of producers outside the glue** (C
+//!   utilities through DSS 1v0 `deliver` and 2v0 `post`, Rust libraries
+//!   built as their own cdylib, which reach the module through 2v0): an
+//!   inline post (`post.rs`): a static table of the producer's functions,
+//!   its code and data words and its owner, carried in the item with no
+//!   allocation. The item loop runs it on its own frame: the producer's
+//!   code pushes the Lua callback and its arguments, which the loop calls
+//!   like any other item.
+//! * **Blocking C deliveries** (1v0 `deliver` with a return callback, 2v0
+//!   `call`): a [`Task`] holding the utility's callbacks (`capi/item.rs`);
+//!   `prepare` calls its decoder or `run` in a fresh frame and collects
+//!   what it pushed, and its [`ReplySink`] calls the return or reply
+//!   callback (`capi/reply.rs`).
+//!
+//! Trait objects cannot cross independently compiled Rust libraries, so a
+//! Rust library built as its own cdylib talks to this module through the
+//! 2v0 C ABI only (function pointers found in the registry), and its
+//! closure travels as a 2v0 post whose `run` is a monomorphised trampoline
+//! in the library's crate.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
@@ -49,8 +57,8 @@ use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use darksidesync_core::{Discarded, Reply};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
 
-use crate::capi::task::CPost;
 use crate::data::Data;
+use crate::post::Post;
 
 /// One unit of work from a background thread, run on the Lua thread.
 ///
@@ -106,9 +114,9 @@ enum Repr {
     /// `callback(arg)`, fire-and-forget: no allocation per item, and
     /// `dispatch()` runs a run of these straight through the C API.
     Call(Callback, Data),
-    /// A fire-and-forget C delivery, inline: no allocation per item, and
-    /// `dispatch()`/`poll()` call its decoder or `run` directly.
-    Post(CPost),
+    /// An inline post (see `post.rs`): no allocation per item, and the
+    /// item loop and `poll()` run it on their own frame.
+    Post(Post),
 }
 
 /// A Lua function kept for background threads: `Send + Sync`, cheap to
@@ -258,22 +266,22 @@ impl Item {
                     reply: None,
                 })
             }
-            Repr::Post(post) => Box::new(post.into_task()).prepare(lua),
+            Repr::Post(post) => post.prepare(lua),
         }
     }
 
-    /// A fire-and-forget C delivery.
-    pub(crate) fn post(post: CPost) -> Item {
+    /// An inline post.
+    pub(crate) fn post(post: Post) -> Item {
         Item(Repr::Post(post))
     }
 
-    /// Whether this is a fire-and-forget C delivery.
+    /// Whether this is an inline post.
     pub(crate) fn is_post(&self) -> bool {
         matches!(self.0, Repr::Post(_))
     }
 
-    /// Takes apart a fire-and-forget C delivery.
-    pub(crate) fn into_post(self) -> Option<CPost> {
+    /// Takes apart an inline post.
+    pub(crate) fn into_post(self) -> Option<Post> {
         match self.0 {
             Repr::Post(post) => Some(post),
             _ => None,

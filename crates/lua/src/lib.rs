@@ -10,18 +10,22 @@
 //! | file | concept |
 //! | --- | --- |
 //! | `state.rs` | one [`StateHub`] per Lua state: the hub, the local batch, the error handler, closed at `lua_close` |
-//! | `item.rs` | what the hub carries: [`Item`] = boxed [`Task`]; [`ReplySink`] for blocking deliveries |
+//! | `item.rs` | what the hub carries: an [`Item`] (a boxed [`Task`], an inline scalar call, an inline post); [`ReplySink`] for blocking deliveries |
+//! | `post.rs` | inline posts: a producer's run function, its data and the port to count against (C utilities, Rust cdylibs) |
+//! | `item_loop.rs` | the one loop that runs items (`dispatch()`, `run()`, `yield()`) and the one way to take the front item (`poll()` too) |
 //! | `poll.rs` | `poll()`, `queuesize()` (DSS 1.0) |
-//! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw.rs`) |
+//! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw/`) |
 //! | `dispatch.rs` | `dispatch([max [, spawn]])`, `reply()`, `run()`, `stop()`, `seterrorhandler()` |
 //! | `wait.rs` | `fd()`, `wait()`, `event_fd()`, `wait_events()`, `yield()` |
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()`, `timing()`, `waits()` |
-//! | `raw.rs` | all raw Lua C API stack work, each helper with its stack contract |
+//! | `raw/` | all raw Lua C API stack work, each helper with its stack contract, and the stack guard |
+//! | `capi/` | the C ABI (DSS 1v0 and 2v0, `include/darksidesync.h`): a thin layer mapping utilities' callbacks, handles and codes onto items |
+//! | `interpreter.rs` | each `luaopen_*` entry first checks the interpreter is the one the build is for (LuaJIT vs Lua 5.1 share LuaRocks' `lib/lua/5.1`) |
+//! | `luajit_only.rs` | (LuaJIT build) stand-ins for LuaJIT-only symbols, so that Lua 5.1 can load the build and be told it is the wrong one |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
-//! | `benchlib.rs` | `darksidesync.benchlib`, the benchmarks' fixture for the internal path (feature `internal-bench`, never shipped) |
 //! | `prelude.lua` | Lua helpers compiled once per state |
 //!
 //! # Items and tasks
@@ -33,9 +37,10 @@
 //! hands these to Lua (the sink becomes the reply userdata in `args[1]`);
 //! `dispatch()` calls the callback and feeds its results or error text to
 //! the sink. A task dropped undelivered (state closed, port unregistered)
-//! runs its `Drop`, which is its cancel path; a sink dropped unanswered
-//! releases its waiter. See `item.rs` for how C-ABI (DSS 1v0/2v0) items
-//! and Rust closures from other cdylibs plug in without changing the queue.
+//! is told why ([`Task::discard`]); a sink dropped unanswered releases its
+//! waiter. See `item.rs` for how C-ABI (DSS 1v0/2v0) deliveries and Rust
+//! closures from other cdylibs plug in: fire-and-forget ones as inline
+//! posts (`post.rs`), which the item loop runs like its own scalar calls.
 //!
 //! # Errors
 //!
@@ -54,15 +59,19 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod args;
-#[cfg(feature = "internal-bench")]
-pub mod benchlib;
 mod capi;
 mod control;
 mod data;
 mod dispatch;
+#[cfg(feature = "module")]
+mod interpreter;
 mod item;
+mod item_loop;
 pub mod libs;
+#[cfg(all(feature = "module", feature = "luajit"))]
+mod luajit_only;
 mod poll;
+mod post;
 mod raw;
 mod reply;
 mod state;
@@ -180,55 +189,49 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// `require "darksidesync"`: [`open`], with any failure raised as a plain
-/// string (a state without the base library gets a message, not mlua's
-/// error object).
+/// A `luaopen_*` entry of the loadable module: checks that the interpreter
+/// is the one this build is for (`interpreter.rs`), then runs `$open` in
+/// protected mode with any failure raised as a plain string (a state
+/// without the base library gets a message, not mlua's error object).
 #[cfg(feature = "module")]
-#[no_mangle]
-unsafe extern "C-unwind" fn luaopen_darksidesync(state: *mut mlua::lua_State) -> std::ffi::c_int {
-    // SAFETY: Lua calls this as the module's C opener; no Rust value is
-    // alive in this frame.
-    unsafe { raw::open_protected(state, open_module) }
+macro_rules! module_entry {
+    ($entry:ident, $protected:ident, $open:path) => {
+        #[no_mangle]
+        unsafe extern "C-unwind" fn $entry(state: *mut mlua::lua_State) -> std::ffi::c_int {
+            // SAFETY: Lua calls this as the module's C opener; no Rust
+            // value is alive in this frame.
+            unsafe {
+                interpreter::check(state);
+                raw::open_protected(state, $protected)
+            }
+        }
+
+        /// The opener the entry runs in protected mode.
+        unsafe extern "C-unwind" fn $protected(state: *mut mlua::lua_State) -> std::ffi::c_int {
+            // SAFETY: called by Lua through lua_pcall as a C function.
+            unsafe {
+                Lua::entrypoint1(state, |lua| {
+                    lua.skip_memory_check(true);
+                    $open(lua)
+                })
+            }
+        }
+    };
 }
 
-/// The opener [`luaopen_darksidesync`] runs in protected mode.
+// `require "darksidesync"` and the libraries linked into the same file
+// (found by Lua's all-in-one loader as `darksidesync.timer`, ...).
 #[cfg(feature = "module")]
-unsafe extern "C-unwind" fn open_module(state: *mut mlua::lua_State) -> std::ffi::c_int {
-    // SAFETY: called by Lua through lua_pcall as a C function.
-    unsafe {
-        Lua::entrypoint1(state, |lua| {
-            lua.skip_memory_check(true);
-            open(lua)
-        })
-    }
-}
-
+module_entry!(luaopen_darksidesync, open_darksidesync, open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_states", skip_memory_check)]
-fn luaopen_states(lua: &Lua) -> mlua::Result<Table> {
-    states::open(lua)
-}
-
+module_entry!(luaopen_darksidesync_states, open_states, states::open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_timer", skip_memory_check)]
-fn luaopen_timer(lua: &Lua) -> mlua::Result<Table> {
-    libs::timer::open(lua)
-}
-
+module_entry!(luaopen_darksidesync_timer, open_timer, libs::timer::open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_signal", skip_memory_check)]
-fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
-    libs::signal::open(lua)
-}
-
+module_entry!(luaopen_darksidesync_signal, open_signal, libs::signal::open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
-fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
-    libs::process::open(lua)
-}
-
-#[cfg(all(feature = "module", feature = "internal-bench"))]
-#[mlua::lua_module(name = "darksidesync_benchlib", skip_memory_check)]
-fn luaopen_benchlib(lua: &Lua) -> mlua::Result<Table> {
-    benchlib::open(lua)
-}
+module_entry!(
+    luaopen_darksidesync_process,
+    open_process,
+    libs::process::open
+);

@@ -1,11 +1,13 @@
 //! `poll()` and `queuesize()`: the DarkSideSync 1.0 way of taking work.
 //!
-//! `poll()` is a C closure ([`poll_c`]) with a fast path for the common
-//! item, an [`Item::call`](crate::Item::call) with a scalar argument: it
-//! pushes the count, the callback and a fresh `args` table straight through
-//! the C API. Every other case (boxed tasks, replies, an empty hub that
-//! needs no table) goes to [`poll`], the general implementation, which the
-//! closure holds as its upvalue.
+//! `poll()` is a C closure ([`poll_c`]) with a fast path for the items the
+//! item loop runs on its own frame ([`take_front`]): an
+//! [`Item::call`](crate::Item::call) with a scalar argument, whose count,
+//! callback and a fresh `args` table it pushes straight through the C API,
+//! and an inline post, which pushes its callback and arguments itself.
+//! Every other case (boxed tasks, replies, an empty hub that needs no
+//! table) goes to [`poll`], the general implementation, which the closure
+//! holds as its upvalue.
 
 use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,8 +15,8 @@ use std::rc::Rc;
 
 use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 
-use crate::capi::task::PostFrame;
-use crate::item::Item;
+use crate::item_loop::{take_front, Front};
+use crate::post::{PostFrame, Ran};
 use crate::raw::{self, CLOSING_C};
 use crate::reply;
 use crate::state::StateHub;
@@ -64,8 +66,8 @@ enum Fast {
     Taken,
     /// The front item needs the general path.
     Slow,
-    /// Took a fire-and-forget C delivery, to run (5 slots plus
-    /// LUA_MINSTACK reserved), and the count of items left before it ran.
+    /// Took an inline post, to run (5 slots plus LUA_MINSTACK reserved),
+    /// and the count of items left before it ran.
     Post(PostFrame, usize),
 }
 
@@ -97,12 +99,13 @@ pub(crate) fn make_fast_poll(
 /// Clears the hub cell (upvalue 1) as the state starts closing.
 unsafe extern "C-unwind" fn forget_hub(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: upvalue 1 is the pointer cell made by make_fast_poll.
-    unsafe { raw::clear_cell(state, ffi::lua_upvalueindex(1)) };
+    unsafe { raw::clear_cell(state, raw::upvalue(1)) };
     0
 }
 
-/// Takes the front item when it is a scalar call of this state and pushes
-/// `count, callback, arg`, reserving 2 more slots. Every Rust value it
+/// Takes the front item when it can run on this frame ([`take_front`]):
+/// pushes `count, callback, arg` for a scalar call, or returns an inline
+/// post to run. Reserves LUA_MINSTACK + 5 slots first. Every Rust value it
 /// holds is dropped before it returns, so the caller may then use C API
 /// functions that can raise.
 ///
@@ -118,44 +121,33 @@ unsafe fn fast_take(state: *mut ffi::lua_State, st: &StateHub) -> Fast {
     }
     // Items of a library unregistered since they were drained never run.
     st.purge_stale(&mut batch);
-    let Some(front) = batch.front() else {
+    if batch.is_empty() {
         return Fast::Empty;
-    };
-    if front.is_post() {
-        // SAFETY: the state is running.
-        if !unsafe { raw::reserve(state, ffi::LUA_MINSTACK + 5) } {
-            return Fast::Slow;
-        }
-        return match batch.pop().and_then(Item::into_post) {
-            Some(post) => {
-                let left = st.pending_hint(batch.len());
-                Fast::Post(post.take(&st.ran), left)
-            }
-            None => Fast::Slow, // not reached: the front was checked
-        };
     }
-    let Some((cb, _)) = front.as_scalar_call() else {
-        return Fast::Slow;
-    };
-    // SAFETY: the state is live and running (mlua set up its extra data
-    // when the module was opened in it, and the closing check passed).
-    let lua = unsafe { Lua::get_or_init_from_ptr(state) };
     // SAFETY: the state is running.
-    if !lua.owns_registry_value(cb.key()) || !unsafe { raw::reserve(state, 5) } {
+    if !unsafe { raw::reserve(state, ffi::LUA_MINSTACK + 5) } {
         return Fast::Slow;
     }
-    let Some(item) = batch.pop() else {
-        return Fast::Slow;
-    };
+    let front = take_front(&mut batch, &st.ran, None, |key| {
+        // SAFETY: the state is live and running (mlua set up its extra
+        // data when the module was opened in it, and the closing check
+        // passed).
+        let lua = unsafe { Lua::get_or_init_from_ptr(state) };
+        lua.owns_registry_value(key)
+    });
     let left = st.pending_hint(batch.len());
     drop(batch);
-    let Some((cb, arg)) = item.as_scalar_call() else {
-        return Fast::Slow; // not reached: the front item was checked
-    };
-    // SAFETY: five slots were reserved; the registry slot is read while
-    // `item` still holds the key.
-    unsafe { raw::push_count_callback_arg(state, left as i64, cb.key(), arg) };
-    Fast::Taken
+    match front {
+        Front::Empty => Fast::Empty,
+        Front::General => Fast::Slow,
+        Front::Post(post) => Fast::Post(post, left),
+        Front::Call(cb, arg) => {
+            // SAFETY: five slots were reserved; the registry slot is read
+            // while `cb` holds the key.
+            unsafe { raw::push_count_callback_arg(state, left as i64, cb.key(), &arg) };
+            Fast::Taken
+        }
+    }
 }
 
 /// `poll()` as a C function: the fast path for scalar call items, the
@@ -164,7 +156,7 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
     // At lua_close mlua's per-state data may be gone: the cell is
     // cleared then (see make_fast_poll).
     // SAFETY: upvalue 3 is the hub cell.
-    let hub = unsafe { raw::cell_pointer(state, ffi::lua_upvalueindex(3)) }.cast::<StateHub>();
+    let hub = unsafe { raw::cell_pointer(state, raw::upvalue(3)) }.cast::<StateHub>();
     if hub.is_null() {
         // SAFETY: a C function has LUA_MINSTACK free slots; no Rust value
         // is alive in this frame.
@@ -194,13 +186,13 @@ unsafe extern "C-unwind" fn poll_c(state: *mut ffi::lua_State) -> c_int {
         // SAFETY: no Rust value is alive in this frame, so an error raised
         // by the general path may unwind through it.
         Fast::Slow => unsafe {
-            return raw::call_all_results(state, ffi::lua_upvalueindex(1));
+            return raw::call_all_results(state, raw::upvalue(1));
         },
     }
     // Stack: ..., count, callback, arg. No Rust value is alive in this
     // frame any more, so the allocation below may raise.
     // SAFETY: fast_take reserved two more slots; upvalue 2 is "n".
-    unsafe { raw::wrap_in_args_table(state, ffi::lua_upvalueindex(2)) };
+    unsafe { raw::wrap_in_args_table(state, raw::upvalue(2)) };
     3
 }
 
@@ -216,13 +208,13 @@ fn items_left(st: &StateHub) -> i64 {
     st.pending_hint(batch.len()) as i64
 }
 
-/// `poll()` of a fire-and-forget C delivery taken by [`fast_take`]: runs
-/// its decoder (1v0) or `run` (2v0) on this frame and returns `count`,
-/// or `count, callback, args` built from what it pushed.
+/// `poll()` of an inline post taken by [`fast_take`]: runs it on this
+/// frame (a C utility's decoder or `run`, say) and returns `count`, or
+/// `count, callback, args` built from what it pushed.
 ///
-/// A nonzero count is pushed before the decoder runs: when the decoder
-/// pushed exactly what it returned, the results then lie in place and only
-/// the `args` table is built around the arguments.
+/// A nonzero count is pushed before the post runs: when it pushed exactly
+/// what it returned, the results then lie in place and only the `args`
+/// table is built around the arguments.
 ///
 /// # Safety
 /// `state` is the running state of a call into [`poll_c`], `st` its hub,
@@ -241,17 +233,16 @@ unsafe fn poll_post(
         if placed {
             raw::push_integer(state, left as i64);
         }
-        ffi::lua_gettop(state)
+        raw::top(state)
     };
-    // SAFETY: as above, and 2 more slots (5 were reserved); a decoder or
-    // `run` that raises is finished and its error raised from here, with
-    // no Rust value alive.
-    let Some(n) = (unsafe { frame.run_protected(state, &st.ran) }) else {
-        // SAFETY: the error value is on top.
-        return unsafe { raw::raise_top(state) };
+    // SAFETY: as above.
+    let n = match unsafe { frame.run_in(state, base) } {
+        Ran::Call(n) => n,
+        // Ran (a closure that did its work) or skipped: the count alone.
+        Ran::Done | Ran::Nothing => 0,
     };
     // SAFETY: reading the top of a running state.
-    let pushed = unsafe { ffi::lua_gettop(state) } - base;
+    let pushed = unsafe { raw::top(state) } - base;
     let left = match left {
         // A decoder may have posted: count after it ran.
         0 => catch_unwind(AssertUnwindSafe(|| items_left(st))).unwrap_or(0),
@@ -271,14 +262,14 @@ unsafe fn poll_post(
         if !raw::reserve(state, 5) {
             return raw::raise(state, c"darksidesync.poll: stack overflow");
         }
-        raw::args_table_of_top(state, n - 1, ffi::lua_upvalueindex(2));
+        raw::args_table_of_top(state, n - 1, raw::upvalue(2));
         // ..., callback, args
         if placed && pushed == n {
             // The count pushed before the decoder is right below.
             return 3;
         }
         raw::push_integer(state, left);
-        ffi::lua_insert(state, -3);
+        raw::insert(state, -3);
     }
     3
 }

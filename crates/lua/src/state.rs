@@ -15,12 +15,13 @@ use std::cell::{Cell, RefCell};
 use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_CAPACITY};
 use mlua::{ffi, Function, Lua, Table};
 
-use crate::capi::task::RanCounter;
 use crate::item::{Item, ReplySink};
+use crate::post::RanCounter;
 
 /// Most items `poll()` moves from the hub to the local batch at once.
 pub(crate) const POLL_BATCH: usize = 256;
@@ -58,6 +59,9 @@ pub struct StateHub {
     pub(crate) batch: RefCell<Batch<Item>>,
     /// The error handler set by `seterrorhandler`; `None` is the default.
     pub(crate) error_handler: RefCell<Option<Function>>,
+    /// Bumped by every `seterrorhandler`, so that the item loop, which
+    /// keeps the handler on its frame, sees a change made by a callback.
+    pub(crate) handler_set: Cell<u64>,
     /// The reply sink of the blocking call whose callback `dispatch()` is
     /// running now, until `reply()` takes it.
     pub(crate) current_reply: RefCell<Option<Box<dyn ReplySink>>>,
@@ -78,9 +82,10 @@ pub struct StateHub {
     /// library unregistered: the hub counted them delivered, `stats()`
     /// reports them cancelled.
     pub(crate) purged: Cell<u64>,
-    /// Where the C items this state runs are marked and counted as ran;
-    /// also the state's C-ABI record (finalizers).
+    /// Where the inline posts this state runs are counted as ran.
     pub(crate) ran: RanCounter,
+    /// What the C ABI keeps for this state (the running mark, finalizers).
+    pub(crate) capi: Arc<crate::capi::PerState>,
     pub(crate) helpers: Helpers,
 }
 
@@ -115,7 +120,7 @@ impl StateHub {
             self.hub.discard_batch(&mut batch);
         }
         // Last: every C utility's items are gone and its cancel ran.
-        self.ran.finalizers().run_at_close(state);
+        self.capi.finalizers.run_at_close(state);
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
@@ -149,6 +154,7 @@ impl StateHub {
             hub: Hub::with_discard(DEFAULT_CAPACITY, Item::discard),
             batch: RefCell::new(Batch::new()),
             error_handler: RefCell::new(None),
+            handler_set: Cell::new(0),
             current_reply: RefCell::new(None),
             in_callback: Cell::new(0),
             running: Cell::new(false),
@@ -156,6 +162,7 @@ impl StateHub {
             hub_left: Cell::new(0),
             purged: Cell::new(0),
             ran: RanCounter::default(),
+            capi: Arc::default(),
             helpers,
         })
     }
@@ -205,7 +212,7 @@ impl StateHub {
     /// drained (they never run), counting them for `stats()`.
     pub(crate) fn purge_stale(&self, batch: &mut Batch<Item>) {
         // A finalizer's wake-up refused by a full queue goes again.
-        self.ran.finalizers().retry();
+        self.capi.finalizers.retry();
         let before = batch.len();
         self.hub.purge_stale(batch);
         let gone = before - batch.len();

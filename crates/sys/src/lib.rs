@@ -36,6 +36,8 @@ pub struct lua_State {
 
 /// `DSS_REGISTRY_NAME`: key of the module's table in the Lua registry.
 pub const REGISTRY_NAME: &str = "DSS.DarkSideSync";
+/// [`REGISTRY_NAME`], NUL-terminated, for the Lua C API.
+pub const REGISTRY_NAME_C: &core::ffi::CStr = c"DSS.DarkSideSync";
 /// `DSS_VERSION_KEY`: key of the version string in that table.
 pub const VERSION_KEY: &str = "Version";
 /// `DSS_VERSION`: the version string (as DarkSideSync 1.0 had it).

@@ -9,6 +9,8 @@ use crate::lua_State;
 pub const API_KEY: &str = "DSS API 1v0";
 /// The `version` field of the published struct.
 pub const VERSION: &str = "DSS API 1v0";
+/// [`VERSION`], NUL-terminated, as the struct points to it.
+pub const VERSION_C: &core::ffi::CStr = c"DSS API 1v0";
 
 /// `DSS_SUCCESS`: done.
 pub const SUCCESS: c_int = -100;

@@ -8,6 +8,8 @@ use crate::lua_State;
 pub const API_KEY: &str = "DSS API 2v0";
 /// The `version` field of the published struct.
 pub const VERSION: &str = "DSS API 2v0";
+/// [`VERSION`], NUL-terminated, as the struct points to it.
+pub const VERSION_C: &core::ffi::CStr = c"DSS API 2v0";
 
 /// `dss2_handle`: opaque; 0 is never valid.
 pub type Handle = u64;
@@ -46,6 +48,12 @@ pub const NOWAIT: c_int = 1;
 
 /// `DSS2_WAITS_STATE`: `waits()` flag, the whole state's items.
 pub const WAITS_STATE: c_int = 1;
+
+/// `DSS2_INLINE_MAX`: the most bytes `post_inline()` carries in the item.
+pub const INLINE_MAX: usize = 24;
+/// `DSS2_RAN`: what a `post_inline()` run returns when it did the item's
+/// work itself and pushed nothing (the item counts as run).
+pub const RAN: c_int = -1;
 
 /// `dss2_run_fn`.
 ///
@@ -103,6 +111,15 @@ pub type StatusFn = unsafe extern "C" fn(Handle) -> c_int;
 pub type StrerrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 /// `dss2_waits_fn`.
 pub type WaitsFn = unsafe extern "C" fn(Handle, c_int, *mut Waits) -> c_int;
+/// `dss2_post_inline_fn`.
+pub type PostInlineFn = unsafe extern "C" fn(
+    Handle,
+    Option<RunFn>,
+    Option<FreeFn>,
+    *const c_void,
+    usize,
+    c_long,
+) -> c_int;
 /// `dss2_setfinalizer_fn`.
 pub type SetFinalizerFn = unsafe extern "C" fn(Handle, Option<FinalizeFn>, *mut c_void) -> c_int;
 
@@ -184,9 +201,30 @@ pub struct Api {
     /// Copies the waits of the utility's (or its state's) items. Appended
     /// after `strerror`: check `size` before use.
     pub waits: WaitsFn,
-    /// Sets the utility's Lua-thread finalizer. Appended after `waits`:
-    /// check `size` before use.
+    /// Fire-and-forget delivery of up to [`INLINE_MAX`] bytes carried in
+    /// the item (any thread). Appended after `waits`: check `size` before
+    /// use ([`Api::has_post_inline`]).
+    pub post_inline: PostInlineFn,
+    /// Sets the utility's Lua-thread finalizer. Appended after
+    /// `post_inline`: check `size` before use ([`Api::has_setfinalizer`]).
     pub setfinalizer: SetFinalizerFn,
+}
+
+impl Api {
+    /// Whether the publisher's struct has `post_inline` (`DSS2_HAS`).
+    pub fn has_post_inline(&self) -> bool {
+        self.size >= core::mem::offset_of!(Api, post_inline) + core::mem::size_of::<PostInlineFn>()
+    }
+
+    /// The size of the struct without `post_inline`: what a publisher of
+    /// 0.1.0 before it had (the least a user of `waits` needs).
+    pub const SIZE_WITH_WAITS: usize = core::mem::offset_of!(Api, post_inline);
+
+    /// Whether the publisher's struct has `setfinalizer` (`DSS2_HAS`).
+    pub fn has_setfinalizer(&self) -> bool {
+        self.size
+            >= core::mem::offset_of!(Api, setfinalizer) + core::mem::size_of::<SetFinalizerFn>()
+    }
 }
 
 // SAFETY: the published struct is an immutable static of the module, valid

@@ -50,6 +50,7 @@ int main(void) {
     OFF(dss_api_2v0_t, status);
     OFF(dss_api_2v0_t, strerror);
     OFF(dss_api_2v0_t, waits);
+    OFF(dss_api_2v0_t, post_inline);
     OFF(dss_api_2v0_t, setfinalizer);
     SIZE(dss2_stats_t);
     OFF(dss2_stats_t, size);
@@ -85,5 +86,7 @@ int main(void) {
     CODE(DSS2_EINTERNAL);
     CODE(DSS2_NOWAIT);
     CODE(DSS2_WAITS_STATE);
+    CODE(DSS2_RAN);
+    CODE(DSS2_INLINE_MAX);
     return 0;
 }

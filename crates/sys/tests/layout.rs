@@ -101,6 +101,7 @@ fn from_rust() -> BTreeMap<String, String> {
     off!("dss_api_2v0_t", v2::Api, status);
     off!("dss_api_2v0_t", v2::Api, strerror);
     off!("dss_api_2v0_t", v2::Api, waits);
+    off!("dss_api_2v0_t", v2::Api, post_inline);
     off!("dss_api_2v0_t", v2::Api, setfinalizer);
     put("sizeof dss2_stats_t", size_of::<v2::Stats>().to_string());
     off!("dss2_stats_t", v2::Stats, size);
@@ -136,6 +137,8 @@ fn from_rust() -> BTreeMap<String, String> {
         ("DSS2_EHANDLER", v2::EHANDLER),
         ("DSS2_EINTERNAL", v2::EINTERNAL),
         ("DSS2_NOWAIT", v2::NOWAIT),
+        ("DSS2_RAN", v2::RAN),
+        ("DSS2_INLINE_MAX", v2::INLINE_MAX as i32),
         ("DSS2_WAITS_STATE", v2::WAITS_STATE),
     ] {
         put(k, v.to_string());
@@ -172,4 +175,16 @@ fn a_changed_field_would_be_caught() {
         offset_of!(v2::Stats, keep_alive),
         offset_of!(v2::Stats, timeouts)
     );
+}
+
+/// The NUL-terminated forms say the same as the `&str` ones (each name is
+/// written twice in the crate, side by side; this keeps them one).
+#[test]
+fn c_strings_match_their_str_forms() {
+    assert_eq!(
+        darksidesync_sys::REGISTRY_NAME_C.to_str(),
+        Ok(REGISTRY_NAME)
+    );
+    assert_eq!(v1::VERSION_C.to_str(), Ok(v1::VERSION));
+    assert_eq!(v2::VERSION_C.to_str(), Ok(v2::VERSION));
 }

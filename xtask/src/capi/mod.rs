@@ -88,6 +88,7 @@ pub fn main(sanitize: bool) -> Result {
         run_expect_cancel(&mut cmd)?;
         promises::build(&dir, t.include, &[])?;
         promises::check(Command::new(t.lua.interpreter), &dir, promises::ROUNDS)?;
+        wakeups(t, &dir)?;
         if sanitize && t.valgrind {
             let mut cmd = Command::new(VALGRIND[0]);
             cmd.args(&VALGRIND[1..])
@@ -144,6 +145,27 @@ pub fn main(sanitize: bool) -> Result {
             ""
         }
     );
+    Ok(())
+}
+
+/// `tests/c/wakeups.lua`: each of its cases in a fresh process (a fresh
+/// state, so the first deliveries take the side ring), under the watchdog.
+fn wakeups(t: &Target, dir: &Path) -> Result {
+    let script = root().join("tests/c/wakeups.lua");
+    let mut list = Command::new(t.lua.interpreter);
+    list.arg(&script).arg(dir);
+    clear_lua_env(&mut list);
+    let names = crate::cmd::output(&mut list)?;
+    let names: Vec<&str> = names.split_whitespace().collect();
+    if names.is_empty() {
+        return Err(format!("{}: wakeups.lua listed no case", t.lua.interpreter));
+    }
+    for name in names {
+        let mut cmd = Command::new(t.lua.interpreter);
+        cmd.arg(&script).arg(dir).arg(name);
+        clear_lua_env(&mut cmd);
+        watched(&mut cmd)?;
+    }
     Ok(())
 }
 

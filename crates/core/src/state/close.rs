@@ -21,9 +21,11 @@ impl<T> Shared<T> {
         // happen before the descriptor is released.
         self.wait_ring_posters();
         self.fd_write.store(-1, Ordering::SeqCst);
+        self.udp_fd.store(-1, Ordering::SeqCst);
         let mut stale = Vec::new();
         self.fold_ring(&mut st, &mut stale);
         let items = std::mem::take(&mut st.queue);
+        self.release(items.len());
         st.counters.cancelled += items.len() as u64;
         for e in &items {
             if let Some(c) = st.counters_of(e.port) {

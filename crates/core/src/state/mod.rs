@@ -28,19 +28,36 @@
 //!    cancelled at the same places, and its `delivered` is derived from
 //!    this identity (`ports.rs`). An item in the side ring is not yet
 //!    posted: the lock holder that folds it into the queue counts it
-//!    (`ring.rs` keeps exactly-once for the ring itself).
-//! 3. **Bounded.** A post never makes `queue.len()` exceed `capacity`; only
-//!    lowering the capacity can leave it above, and then posts wait or refuse.
+//!    (`ring.rs` keeps exactly-once for the ring itself), and `stats`
+//!    folds the ring before it reads, so its snapshot keeps the identity.
+//! 3. **Bounded.** `Shared::occupied` counts the items in `queue` plus the
+//!    side ring's reserved slots; every post, whatever its path, takes one
+//!    unit of it with a compare-and-swap that fails at `capacity`, before
+//!    the item goes anywhere, and every removal gives its units back. So
+//!    `queue.len() + ring.pending() <= occupied <= capacity` at every
+//!    instant; only lowering the capacity can leave it above, and then
+//!    posts wait or refuse.
 //! 4. **One wake-up per burst.** `signalled` is true exactly when a wake-up
 //!    was sent that the consumer has not consumed; the descriptor (when one
-//!    exists) is readable exactly when `signalled`. A post sets it only on the
-//!    false→true edge; a drain clears it when it leaves the queue empty. Both
-//!    edges touch the descriptor under the lock, so a clear can never eat the
-//!    wake-up of a post that raced it.
+//!    exists) is readable when `signalled`. A post sets it only on the
+//!    false→true edge; a drain clears it when it leaves the queue empty.
+//!    The edge is decided under the lock, but the post writes the
+//!    descriptor after releasing it (holding its own reference to it), so
+//!    the consumer that write wakes does not find the lock still taken: a
+//!    clear can only come after a drain took the post's item, so it never
+//!    eats a wake-up that is still needed; a write landing after such a
+//!    clear is stale, and the post then sets `fd_late`, which makes the
+//!    next drain that finds the queue empty clear the descriptor again
+//!    (one spurious wake-up at most).
 //!    Posts through the side ring (`push_nowait` finding the lock taken)
-//!    write the descriptor without the lock and set `ring_woke`; a drain
+//!    write the descriptor and send the datagram without the lock (through
+//!    the `fd_write` and `udp_*` mirrors) and set `ring_woke`; a drain
 //!    that empties the queue clears the descriptor, then sets it again if
 //!    the ring holds a reservation, so a ring post's wake-up is never eaten.
+//!    A fold that moves ring entries into the queue takes the wake-up edge
+//!    like a post. Making a descriptor or a UDP port while items are
+//!    queued (or in the ring) wakes it at once: the order of `fd()`,
+//!    `set_udp_port()` and posts never loses a wake-up.
 //! 5. **Closed is final.** Once `closed`, the queue is empty and stays empty,
 //!    every port is stale (removed from the port table), every waiter
 //!    (consumer or producer) and every pending call has been notified, and
@@ -60,8 +77,8 @@ use crate::reply::PendingCall;
 use crate::slots::{SlotKey, Slots};
 use crate::stats::{PortCounters, Stats};
 use crate::sync::{
-    lock, thread_token, Arc, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex,
-    MutexGuard, Ordering,
+    condvar_wait_timeout, lock, thread_token, try_lock, Arc, AtomicBool, AtomicI32, AtomicU32,
+    AtomicU64, AtomicUsize, Condvar, InCore, Mutex, MutexGuard, Ordering,
 };
 use crate::waits::WaitHistogram;
 use crate::waker::{FdSignal, UdpNotifier};
@@ -156,8 +173,9 @@ pub(crate) struct State<T> {
     /// (the last keep-alive went away); consumed by `wait`.
     nudged: bool,
     /// Producers sleeping in a full queue.
-    blocked_producers: usize,
-    fd: Option<FdSignal>,
+    pub(crate) blocked_producers: usize,
+    /// Shared with a post writing it after the lock (invariant 4).
+    fd: Option<Arc<FdSignal>>,
     udp: Option<Arc<UdpNotifier>>,
     pub(crate) counters: Counters,
     /// The hub's waits while timing is on (`waits.rs`).
@@ -202,8 +220,61 @@ pub(crate) struct Shared<T> {
     pub(crate) consumer_sleeping: AtomicBool,
     /// Refusals on the ring path (counted in `refused` by `stats`).
     ring_refused: AtomicU64,
+    /// Posts accepted through the ring (`Hub::side_ring_posts`).
+    pub(crate) ring_posts: AtomicU64,
     /// The descriptor a ring post writes to (-1: none), mirroring `fd`.
     fd_write: AtomicI32,
+    /// Set by a post after it wrote the descriptor without the lock
+    /// (invariant 4).
+    fd_late: AtomicBool,
+    /// The socket a ring post sends its datagram from (-1: none) and the
+    /// loopback port it sends to, mirroring `udp`.
+    udp_fd: AtomicI32,
+    udp_to: AtomicU32,
+    /// Items queued plus ring slots reserved (invariant 3).
+    occupied: AtomicUsize,
+    /// Mirrors `State::capacity` for ring posts.
+    capacity_now: AtomicUsize,
+}
+
+/// The hub's lock, held: the state under it, and the mark that this
+/// thread is inside a hub call ([`InCore`]) for as long as it is held.
+/// Every lock of `Shared::state` is taken through [`Shared::lock`] or
+/// [`Shared::try_lock`], so a no-wait post from a signal handler always
+/// knows whether the code it interrupted may hold it.
+pub(crate) struct Locked<'a, T> {
+    // Dropped first: the lock is released before the mark.
+    guard: MutexGuard<'a, State<T>>,
+    _core: InCore,
+}
+
+impl<T> std::ops::Deref for Locked<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        &mut self.guard
+    }
+}
+
+impl<'a, T> Locked<'a, T> {
+    /// Waits on `cv`, releasing the lock meanwhile (see `Condvar::wait`).
+    pub(crate) fn wait(self, cv: &Condvar) -> Locked<'a, T> {
+        let Locked { guard, _core } = self;
+        let guard = cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+        Locked { guard, _core }
+    }
+
+    /// [`wait`](Self::wait), at most `dur`.
+    pub(crate) fn wait_timeout(self, cv: &Condvar, dur: std::time::Duration) -> Locked<'a, T> {
+        let Locked { guard, _core } = self;
+        let guard = condvar_wait_timeout(cv, guard, dur);
+        Locked { guard, _core }
+    }
 }
 
 impl<T> State<T> {
@@ -234,7 +305,9 @@ impl<T> Shared<T> {
         }
         let ring_woke =
             self.ring_woke.load(Ordering::Relaxed) && self.ring_woke.swap(false, Ordering::SeqCst);
-        if !st.signalled && !ring_woke {
+        let late =
+            self.fd_late.load(Ordering::Relaxed) && self.fd_late.swap(false, Ordering::SeqCst);
+        if !st.signalled && !ring_woke && !late {
             return;
         }
         st.signalled = false;
@@ -287,7 +360,13 @@ impl<T> Shared<T> {
             ring_used: AtomicBool::new(false),
             consumer_sleeping: AtomicBool::new(false),
             ring_refused: AtomicU64::new(0),
+            ring_posts: AtomicU64::new(0),
             fd_write: AtomicI32::new(-1),
+            fd_late: AtomicBool::new(false),
+            udp_fd: AtomicI32::new(-1),
+            udp_to: AtomicU32::new(0),
+            occupied: AtomicUsize::new(0),
+            capacity_now: AtomicUsize::new(capacity.max(1)),
         }
     }
 
@@ -306,8 +385,21 @@ impl<T> Shared<T> {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
-        lock(&self.state)
+    pub(crate) fn lock(&self) -> Locked<'_, T> {
+        let core = InCore::enter();
+        Locked {
+            guard: lock(&self.state),
+            _core: core,
+        }
+    }
+
+    /// The lock if nobody holds it (never waits).
+    pub(crate) fn try_lock(&self) -> Option<Locked<'_, T>> {
+        let core = InCore::enter();
+        Some(Locked {
+            guard: try_lock(&self.state)?,
+            _core: core,
+        })
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -327,10 +419,37 @@ impl<T> Shared<T> {
         self.lock().queue.len() + self.ring.pending()
     }
 
+    /// Takes one unit of room for a post (invariant 3): false when the
+    /// hub is full. Lock-free, so ring posts and locked posts share it.
+    pub(crate) fn reserve(&self) -> bool {
+        let cap = self.capacity_now.load(Ordering::Relaxed);
+        let mut n = self.occupied.load(Ordering::Relaxed);
+        loop {
+            if n >= cap {
+                return false;
+            }
+            match self
+                .occupied
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Gives back the room of `n` items that left the queue or the ring.
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 {
+            self.occupied.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
     pub(crate) fn set_capacity(&self, capacity: usize) {
         let mut st = self.lock();
         let grew = capacity > st.capacity;
         st.capacity = capacity;
+        self.capacity_now.store(capacity, Ordering::Relaxed);
         let room = grew && st.blocked_producers > 0;
         drop(st);
         if room {
@@ -338,8 +457,19 @@ impl<T> Shared<T> {
         }
     }
 
+    /// A snapshot that keeps invariant 2: the ring is folded first, so
+    /// everything accepted so far is counted posted and queued (`depth`).
     pub(crate) fn stats(&self) -> Stats {
-        let st = self.lock();
+        let mut st = self.lock();
+        let mut stale = Vec::new();
+        self.fold_ring(&mut st, &mut stale);
+        let stats = self.stats_locked(&st);
+        drop(st);
+        self.discard_all(stale, Discarded::Unregistered);
+        stats
+    }
+
+    fn stats_locked(&self, st: &State<T>) -> Stats {
         let c = &st.counters;
         Stats {
             posted: c.posted,
@@ -349,8 +479,9 @@ impl<T> Shared<T> {
             replies: self.replies.load(Ordering::Relaxed),
             peak_depth: c.peak_depth,
             wakeups: c.wakeups,
-            // Items in the side ring are queued for the producer's eyes.
-            depth: st.queue.len() + self.ring.pending(),
+            // Ring entries reserved after the fold above are neither
+            // posted nor in the depth yet.
+            depth: st.queue.len(),
             capacity: st.capacity,
             keep_alive: self.keep_alive_count(),
             ports: self.ports.len(),

@@ -98,6 +98,7 @@ impl<T> Shared<T> {
         };
         Self::timing_changed(&mut st);
         let gone = remove_port_items(&mut st.queue, key);
+        self.release(gone.len());
         st.counters.cancelled += gone.len() as u64;
         if let Some(c) = st.counters_of(key) {
             PortCounters::add(&c.cancelled, gone.len() as u64);

@@ -1,25 +1,34 @@
 //! The FIFO: producers push (waiting, timing out or refusing when full),
 //! the consumer drains (invariants 1-4 of the parent module).
 //!
-//! `push_nowait` never waits for the lock: when the lock is taken it puts
-//! the entry in the side ring (`ring.rs`). Lock holders that push, drain,
-//! unregister or close first fold the ring's entries into the queue, so an
+//! `push_nowait` never waits for room, and never waits for the lock or a
+//! ring slot that the code it interrupted may hold: when the lock is taken
+//! (or the queue's buffer would have to grow) it puts the entry in the
+//! side ring (`ring.rs`). Lock holders that push, drain, unregister, close
+//! or read the stats first fold the ring's entries into the queue, so an
 //! entry posted through the ring comes before every post and drain that
-//! began after its `push_nowait` returned (FIFO as for locked posts).
+//! began after its `push_nowait` returned (FIFO as for locked posts). A
+//! no-wait post queues directly only when the ring holds nothing after it
+//! folded what it could: never past an earlier entry still in the ring.
+//!
+//! Every post takes its unit of room (`Shared::reserve`, invariant 3)
+//! before its item goes to the queue or the ring, so the bound is exact on
+//! every path.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Entry, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST};
+use super::{Entry, Locked, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST};
 use crate::error::{Discarded, PostError, PostErrorKind};
 use crate::reply::PendingCall;
 use crate::stats::PortCounters;
-use crate::sync::{condvar_wait_timeout, fence, try_lock, yield_now, MutexGuard, Ordering};
+use crate::sync::{fence, yield_now, InCore, Ordering};
 use crate::waits::{self, WaitCache};
 use crate::waker;
 
-/// Rounds of "try the lock, else the ring" before a no-wait post gives up
-/// on both: off the consumer thread it then waits for the lock, on it it
+/// Rounds of "try the lock, else the ring" before a no-wait post that
+/// finds the ring full stops trying: one that may wait (no hub call of its
+/// own thread is interrupted) then takes the lock; one that may not
 /// refuses with `Full`.
 #[cfg(not(loom))]
 const NOWAIT_TRIES: usize = 64;
@@ -30,6 +39,13 @@ const NOWAIT_TRIES: usize = 2;
 fn refused_under_lock<T>(st: &mut State<T>, counters: &PortCounters) {
     st.counters.refused += 1;
     PortCounters::add(&counters.refused, 1);
+}
+
+/// What a ring post did.
+enum RingPost<T> {
+    Done(Result<Posted, PostError<T>>),
+    /// The ring's slots are all pending: the item is back, nothing counted.
+    RingFull(T),
 }
 
 impl<T> Shared<T> {
@@ -56,15 +72,19 @@ impl<T> Shared<T> {
         self.push_locked(st, port, counters, item, posted_at, when_full, call, true)
     }
 
-    /// Queues `item` without ever waiting: for the lock (a signal handler
-    /// may have interrupted its holder on this very thread) nor for room.
-    /// With the lock free, room in the queue's buffer and the ring empty
-    /// (or emptied here of its finished entries) it is
-    /// [`push`](Self::push) with `Refuse`; otherwise the item goes to
-    /// the side ring (refused with `Closed` once the hub closed). Neither
-    /// path allocates. Only when the ring stays full, it queues directly
-    /// (growing the queue) once it gets the lock: waiting for it off the
-    /// consumer thread, refusing with `Full` on it when it is taken.
+    /// Queues `item` without waiting for room, refusing with `Full` when
+    /// the hub is full. With the lock free, room in the queue's buffer and
+    /// the ring empty (or emptied here of its finished entries) it queues
+    /// directly; otherwise the item goes to the side ring. Neither path
+    /// allocates or waits.
+    ///
+    /// Only while all the ring's slots are pending:
+    /// * a call made while a hub call of this thread is interrupted (a
+    ///   signal handler, [`InCore`]) refuses with `Full`: what it would
+    ///   wait for is the code it interrupted;
+    /// * any other call takes the lock (waiting for another thread to
+    ///   release it), folds the whole ring (waiting for slots other
+    ///   threads are writing) and queues, growing the queue if need be.
     pub(crate) fn push_nowait(
         &self,
         port: PortKey,
@@ -72,25 +92,12 @@ impl<T> Shared<T> {
         mut item: T,
     ) -> Result<Posted, PostError<T>> {
         let posted_at = self.stamp();
-        for _ in 0..NOWAIT_TRIES {
-            if let Some(mut st) = try_lock(&self.state) {
-                // Queue directly only when that cannot allocate (the queue's
-                // buffer has room) and keeps FIFO (nothing pending in the
-                // ring). Earlier no-wait posts are taken from the ring
-                // first when the buffer has room for all of them, up to a
-                // slot still being written (it may belong to a post this
-                // call interrupted, in a signal handler) or an item to
-                // discard (its discard path runs only outside a no-wait
-                // post); otherwise a producer that found the lock taken
-                // once would keep using the ring until the consumer folds.
-                let mut pending = self.ring.pending();
-                if pending > 0 && !st.closed && st.queue.len() + pending < st.queue.capacity() {
-                    self.fold_finished(&mut st, None);
-                    pending = self.ring.pending();
-                }
-                let direct = pending == 0 && st.queue.len() < st.queue.capacity();
-                if direct || st.closed || !self.port_live(port) {
-                    // Queued, or refused as `Closed`/`Unregistered`.
+        let interrupted = InCore::here();
+        let tries = if interrupted { 1 } else { NOWAIT_TRIES };
+        for round in 0..tries {
+            if let Some(mut st) = self.try_lock() {
+                if st.closed || !self.port_live(port) {
+                    // Refused as `Closed`/`Unregistered`, under the lock.
                     return self.push_locked(
                         st,
                         port,
@@ -102,48 +109,50 @@ impl<T> Shared<T> {
                         false,
                     );
                 }
-                if st.queue.len() + pending >= st.capacity {
-                    // Full, counting the ring (the lock tells the depth).
-                    refused_under_lock(&mut st, counters);
-                    return Err(PostError {
-                        kind: PostErrorKind::Full,
+                // Earlier no-wait posts are taken from the ring first when
+                // the buffer has room for all of them, up to a slot still
+                // being written (it may belong to a post this call
+                // interrupted) or an item to discard (its discard path
+                // runs only outside a no-wait post).
+                let pending = self.ring.pending();
+                if pending > 0 && st.queue.len() + pending < st.queue.capacity() {
+                    self.fold_finished(&mut st, None);
+                }
+                if !self.ring.is_pending() && st.queue.len() < st.queue.capacity() {
+                    return self.push_locked(
+                        st,
+                        port,
+                        counters,
                         item,
-                    });
+                        posted_at,
+                        WhenFull::Refuse,
+                        None,
+                        false,
+                    );
                 }
                 drop(st);
             }
             match self.push_ring(port, counters, item, posted_at) {
-                Err(PostError {
-                    kind: PostErrorKind::Full,
-                    item: back,
-                }) => item = back,
-                done => return done,
+                RingPost::Done(result) => return result,
+                RingPost::RingFull(back) => item = back,
             }
-            yield_now();
+            if round + 1 < tries {
+                yield_now();
+            }
         }
-        // The ring stayed full: queue directly, even if the queue must
-        // grow (allocate), rather than refuse below the hub's capacity.
-        let mut st = match try_lock(&self.state) {
-            Some(st) => st,
-            // The lock's holder may be the code this call interrupted (a
-            // signal handler on the consumer thread): waiting would never
-            // end.
-            None if self.on_consumer_thread() => {
-                self.refused_without_lock(counters);
-                return Err(PostError {
-                    kind: PostErrorKind::Full,
-                    item,
-                });
-            }
-            // Another thread holds it and will release it (a signal handler
-            // must not interrupt other threads inside a hub call while the
-            // ring is full). No waiting for ring slots still being written
-            // below: one may belong to a post this call interrupted.
-            None => self.lock(),
-        };
-        let mut stale = Vec::new();
-        self.fold_finished(&mut st, Some(&mut stale));
-        let result = self.push_locked(
+        if interrupted {
+            self.refused_without_lock(counters);
+            return Err(PostError {
+                kind: PostErrorKind::Full,
+                item,
+            });
+        }
+        // The ring stayed full and no hub call of this thread is
+        // interrupted: the lock's holder and the ring's writers are other
+        // threads, which finish. Fold everything (waiting for slots being
+        // written, so FIFO holds) and queue, even if the queue must grow.
+        let st = self.lock();
+        self.push_locked(
             st,
             port,
             counters,
@@ -151,10 +160,8 @@ impl<T> Shared<T> {
             posted_at,
             WhenFull::Refuse,
             None,
-            false,
-        );
-        self.discard_all(stale, Discarded::Unregistered);
-        result
+            true,
+        )
     }
 
     fn push_ring(
@@ -163,7 +170,10 @@ impl<T> Shared<T> {
         counters: &PortCounters,
         item: T,
         posted_at: u64,
-    ) -> Result<Posted, PostError<T>> {
+    ) -> RingPost<T> {
+        // A slot this thread reserves and has not finished writing is
+        // what a signal handler interrupting it must not wait for.
+        let _core = InCore::enter();
         // Close waits until no ring post is in flight before it folds the
         // ring and releases the descriptor (Dekker with `closed`).
         self.ring_posters.fetch_add(1, Ordering::SeqCst);
@@ -172,34 +182,56 @@ impl<T> Shared<T> {
         fence(Ordering::SeqCst);
         let result = if self.closed.load(Ordering::SeqCst) {
             self.refused_without_lock(counters);
-            Err(PostError {
+            RingPost::Done(Err(PostError {
                 kind: PostErrorKind::Closed,
                 item,
-            })
+            }))
+        } else if !self.port_live(port) {
+            self.refused_without_lock(counters);
+            RingPost::Done(Err(PostError {
+                kind: PostErrorKind::Unregistered,
+                item,
+            }))
+        } else if !self.reserve() {
+            self.refused_without_lock(counters);
+            RingPost::Done(Err(PostError {
+                kind: PostErrorKind::Full,
+                item,
+            }))
         } else {
             match self.ring.push(Entry {
                 port,
                 posted_at,
                 item,
             }) {
-                // Counted by the caller, which may retry.
-                Err(e) => Err(PostError {
-                    kind: PostErrorKind::Full,
-                    item: e.item,
-                }),
+                Err(e) => {
+                    self.release(1);
+                    RingPost::RingFull(e.item)
+                }
                 Ok(()) => {
+                    self.ring_posts.fetch_add(1, Ordering::Relaxed);
                     self.ring_used.store(true, Ordering::Relaxed);
-                    // One descriptor write until the consumer settles it.
+                    // One wake-up until the consumer settles it.
+                    let mut posted = Posted::Queued;
+                    // Pairs with the fence in `fd()`/`set_udp_port()`: this
+                    // post sees their descriptor, or they see its slot.
+                    fence(Ordering::SeqCst);
                     if !self.ring_woke.swap(true, Ordering::SeqCst) {
-                        let fd = self.fd_write.load(Ordering::Acquire);
+                        let fd = self.fd_write.load(Ordering::SeqCst);
                         if fd >= 0 {
                             waker::set_raw(fd);
+                        }
+                        let udp = self.udp_fd.load(Ordering::SeqCst);
+                        if udp >= 0
+                            && !waker::send_raw(udp, self.udp_to.load(Ordering::Relaxed) as u16)
+                        {
+                            posted = Posted::QueuedUdpFailed;
                         }
                     }
                     if self.consumer_sleeping.load(Ordering::SeqCst) {
                         self.consumer_cv.notify_one();
                     }
-                    Ok(Posted::Queued)
+                    RingPost::Done(Ok(posted))
                 }
             }
         };
@@ -208,7 +240,7 @@ impl<T> Shared<T> {
     }
 
     /// Waits until no ring post is in flight (close, after `closed` is set:
-    /// later ring posts refuse).
+    /// later ring posts refuse; a UDP port change, after the mirror moved).
     pub(crate) fn wait_ring_posters(&self) {
         fence(Ordering::SeqCst);
         while self.ring_posters.load(Ordering::SeqCst) != 0 {
@@ -219,8 +251,8 @@ impl<T> Shared<T> {
     /// Moves the ring's entries into the queue, after what is queued, in
     /// reservation order, waiting for reservations still being written.
     /// Entries of ports gone stale go to `stale` (counted cancelled). Only
-    /// under the lock, never from `push_nowait` (a post interrupted by the
-    /// caller's signal handler would never finish its slot).
+    /// under the lock, and never by a call that may have interrupted a
+    /// ring post of its own thread (it would never finish its slot).
     pub(crate) fn fold_ring(&self, st: &mut State<T>, stale: &mut Vec<T>) {
         while self.ring.is_pending() {
             if self.fold_finished(st, Some(stale)) == 0 {
@@ -233,12 +265,15 @@ impl<T> Shared<T> {
     /// slot still being written. Without `stale` it also stops at the first
     /// entry of a port gone stale, leaving it to a later fold: then it
     /// neither allocates (when the queue's buffer has room for the ring's
-    /// entries) nor runs an item's discard path.
-    fn fold_finished(&self, st: &mut State<T>, mut stale: Option<&mut Vec<T>>) -> usize {
+    /// entries) nor runs an item's discard path. Entries moved into the
+    /// queue take the wake-up edge as a post does (invariant 4); their
+    /// datagram was sent by the ring post.
+    pub(crate) fn fold_finished(&self, st: &mut State<T>, mut stale: Option<&mut Vec<T>>) -> usize {
         if !self.ring.is_pending() {
             return 0;
         }
         let keep_stale = stale.is_some();
+        let mut gone = 0;
         let n = self.ring.fold_while(
             |e| keep_stale || self.port_live(e.port),
             |e| {
@@ -246,6 +281,7 @@ impl<T> Shared<T> {
                 match stale.as_deref_mut() {
                     Some(stale) if !self.port_live(e.port) => {
                         st.counters.cancelled += 1;
+                        gone += 1;
                         stale.push(e.item);
                     }
                     // Live: without `stale`, `accept` checked it, and a
@@ -259,15 +295,23 @@ impl<T> Shared<T> {
                 }
             },
         );
+        self.release(gone);
         let depth = st.queue.len();
         st.counters.peak_depth = st.counters.peak_depth.max(depth);
+        if n > gone && !st.signalled {
+            st.signalled = true;
+            st.counters.wakeups += 1;
+            if let Some(fd) = &st.fd {
+                fd.set();
+            }
+        }
         n
     }
 
     #[allow(clippy::too_many_arguments)]
     fn push_locked(
         &self,
-        mut st: MutexGuard<'_, State<T>>,
+        mut st: Locked<'_, T>,
         port: PortKey,
         counters: &PortCounters,
         item: T,
@@ -279,16 +323,15 @@ impl<T> Shared<T> {
         // Items of ports unregistered while they sat in the ring, discarded
         // once the lock is released.
         let mut stale = Vec::new();
-        let refuse = |mut st: MutexGuard<'_, State<T>>, stale: Vec<T>, kind, item| {
+        let refuse = |mut st: Locked<'_, T>, stale: Vec<T>, kind, item| {
             refused_under_lock(&mut st, counters);
             drop(st);
             self.discard_all(stale, Discarded::Unregistered);
             Err(PostError { kind, item })
         };
         loop {
-            // Ring items were posted before this one and take room in the
-            // queue (invariants 1 and 3): fold them before the capacity
-            // check, again after every wait.
+            // Ring items were posted before this one (invariant 1): fold
+            // them first, again after every wait.
             if fold {
                 self.fold_ring(&mut st, &mut stale);
             }
@@ -298,7 +341,7 @@ impl<T> Shared<T> {
             if !self.port_live(port) {
                 return refuse(st, stale, PostErrorKind::Unregistered, item);
             }
-            if st.queue.len() < st.capacity {
+            if self.reserve() {
                 break;
             }
             let deadline = match when_full {
@@ -318,14 +361,14 @@ impl<T> Shared<T> {
             };
             st.blocked_producers += 1;
             st = match deadline {
-                None => self.room_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+                None => st.wait(&self.room_cv),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         st.blocked_producers -= 1;
                         return refuse(st, stale, PostErrorKind::Full, item);
                     }
-                    condvar_wait_timeout(&self.room_cv, st, deadline - now)
+                    st.wait_timeout(&self.room_cv, deadline - now)
                 }
             };
             st.blocked_producers -= 1;
@@ -358,15 +401,17 @@ impl<T> Shared<T> {
             self.discard_all(stale, Discarded::Unregistered);
             return Ok(Posted::Queued);
         }
-        // The wake-up edge (invariant 4).
+        // The wake-up edge (invariant 4): the descriptor is written once
+        // the lock is released.
         st.signalled = true;
         st.counters.wakeups += 1;
-        if let Some(fd) = &st.fd {
-            fd.set();
-        }
+        let fd = st.fd.clone();
         let notify = st.consumer_waiting;
         let udp = st.udp.clone();
         drop(st);
+        if let Some(fd) = fd {
+            self.set_fd_unlocked(&fd);
+        }
         self.discard_all(stale, Discarded::Unregistered);
         if notify {
             self.consumer_cv.notify_one();
@@ -404,6 +449,7 @@ impl<T> Shared<T> {
             out.extend(st.queue.drain(..n));
         }
         st.counters.delivered += n as u64;
+        self.release(n);
         self.settle_signal(&mut st);
         let room = st.blocked_producers > 0;
         drop(st);
@@ -417,7 +463,127 @@ impl<T> Shared<T> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use crate::{Batch, Hub};
+    use std::time::{Duration, Instant};
+
+    use super::super::ring::RING_SLOTS;
+    use crate::{Batch, Hub, PostErrorKind};
+
+    /// Waits (at most 10 s, then fails) until `ready` holds.
+    fn observe(what: &str, ready: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !ready() {
+            assert!(Instant::now() < end, "never observed: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Ring posts take their room like any post: with the lock held, a
+    /// hub of capacity 3 accepts 3 no-wait posts into the ring and
+    /// refuses the rest (it accepted all 5 before).
+    #[test]
+    fn ring_posts_keep_the_capacity_bound() {
+        let hub: Hub<u32> = Hub::with_capacity(3);
+        let port = hub.register("p", |_| {}).unwrap();
+        let held = hub.shared.lock();
+        let kinds: Vec<_> = std::thread::scope(|s| {
+            s.spawn(|| {
+                (0..5)
+                    .map(|i| port.post_nowait(i).map_err(|e| e.kind))
+                    .collect()
+            })
+            .join()
+            .unwrap()
+        });
+        drop(held);
+        assert!(kinds[..3].iter().all(|k| k.is_ok()), "{kinds:?}");
+        assert!(
+            kinds[3..].iter().all(|k| *k == Err(PostErrorKind::Full)),
+            "{kinds:?}"
+        );
+        let s = hub.stats();
+        assert_eq!((s.posted, s.refused, s.depth, s.peak_depth), (3, 2, 3, 3));
+    }
+
+    /// A no-wait post made while this thread holds the hub's lock (what
+    /// a signal handler that interrupted a hub call sees) never waits: a
+    /// full ring refuses it at once; FIFO of what was accepted holds.
+    #[test]
+    fn an_interrupted_nowait_post_refuses_when_the_ring_is_full() {
+        let hub: Hub<usize> = Hub::with_capacity(1000);
+        let port = hub.register("p", |_| {}).unwrap();
+        let held = hub.shared.lock();
+        for i in 0..RING_SLOTS {
+            port.post_nowait(i).unwrap();
+        }
+        let e = port.post_nowait(RING_SLOTS).unwrap_err();
+        assert_eq!(e.kind, PostErrorKind::Full);
+        drop(held);
+        let mut batch = Batch::new();
+        assert_eq!(hub.drain(usize::MAX, &mut batch), RING_SLOTS);
+        let got: Vec<usize> = std::iter::from_fn(|| batch.pop()).collect();
+        assert_eq!(got, (0..RING_SLOTS).collect::<Vec<_>>());
+    }
+
+    /// Off an interrupted call, a no-wait post that finds the ring full
+    /// waits for the lock's holder (another thread), then queues after
+    /// everything in the ring: FIFO holds and nothing is refused.
+    #[test]
+    fn a_nowait_post_that_finds_the_ring_full_waits_for_the_lock_in_order() {
+        let hub: Hub<usize> = Hub::with_capacity(1000);
+        let port = hub.register("p", |_| {}).unwrap();
+        let total = RING_SLOTS + 10;
+        let held = hub.shared.lock();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                for i in 0..total {
+                    port.post_nowait(i).unwrap();
+                }
+            });
+            observe("the ring is full", || {
+                hub.shared.ring.pending() == RING_SLOTS
+            });
+            drop(held);
+            t.join().unwrap();
+        });
+        let mut batch = Batch::new();
+        assert_eq!(hub.drain(usize::MAX, &mut batch), total);
+        let got: Vec<usize> = std::iter::from_fn(|| batch.pop()).collect();
+        assert_eq!(got, (0..total).collect::<Vec<_>>());
+        assert_eq!(hub.stats().refused, 0);
+    }
+
+    /// A post writes the descriptor after releasing the lock; a write that
+    /// lands after the drain that took its item cleared the descriptor
+    /// leaves it readable over an empty queue: the next drain clears it
+    /// (else a loop polling `fd()` would spin).
+    #[test]
+    fn a_late_descriptor_write_is_cleared_by_the_next_drain() {
+        let hub: Hub<u32> = Hub::with_capacity(64);
+        let port = hub.register("p", |_| {}).unwrap();
+        let mut batch = Batch::new();
+        hub.fd().unwrap();
+        port.post(1).unwrap();
+        assert_eq!(hub.fd_readable(), Some(true), "the post's edge wrote it");
+        assert_eq!(hub.drain(usize::MAX, &mut batch), 1);
+        assert_eq!(
+            hub.fd_readable(),
+            Some(false),
+            "the drain emptied the queue"
+        );
+        // The write of a post whose item that drain already took, late.
+        let fd = hub.shared.lock().fd.clone().unwrap();
+        hub.shared.set_fd_unlocked(&fd);
+        assert_eq!(hub.fd_readable(), Some(true));
+        assert_eq!(hub.drain(usize::MAX, &mut batch), 0);
+        assert_eq!(
+            hub.fd_readable(),
+            Some(false),
+            "the stale write was cleared"
+        );
+        // And the next post's edge still wakes.
+        port.post(2).unwrap();
+        assert_eq!(hub.fd_readable(), Some(true));
+    }
 
     /// A no-wait post that finds the lock free takes what earlier no-wait
     /// posts left in the side ring into the queue before its own item,

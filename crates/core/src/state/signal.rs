@@ -5,7 +5,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::sync::{condvar_wait_timeout, Arc, Ordering};
+use crate::sync::{fence, Arc, Ordering};
 use crate::waker::{FdSignal, UdpNotifier};
 
 /// How often `wait` looks at the side ring once it was used.
@@ -62,10 +62,8 @@ impl<T> Shared<T> {
                 None
             };
             st = match deadline {
-                None if slice.is_some() => {
-                    condvar_wait_timeout(&self.consumer_cv, st, RING_RECHECK)
-                }
-                None => self.consumer_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+                None if slice.is_some() => st.wait_timeout(&self.consumer_cv, RING_RECHECK),
+                None => st.wait(&self.consumer_cv),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -74,7 +72,7 @@ impl<T> Shared<T> {
                         return false;
                     }
                     let left = deadline - now;
-                    condvar_wait_timeout(&self.consumer_cv, st, slice.map_or(left, |s| s.min(left)))
+                    st.wait_timeout(&self.consumer_cv, slice.map_or(left, |s| s.min(left)))
                 }
             };
             st.consumer_waiting = false;
@@ -91,17 +89,36 @@ impl<T> Shared<T> {
             return Ok(fd.raw());
         }
         let fd = FdSignal::new()?;
-        if st.signalled {
+        // Ring posts write it from now on; one that reserved before this
+        // store wrote nothing, and the check below sees its reservation
+        // (SeqCst on both sides).
+        self.fd_write.store(fd.write_raw(), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let raw = fd.raw();
+        // Items queued before the descriptor existed wake it now
+        // (invariant 4): whatever the order of posts and fd().
+        self.fold_finished(&mut st, None);
+        if st.signalled || !st.queue.is_empty() || self.ring.is_pending() {
             fd.set();
         }
-        let raw = fd.raw();
-        self.fd_write.store(fd.write_raw(), Ordering::Release);
-        st.fd = Some(fd);
+        if !st.queue.is_empty() {
+            st.signalled = true;
+        }
+        st.fd = Some(Arc::new(fd));
         Ok(raw)
     }
 
     pub(crate) fn fd_readable(&self) -> Option<bool> {
-        self.lock().fd.as_ref().map(FdSignal::is_readable)
+        self.lock().fd.as_deref().map(FdSignal::is_readable)
+    }
+
+    /// A post's wake-up edge, written after the lock was released so the
+    /// consumer it wakes (in epoll on `fd()`) does not find the lock still
+    /// taken and sleep on it again; `fd_late` makes a drain that cleared
+    /// the descriptor before this write clear it again (invariant 4).
+    pub(crate) fn set_fd_unlocked(&self, fd: &FdSignal) {
+        fd.set();
+        self.fd_late.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn set_udp_port(&self, port: Option<u16>) -> io::Result<()> {
@@ -110,8 +127,25 @@ impl<T> Shared<T> {
             _ => None,
         };
         let mut st = self.lock();
-        if !st.closed {
-            st.udp = notifier;
+        if st.closed {
+            return Ok(());
+        }
+        // Ring posts send through the mirror: move it first, wait for the
+        // ones that may still use the old socket, then replace it.
+        let (raw, to) = notifier.as_ref().map_or((-1, 0), |n| (n.raw(), n.port()));
+        self.udp_to.store(u32::from(to), Ordering::Relaxed);
+        self.udp_fd.store(raw, Ordering::SeqCst);
+        // `wait_ring_posters` fences: a ring post either sees this socket
+        // or has reserved its slot, which the check below sees.
+        self.wait_ring_posters();
+        let old = std::mem::replace(&mut st.udp, notifier);
+        // Items already queued (or in the ring) send their datagram now,
+        // whatever the order of posts and the port's setting.
+        let send = (!st.queue.is_empty() || self.ring.is_pending()).then(|| st.udp.clone());
+        drop(st);
+        drop(old);
+        if let Some(Some(udp)) = send {
+            udp.send();
         }
         Ok(())
     }

@@ -160,7 +160,7 @@ fn run_pending(lua: &Lua) {
     else {
         return;
     };
-    let due = st.ran.finalizers().take_pending();
+    let due = st.capi.finalizers.take_pending();
     for f in due {
         // SAFETY: exec_raw runs the closure on this state's thread in a
         // protected C frame with free slots; the finalizer is the
@@ -174,7 +174,7 @@ fn run_pending(lua: &Lua) {
             })
         };
         if let Err(e) = result {
-            crate::dispatch::report_error(lua, &st, e);
+            crate::item_loop::report_error(lua, &st, e);
         }
     }
 }

@@ -181,7 +181,7 @@ pub(crate) type Borrowed = SlotRef<'static, Util>;
 /// never across a blocking wait or a callback. Saves a fire-and-forget
 /// delivery the increment and decrement of the record's count that [`get`]
 /// and its drop cost; its item names the utility by handle and takes no
-/// reference either (see `task.rs`), so such a delivery never frees the
+/// reference either (see `post.rs`), so such a delivery never frees the
 /// record, even racing `unreg`.
 pub(crate) fn borrow(h: Handle) -> Option<Borrowed> {
     TABLE.borrow(SlotKey::from_bits(h)?)

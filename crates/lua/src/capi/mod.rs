@@ -6,11 +6,19 @@
 //! | --- | --- |
 //! | `mod.rs` | publishing the registry table, finding a state's hub from a raw `lua_State*`, registration, panic guard, pinning utility libraries |
 //! | `handles.rs` | the process-global generation-checked table of utilities: what a utilid / `dss2_handle` stands for |
-//! | `task.rs` | C items: the [`Task`](crate::item::Task) and [`ReplySink`](crate::item::ReplySink) that call a utility's callbacks |
+//! | `post.rs` | fire-and-forget deliveries (1v0 `deliver`, 2v0 `post`) as the glue's inline posts |
+//! | `item.rs` | blocking deliveries (1v0 `deliver` with a return callback, 2v0 `call`): the [`Task`](crate::item::Task) that calls the utility's decoder or `run` |
+//! | `reply.rs` | their answer path: the [`ReplySink`](crate::item::ReplySink) that calls the return or reply callback |
+//! | `turns.rs` | a 1v0 blocking delivery's once-only callbacks, shared with the thread blocked in `deliver` |
 //! | `running.rs` | which utility's callback the Lua thread runs now: what `unreg()` from another thread waits for |
 //! | `finalize.rs` | 2v0 Lua-thread finalizers (`setfinalizer()`), run after `unreg()` or at close |
 //! | `v1.rs` | `DSS_api_1v0_t` |
-//! | `v2.rs` | `dss_api_2v0_t` |
+//! | `v2.rs` | `dss_api_2v0_t`: registration, deliveries, keep-alive |
+//! | `v2_query.rs` | 2v0's `stats`, `waits`, `status`, `strerror` |
+//!
+//! This layer is thin: the glue runs its items (an inline post, a
+//! [`Task`](crate::item::Task)) like every other; the C ABI only maps the
+//! utilities' callbacks, handles and codes onto them.
 //!
 //! # Rules every entry point keeps
 //!
@@ -29,28 +37,28 @@
 
 pub(crate) mod finalize;
 pub(crate) mod handles;
+mod item;
+mod post;
+mod reply;
 pub(crate) mod running;
-pub(crate) mod task;
+mod turns;
 pub(crate) mod v1;
 pub(crate) mod v2;
+mod v2_query;
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use darksidesync_core::CancelReason;
+use darksidesync_sys as sys;
 use mlua::{ffi, LightUserData, Lua, Table};
 
+use crate::raw;
 use crate::state::StateHub;
 use handles::{Cancel, Handle, Util, Version};
-
-/// `registry["DSS.DarkSideSync"]`.
-pub(crate) const REGISTRY_NAME: &str = "DSS.DarkSideSync";
-/// `registry["DSS.DarkSideSync"]["Version"]`, as DarkSideSync 1.0 had it.
-pub(crate) const DSS_VERSION: &str = "0.1";
-const REGISTRY_NAME_C: &CStr = c"DSS.DarkSideSync";
 
 /// Why no usable darksidesync instance was found for a `lua_State*` (or a
 /// registration failed), before mapping to a version's code.
@@ -86,7 +94,7 @@ pub(crate) struct PerState {
 /// Registry key of the state's closing flag (`prelude.lua`'s `closing`
 /// table), which the entry points taking a `lua_State*` read raw: once
 /// lua_close runs finalisers mlua's per-state data may be gone.
-pub(crate) const CLOSING_KEY: &CStr = c"darksidesync.closing";
+pub(crate) const CLOSING_KEY: &std::ffi::CStr = c"darksidesync.closing";
 
 /// Runs `f`, turning a panic into `fallback` (never unwinding into C).
 pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
@@ -99,23 +107,9 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
     if lua.app_data_ref::<CapiState>().is_none() {
         let mut main = std::ptr::null_mut();
         // SAFETY: exec_raw hands us a running state of this Lua on its
-        // thread; reading the registry and pushing a thread cannot raise,
-        // and the stack is restored.
+        // thread with free slots; main_thread uses one and cannot raise.
         unsafe {
-            lua.exec_raw::<()>((), |state| {
-                #[cfg(any(feature = "lua52", feature = "lua53", feature = "lua54"))]
-                {
-                    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
-                    main = ffi::lua_tothread(state, -1);
-                    ffi::lua_pop(state, 1);
-                }
-                // 5.1 has no registry entry for it: the state the module
-                // is opened in counts as the main one (as mlua takes it).
-                #[cfg(not(any(feature = "lua52", feature = "lua53", feature = "lua54")))]
-                {
-                    main = state;
-                }
-            })?;
+            lua.exec_raw::<()>((), |state| main = raw::main_thread(state))?;
         }
         lua.set_app_data(CapiState {
             id: NEXT_STATE.fetch_add(1, Ordering::Relaxed),
@@ -123,16 +117,16 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
         });
     }
     let t: Table = lua.create_table()?;
-    t.raw_set("Version", DSS_VERSION)?;
+    t.raw_set(sys::VERSION_KEY, sys::VERSION)?;
     t.raw_set(
-        "DSS API 1v0",
+        sys::v1::API_KEY,
         LightUserData(&v1::API as *const v1::Api as *mut c_void),
     )?;
     t.raw_set(
-        "DSS API 2v0",
+        sys::v2::API_KEY,
         LightUserData(&v2::API as *const v2::Api as *mut c_void),
     )?;
-    lua.set_named_registry_value(REGISTRY_NAME, t)
+    lua.set_named_registry_value(sys::REGISTRY_NAME, t)
 }
 
 /// The main thread of `lua`'s state: what a 1v0 return callback gets as
@@ -152,32 +146,15 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
     if l.is_null() {
         return Err(StateError::NoState);
     }
-    // SAFETY: `l` is valid on this thread (contract). We need two stack
-    // slots, then restore the stack. The registry and the closing table
-    // have no metatable, so raw reads cannot raise.
-    let (published, closing) = unsafe {
-        if ffi::lua_checkstack(l, 2) == 0 {
-            return Err(StateError::NoMem);
-        }
-        ffi::lua_pushstring(l, REGISTRY_NAME_C.as_ptr());
-        ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
-        let is_table = ffi::lua_type(l, -1) == ffi::LUA_TTABLE;
-        ffi::lua_pop(l, 1);
-        ffi::lua_pushstring(l, CLOSING_KEY.as_ptr());
-        ffi::lua_rawget(l, ffi::LUA_REGISTRYINDEX);
-        let closing = ffi::lua_type(l, -1) == ffi::LUA_TTABLE && {
-            ffi::lua_rawgeti(l, -1, 1);
-            let set = ffi::lua_toboolean(l, -1) != 0;
-            ffi::lua_pop(l, 1);
-            set
-        };
-        ffi::lua_pop(l, 1);
-        (is_table, closing)
+    // SAFETY: `l` is valid on this thread (contract).
+    let Some(published) = (unsafe { raw::registry_field_is_table(l, sys::REGISTRY_NAME_C) }) else {
+        return Err(StateError::NoMem);
     };
     if !published {
         return Err(StateError::NotStarted);
     }
-    if closing {
+    // SAFETY: as above.
+    if unsafe { raw::registry_flag(l, CLOSING_KEY) } != Some(false) {
         // lua_close runs finalisers: mlua's data may be gone already.
         return Err(StateError::Closed);
     }
@@ -233,7 +210,7 @@ pub(crate) fn register(
         cancel,
         pinned: AtomicBool::new(false),
         gone: AtomicBool::new(false),
-        shared: st.ran.shared().clone(),
+        shared: st.capi.clone(),
     });
     handles::fill(handle, util.clone());
     Ok(util)
@@ -285,8 +262,8 @@ pub(crate) fn unregister(h: Handle) -> bool {
 /// Gives the state's finalizers their wake-up port (registered on first
 /// use: one port per state with a 2v0 utility).
 pub(crate) fn bind_finalizers(st: &StateHub) {
-    st.ran
-        .finalizers()
+    st.capi
+        .finalizers
         .bind_port(|| st.hub.register("darksidesync.finalizers", |_| {}).ok());
 }
 

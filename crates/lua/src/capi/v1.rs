@@ -13,12 +13,13 @@ use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v1::*;
 
 use super::handles::{self, Cancel, Util, Version};
-use super::task::{CItem, CPost, Callbacks, PostRun, Turns};
+use super::item::{CItem, Callbacks};
+use super::turns::Turns;
 use super::{guard, StateError};
 use crate::item::Item;
 
 pub(crate) static API: Api = Api {
-    version: c"DSS API 1v0".as_ptr(),
+    version: VERSION_C.as_ptr(),
     reg,
     getutilid,
     deliver,
@@ -164,15 +165,7 @@ unsafe extern "C" fn deliver(
             Ok(u) => u,
             Err(code) => return code,
         };
-        deliver_blocking(
-            &util,
-            Callbacks::Deliver1 {
-                decoder,
-                ret: Some(ret),
-            },
-            ret,
-            data,
-        )
+        deliver_blocking(&util, decoder, ret, data)
     })
 }
 
@@ -190,7 +183,7 @@ fn deliver_nowait(utilid: *mut c_void, decoder: DecoderFn, data: *mut c_void) ->
         Ok(u) => u,
         Err(code) => return code,
     };
-    let item = Item::post(CPost::new(PostRun::Decoder1(decoder), data, util.handle));
+    let item = super::post::deliver1(decoder, data, util.handle);
     match util.port.post_nowait(item) {
         Ok(Posted::Queued) => SUCCESS,
         Ok(Posted::QueuedUdpFailed) => ERR_UDP_SEND_FAILED,
@@ -204,10 +197,10 @@ fn deliver_nowait(utilid: *mut c_void, decoder: DecoderFn, data: *mut c_void) ->
 }
 
 /// A blocking `deliver`: waits for the answer, then settles what is still
-/// due for `data` before returning (see `task.rs`, `Turns`).
+/// due for `data` before returning (see `turns.rs`).
 fn deliver_blocking(
     util: &Arc<Util>,
-    callbacks: Callbacks,
+    decoder: DecoderFn,
     ret: ReturnFn,
     data: *mut c_void,
 ) -> c_int {
@@ -215,10 +208,10 @@ fn deliver_blocking(
     let result = util.port.call(
         |reply| {
             Item::new(CItem::new(
-                callbacks,
+                Callbacks::Deliver1 { decoder, ret },
                 data,
                 util.handle,
-                Some(reply),
+                reply,
                 Some(turns.clone()),
             ))
         },
@@ -236,9 +229,6 @@ fn deliver_blocking(
                 // Ended before it ran, wherever the item sits: cancelled
                 // now, while `data` is surely alive (the queued item will
                 // not call the decoder again).
-                let Callbacks::Deliver1 { decoder, .. } = callbacks else {
-                    unreachable!("a 1v0 item")
-                };
                 // SAFETY: 1v0 contract: decoder(NULL) once per cancelled item.
                 unsafe { decoder(std::ptr::null_mut(), data, id) };
                 return if closed {

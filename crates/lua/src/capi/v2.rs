@@ -3,9 +3,11 @@
 //! caller's choice, ownership through a free callback, keep-alive
 //! references and per-utility statistics.
 //!
-//! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`, `call`,
-//! `hold`, `release`, `stats`, `status`, `strerror`, `waits` are the functions of
-//! the same names here; each runs its body under [`super::guard`].
+//! Mechanical names: the header's `reg`, `getid`, `unreg`, `post`,
+//! `post_inline`, `call`, `hold`, `release` are the functions of the same
+//! names here (`stats`,
+//! `status`, `strerror`, `waits`: `v2_query.rs`); each runs its body under
+//! [`super::guard`].
 
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::sync::atomic::Ordering;
@@ -18,13 +20,14 @@ pub(crate) use darksidesync_sys::v2::*;
 
 use super::finalize::Finalizer;
 use super::handles::{self, Cancel, SendPtr, Util, Version};
-use super::task::{CItem, CPost, Callbacks, PostRun};
+use super::item::{CItem, Callbacks};
+use super::v2_query::{stats, status, strerror, waits};
 use super::{guard, StateError};
 use crate::item::Item;
 
 pub(crate) static API: Api = Api {
     size: std::mem::size_of::<Api>(),
-    version: c"DSS API 2v0".as_ptr(),
+    version: VERSION_C.as_ptr(),
     reg,
     getid,
     unreg,
@@ -36,6 +39,7 @@ pub(crate) static API: Api = Api {
     status,
     strerror,
     waits,
+    post_inline,
     setfinalizer,
 };
 
@@ -75,7 +79,7 @@ fn lookup_with_run(h: Handle, run: Option<RunFn>) -> Result<(handles::Borrowed, 
     Ok((util, run))
 }
 
-fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
+pub(crate) fn lookup(h: Handle) -> Result<Arc<Util>, c_int> {
     handles::live(h, Version::V2, ECLOSED, ESTALE)
 }
 
@@ -222,11 +226,62 @@ fn post_inner(
     data: *mut c_void,
     timeout_ms: c_long,
 ) -> c_int {
+    queue_post(h, run, timeout_ms, |run, handle| {
+        super::post::post2(run, free, data, handle)
+    })
+}
+
+/// `post_inline`: see `dss2_post_inline_fn`. Any thread.
+///
+/// # Safety
+/// The callbacks, if given, have the header's signatures; `bytes` is NULL
+/// with `len` 0, or readable for `len` bytes.
+unsafe extern "C" fn post_inline(
+    h: Handle,
+    run: Option<RunFn>,
+    free: Option<FreeFn>,
+    bytes: *const c_void,
+    len: usize,
+    timeout_ms: c_long,
+) -> c_int {
+    guard(EINTERNAL, || {
+        if len > INLINE_MAX || (bytes.is_null() && len > 0) {
+            // Nothing taken: the caller keeps its bytes (header).
+            return EINVAL;
+        }
+        let mut copy = [std::mem::MaybeUninit::<u64>::uninit(); INLINE_MAX / 8];
+        // SAFETY: `len` readable bytes (contract) into a local array of at
+        // least `len` bytes; the two cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.cast::<u8>(), copy.as_mut_ptr().cast::<u8>(), len)
+        };
+        let code = queue_post(h, run, timeout_ms, |run, handle| {
+            super::post::post2_inline(run, free, copy, handle)
+        });
+        if code != OK {
+            if let Some(free) = free {
+                // SAFETY: as in `post`: a refused item was not queued (its
+                // discard skipped `free`); the bytes are this call's copy.
+                unsafe { free(copy.as_mut_ptr().cast(), code) };
+            }
+        }
+        code
+    })
+}
+
+/// Looks `h` up and queues the post `make` builds, as `timeout_ms` says;
+/// the code of the outcome (a refused item is discarded as such).
+fn queue_post(
+    h: Handle,
+    run: Option<RunFn>,
+    timeout_ms: c_long,
+    make: impl FnOnce(RunFn, Handle) -> Item,
+) -> c_int {
     let (util, run) = match lookup_with_run(h, run) {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let item = Item::post(CPost::new(PostRun::Run2(run, free), data, util.handle));
+    let item = make(run, util.handle);
     if timeout_ms == 0 {
         // Never waits, not even for the hub's lock (signal handlers).
         let result = util.port.post_nowait(item);
@@ -308,7 +363,7 @@ unsafe extern "C" fn call(
                 Callbacks::Call2 { run, reply },
                 data,
                 util.handle,
-                Some(r),
+                r,
                 None,
             ))
         };
@@ -379,142 +434,17 @@ unsafe extern "C" fn release(h: Handle) -> c_int {
     })
 }
 
-/// A versioned out-struct of 2v0 (`dss2_stats_t`, `dss2_waits_t`): its
-/// first field, `size`, is set by the caller to the bytes it has, so a
-/// struct that grew fields is written only as far as the caller's reaches.
-trait SizedOut {
-    /// The caller's `size`.
-    ///
-    /// # Safety
-    /// `out` is non-NULL and points to such a struct.
-    unsafe fn caller_size(out: *const Self) -> usize;
-}
-
-impl SizedOut for Stats {
-    unsafe fn caller_size(out: *const Self) -> usize {
-        // SAFETY: per the contract.
-        unsafe { (*out).size }
-    }
-}
-
-impl SizedOut for Waits {
-    unsafe fn caller_size(out: *const Self) -> usize {
-        // SAFETY: per the contract.
-        unsafe { (*out).size }
-    }
-}
-
-/// The caller's `size` of `out`; `None` (EINVAL) when `out` is NULL or too
-/// small for `size` and the first 64-bit field.
-///
-/// # Safety
-/// `out` NULL or a struct whose `size` the caller set (2v0 contract).
-unsafe fn out_size<T: SizedOut>(out: *mut T) -> Option<usize> {
-    if out.is_null() {
-        return None;
-    }
-    // SAFETY: non-NULL, and the caller's contract.
-    let size = unsafe { T::caller_size(out) };
-    (size >= std::mem::size_of::<usize>() + std::mem::size_of::<u64>()).then_some(size)
-}
-
-/// Writes the first `size` bytes of `value` (all of it at most) to `out`.
-///
-/// # Safety
-/// `out` holds at least `size` writable bytes.
-unsafe fn write_out<T>(out: *mut T, value: &T, size: usize) {
-    let n = size.min(std::mem::size_of::<T>());
-    // SAFETY: `n <= size` bytes into the caller's struct (contract), from
-    // a local that does not overlap it.
-    unsafe { std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), out.cast::<u8>(), n) };
-}
-
-/// `stats`: see `dss2_stats_fn`.
-///
-/// # Safety
-/// `out` NULL or a `dss2_stats_t` of at least `out->size` bytes.
-unsafe extern "C" fn stats(h: Handle, out: *mut Stats) -> c_int {
-    guard(EINTERNAL, || {
-        // SAFETY: `out` is NULL or a struct whose `size` the caller set
-        // (this function's contract).
-        let Some(size) = (unsafe { out_size(out) }) else {
-            return EINVAL;
-        };
-        let util = match handles::get(h) {
-            Some(u) if u.api == Version::V2 => u,
-            _ => return ESTALE,
-        };
-        // The port's counters, kept by the core.
-        let c = util.port.stats();
-        let s = Stats {
-            size,
-            posted: c.posted,
-            ran: c.ran,
-            cancelled: c.cancelled,
-            refused: c.refused,
-            replies: c.replies,
-            errors: c.errors,
-            timeouts: c.timeouts,
-            keep_alive: util.keep_alive().len() as u64,
-        };
-        // SAFETY: `out` holds `size` bytes (checked by out_size).
-        unsafe { write_out(out, &s, size) };
-        OK
-    })
-}
-
-/// `waits`: see `dss2_waits_fn`.
-///
-/// # Safety
-/// `out` NULL or a `dss2_waits_t` of at least `out->size` bytes.
-unsafe extern "C" fn waits(h: Handle, flags: c_int, out: *mut Waits) -> c_int {
-    guard(EINTERNAL, || {
-        if flags & !WAITS_STATE != 0 {
-            return EINVAL;
-        }
-        // SAFETY: `out` is NULL or a struct whose `size` the caller set
-        // (this function's contract).
-        let Some(size) = (unsafe { out_size(out) }) else {
-            return EINVAL;
-        };
-        let util = match lookup(h) {
-            Ok(u) => u,
-            Err(code) => return code,
-        };
-        let found = if flags & WAITS_STATE != 0 {
-            util.port.hub_waits()
-        } else {
-            util.port.waits()
-        };
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let w = match found {
-            Some(w) => Waits {
-                size,
-                enabled: 1,
-                count: w.count,
-                p50_ns: ns(w.p50),
-                p99_ns: ns(w.p99),
-                max_ns: ns(w.max),
-                total_ns: ns(w.total),
-            },
-            None => Waits {
-                size,
-                ..Waits::default()
-            },
-        };
-        // SAFETY: `out` holds `size` bytes (checked by out_size).
-        unsafe { write_out(out, &w, size) };
-        OK
-    })
-}
-
 /// `setfinalizer`: see `dss2_setfinalizer_fn`.
 ///
 /// # Safety
 /// `f`, if given, has the header's signature; `ud` is only handed back.
-unsafe extern "C" fn setfinalizer(h: Handle, f: Option<FinalizeFn>, ud: *mut c_void) -> c_int {
+pub(super) unsafe extern "C" fn setfinalizer(
+    h: Handle,
+    f: Option<FinalizeFn>,
+    ud: *mut c_void,
+) -> c_int {
     guard(EINTERNAL, || {
-        let util = match lookup(h) {
+        let util = match handles::live(h, Version::V2, ECLOSED, ESTALE) {
             Ok(u) => u,
             Err(code) => return code,
         };
@@ -536,57 +466,4 @@ unsafe extern "C" fn setfinalizer(h: Handle, f: Option<FinalizeFn>, ud: *mut c_v
         }
         OK
     })
-}
-
-/// `status`: see `dss2_status_fn`.
-///
-/// # Safety
-/// None beyond the C calling convention.
-unsafe extern "C" fn status(h: Handle) -> c_int {
-    guard(EINTERNAL, || match lookup(h) {
-        Ok(_) => OK,
-        Err(code) => code,
-    })
-}
-
-/// `strerror`: see `dss2_strerror_fn`; returns a static string.
-///
-/// # Safety
-/// None beyond the C calling convention.
-unsafe extern "C" fn strerror(code: c_int) -> *const c_char {
-    let s: &'static CStr = match code {
-        OK => c"ok",
-        EINVAL => c"invalid argument",
-        ESTALE => c"stale or invalid handle",
-        ECLOSED => c"the Lua state has closed",
-        ENOTSTARTED => c"darksidesync is not loaded in this Lua state",
-        EALREADY => c"already registered",
-        EUNKNOWNLIB => c"library not registered in this Lua state",
-        ENOMEM => c"out of memory",
-        EFULL => c"queue full",
-        ETIMEDOUT => c"timed out",
-        EWOULDDEADLOCK => c"would deadlock (blocking on the Lua thread)",
-        ECANCELLED => c"cancelled",
-        EHANDLER => c"the Lua handler raised an error",
-        EINTERNAL => c"internal error in darksidesync",
-        darksidesync_sys::v1::SUCCESS => c"DSS 1v0: success",
-        darksidesync_sys::v1::ERR_UDP_SEND_FAILED => {
-            c"DSS 1v0: queued, but the UDP wake-up could not be sent"
-        }
-        darksidesync_sys::v1::ERR_INVALID_UTILID => c"DSS 1v0: invalid utilid",
-        darksidesync_sys::v1::ERR_NOT_STARTED => c"DSS 1v0: not started, or already stopped",
-        darksidesync_sys::v1::ERR_NO_CANCEL_PROVIDED => c"DSS 1v0: no cancel callback",
-        darksidesync_sys::v1::ERR_OUT_OF_MEMORY => {
-            c"DSS 1v0: out of memory (or queue full on the Lua thread)"
-        }
-        darksidesync_sys::v1::ERR_NO_DECODE_PROVIDED => c"DSS 1v0: no decoder",
-        darksidesync_sys::v1::ERR_NO_GLOBALS => c"DSS 1v0: no Lua state given",
-        darksidesync_sys::v1::ERR_UNKNOWN_LIB => c"DSS 1v0: unknown library",
-        darksidesync_sys::v1::ERR_ALREADY_REGISTERED => c"DSS 1v0: already registered",
-        darksidesync_sys::v1::ERR_WOULD_DEADLOCK => {
-            c"DSS 1v0: would deadlock (blocking on the Lua thread)"
-        }
-        _ => c"unknown darksidesync result code",
-    };
-    s.as_ptr()
 }

@@ -17,6 +17,8 @@ use std::sync::{Mutex, OnceLock};
 
 use mlua::{ffi, Lua};
 
+use crate::raw;
+
 thread_local! {
     /// The main `lua_State` of the state this thread runs, while it runs
     /// Lua code that may be interrupted; null otherwise.
@@ -72,9 +74,7 @@ impl Interrupt {
             // SAFETY: this thread owns the state, which is still open; a
             // signal that arrived before the swap above may have set the
             // stop hook, removed here so that the close runs no hook.
-            unsafe {
-                ffi::lua_sethook(state, None, 0, 0);
-            }
+            unsafe { raw::set_hook(state, None, false, 0) };
         }
     }
 
@@ -130,18 +130,8 @@ extern "C" fn on_signal(_sig: c_int) {
 fn set_stop_hook(state: *mut ffi::lua_State) {
     // SAFETY: per the contract above, `state` is open and owned by this
     // thread; lua_sethook only stores the hook fields.
-    unsafe {
-        ffi::lua_sethook(
-            state,
-            Some(stop_hook),
-            ffi::LUA_MASKCALL | ffi::LUA_MASKRET | ffi::LUA_MASKCOUNT,
-            1,
-        );
-    }
+    unsafe { raw::set_hook(state, Some(stop_hook), true, 1) };
 }
-
-// `lua_sethook` returns an int before Lua 5.3 and nothing after: its
-// result is not used.
 
 /// Raises the stop error, and again every [`REPEAT_INSTRUCTIONS`].
 unsafe extern "C-unwind" fn stop_hook(state: *mut ffi::lua_State, _ar: *mut ffi::lua_Debug) {
@@ -149,13 +139,7 @@ unsafe extern "C-unwind" fn stop_hook(state: *mut ffi::lua_State, _ar: *mut ffi:
     // value on the stack (hooks get LUA_MINSTACK slots); lua_error unwinds
     // to the nearest protected call, through no Rust frame with drops.
     unsafe {
-        ffi::lua_sethook(
-            state,
-            Some(stop_hook),
-            ffi::LUA_MASKCOUNT,
-            REPEAT_INSTRUCTIONS,
-        );
-        ffi::lua_pushstring(state, STOPPED.as_ptr());
-        ffi::lua_error(state);
+        raw::set_hook(state, Some(stop_hook), false, REPEAT_INSTRUCTIONS);
+        raw::raise(state, STOPPED);
     }
 }

@@ -16,30 +16,46 @@
 //! ```
 //!
 //! Every thread holds a keep-alive reference while it runs.
+//!
+//! It lives outside the published crate, on darksidesync-lua's public
+//! [`Item`] API, and is built into a copy of the module for the benches
+//! only (`cargo xtask bench`): one shared object, so that its items reach
+//! the very hub the module's `dispatch()` drains.
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use darksidesync::{Callback, Data, DataReply, Item, Prepared, ReplySink, StateHub, Task};
 use darksidesync_core::Port;
 use mlua::{Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value};
 
-use crate::args;
-use crate::data::Data;
-use crate::item::{Callback, DataReply, Item, Prepared, ReplySink, Task};
-use crate::state::StateHub;
-use crate::{make_table, ApiError, ApiResult};
+type ApiResult = mlua::Result<MultiValue>;
+
+/// A count argument: a non-negative integer (or an integral float), or
+/// `default` for nil.
+fn count(v: Option<&Value>, what: &str, default: usize) -> mlua::Result<usize> {
+    match v {
+        None | Some(Value::Nil) => Ok(default),
+        Some(Value::Integer(i)) if *i >= 0 => Ok(*i as usize),
+        Some(Value::Number(n)) if *n >= 0.0 && n.fract() == 0.0 => Ok(*n as usize),
+        Some(other) => Err(mlua::Error::runtime(format!(
+            "{what}: expected a count, got {}",
+            other.type_name()
+        ))),
+    }
+}
 
 /// The state's bench port, registered on first use.
 struct BenchPort(Port<Item>);
 
-fn port(lua: &Lua, st: &StateHub) -> Result<Port<Item>, String> {
+fn port(lua: &Lua, st: &StateHub) -> mlua::Result<Port<Item>> {
     if let Some(p) = lua.app_data_ref::<BenchPort>() {
         return Ok(p.0.clone());
     }
     let p = st
         .register("darksidesync.benchlib", |_| {})
-        .map_err(|e| format!("benchlib: cannot register: {e}"))?;
+        .map_err(|e| mlua::Error::runtime(format!("benchlib: cannot register: {e}")))?;
     lua.set_app_data(BenchPort(p.clone()));
     Ok(p)
 }
@@ -136,14 +152,13 @@ fn finish(shared: &Shared, f: impl FnOnce(&mut Report)) {
     shared.cv.notify_all();
 }
 
-fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> Result<Arc<RegistryKey>, ApiError> {
+fn callback_key(lua: &Lua, v: Option<&Value>, what: &str) -> mlua::Result<Arc<RegistryKey>> {
     match v {
         Some(f @ Value::Function(_)) => Ok(Arc::new(lua.create_registry_value(f.clone())?)),
-        other => Err(format!(
+        other => Err(mlua::Error::runtime(format!(
             "benchlib.{what}: callback must be a function, got {}",
-            other.map_or("no value", args::type_name)
-        )
-        .into()),
+            other.map_or("no value", Value::type_name)
+        ))),
     }
 }
 
@@ -157,21 +172,20 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = match a.front() {
         Some(Value::Function(f)) => Callback::new(lua, f.clone())?,
         other => {
-            return Err(format!(
+            return Err(mlua::Error::runtime(format!(
                 "benchlib.post: callback must be a function, got {}",
-                other.map_or("no value", args::type_name)
-            )
-            .into())
+                other.map_or("no value", Value::type_name)
+            )))
         }
     };
-    let n = args::count(a.get(1).unwrap_or(&Value::Nil), "benchlib.post", 1)? as u64;
-    let producers = args::count(a.get(2).unwrap_or(&Value::Nil), "benchlib.post", 1)?.max(1);
+    let n = count(a.get(1), "benchlib.post", 1)? as u64;
+    let producers = count(a.get(2), "benchlib.post", 1)?.max(1);
     let port = port(lua, st)?;
     let shared = Arc::new(Shared::default());
     for _ in 0..producers {
         let keep = port
             .keep_alive()
-            .map_err(|e| format!("benchlib.post: {e}"))?;
+            .map_err(|e| mlua::Error::runtime(format!("benchlib.post: {e}")))?;
         let (port, shared, callback) = (port.clone(), shared.clone(), callback.clone());
         thread::spawn(move || {
             let _keep = keep;
@@ -192,12 +206,12 @@ fn post(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
 /// `call(callback, n [, gap_us])` → job.
 fn call(lua: &Lua, st: &StateHub, a: MultiValue) -> ApiResult {
     let callback = callback_key(lua, a.front(), "call")?;
-    let n = args::count(a.get(1).unwrap_or(&Value::Nil), "benchlib.call", 1)? as u64;
-    let gap = args::count(a.get(2).unwrap_or(&Value::Nil), "benchlib.call", 0)? as u64;
+    let n = count(a.get(1), "benchlib.call", 1)? as u64;
+    let gap = count(a.get(2), "benchlib.call", 0)? as u64;
     let port = port(lua, st)?;
     let keep = port
         .keep_alive()
-        .map_err(|e| format!("benchlib.call: {e}"))?;
+        .map_err(|e| mlua::Error::runtime(format!("benchlib.call: {e}")))?;
     let shared = Arc::new(Shared::default());
     let job_shared = shared.clone();
     thread::spawn(move || {
@@ -267,20 +281,38 @@ fn peak_rss(_lua: &Lua, _st: &StateHub, _a: MultiValue) -> ApiResult {
     Ok(one(status_kb("VmHWM:").map_or(Value::Nil, Value::Integer)))
 }
 
-/// Builds the `darksidesync.benchlib` table.
+/// A bench function before wrapping: gets the state's hub and its
+/// arguments.
+type BenchFn = fn(&Lua, &StateHub, MultiValue) -> ApiResult;
+
+/// Builds the `darksidesync.benchlib` table (creating the state's hub if
+/// the module has not been opened in it yet).
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
-    let st = StateHub::get(lua)?;
-    make_table(
-        lua,
-        &st,
-        &[
-            ("post", post),
-            ("call", call),
-            ("now", now),
-            ("rss", rss),
-            ("peak_rss", peak_rss),
-        ],
-    )
+    StateHub::get(lua)?;
+    let t = lua.create_table()?;
+    let fns: [(&str, BenchFn); 5] = [
+        ("post", post),
+        ("call", call),
+        ("now", now),
+        ("rss", rss),
+        ("peak_rss", peak_rss),
+    ];
+    for (name, f) in fns {
+        let func = lua.create_function(move |lua, args: MultiValue| {
+            let st = StateHub::get(lua)?;
+            f(lua, &st, args)
+        })?;
+        t.raw_set(name, func)?;
+    }
+    Ok(t)
+}
+
+/// `require "darksidesync.benchlib"`, found in this shared object (the
+/// module's copy for the benches) by Lua's all-in-one loader.
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "darksidesync_benchlib", skip_memory_check)]
+fn luaopen_benchlib(lua: &Lua) -> mlua::Result<Table> {
+    open(lua)
 }
 
 /// Waits on `cv` until `done` holds for the value under `m`, or `secs`

@@ -1,0 +1,264 @@
+//! Inline posts: the fire-and-forget delivery of a producer that lives
+//! outside the glue (a C utility through DSS 1v0 `deliver` or 2v0 `post`,
+//! a Rust library through 2v0), carried inside the [`Item`] with no
+//! allocation per item.
+//!
+//! A [`Post`] is plain values: the producer's [`PostOps`] (a static table
+//! of functions that know the producer's calling convention), two code
+//! words and [`POST_BYTES`] bytes of data the glue never interprets (a C
+//! utility's data pointer, or a Rust closure itself), and the owner whose
+//! port counts it. The item loop takes one ([`Post::take`]), counts it as
+//! ran against its owner's port through the state's [`RanCounter`], and
+//! calls [`PostFrame::run_in`], which pushes the Lua callback and its
+//! arguments on the loop's own frame; `poll()` takes the same frame and
+//! builds its `args` table around what was pushed.
+//!
+//! Exactly once: a post is either run ([`PostOps::run`], which also
+//! releases its data) or told why it will not run ([`PostOps::discard`]):
+//! refused, discarded by the core, or dropped without either (`why` is
+//! `None`; the producer decides what that means).
+
+use std::cell::RefCell;
+use std::ffi::{c_int, c_void};
+use std::mem::MaybeUninit;
+
+use darksidesync_core::{Discarded, Port};
+use mlua::{ffi, Lua};
+
+use crate::item::{Item, Prepared};
+use crate::raw;
+
+/// A producer's code, as the producer's [`PostOps`] knows it: a function
+/// pointer of its own type, stored as a generic one (transmuted back only
+/// by the functions of the `PostOps` that stored it).
+pub(crate) type Code = unsafe extern "C" fn();
+
+/// How many bytes of data a post carries inline (8-aligned): a pointer, or
+/// a small closure (2v0 `post_inline`, `DSS2_INLINE_MAX`).
+pub(crate) const POST_BYTES: usize = 24;
+
+/// What [`PostOps::run`] returns when the producer's code did the item's
+/// work itself and pushed nothing: the item counts as run and nothing is
+/// called (2v0 `post_inline`'s `DSS2_RAN`).
+pub(crate) const RAN: c_int = -1;
+
+/// The parts of a post: what its [`PostOps`] gets.
+#[derive(Clone, Copy)]
+pub(crate) struct PostParts {
+    /// Up to two functions of the producer (a 2v0 post: `run`, `free`).
+    pub(crate) code: [Option<Code>; 2],
+    /// The producer's data, handed back to its functions only: a pointer
+    /// ([`PostParts::with_pointer`]) or bytes copied in.
+    pub(crate) bytes: [MaybeUninit<u64>; POST_BYTES / 8],
+    /// Who posted: what [`PostOps::port`] looks up (a C utility's handle).
+    pub(crate) owner: u64,
+}
+
+impl PostParts {
+    /// Parts whose data is the pointer `data`.
+    pub(crate) fn with_pointer(
+        code: [Option<Code>; 2],
+        data: *mut c_void,
+        owner: u64,
+    ) -> PostParts {
+        let mut bytes = [MaybeUninit::uninit(); POST_BYTES / 8];
+        // SAFETY: the first 8 bytes hold a pointer (at most 8 bytes, and
+        // the array is 8-aligned); written as a pointer, so its
+        // provenance is kept for `pointer`.
+        unsafe { bytes.as_mut_ptr().cast::<*mut c_void>().write(data) };
+        PostParts { code, bytes, owner }
+    }
+
+    /// The pointer [`with_pointer`](PostParts::with_pointer) stored.
+    pub(crate) fn pointer(&self) -> *mut c_void {
+        // SAFETY: only called by the ops of parts made by `with_pointer`.
+        unsafe { self.bytes.as_ptr().cast::<*mut c_void>().read() }
+    }
+
+    /// The data bytes, for a producer's code (valid while `self` is).
+    pub(crate) fn bytes_ptr(&mut self) -> *mut c_void {
+        self.bytes.as_mut_ptr().cast()
+    }
+}
+
+/// How the posts of one kind of producer run: a static table.
+pub(crate) struct PostOps {
+    /// Runs the post on the Lua thread, once: pushes the Lua callback then
+    /// its arguments on `state` and returns how many values that is (0:
+    /// nothing to call; [`RAN`]: it did the work itself), then releases
+    /// the post's data. Must not raise a Lua error (the producers'
+    /// contracts say so).
+    pub(crate) run: unsafe fn(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int,
+    /// The post will not run (refused, discarded, or dropped: `None`), on
+    /// whatever thread gave it up; runs at most once.
+    pub(crate) discard: fn(post: &mut PostParts, why: Option<Discarded>),
+    /// The port of `owner`, which counts the posts that ran; `None` once
+    /// the owner is gone.
+    pub(crate) port: fn(owner: u64) -> Option<Port<Item>>,
+}
+
+/// A fire-and-forget delivery carried inline in an [`Item`]. It names its
+/// owner and holds no reference to it, so a post writes nothing on a
+/// shared cache line; `Drop` backs up a post dropped without being run or
+/// discarded.
+pub(crate) struct Post {
+    ops: &'static PostOps,
+    parts: PostParts,
+}
+
+// SAFETY: `data` belongs to the producer, whose contract lets its
+// functions receive it on any thread (the glue never dereferences it);
+// `code` are plain function pointers and `ops` a static table.
+unsafe impl Send for Post {}
+
+/// A taken [`Post`]: plain values only (nothing to drop), so the
+/// producer's code may run while it is alive, even in frames a Lua error
+/// could skip.
+#[derive(Clone, Copy)]
+pub(crate) struct PostFrame {
+    ops: &'static PostOps,
+    parts: PostParts,
+}
+
+impl Post {
+    /// A post of `parts` that runs as `ops` says.
+    pub(crate) fn new(ops: &'static PostOps, parts: PostParts) -> Post {
+        Post { ops, parts }
+    }
+
+    /// Takes the parts out without running `Drop`.
+    fn into_frame(self) -> PostFrame {
+        let me = std::mem::ManuallyDrop::new(self);
+        PostFrame {
+            ops: me.ops,
+            parts: me.parts,
+        }
+    }
+
+    /// The post is about to run on the Lua thread: counts it as ran and
+    /// returns what to run ([`PostFrame::run_in`]).
+    pub(crate) fn take(self, ran: &RanCounter) -> PostFrame {
+        let frame = self.into_frame();
+        ran.count(&frame);
+        frame
+    }
+
+    /// The discard path (see [`Task::discard`](crate::Task::discard)).
+    pub(crate) fn discard(self, why: Discarded) {
+        let mut frame = self.into_frame();
+        (frame.ops.discard)(&mut frame.parts, Some(why));
+    }
+
+    /// The general path (`dispatch(max, spawn)`, a `poll()` that cannot
+    /// take the fast path): runs the producer's code in a fresh frame and
+    /// collects the callback and arguments it pushed.
+    /// A post whose code did the work itself ([`RAN`]) has nothing to
+    /// call.
+    pub(crate) fn prepare(self, lua: &Lua) -> mlua::Result<Prepared> {
+        let mut frame = self.into_frame();
+        let mut ran = false;
+        // SAFETY: `run` uses only the fresh frame it is given and must not
+        // raise (PostOps contract); the closure owns nothing to drop.
+        let values = unsafe {
+            raw::call_pushing(lua, |state| {
+                ran = true;
+                (frame.ops.run)(state, &mut frame.parts).max(0)
+            })
+        };
+        if !ran {
+            // The frame could not be made (no memory): not run, so told.
+            (frame.ops.discard)(&mut frame.parts, None);
+        } else if let Some(port) = (frame.ops.port)(frame.parts.owner) {
+            // The general path: this Lua thread is the consumer.
+            port.count_ran(1);
+        }
+        let mut values = values?;
+        let call = values.pop_front().map(|callback| (callback, values));
+        Ok(Prepared { call, reply: None })
+    }
+}
+
+impl Drop for Post {
+    fn drop(&mut self) {
+        // Dropped without being run or told why.
+        (self.ops.discard)(&mut self.parts, None);
+    }
+}
+
+/// What running a post on a frame left ([`PostFrame::run_in`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Ran {
+    /// The callback and its arguments, this many values on top.
+    Call(c_int),
+    /// The producer's code did the work itself: counts as run.
+    Done,
+    /// Nothing to call: skipped, not counted.
+    Nothing,
+}
+
+impl PostFrame {
+    /// Runs the post on `state` (see [`PostOps::run`]); the values it
+    /// pushed that count (the callback then its arguments) are clamped to
+    /// what it really pushed above `base` (the top before).
+    ///
+    /// # Safety
+    /// `state` is the post's state, running on its thread, with at least
+    /// `LUA_MINSTACK` free slots (what a C function is promised); no Rust
+    /// value with a destructor is alive in frames a Lua error raised by
+    /// the producer's code (against its contract) would skip.
+    pub(crate) unsafe fn run_in(self, state: *mut ffi::lua_State, base: c_int) -> Ran {
+        let mut parts = self.parts;
+        // SAFETY: per the contract; the post was taken, so it runs once.
+        let n = unsafe { (self.ops.run)(state, &mut parts) };
+        // SAFETY: reading the top of a running state.
+        let pushed = unsafe { raw::top(state) } - base;
+        match n.clamp(0, pushed.max(0)) {
+            0 if n == RAN => Ran::Done,
+            0 => Ran::Nothing,
+            n => Ran::Call(n),
+        }
+    }
+}
+
+/// Where the Lua thread counts the posts it runs (2v0 `stats()`'s `ran`):
+/// the port of the owner whose post ran last. Posts of one owner usually
+/// come in runs, so the port is looked up once per run and each post
+/// costs a plain add on a counter only this thread writes
+/// ([`Port::count_ran`]). Keeping the port after its owner went is
+/// harmless: unregistered, it counts nothing anybody reads.
+#[derive(Default)]
+pub(crate) struct RanCounter {
+    last: RefCell<Option<Last>>,
+}
+
+struct Last {
+    ops: *const PostOps,
+    owner: u64,
+    port: Option<Port<Item>>,
+}
+
+impl RanCounter {
+    /// Counts `post` as ran (nothing when its owner is gone: its counters
+    /// went with it).
+    pub(crate) fn count(&self, post: &PostFrame) {
+        let mut last = self.last.borrow_mut();
+        let ops: *const PostOps = post.ops;
+        let owner = post.parts.owner;
+        if !last
+            .as_ref()
+            .is_some_and(|l| l.owner == owner && std::ptr::eq(l.ops, ops))
+        {
+            *last = Some(Last {
+                ops,
+                owner,
+                port: (post.ops.port)(owner),
+            });
+        }
+        if let Some(Last {
+            port: Some(port), ..
+        }) = &*last
+        {
+            port.count_ran(1);
+        }
+    }
+}
