@@ -258,6 +258,7 @@ mod callback;
 mod discovery;
 mod error;
 mod ffi;
+mod finalizer;
 mod handle;
 mod keep_alive;
 mod lua_callback;
