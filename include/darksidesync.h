@@ -37,7 +37,29 @@
  * the utility's library handle).
  *
  * Every function validates its arguments and returns a code; none of them
- * raises a Lua error, aborts, or lets a Rust panic escape.
+ * raises a Lua error, aborts, or lets a Rust panic escape. That holds in a
+ * finaliser that lua_close runs too, before or after darksidesync's own:
+ * reg()/getutilid()/getid() then return DSS_ERR_NOT_STARTED (1v0) or
+ * DSS2_ECLOSED (2v0), the other entry points as on a closed state.
+ *
+ * Callbacks given a lua_State (decoder, return, run, reply, finalize)
+ * must not raise. One that does anyway (or runs out of memory pushing)
+ * is survived (it runs inside lua_pcall): its error becomes the item's
+ * callback, a function raising it, so under dispatch() it goes to the
+ * state's error handler and the next items run, and poll() returns that
+ * callback. The item counts as run (2v0 free_fn gets DSS2_OK).
+ * Their C types may be unwound through (Rust: extern "C-unwind"), as a
+ * Lua error is on LuaJIT x64.
+ *
+ * Unregistering from another thread. unreg() called on any thread but
+ * the Lua thread returns only when no decoder, run() or free_fn(.., OK)
+ * of the utility runs on the Lua thread, and none starts afterwards (so
+ * do not call it while holding a lock such a callback takes). Items the
+ * Lua thread had already taken are cancelled there, on its next turn,
+ * which may come after unreg() returned (decoder(NULL) / free_fn): free
+ * what they use in the 2v0 finalizer (setfinalizer()), which runs after
+ * them, not right after unreg(). On the Lua thread itself (from a
+ * callback) unreg() does not wait: it would wait for itself.
  *
  * Signal handlers. Two calls never wait for room, and never wait for
  * anything the code they interrupted holds, so they may be made from a
@@ -153,11 +175,13 @@ struct lua_State;
  *              data. On the thread that closed the state or unregistered
  *              the utility; for items poll()/dispatch() had already taken
  *              from the queue, on the Lua thread before the next item runs
- *              (an item of an unregistered utility never runs); for a
+ *              (an item of an unregistered utility never runs; see
+ *              "Unregistering from another thread" above); for a
  *              blocking delivery, always before its deliver() returns.
  *              An item refused by deliver() (error code) is NOT
  *              cancelled: the caller still owns pData.
- *   The decoder must not raise a Lua error and must not block.
+ *   The decoder must not raise a Lua error and must not block (see
+ *   above for what happens when it raises).
  *
  * Blocking deliveries (pReturn != NULL)
  *   deliver() blocks until one of:
@@ -251,7 +275,9 @@ typedef void *(*DSS_getutilid_1v0_t)(struct lua_State *L, void *libid, int *errc
  * DSS_ERR_OUT_OF_MEMORY, DSS_ERR_WOULD_DEADLOCK. */
 typedef int (*DSS_deliver_1v0_t)(void *utilid, DSS_decoder_1v0_t pDecode, DSS_return_1v0_t pReturn, void *pData);
 /* Any thread. Unregisters: queued items are cancelled (decoder(NULL)),
- * including those poll()/dispatch() already took (they never run), every
+ * including those poll()/dispatch() already took (they never run; off the
+ * Lua thread it waits for a running decoder, see "Unregistering from
+ * another thread" at the top), every
  * blocked deliver() returns DSS_ERR_INVALID_UTILID at once (see
  * "Blocking deliveries"), cancel is not called. After the state closed, unreg() releases the utilid's record and
  * returns DSS_SUCCESS. Returns DSS_ERR_INVALID_UTILID for a stale id. */
@@ -309,6 +335,10 @@ typedef struct DSS_api_1v0_s {
  *   calls hold() while it may still deliver. (The Rust binding,
  *   darksidesync-binding, holds by default and offers an opt-out; that is
  *   its own choice, made through this call.)
+ * - A finalizer on the Lua thread (setfinalizer()): called once with the
+ *   state after the utility's last item ran or was discarded (after
+ *   unreg(), or at lua_close), where it luaL_unref()s its callbacks and
+ *   frees its context (cancel and free_fn get no state).
  * - Statistics per utility (stats()), and how long items wait in the
  *   queue, per utility and per state (waits(), while timing is on).
  * - Extensible: the struct starts with its size; fields are only ever
@@ -351,7 +381,7 @@ typedef uint64_t dss2_handle;
 
 /* Lua thread. Pushes the Lua callback and its arguments; returns how many
  * values it pushed (callback included). 0 = nothing to call. Must not raise
- * or block. */
+ * or block (one that raises: see the top of this file). */
 typedef int (*dss2_run_fn)(struct lua_State *L, void *data, dss2_handle h);
 /* Lua thread, call() only: the Lua side's answer (callback results under
  * dispatch(), or the arguments of the reply userdata under poll()) is on
@@ -412,7 +442,7 @@ typedef struct dss2_waits {
 typedef int (*dss2_reg_fn)(struct lua_State *L, const void *libid, const char *name,
                            dss2_cancel_fn cancel, void *ud, dss2_handle *out);
 /* Lua thread. The handle of libid in state L: DSS2_OK, DSS2_EUNKNOWNLIB,
- * DSS2_EINVAL, DSS2_ENOTSTARTED. */
+ * DSS2_EINVAL, DSS2_ENOTSTARTED, DSS2_ECLOSED (the state is closing). */
 typedef int (*dss2_getid_fn)(struct lua_State *L, const void *libid, dss2_handle *out);
 /* Any thread. Unregisters: queued items are cancelled (free_fn with
  * DSS2_ECANCELLED), including those poll()/dispatch() already took (they
@@ -420,6 +450,10 @@ typedef int (*dss2_getid_fn)(struct lua_State *L, const void *libid, dss2_handle
  * item sits (a call's run()/reply() already running is waited for first),
  * keep-alive
  * references are dropped, cancel is not called; the handle becomes stale.
+ * Off the Lua thread it waits for a running run()/free_fn (see
+ * "Unregistering from another thread" at the top). With a finalizer set
+ * (setfinalizer()) it queues one item, the finalizer's turn: fd() turns
+ * readable, and dispatch()/poll() take it without calling anything.
  * On a closed handle releases its record. DSS2_OK or DSS2_ESTALE. */
 typedef int (*dss2_unreg_fn)(dss2_handle h);
 /* Any thread. Fire-and-forget. See "Ownership" (free_fn is always called)
@@ -471,6 +505,26 @@ typedef int (*dss2_post_inline_fn)(dss2_handle h, dss2_run_fn run, dss2_free_fn 
                                    const void *bytes, size_t len, long timeout_ms);
 /* Any thread. DSS2_OK (live), DSS2_ECLOSED or DSS2_ESTALE. */
 typedef int (*dss2_status_fn)(dss2_handle h);
+/* Lua thread, with the state: the utility's finalizer (setfinalizer()),
+ * where it luaL_unref()s what it keeps in the registry and frees its
+ * context (as Node-API's finalize_cb). Called once per handle, after
+ * every item of the utility ran or was discarded (run()/decoder and
+ * free_fn all returned) and when none of its callbacks will be called
+ * again:
+ *   - after unreg(h): on the Lua thread, when the state next takes its
+ *     queue (dispatch(), run(), poll(), ... ; unreg() queues a wake-up,
+ *     so fd() becomes readable), with the thread that runs it as L;
+ *   - at lua_close, when unreg() did not come first: after the queued
+ *     items were discarded (free_fn(.., DSS2_ECLOSED)) and the cancel
+ *     callbacks ran, with the closing state as L. A finalizer still
+ *     pending from an unreg() runs there too.
+ * It must not block. An error it raises goes to the state's error
+ * handler (at lua_close it is dropped); the finalizer has run. */
+typedef void (*dss2_finalize_fn)(struct lua_State *L, dss2_handle h, void *ud);
+/* Any thread. Sets the finalizer of a live handle (fn NULL: none), with
+ * the `ud` it is given. DSS2_OK, DSS2_ESTALE, DSS2_ECLOSED. Appended in
+ * 0.1.x after post_inline: check DSS2_HAS(api, setfinalizer). */
+typedef int (*dss2_setfinalizer_fn)(dss2_handle h, dss2_finalize_fn fn, void *ud);
 /* Any thread. A static description of a 2v0 or 1v0 code (never NULL). */
 typedef const char *(*dss2_strerror_fn)(int code);
 
@@ -489,6 +543,7 @@ typedef struct dss_api_2v0 {
     dss2_strerror_fn strerror;
     dss2_waits_fn waits;        /* check DSS2_HAS(api, waits) */
     dss2_post_inline_fn post_inline; /* check DSS2_HAS(api, post_inline) */
+    dss2_setfinalizer_fn setfinalizer; /* check DSS2_HAS(api, setfinalizer) */
     /* later versions append here */
 } dss_api_2v0_t;
 
@@ -527,6 +582,9 @@ typedef struct dss_api_2v0 {
  *       int rc = api->reg(L, &libid, "mylib", on_cancel, NULL, &h);
  *       if (rc != DSS2_OK && rc != DSS2_EALREADY) return luaL_error(L, "%s", api->strerror(rc));
  *       ... start threads that call api->post(h, ...) / api->call(h, ...)
+ *       // Release what the state keeps for us on the Lua thread, once
+ *       // nothing of ours runs any more (after unreg() or at close):
+ *       if (DSS2_HAS(api, setfinalizer)) api->setfinalizer(h, on_finalize, ctx);
  *       // While work is in flight, keep the script's darksidesync.run()
  *       // waiting for it: api->hold(h) when a job starts, api->release(h)
  *       // after its last post. (Registration alone takes no keep-alive.)

@@ -35,6 +35,7 @@
  *   u.v2_hold_then(cb, ms)           -> job    hold(), sleep, post one item, release()
  *   u.join(job)                      -> { codes = {...}, reply = v, err = text, accepted = n, refused = n }
  *   u.done(job)                      -> boolean
+ *   u.progress(job)                  -> post() calls begun, returned (2v0 posts)
  *   u.here_v1(cb, blocking)          -> code   deliver() from the Lua thread
  *   u.here_v1_one(cb, shape)         -> code   fire-and-forget deliver() whose decoder
  *                                            pushes cb and one argument: 42 (shape 1),
@@ -73,7 +74,7 @@
 #endif
 
 #define MAX_CTX 64
-#define MAX_JOBS 1024
+#define MAX_JOBS 16384
 #define MAX_THREADS 8
 
 /* ------------------------------------------------------------------ */
@@ -93,6 +94,7 @@ typedef struct counters {
     long v2_freed_other;  /* free callback, any other outcome */
     long v2_replied;      /* reply callback */
     long v2_cancel_calls; /* cancel callback */
+    long v2_finalized;    /* Lua-thread finalizer (2v0 setfinalizer) */
     long inline_ran;      /* post_inline run() calls */
     long inline_freed_ok, inline_freed_other; /* post_inline free_fn calls */
     long inline_bad;      /* an inline copy that was not what was posted, or misaligned */
@@ -108,6 +110,11 @@ typedef struct ctx {
     int v2_unreg_on_cancel;
     int v2_status_at_cancel; /* status(h) seen inside the cancel callback */
     counters c;
+    /* Registry references dropped where no lua_State was at hand (a
+     * cancelled item, free_fn, a job's last thread): released on the Lua
+     * thread by the next call that has one (release_refs). */
+    int *dead;
+    int ndead, cap_dead;
 } ctx;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -137,11 +144,58 @@ static void sleep_ms(long ms) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Registry references                                                  */
+/* ------------------------------------------------------------------ */
+
+/* Every luaL_ref this utility takes is released once nothing can use it:
+ * with luaL_unref where a lua_State of the Lua thread is at hand, else
+ * queued here and released by the next call on the Lua thread (any Lua
+ * function of this module, a decoder or run with a state, and the 2v0
+ * finalizer, which darksidesync runs after unreg() or at close). */
+static void defer_unref(ctx *cx, int ref) {
+    pthread_mutex_lock(&mu);
+    if (cx->ndead == cx->cap_dead) {
+        int cap = cx->cap_dead ? 2 * cx->cap_dead : 64;
+        int *d = (int *)realloc(cx->dead, (size_t)cap * sizeof *d);
+        if (d == NULL) abort();
+        cx->dead = d;
+        cx->cap_dead = cap;
+    }
+    cx->dead[cx->ndead++] = ref;
+    pthread_mutex_unlock(&mu);
+}
+
+static void release_ref(ctx *cx, lua_State *L, int ref) {
+    if (ref == LUA_NOREF || ref == LUA_REFNIL) return;
+    if (L != NULL)
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    else
+        defer_unref(cx, ref);
+}
+
+/* Lua thread: releases the references queued by defer_unref. */
+static void release_refs(lua_State *L, ctx *cx) {
+    int batch[64], n, i;
+    do {
+        pthread_mutex_lock(&mu);
+        n = cx->ndead < 64 ? cx->ndead : 64;
+        cx->ndead -= n;
+        memcpy(batch, cx->dead + cx->ndead, (size_t)n * sizeof *batch);
+        pthread_mutex_unlock(&mu);
+        for (i = 0; i < n; i++) luaL_unref(L, LUA_REGISTRYINDEX, batch[i]);
+    } while (n > 0);
+}
+
+/* ------------------------------------------------------------------ */
 /* Items                                                                */
 /* ------------------------------------------------------------------ */
 
+struct job;
+
 typedef struct item {
     ctx *cx;
+    struct job *j;   /* the job whose callback reference it uses, or NULL */
+    int own_ref;     /* without a job: the item owns cbref */
     int cbref;       /* the Lua callback, in the state's registry */
     int thread, seq;
     int blocking;
@@ -151,6 +205,8 @@ typedef struct item {
     lua_Integer reply;
     int got_reply, garbage;
 } item;
+
+static void item_done(item *it, lua_State *L);
 
 static void once(item *it) {
     pthread_mutex_lock(&mu);
@@ -165,10 +221,11 @@ static int v1_decode(lua_State *L, void *pData, void *utilid) {
     once(it);
     if (L == NULL) {
         COUNT(it->cx, v1_cancelled, 1);
-        if (!it->blocking) free(it);
+        if (!it->blocking) item_done(it, NULL);
         return 0;
     }
     COUNT(it->cx, v1_decoded, 1);
+    release_refs(L, it->cx);
     if (it->blocking && it->value < 0) return 0; /* "nothing to call" */
     lua_rawgeti(L, LUA_REGISTRYINDEX, it->cbref);
     lua_pushinteger(L, it->thread);
@@ -177,7 +234,7 @@ static int v1_decode(lua_State *L, void *pData, void *utilid) {
         lua_pushinteger(L, it->value);
         return 4;
     }
-    free(it);
+    item_done(it, L); /* the callback is on the stack: its reference may go */
     return 3;
 }
 
@@ -219,6 +276,7 @@ static int v2_run(lua_State *L, void *data, dss2_handle h) {
         return 0;
     }
     COUNT(it->cx, v2_ran, 1);
+    release_refs(L, it->cx);
     if (it->blocking && it->value < 0) return 0; /* "nothing to call" */
     lua_rawgeti(L, LUA_REGISTRYINDEX, it->cbref);
     lua_pushinteger(L, it->thread);
@@ -237,7 +295,7 @@ static void v2_free(void *data, int outcome) {
         COUNT(it->cx, v2_freed_ok, 1);
     else
         COUNT(it->cx, v2_freed_other, 1);
-    free(it);
+    item_done(it, NULL);
 }
 
 static int v2_reply(lua_State *L, void *data, dss2_handle h, int nresults) {
@@ -266,6 +324,20 @@ static void v2_cancel(dss2_handle h, void *ud) {
     if (cx->v2_unreg_on_cancel) api2->unreg(h);
 }
 
+/* 2v0 finalizer: on the Lua thread, after the last item of the 2v0
+ * registration ran or was discarded (after unreg() or at close). */
+static void v2_finalize(lua_State *L, dss2_handle h, void *ud) {
+    ctx *cx = (ctx *)ud;
+    (void)h;
+    COUNT(cx, v2_finalized, 1);
+    release_refs(L, cx);
+}
+
+/* Registers the 2v0 handle's finalizer, where the API has it. */
+static void set_finalizer(ctx *cx) {
+    if (DSS2_HAS(api2, setfinalizer)) (void)api2->setfinalizer(cx->h, v2_finalize, cx);
+}
+
 /* ------------------------------------------------------------------ */
 /* Jobs: threads that deliver                                           */
 /* ------------------------------------------------------------------ */
@@ -286,6 +358,9 @@ typedef struct job {
     int started;
     int joined;
     int finished;           /* threads done */
+    int items_out;          /* items made and not yet done (item_done) */
+    long calls_begun;       /* post() calls begun, and returned: a test sees */
+    long calls_returned;    /* a post blocked in the queue without a sleep */
     long late_attempts;     /* floods: deliveries tried after the first error */
     long late_accepted;     /* ... of which accepted: must stay 0 */
     int codes[MAX_THREADS]; /* last code seen by each thread */
@@ -294,6 +369,13 @@ typedef struct job {
     int got_reply, garbage, cancelled;
     char err[256];
 } job;
+
+#define ADD_LOCKED(field)            \
+    do {                             \
+        pthread_mutex_lock(&mu);     \
+        (field)++;                   \
+        pthread_mutex_unlock(&mu);   \
+    } while (0)
 
 typedef struct targ {
     job *j;
@@ -307,19 +389,53 @@ static item *new_item(job *j, int t, int seq) {
     item *it = (item *)calloc(1, sizeof *it);
     if (it == NULL) abort();
     it->cx = j->cx;
+    it->j = j;
     it->cbref = j->cbref;
     it->thread = t;
     it->seq = seq;
+    pthread_mutex_lock(&mu);
+    j->items_out++;
+    pthread_mutex_unlock(&mu);
     return it;
 }
 
+/* The job's callback reference, once its threads finished and its last
+ * item is done (else LUA_NOREF). Under mu. */
+static int take_job_ref(job *j) {
+    int ref = LUA_NOREF;
+    if (j->finished == j->started && j->items_out == 0) {
+        ref = j->cbref;
+        j->cbref = LUA_NOREF;
+    }
+    return ref;
+}
+
+/* An item ran, was cancelled, refused or answered: nothing uses it any
+ * more. L: a state of the Lua thread, or NULL elsewhere. */
+static void item_done(item *it, lua_State *L) {
+    int ref = LUA_NOREF;
+    if (it->j != NULL) {
+        pthread_mutex_lock(&mu);
+        it->j->items_out--;
+        ref = take_job_ref(it->j);
+        pthread_mutex_unlock(&mu);
+    } else if (it->own_ref) {
+        ref = it->cbref;
+    }
+    release_ref(it->cx, L, ref);
+    free(it);
+}
+
 static void finish(job *j, int t, int code, long acc, long ref) {
+    int cbref;
     pthread_mutex_lock(&mu);
     j->codes[t] = code;
     j->accepted += acc;
     j->refused += ref;
     j->finished++;
+    cbref = take_job_ref(j);
     pthread_mutex_unlock(&mu);
+    release_ref(j->cx, NULL, cbref);
 }
 
 /* Floods keep delivering this many times after their first error code,
@@ -350,11 +466,11 @@ static void *job_thread(void *p) {
             } else if (rc == DSS_ERR_OUT_OF_MEMORY && j->kind == V1_FLOOD) {
                 /* Full: a fire-and-forget deliver returns at once; a
                  * flood waits for room and tries again. */
-                free(it);
+                item_done(it, NULL);
                 ref++;
                 sleep_ms(1);
             } else {
-                free(it); /* refused: still ours */
+                item_done(it, NULL); /* refused: still ours */
                 ref++;
                 if (j->kind == V1_FLOOD) break;
             }
@@ -366,7 +482,7 @@ static void *job_thread(void *p) {
                 int r = api1->deliver(j->utilid, v1_decode, k % 2 ? v1_return : NULL, it);
                 if (r == DSS_SUCCESS || r == DSS_ERR_UDP_SEND_FAILED) ok++;
                 if (!(k % 2) && (r == DSS_SUCCESS || r == DSS_ERR_UDP_SEND_FAILED)) continue; /* queued: not ours */
-                free(it);
+                item_done(it, NULL);
             }
             late(j, LATE_TRIES, ok);
         }
@@ -382,14 +498,16 @@ static void *job_thread(void *p) {
         j->garbage = it->garbage;
         j->cancelled = it->calls > 0 && !it->got_reply && !it->garbage;
         pthread_mutex_unlock(&mu);
-        free(it);
+        item_done(it, NULL);
         break;
     }
     case V2_POST:
     case V2_FLOOD:
         for (i = 0; j->kind == V2_FLOOD || i < j->n; i++) {
             item *it = new_item(j, t, i);
+            ADD_LOCKED(j->calls_begun);
             rc = api2->post(j->h, v2_run, v2_free, it, j->kind == V2_FLOOD ? -1 : j->timeout_ms);
+            ADD_LOCKED(j->calls_returned);
             /* free_fn owns the item whatever happened */
             if (rc == DSS2_OK) {
                 acc++;
@@ -457,12 +575,15 @@ static void *job_thread(void *p) {
     return NULL;
 }
 
+/* This state's context; every Lua function comes here first, so it also
+ * releases the registry references queued meanwhile. */
 static ctx *ctx_of(lua_State *L) {
     ctx *cx;
     lua_getfield(L, LUA_REGISTRYINDEX, "dssutil.ctx");
     cx = (ctx *)lua_touserdata(L, -1);
     lua_pop(L, 1);
     if (cx == NULL) luaL_error(L, "dssutil: not opened in this state");
+    release_refs(L, cx);
     return cx;
 }
 
@@ -490,6 +611,8 @@ static int start(lua_State *L, job *j) {
     }
     id = njobs++;
     jobs[id] = j;
+    /* Before any thread runs: the last one to finish sees them all. */
+    j->started = j->nthreads;
     pthread_mutex_unlock(&mu);
     for (t = 0; t < j->nthreads; t++) {
         targ *a = (targ *)malloc(sizeof *a);
@@ -498,7 +621,6 @@ static int start(lua_State *L, job *j) {
         a->t = t;
         if (pthread_create(&j->tids[t], NULL, job_thread, a) != 0) abort();
     }
-    j->started = j->nthreads;
     lua_pushinteger(L, id);
     return 1;
 }
@@ -590,6 +712,20 @@ static int l_done(lua_State *L) {
         lua_setfield(L, -2, name); \
     } while (0)
 
+/* How many post() calls the job began and how many returned, without
+ * joining: begun > returned while one waits for room. */
+static int l_progress(lua_State *L) {
+    job *j = job_arg(L);
+    long begun, returned;
+    pthread_mutex_lock(&mu);
+    begun = j->calls_begun;
+    returned = j->calls_returned;
+    pthread_mutex_unlock(&mu);
+    lua_pushinteger(L, begun);
+    lua_pushinteger(L, returned);
+    return 2;
+}
+
 /* Joins the job's threads (blocks: only call when nothing needs
  * dispatching by this state) and reports what they saw. */
 static int l_join(lua_State *L) {
@@ -641,6 +777,7 @@ static int l_counters(lua_State *L) {
     SETINT("v2_freed_other", c.v2_freed_other);
     SETINT("v2_replied", c.v2_replied);
     SETINT("v2_cancel_calls", c.v2_cancel_calls);
+    SETINT("v2_finalized", c.v2_finalized);
     SETINT("v2_status_at_cancel", st);
     SETINT("inline_ran", c.inline_ran);
     SETINT("inline_freed_ok", c.inline_freed_ok);
@@ -664,17 +801,20 @@ static int l_here_v1(lua_State *L) {
     lua_pushvalue(L, 1);
     j.cbref = luaL_ref(L, LUA_REGISTRYINDEX);
     it = new_item(&j, -1, 0);
+    it->j = NULL; /* j is on this stack: the item owns the reference */
+    it->own_ref = 1;
     it->blocking = blocking;
     rc = api1->deliver(cx->utilid, v1_decode, blocking ? v1_return : NULL, it);
     /* Refused items are still ours; a blocking item is never touched by
      * darksidesync once deliver() returned (its decoder does not free it). */
-    if (blocking || (rc != DSS_SUCCESS && rc != DSS_ERR_UDP_SEND_FAILED)) free(it);
+    if (blocking || (rc != DSS_SUCCESS && rc != DSS_ERR_UDP_SEND_FAILED)) item_done(it, L);
     lua_pushinteger(L, rc);
     return 1;
 }
 
 /* An item whose decoder pushes the callback and one argument. */
 typedef struct one_arg {
+    ctx *cx;
     int cbref;
     int shape;
 } one_arg;
@@ -690,6 +830,7 @@ static int one_arg_decode(lua_State *L, void *pData, void *utilid) {
         else
             lua_pushinteger(L, o->shape == 1 ? 42 : 7);
     }
+    release_ref(o->cx, L, o->cbref);
     free(o);
     return L != NULL ? 2 : 0;
 }
@@ -701,11 +842,15 @@ static int l_here_v1_one(lua_State *L) {
     luaL_checkany(L, 1);
     o = (one_arg *)malloc(sizeof *o);
     if (o == NULL) return luaL_error(L, "dssutil: out of memory");
+    o->cx = cx;
     o->shape = (int)luaL_checkinteger(L, 2);
     lua_pushvalue(L, 1);
     o->cbref = luaL_ref(L, LUA_REGISTRYINDEX);
     rc = api1->deliver(cx->utilid, one_arg_decode, NULL, o);
-    if (rc != DSS_SUCCESS && rc != DSS_ERR_UDP_SEND_FAILED) free(o);
+    if (rc != DSS_SUCCESS && rc != DSS_ERR_UDP_SEND_FAILED) {
+        luaL_unref(L, LUA_REGISTRYINDEX, o->cbref);
+        free(o);
+    }
     lua_pushinteger(L, rc);
     return 1;
 }
@@ -713,12 +858,17 @@ static int l_here_v1_one(lua_State *L) {
 static int l_here_v2_post(lua_State *L) {
     ctx *cx = ctx_of(L);
     job j;
+    item *it;
     luaL_checkany(L, 1);
     memset(&j, 0, sizeof j);
     j.cx = cx;
     lua_pushvalue(L, 1);
     j.cbref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushinteger(L, api2->post(cx->h, v2_run, v2_free, new_item(&j, -1, 0), (long)luaL_optinteger(L, 2, -1)));
+    it = new_item(&j, -1, 0);
+    it->j = NULL; /* j is on this stack: the item owns the reference */
+    it->own_ref = 1;
+    /* free_fn runs whatever happens, and releases the reference. */
+    lua_pushinteger(L, api2->post(cx->h, v2_run, v2_free, it, (long)luaL_optinteger(L, 2, -1)));
     return 1;
 }
 
@@ -935,7 +1085,10 @@ static int l_v2_reregister(lua_State *L) {
     ctx *cx = ctx_of(L);
     dss2_handle h = 0;
     int rc = api2->reg(L, &libid2, "dssutil", v2_cancel, cx, &h);
-    if (rc == DSS2_OK) cx->h = h;
+    if (rc == DSS2_OK) {
+        cx->h = h;
+        set_finalizer(cx);
+    }
     lua_pushinteger(L, rc);
     return 1;
 }
@@ -1033,6 +1186,7 @@ static const luaL_Reg funcs[] = {
     {"v2_hold_then", l_v2_hold_then},
     {"join", l_join},
     {"done", l_done},
+    {"progress", l_progress},
     {"here_v1", l_here_v1},
     {"here_v1_one", l_here_v1_one},
     {"here_v2_post", l_here_v2_post},
@@ -1060,7 +1214,10 @@ static const luaL_Reg funcs[] = {
 __attribute__((destructor)) static void dssutil_fini(void) {
     int i;
     for (i = 0; i < njobs; i++) free(jobs[i]);
-    for (i = 0; i < nctx; i++) free(ctxs[i]);
+    for (i = 0; i < nctx; i++) {
+        free(ctxs[i]->dead);
+        free(ctxs[i]);
+    }
     njobs = nctx = 0;
 }
 
@@ -1100,6 +1257,7 @@ int luaopen_dssutil(lua_State *L) {
     if (cx->utilid == NULL || ec != DSS_SUCCESS) return luaL_error(L, "dssutil: 1v0 reg failed: %d", ec);
     rc = api2->reg(L, &libid2, "dssutil", v2_cancel, cx, &cx->h);
     if (rc != DSS2_OK) return luaL_error(L, "dssutil: 2v0 reg failed: %s", api2->strerror(rc));
+    set_finalizer(cx);
     lua_pushlightuserdata(L, cx);
     lua_setfield(L, LUA_REGISTRYINDEX, "dssutil.ctx");
 

@@ -391,7 +391,8 @@ test("2v0 post waits for room (timeout -1) and lands after a dispatch", function
     dss.setcapacity(1)
     local j = u.v2_post(function() end, 2, 1, -1)
     queued(1)
-    u.sleep(20)
+    -- observed, not slept for: the second post() began and has not returned
+    until_(function() local b, r = u.progress(j); return b == 2 and r == 1 end, "the second post() waiting")
     eq(u.done(j), false, "blocked on the full queue")
     eq(dss.dispatch(), 1, "made room")
     local r = u.join(j)
@@ -445,7 +446,8 @@ test("2v0 post that waits for room is queued, not counted as dropped", function(
     local ran = 0
     local j = u.v2_post(function() ran = ran + 1 end, 3, 1, -1)
     queued(1)
-    u.sleep(20) -- the producer's second post finds the queue full and waits
+    -- the producer's second post finds the queue full and waits
+    until_(function() local b, r = u.progress(j); return b == 2 and r == 1 end, "the second post() waiting")
     until_(function() dss.dispatch(); return ran == 3 end, "all three ran")
     eq(u.join(j).accepted, 3, "accepted")
     eq(dss.stats().dropped - dropped, 0, "none dropped")
@@ -601,14 +603,56 @@ test("2v0 unreg cancels queued posts (free once, ECANCELLED) and stales the hand
     local before = u.counters()
     eq(u.join(u.v2_post(function() error("must not run") end, 4, 1, -1)).accepted, 4, "posted")
     eq(u.v2_unreg(), 0, "unreg")
-    eq(dss.queuesize(), 0, "queue emptied")
+    eq(dss.queuesize(), 1, "queue emptied but for the finalizer's turn")
     eq(delta(before, u.counters(), "v2_freed_other"), 4, "free per item")
+    eq(delta(before, u.counters(), "v2_finalized"), 0, "finalizer not yet")
+    eq(dss.dispatch(), 0, "the finalizer's turn is not a callback")
+    eq(delta(before, u.counters(), "v2_finalized"), 1, "finalizer ran once, on the Lua thread")
     eq(u.v2_status(), -2, "stale")
     eq(u.v2_unreg(), -2, "unreg twice")
     local r = u.join(u.v2_post(function() end, 1, 1, -1))
     eq(r.code, -2, "post on a stale handle")
     eq(delta(before, u.counters(), "v2_freed_other"), 5, "and its data freed")
     eq(select(2, u.v2_stats()), -2, "stats on a stale handle")
+end)
+
+test("registry references: none kept over 10,000 jobs (1v0 and 2v0, items run and cancelled)", function()
+    local function size()
+        local n = 0
+        for _ in pairs(debug.getregistry()) do n = n + 1 end
+        return n
+    end
+    local function job(i)
+        local f = function() end
+        local j = i % 2 == 0 and u.v1_post(f, 2, 1) or u.v2_post(f, 2, 1, -1)
+        local spins = 0
+        repeat
+            dss.dispatch()
+            spins = spins + 1
+            if spins > 1e7 then error("job " .. i .. " never finished") end
+        until u.done(j)
+        dss.dispatch()
+        u.join(j)
+    end
+    local function here(n)
+        for _ = 1, n do
+            u.here_v1(function() end, false); u.here_v1_one(function() end, 1); u.here_v2_post(function() end, -1)
+        end
+        dss.dispatch()
+        u.ctx() -- releases what was dropped off the Lua thread
+    end
+    -- The same work once before measuring: luaL_unref keeps a freed slot
+    -- (on its free list), so the registry holds the most references
+    -- alive at once; what is measured is growth beyond that.
+    for i = 1, 100 do job(i) end
+    here(100)
+    collectgarbage(); collectgarbage()
+    local before = size()
+    for i = 1, 10000 do job(i) end
+    here(100)
+    collectgarbage(); collectgarbage()
+    local grown = size() - before
+    check(grown <= 8, "the registry grew by " .. grown .. " entries over 10,000 jobs")
 end)
 
 test("no callback was ever called twice or given a NULL state by mistake", function()

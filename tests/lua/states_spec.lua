@@ -253,6 +253,33 @@ describe("darksidesync.states", function()
       h:join(H.PATIENCE)
     end)
 
+    it("a call whose reply() object the handler dropped is 'cancelled', not 'closed'", function()
+      local h = states.spawn([[
+        local dss = require "darksidesync"
+        local states = require "darksidesync.states"
+        states.parent:onmessage(function(x)
+          if x == "drop" then
+            do local _ = dss.reply() end  -- taken, never called
+            collectgarbage(); collectgarbage()
+            return
+          end
+          dss.stop()
+        end)
+        states.parent:post("up")
+        dss.run()
+      ]])
+      finally(function()
+        h:post("stop")
+        h:join(H.PATIENCE)
+      end)
+      local up = false
+      h:onmessage(function() up = true end)
+      H.dispatch_until(function() return up end, "the child")
+      local ok, err = pcall(h.call, h, "drop")
+      assert.is_false(ok)
+      assert.equal("darksidesync.states: call: cancelled", err)
+    end)
+
     it("reports a message to a state with no handler for its sender", function()
       local h = states.spawn([[
         local states = require "darksidesync.states"

@@ -250,7 +250,7 @@ unsafe fn number(l: *mut lua_State, i: c_int) -> Value {
 
 /// `run` of an inline `post_callback`: moves the prepare closure out of
 /// the item's bytes, then prepares and pushes the callback.
-pub(crate) unsafe extern "C" fn run_post_callback_inline<P>(
+pub(crate) unsafe extern "C-unwind" fn run_post_callback_inline<P>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -280,7 +280,7 @@ where
 }
 
 /// `run` of `post_callback`: prepares and pushes the callback.
-pub(crate) unsafe extern "C" fn run_post_callback<P>(
+pub(crate) unsafe extern "C-unwind" fn run_post_callback<P>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -311,7 +311,7 @@ where
 }
 
 /// `run` of `call_callback`: prepares and pushes the callback.
-pub(crate) unsafe extern "C" fn run_call_callback<P, A, R>(
+pub(crate) unsafe extern "C-unwind" fn run_call_callback<P, A, R>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -348,7 +348,7 @@ where
 }
 
 /// `reply` of `call_callback`: hands the answer to the `answer` closure.
-pub(crate) unsafe extern "C" fn reply_callback<P, A, R>(
+pub(crate) unsafe extern "C-unwind" fn reply_callback<P, A, R>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,

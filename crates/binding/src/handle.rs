@@ -241,10 +241,23 @@ impl Dss {
         Ok(Waits::from_ffi(&w))
     }
 
+    /// The API struct and handle (for the other files of this crate).
+    pub(crate) fn api(&self) -> &'static Api {
+        self.inner.api
+    }
+
+    pub(crate) fn handle(&self) -> Handle {
+        self.inner.handle
+    }
+
     /// Unregisters the library: its queued closures are dropped unrun,
     /// blocked calls return [`Error::Cancelled`], its keep-alive references
     /// go, the [`on_close`](Dss::on_close) notification runs here, and
     /// every clone of this handle becomes stale. False when it already was.
+    /// Off the Lua thread it returns only once no closure of this library
+    /// runs there (do not call it holding a lock such a closure takes);
+    /// closures the Lua thread already took are dropped there later, and
+    /// [`on_finalize`](Dss::on_finalize) runs after them.
     pub fn unregister(&self) -> bool {
         // SAFETY: unreg() accepts any handle value and returns a code.
         if unsafe { (self.inner.api.unreg)(self.inner.handle) } != ffi::OK {

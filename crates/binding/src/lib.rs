@@ -284,6 +284,7 @@ mod callback;
 mod discovery;
 mod error;
 mod ffi;
+mod finalizer;
 pub mod future;
 mod handle;
 mod keep_alive;

@@ -127,7 +127,11 @@ struct Release {
 /// `run` of the release item: drops the registry keys on the Lua thread
 /// (mlua frees their slots there, later). Pushes nothing: not counted by
 /// `dispatch()` (it is in the library's stats).
-unsafe extern "C" fn run_release(_l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
+unsafe extern "C-unwind" fn run_release(
+    _l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `data` is the Box<Release> made by `release`; run is
         // called at most once, on the Lua thread, before free.
@@ -246,7 +250,7 @@ fn packed<A: Args>(id: c_int, args: &A) -> Option<usize> {
 }
 
 /// `run` of a packed post: pushes the function and the value.
-unsafe extern "C" fn run_packed<A: Carried>(
+unsafe extern "C-unwind" fn run_packed<A: Carried>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -272,7 +276,7 @@ unsafe extern "C" fn run_packed<A: Carried>(
 }
 
 /// `run` of a boxed post: pushes the function and the values.
-unsafe extern "C" fn run_boxed<A: Carried>(
+unsafe extern "C-unwind" fn run_boxed<A: Carried>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,

@@ -48,6 +48,7 @@ pub(crate) fn end_registration(h: Handle) {
 
 /// The cancel callback given to reg(): the state is closing.
 pub(crate) unsafe extern "C" fn state_closing(h: Handle, _ud: *mut c_void) {
+    crate::finalizer::closing(h);
     end_registration(h);
 }
 

@@ -22,7 +22,7 @@ pub(crate) const fn fits_inline<V>() -> bool {
 /// item counts as run, nothing more is called), or a callback that raises
 /// its message when it failed, so that the message reaches the state's
 /// error handler.
-pub(crate) unsafe extern "C" fn run_inline<F>(
+pub(crate) unsafe extern "C-unwind" fn run_inline<F>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -109,7 +109,7 @@ pub(crate) unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
 }
 
 /// `run` of a post: runs the closure with `&Lua`.
-pub(crate) unsafe extern "C" fn run_post<F>(
+pub(crate) unsafe extern "C-unwind" fn run_post<F>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -172,7 +172,7 @@ pub(crate) unsafe extern "C" fn free_post<F: Send + 'static>(data: *mut c_void, 
 /// slot; pushes a callback with no effect when it succeeded, or one that
 /// raises its message when it failed, so the module answers the call as
 /// failed and counts it in `Stats::errors`.
-pub(crate) unsafe extern "C" fn run_call<F, R>(
+pub(crate) unsafe extern "C-unwind" fn run_call<F, R>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,

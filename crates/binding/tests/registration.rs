@@ -2,12 +2,36 @@
 //! identity, keep-alive by default, the close notification.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use darksidesync_binding::{Dss, LibId};
 use mlua::{Function, Lua, Table};
 
 fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+/// Fails the test process if it is not dropped within `limit`: a `run()`
+/// that never returns fails the suite instead of hanging it.
+struct Watchdog(mpsc::Sender<()>);
+
+fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("{what}: still waiting after {} s", limit.as_secs());
+            std::process::exit(101);
+        }
+    });
+    Watchdog(tx)
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn the_handle_is_send_sync_clone() {
@@ -86,7 +110,9 @@ fn a_registered_library_keeps_run_alive_until_it_lets_go() {
             dss.unref();
         }
     });
+    let dog = watchdog("run() kept alive by the registration", LIMIT);
     m.get::<Function>("run").unwrap().call::<()>(()).unwrap();
+    drop(dog);
     worker.join().unwrap();
     assert!(
         lua.globals().get::<bool>("ran").unwrap(),
@@ -104,7 +130,9 @@ fn unref_lets_run_return_and_a_hold_keeps_it() {
     assert!(dss.unref());
     assert!(!dss.unref(), "already let go");
     assert_eq!(dss.stats().unwrap().keep_alive, 0);
+    let dog = watchdog("run() held by nothing", LIMIT);
     assert_eq!(run.call::<i64>(()).unwrap(), 0, "nothing holds run()");
+    drop(dog);
 
     let hold = dss.hold().unwrap();
     let worker = std::thread::spawn({
@@ -115,7 +143,9 @@ fn unref_lets_run_return_and_a_hold_keeps_it() {
             drop(hold);
         }
     });
+    let dog = watchdog("run() held by a Hold", LIMIT);
     assert_eq!(run.call::<i64>(()).unwrap(), 1);
+    drop(dog);
     worker.join().unwrap();
     assert!(lua.globals().get::<bool>("ran").unwrap());
 
@@ -162,4 +192,69 @@ fn on_close_runs_once_when_the_library_unregisters() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     drop(lua);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "not again at close");
+}
+
+#[test]
+fn on_finalize_runs_once_on_the_lua_thread_after_unregister_and_the_last_closure() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = darksidesync::open(&lua).unwrap();
+    let dss = Dss::register(&lua, &ID, "finalizes").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    dss.on_finalize(move |lua| {
+        let ran: i64 = lua.map_or(-1, |l| l.globals().get("ran").unwrap_or(-2));
+        s.lock().unwrap().push(format!("finalized after {ran}"));
+    })
+    .unwrap();
+    lua.globals().set("ran", 0).unwrap();
+    let worker = std::thread::spawn({
+        let dss = dss.clone();
+        move || {
+            for _ in 0..100 {
+                dss.post(|lua| {
+                    let n: i64 = lua.globals().get("ran")?;
+                    lua.globals().set("ran", n + 1)
+                })
+                .unwrap();
+            }
+            assert!(dss.unregister());
+        }
+    });
+    worker.join().unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "not before the Lua thread's turn"
+    );
+    let dispatch: Function = m.get("dispatch").unwrap();
+    dispatch.call::<i64>(()).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["finalized after 0"],
+        "queued closures were dropped, then it ran"
+    );
+    dispatch.call::<i64>(()).unwrap();
+    drop(lua);
+    assert_eq!(seen.lock().unwrap().len(), 1, "once");
+}
+
+#[test]
+fn on_finalize_runs_at_close_without_lua() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    darksidesync::open(&lua).unwrap();
+    let dss = Dss::register(&lua, &ID, "finalizes at close").unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let c = calls.clone();
+    dss.on_finalize(move |lua| c.lock().unwrap().push(lua.is_some()))
+        .unwrap();
+    dss.post(|_| Ok(())).unwrap();
+    drop(lua);
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [false],
+        "once, at close, without a Lua"
+    );
+    dss.unregister();
+    assert_eq!(calls.lock().unwrap().len(), 1, "not again");
 }

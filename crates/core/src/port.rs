@@ -89,6 +89,13 @@ impl<T: Send + 'static> Port<T> {
         self.shared.is_closed()
     }
 
+    /// True on the hub's consumer thread (the one a blocking call from
+    /// would wait for itself): for a producer that must not wait for the
+    /// consumer when it is the consumer.
+    pub fn on_consumer_thread(&self) -> bool {
+        self.shared.on_consumer_thread()
+    }
+
     /// This port's counters (see [`PortStats`]); still readable once the
     /// port is stale. Takes the hub's lock and looks at each queued item.
     pub fn stats(&self) -> PortStats {

@@ -75,6 +75,18 @@ pub(crate) fn report(st: &StateHub, err: Value) -> mlua::Result<()> {
     Ok(())
 }
 
+/// Hands a failure of a C callback (a decoder, `run` or finalizer that
+/// raised, against its contract) to the error handler.
+pub(crate) fn report_error(lua: &Lua, st: &StateHub, e: mlua::Error) {
+    let text = match &e {
+        mlua::Error::RuntimeError(text) => text.clone(),
+        other => other.to_string(),
+    };
+    if let Ok(text) = lua.create_string(text) {
+        let _ = report(st, Value::String(text));
+    }
+}
+
 /// What [`take_front`] found at the front of the batch.
 pub(crate) enum Front {
     /// Nothing queued.

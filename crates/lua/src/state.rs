@@ -1,17 +1,24 @@
 //! One hub per Lua state: created on first use, found again through mlua's
 //! app data, closed when the state closes.
 //!
-//! mlua keeps app data in a registry userdata whose finaliser runs at
-//! `lua_close`, so dropping [`StateHub`] is the state's close path: it
-//! closes the hub (queued items are dropped, their blocked callers get
-//! `Closed`, every port's cancel notification fires) and only then drops
-//! the items still waiting in the local batch.
+//! The state's close path is [`StateHub::close_in`]: it closes the hub
+//! (queued items are dropped, their blocked callers get `Closed`, every
+//! port's cancel notification fires), then drops the items still waiting
+//! in the local batch, then runs the C utilities' finalizers with the
+//! state. It runs from the closing flag's `on_close` hook (`prelude.lua`),
+//! while `lua_close` runs finalisers and the state is still whole; the
+//! drop of [`StateHub`] (mlua's app data: inside `lua_close` for the
+//! module, after it in a Rust host) only repeats what is left, without
+//! the state.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_CAPACITY};
-use mlua::{Function, Lua, Table};
+use mlua::{ffi, Function, Lua, Table};
 
 use crate::item::{Item, ReplySink};
 use crate::post::RanCounter;
@@ -77,6 +84,8 @@ pub struct StateHub {
     pub(crate) purged: Cell<u64>,
     /// Where the inline posts this state runs are counted as ran.
     pub(crate) ran: RanCounter,
+    /// What the C ABI keeps for this state (the running mark, finalizers).
+    pub(crate) capi: Arc<crate::capi::PerState>,
     pub(crate) helpers: Helpers,
 }
 
@@ -91,7 +100,27 @@ impl StateHub {
         }
         let st = Rc::new(StateHub::new(lua)?);
         lua.set_app_data(Rc::clone(&st));
+        let cell = crate::raw::new_pointer_cell(lua, Rc::as_ptr(&st).cast())?;
+        // SAFETY: close_on_hook reads exactly this upvalue, a pointer cell.
+        let hook = unsafe { crate::raw::c_closure(lua, close_on_hook, cell) }?;
+        st.helpers
+            .closing
+            .get::<Table>("on_close")?
+            .raw_push(hook)?;
         Ok(st)
+    }
+
+    /// Closes the state's side (see the module docs); `state`, while
+    /// `lua_close` runs finalisers, lets the C finalizers run. Idempotent.
+    fn close_in(&self, state: Option<*mut ffi::lua_State>) {
+        // Close first so that the items still in the batch release their
+        // callers with `Closed`, not `Cancelled`.
+        self.hub.close();
+        if let Ok(mut batch) = self.batch.try_borrow_mut() {
+            self.hub.discard_batch(&mut batch);
+        }
+        // Last: every C utility's items are gone and its cancel ran.
+        self.capi.finalizers.run_at_close(state);
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
@@ -115,6 +144,11 @@ impl StateHub {
         crate::reply::register_metatable(lua, &helpers.guard)?;
         // Read by darksidesync-binding's async functions (see prelude.lua).
         lua.set_named_registry_value("darksidesync.drivers", prelude.get::<Table>("drivers")?)?;
+        // The C ABI's entry points read the closing flag raw (capi/mod.rs).
+        lua.set_named_registry_value(
+            crate::capi::CLOSING_KEY.to_str().unwrap_or_default(),
+            helpers.closing.clone(),
+        )?;
         prelude
             .get::<Function>("set_reply_fail")?
             .call::<()>(crate::reply::make_fail(lua)?)?;
@@ -130,6 +164,7 @@ impl StateHub {
             hub_left: Cell::new(0),
             purged: Cell::new(0),
             ran: RanCounter::default(),
+            capi: Arc::default(),
             helpers,
         })
     }
@@ -178,6 +213,8 @@ impl StateHub {
     /// Discards the batch's items of libraries unregistered since they were
     /// drained (they never run), counting them for `stats()`.
     pub(crate) fn purge_stale(&self, batch: &mut Batch<Item>) {
+        // A finalizer's wake-up refused by a full queue goes again.
+        self.capi.finalizers.retry();
         let before = batch.len();
         self.hub.purge_stale(batch);
         let gone = before - batch.len();
@@ -225,9 +262,26 @@ impl StateHub {
 
 impl Drop for StateHub {
     fn drop(&mut self) {
-        // Close first so that the items still in the batch release their
-        // callers with `Closed`, not `Cancelled`.
-        self.hub.close();
-        self.hub.discard_batch(&mut self.batch.borrow_mut());
+        // Normally done by the hook already; in a Rust host this may run
+        // after lua_close, without a state.
+        self.close_in(None);
     }
+}
+
+/// The closing flag's `on_close` hook: closes the state's side while
+/// `lua_close` runs finalisers (upvalue 1: a cell with the `StateHub`).
+unsafe extern "C-unwind" fn close_on_hook(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: upvalue 1 is the cell made in StateHub::get. Its pointer is
+    // valid: mlua's app data holds the Rc until its own finaliser, which
+    // runs after this one (the flag's guard is newer), or after lua_close.
+    let st =
+        unsafe { crate::raw::cell_pointer(state, ffi::lua_upvalueindex(1)) }.cast::<StateHub>();
+    if st.is_null() {
+        return 0;
+    }
+    // SAFETY: as above; cleared so that it runs once.
+    unsafe { crate::raw::clear_cell(state, ffi::lua_upvalueindex(1)) };
+    // SAFETY: as above. A panic stays here (no unwinding into Lua).
+    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { &*st }.close_in(Some(state))));
+    0
 }

@@ -30,7 +30,11 @@ static FREED: AtomicUsize = AtomicUsize::new(0);
 static FREED_CLOSED: AtomicUsize = AtomicUsize::new(0);
 static LIBID: u8 = 0;
 
-unsafe extern "C" fn run(state: *mut ffi::lua_State, _data: *mut c_void, _h: Handle) -> c_int {
+unsafe extern "C-unwind" fn run(
+    state: *mut ffi::lua_State,
+    _data: *mut c_void,
+    _h: Handle,
+) -> c_int {
     RAN.fetch_add(1, Ordering::SeqCst);
     // SAFETY: called on the Lua thread with a valid state (2v0 contract).
     unsafe {
@@ -304,7 +308,7 @@ static RACE_FREED_OK: AtomicUsize = AtomicUsize::new(0);
 static RACE_FREED_CANCELLED: AtomicUsize = AtomicUsize::new(0);
 static RACE_FREED_REFUSED: AtomicUsize = AtomicUsize::new(0);
 
-unsafe extern "C" fn race_run(
+unsafe extern "C-unwind" fn race_run(
     _state: *mut ffi::lua_State,
     _data: *mut c_void,
     _h: Handle,

@@ -67,7 +67,12 @@ fn closing_the_state_releases_callers_and_drops_items_once() {
             )
         })
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while lua.load("return dss.queuesize()").eval::<i64>().unwrap() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never reached the queue"
+        );
         thread::sleep(Duration::from_millis(1));
     }
     drop(lua);

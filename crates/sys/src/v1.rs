@@ -37,9 +37,15 @@ pub const ERR_ALREADY_REGISTERED: c_int = -108;
 pub const ERR_WOULD_DEADLOCK: c_int = -109;
 
 /// `DSS_decoder_1v0_t`: `L` NULL means cancelled (free `pData`).
-pub type DecoderFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void) -> c_int;
-/// `DSS_return_1v0_t`: the answer of a blocking delivery (`garbage` 0 or 1).
-pub type ReturnFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, *mut c_void, c_int) -> c_int;
+///
+/// `"C-unwind"`: called with a state it may raise a Lua error (against
+/// the header's rule, or out of memory in `lua_pushstring`), which on
+/// LuaJIT x64 is an unwind through the caller's frames.
+pub type DecoderFn = unsafe extern "C-unwind" fn(*mut lua_State, *mut c_void, *mut c_void) -> c_int;
+/// `DSS_return_1v0_t`: the answer of a blocking delivery (`garbage` 0 or
+/// 1). `"C-unwind"` as [`DecoderFn`].
+pub type ReturnFn =
+    unsafe extern "C-unwind" fn(*mut lua_State, *mut c_void, *mut c_void, c_int) -> c_int;
 /// `DSS_cancel_1v0_t`: the utility's state closed.
 pub type CancelFn = unsafe extern "C" fn(*mut c_void);
 

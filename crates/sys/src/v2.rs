@@ -56,13 +56,21 @@ pub const INLINE_MAX: usize = 24;
 pub const RAN: c_int = -1;
 
 /// `dss2_run_fn`.
-pub type RunFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
-/// `dss2_reply_fn`.
-pub type ReplyFn = unsafe extern "C" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
+///
+/// `"C-unwind"`: given a state it may raise a Lua error (against the
+/// header's rule, or out of memory in `lua_pushstring`), which on LuaJIT
+/// x64 is an unwind through the caller's frames. So may [`ReplyFn`] and
+/// [`FinalizeFn`]; the callbacks without a state cannot.
+pub type RunFn = unsafe extern "C-unwind" fn(*mut lua_State, *mut c_void, Handle) -> c_int;
+/// `dss2_reply_fn` (`"C-unwind"`, see [`RunFn`]).
+pub type ReplyFn = unsafe extern "C-unwind" fn(*mut lua_State, *mut c_void, Handle, c_int) -> c_int;
 /// `dss2_free_fn`.
 pub type FreeFn = unsafe extern "C" fn(*mut c_void, c_int);
 /// `dss2_cancel_fn`.
 pub type CancelFn = unsafe extern "C" fn(Handle, *mut c_void);
+/// `dss2_finalize_fn`: the utility's Lua-thread finalizer (`"C-unwind"`,
+/// see [`RunFn`]).
+pub type FinalizeFn = unsafe extern "C-unwind" fn(*mut lua_State, Handle, *mut c_void);
 
 /// `dss2_reg_fn`.
 pub type RegFn = unsafe extern "C" fn(
@@ -112,6 +120,8 @@ pub type PostInlineFn = unsafe extern "C" fn(
     usize,
     c_long,
 ) -> c_int;
+/// `dss2_setfinalizer_fn`.
+pub type SetFinalizerFn = unsafe extern "C" fn(Handle, Option<FinalizeFn>, *mut c_void) -> c_int;
 
 /// `dss2_stats_t`: per-utility counters. Set `size` before calling
 /// `stats()`; only the fields that fit in it are written.
@@ -195,6 +205,9 @@ pub struct Api {
     /// the item (any thread). Appended after `waits`: check `size` before
     /// use ([`Api::has_post_inline`]).
     pub post_inline: PostInlineFn,
+    /// Sets the utility's Lua-thread finalizer. Appended after
+    /// `post_inline`: check `size` before use ([`Api::has_setfinalizer`]).
+    pub setfinalizer: SetFinalizerFn,
 }
 
 impl Api {
@@ -206,6 +219,12 @@ impl Api {
     /// The size of the struct without `post_inline`: what a publisher of
     /// 0.1.0 before it had (the least a user of `waits` needs).
     pub const SIZE_WITH_WAITS: usize = core::mem::offset_of!(Api, post_inline);
+
+    /// Whether the publisher's struct has `setfinalizer` (`DSS2_HAS`).
+    pub fn has_setfinalizer(&self) -> bool {
+        self.size
+            >= core::mem::offset_of!(Api, setfinalizer) + core::mem::size_of::<SetFinalizerFn>()
+    }
 }
 
 // SAFETY: the published struct is an immutable static of the module, valid

@@ -51,6 +51,7 @@ int main(void) {
     OFF(dss_api_2v0_t, strerror);
     OFF(dss_api_2v0_t, waits);
     OFF(dss_api_2v0_t, post_inline);
+    OFF(dss_api_2v0_t, setfinalizer);
     SIZE(dss2_stats_t);
     OFF(dss2_stats_t, size);
     OFF(dss2_stats_t, posted);

@@ -102,6 +102,7 @@ fn from_rust() -> BTreeMap<String, String> {
     off!("dss_api_2v0_t", v2::Api, strerror);
     off!("dss_api_2v0_t", v2::Api, waits);
     off!("dss_api_2v0_t", v2::Api, post_inline);
+    off!("dss_api_2v0_t", v2::Api, setfinalizer);
     put("sizeof dss2_stats_t", size_of::<v2::Stats>().to_string());
     off!("dss2_stats_t", v2::Stats, size);
     off!("dss2_stats_t", v2::Stats, posted);

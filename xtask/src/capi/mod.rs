@@ -13,6 +13,8 @@
 //!   in one process and closes one under load.
 //! * `tests/c/luaexit.c`: deliveries from a SIGTERM handler into a Lua
 //!   thread spinning in `poll()`/`dispatch()` (see `signal.rs`).
+//! * `tests/c/promises.c`, per Lua: the entry points at close, `unreg()`
+//!   racing the Lua thread, raising callbacks, finalizers (`promises.rs`).
 //!
 //! `capi-sanitize` runs the same programs under valgrind (memcheck; any
 //! error or definitely lost block fails) and the C host and utility again
@@ -23,6 +25,7 @@
 
 mod build;
 mod header;
+mod promises;
 mod sanitize;
 mod signal;
 
@@ -83,6 +86,8 @@ pub fn main(sanitize: bool) -> Result {
         cmd.arg(root().join("tests/c/capi.lua")).arg(&dir);
         clear_lua_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
+        promises::build(&dir, t.include, &[])?;
+        promises::check(Command::new(t.lua.interpreter), &dir, promises::ROUNDS)?;
         wakeups(t, &dir)?;
         if sanitize && t.valgrind {
             let mut cmd = Command::new(VALGRIND[0]);
@@ -92,6 +97,9 @@ pub fn main(sanitize: bool) -> Result {
                 .arg(&dir);
             clear_lua_env(&mut cmd);
             run_expect_cancel(&mut cmd)?;
+            let mut cmd = Command::new(VALGRIND[0]);
+            cmd.args(&VALGRIND[1..]).arg(t.lua.interpreter);
+            promises::check(cmd, &dir, promises::ROUNDS_VALGRIND)?;
         }
         dirs.push(dir);
     }
@@ -123,6 +131,11 @@ pub fn main(sanitize: bool) -> Result {
             .env("ASAN_OPTIONS", asan_options);
         clear_lua_env(&mut cmd);
         run_expect_cancel(&mut cmd)?;
+        promises::build(&dir, "/usr/include/lua5.4", &asan)?;
+        let mut cmd = Command::new("lua5.4");
+        cmd.env("LD_PRELOAD", asan_runtime()?)
+            .env("ASAN_OPTIONS", asan_options);
+        promises::check(cmd, &dir, promises::ROUNDS_VALGRIND)?;
     }
     eprintln!(
         "xtask capi: all C-ABI tests passed{}",

@@ -89,6 +89,11 @@ pub(crate) struct Util {
     pub(crate) cancel: Cancel,
     /// Whether the shared object of the utility's callbacks is pinned.
     pub(crate) pinned: AtomicBool,
+    /// Set by `unreg()` before it waits for a running callback (see
+    /// `running.rs`): no callback of the utility starts afterwards.
+    pub(crate) gone: AtomicBool,
+    /// What the C ABI keeps for the utility's state.
+    pub(crate) shared: Arc<super::PerState>,
 }
 
 impl Util {
@@ -267,6 +272,8 @@ mod tests {
             keep: Mutex::new(Vec::new()),
             cancel: Cancel::V2(None, SendPtr(std::ptr::null_mut())),
             pinned: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            shared: Arc::default(),
         })
     }
 

@@ -137,6 +137,25 @@ impl Task for CItem {
                 });
             }
         }
+        // Marked running before its callbacks run (see `running.rs`); a
+        // utility being unregistered gets its item discarded instead,
+        // before a claimed call is let go (its data is still lent).
+        let util = handles::get(handle).filter(|u| u.shared.running.enter(u));
+        let Some(util) = util else {
+            let why = if closed(handle) {
+                Discarded::Closed
+            } else {
+                Discarded::Unregistered
+            };
+            self.discard_now(why);
+            if let Some(reply) = &self.reply {
+                reply.unclaim();
+            }
+            return Ok(Prepared {
+                call: None,
+                reply: None,
+            });
+        };
         self.done = true;
         if let Some(turns) = &self.turns {
             // Claimed: the thread in `deliver` cannot have taken it.
@@ -156,13 +175,12 @@ impl Task for CItem {
                 raw::call_pushing(lua, |state| run(state.cast(), data, handle))
             },
         };
+        util.shared.running.leave();
         if let Some(reply) = &self.reply {
             reply.unclaim();
         }
-        if let Some(util) = handles::get(handle) {
-            // The general path: this Lua thread is the consumer.
-            util.port.count_ran(1);
-        }
+        // The general path: this Lua thread is the consumer.
+        util.port.count_ran(1);
         let mut values = result?;
         let Some(callback) = values.pop_front() else {
             // Nothing to call: the 1v0 return callback is never due, and

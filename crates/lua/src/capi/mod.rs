@@ -10,6 +10,8 @@
 //! | `item.rs` | blocking deliveries (1v0 `deliver` with a return callback, 2v0 `call`): the [`Task`](crate::item::Task) that calls the utility's decoder or `run` |
 //! | `reply.rs` | their answer path: the [`ReplySink`](crate::item::ReplySink) that calls the return or reply callback |
 //! | `turns.rs` | a 1v0 blocking delivery's once-only callbacks, shared with the thread blocked in `deliver` |
+//! | `running.rs` | which utility's callback the Lua thread runs now: what `unreg()` from another thread waits for |
+//! | `finalize.rs` | 2v0 Lua-thread finalizers (`setfinalizer()`), run after `unreg()` or at close |
 //! | `v1.rs` | `DSS_api_1v0_t` |
 //! | `v2.rs` | `dss_api_2v0_t`: registration, deliveries, keep-alive |
 //! | `v2_query.rs` | 2v0's `stats`, `waits`, `status`, `strerror` |
@@ -33,10 +35,12 @@
 //!   ([`pin`]), so Lua's `dlclose` at `lua_close` cannot unmap code that is
 //!   still called (DarkSideSync 1.0 crashed there).
 
+pub(crate) mod finalize;
 pub(crate) mod handles;
 mod item;
 mod post;
 mod reply;
+pub(crate) mod running;
 mod turns;
 pub(crate) mod v1;
 pub(crate) mod v2;
@@ -78,6 +82,19 @@ struct CapiState {
 }
 
 static NEXT_STATE: AtomicU64 = AtomicU64::new(1);
+
+/// What the C ABI keeps per state, shared by the state's hub (the Lua
+/// thread's side) and its utilities' records (`unreg()`'s side).
+#[derive(Default)]
+pub(crate) struct PerState {
+    pub(crate) running: running::Running,
+    pub(crate) finalizers: finalize::Finalizers,
+}
+
+/// Registry key of the state's closing flag (`prelude.lua`'s `closing`
+/// table), which the entry points taking a `lua_State*` read raw: once
+/// lua_close runs finalisers mlua's per-state data may be gone.
+pub(crate) const CLOSING_KEY: &std::ffi::CStr = c"darksidesync.closing";
 
 /// Runs `f`, turning a panic into `fallback` (never unwinding into C).
 pub(crate) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
@@ -136,6 +153,11 @@ pub(crate) unsafe fn state_of(l: *mut ffi::lua_State) -> Result<(Rc<StateHub>, u
     if !published {
         return Err(StateError::NotStarted);
     }
+    // SAFETY: as above.
+    if unsafe { raw::registry_flag(l, CLOSING_KEY) } != Some(false) {
+        // lua_close runs finalisers: mlua's data may be gone already.
+        return Err(StateError::Closed);
+    }
     // SAFETY: the table is there, so this module's mlua instance was
     // initialised in this state (by our luaopen) and the pointer finds it.
     let lua = unsafe { Lua::get_or_init_from_ptr(l) };
@@ -187,6 +209,8 @@ pub(crate) fn register(
         keep: Mutex::new(Vec::new()),
         cancel,
         pinned: AtomicBool::new(false),
+        gone: AtomicBool::new(false),
+        shared: st.capi.clone(),
     });
     handles::fill(handle, util.clone());
     Ok(util)
@@ -220,11 +244,27 @@ pub(crate) fn unregister(h: Handle) -> bool {
     let Some(util) = handles::release(h) else {
         return false;
     };
+    // No callback of it starts from now on (see `running.rs`).
+    util.gone.store(true, Ordering::SeqCst);
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();
     drop(std::mem::take(&mut *util.keep_alive()));
+    if !util.port.is_closed() && !util.port.on_consumer_thread() {
+        // One running now is waited for (not on the Lua thread: from
+        // inside a callback it would wait for itself).
+        util.shared.running.wait_out(h);
+    }
+    util.shared.finalizers.unregistered(h);
     true
+}
+
+/// Gives the state's finalizers their wake-up port (registered on first
+/// use: one port per state with a 2v0 utility).
+pub(crate) fn bind_finalizers(st: &StateHub) {
+    st.capi
+        .finalizers
+        .bind_port(|| st.hub.register("darksidesync.finalizers", |_| {}).ok());
 }
 
 /// Pins the shared object that contains `f` for the life of the process,

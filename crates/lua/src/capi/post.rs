@@ -130,13 +130,8 @@ pub(crate) fn closed(h: Handle) -> bool {
 /// # Safety
 /// As [`PostOps::run`].
 unsafe fn run_deliver1(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
-    let Some(decoder) = decoder(post) else {
-        return 0;
-    };
-    // SAFETY: 1v0 contract: the decoder runs on the Lua thread with a
-    // valid state, once (the post was taken).
-    let n = unsafe { decoder(state.cast(), post.pointer(), handles::to_utilid(post.owner)) };
-    n.max(0)
+    // SAFETY: as run_guarded's contract.
+    unsafe { run_guarded(state, post, Kind::Deliver1) }
 }
 
 fn discard_deliver1(post: &mut PostParts, why: Option<Discarded>) {
@@ -159,40 +154,136 @@ fn discard_deliver1(post: &mut PostParts, why: Option<Discarded>) {
 /// # Safety
 /// As [`PostOps::run`].
 unsafe fn run_post2(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
-    let data = post.pointer();
-    // SAFETY: as run_post2_with's contract; `data` is the post's pointer.
-    unsafe { run_post2_with(state, post, data) }.max(0)
+    // SAFETY: as run_guarded's contract.
+    unsafe { run_guarded(state, post, Kind::Post2) }
 }
 
 /// # Safety
 /// As [`PostOps::run`].
 unsafe fn run_post2_inline(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
-    let data = post.bytes_ptr();
-    // SAFETY: as run_post2_with's contract; `data` points to the post's
-    // bytes, alive during both calls.
-    unsafe { run_post2_with(state, post, data) }
+    // SAFETY: as run_guarded's contract.
+    unsafe { run_guarded(state, post, Kind::Post2Inline) }
 }
 
-/// `run(L, data)` then `free(data, OK)`.
+/// Which post a [`run_guarded`] runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Deliver1,
+    Post2,
+    Post2Inline,
+}
+
+impl Kind {
+    /// What the post's callbacks take.
+    fn data(self, post: &mut PostParts) -> *mut c_void {
+        match self {
+            Kind::Deliver1 | Kind::Post2 => post.pointer(),
+            Kind::Post2Inline => post.bytes_ptr(),
+        }
+    }
+
+    fn discard(self, post: &mut PostParts, why: Discarded) {
+        match self {
+            Kind::Deliver1 => discard_deliver1(post, Some(why)),
+            Kind::Post2 => discard_post2(post, Some(why)),
+            Kind::Post2Inline => discard_post2_inline(post, Some(why)),
+        }
+    }
+}
+
+/// What the protected call of [`run_guarded`] gets.
+struct Guarded<'a> {
+    post: &'a mut PostParts,
+    kind: Kind,
+    /// What the decoder or `run` returned.
+    n: c_int,
+}
+
+/// Runs a C post: marks its utility running (see `running.rs`: an item of
+/// a utility being unregistered is discarded instead), calls its decoder
+/// or `run` inside `lua_pcall`, then the 2v0 `free(data, OK)`, then
+/// unmarks. A decoder or `run` that raises (against its contract) is
+/// survived: its error comes back as the callback `raise(err)`, so the
+/// item loop hands it to the error handler and `poll()`'s caller gets a
+/// callback that raises it.
 ///
 /// # Safety
-/// As [`PostOps::run`]; `data` is what the post's callbacks take.
-unsafe fn run_post2_with(
-    state: *mut ffi::lua_State,
-    post: &mut PostParts,
-    data: *mut c_void,
-) -> c_int {
-    let Some(run) = run2(post) else {
+/// As [`PostOps::run`], with 2 more free slots.
+unsafe fn run_guarded(state: *mut ffi::lua_State, post: &mut PostParts, kind: Kind) -> c_int {
+    unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
+        // SAFETY: argument 1 is the light userdata pushed below, pointing
+        // to a `Guarded` alive for the whole protected call; the callback
+        // gets a fresh C frame (LUA_MINSTACK slots) and no Rust value with
+        // a destructor is alive here.
+        unsafe {
+            let g = &mut *ffi::lua_touserdata(state, 1).cast::<Guarded>();
+            ffi::lua_settop(state, 0);
+            let data = g.kind.data(g.post);
+            g.n = match g.kind {
+                Kind::Deliver1 => match decoder(g.post) {
+                    Some(decoder) => decoder(state.cast(), data, handles::to_utilid(g.post.owner)),
+                    None => 0,
+                },
+                Kind::Post2 | Kind::Post2Inline => match run2(g.post) {
+                    Some(run) => run(state.cast(), data, g.post.owner),
+                    None => 0,
+                },
+            };
+            g.n.clamp(0, ffi::lua_gettop(state))
+        }
+    }
+    let Some(util) = handles::get(post.owner) else {
+        kind.discard(post, Discarded::Unregistered);
         return 0;
     };
-    // SAFETY: 2v0 contract: run on the Lua thread with a valid state, then
-    // free(data, OK), each once (the post was taken).
-    unsafe {
-        let n = run(state.cast(), data, post.owner);
+    let running = &util.shared.running;
+    if !running.enter(&util) {
+        kind.discard(post, Discarded::Unregistered);
+        return 0;
+    }
+    let mut g = Guarded { post, kind, n: 0 };
+    // SAFETY: per the contract: 2 slots for the function and its
+    // argument; the pcall leaves the results or one error value.
+    let (raised, pushed) = unsafe {
+        let base = ffi::lua_gettop(state);
+        ffi::lua_pushcfunction(state, trampoline);
+        ffi::lua_pushlightuserdata(state, (&mut g as *mut Guarded).cast());
+        let raised = ffi::lua_pcall(state, 1, ffi::LUA_MULTRET, 0) != 0;
+        (raised, ffi::lua_gettop(state) - base)
+    };
+    let (post, n) = (g.post, g.n);
+    if kind != Kind::Deliver1 {
         if let Some(free) = free2(post) {
-            free(data, OK);
+            let data = kind.data(post);
+            // SAFETY: 2v0 contract: run was called (or raised); `data` is
+            // freed exactly once (the post was taken).
+            unsafe { free(data, OK) };
         }
-        n
+    }
+    running.leave();
+    if raised {
+        // SAFETY: the error value is on top; one slot is free (the pcall
+        // popped two values and pushed one).
+        unsafe {
+            ffi::lua_pushcfunction(state, raise_arg);
+            ffi::lua_insert(state, -2);
+        }
+        return 2;
+    }
+    if n == crate::post::RAN && pushed == 0 {
+        return n;
+    }
+    pushed
+}
+
+/// The callback of a post whose decoder or `run` raised: raises its
+/// argument (the error), so the error reaches the error handler.
+unsafe extern "C-unwind" fn raise_arg(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: called by Lua with the error as argument 1; no Rust value
+    // with a destructor is alive here.
+    unsafe {
+        ffi::lua_settop(state, 1);
+        ffi::lua_error(state)
     }
 }
 

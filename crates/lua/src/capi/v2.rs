@@ -18,6 +18,7 @@ use darksidesync_core::{CallError, Discarded, PostError, PostErrorKind, Posted};
 use darksidesync_sys::lua_State;
 pub(crate) use darksidesync_sys::v2::*;
 
+use super::finalize::Finalizer;
 use super::handles::{self, Cancel, SendPtr, Util, Version};
 use super::item::{CItem, Callbacks};
 use super::v2_query::{stats, status, strerror, waits};
@@ -39,6 +40,7 @@ pub(crate) static API: Api = Api {
     strerror,
     waits,
     post_inline,
+    setfinalizer,
 };
 
 fn v2_code(c: StateError) -> c_int {
@@ -125,6 +127,7 @@ unsafe extern "C" fn reg(
             Cancel::V2(cancel, SendPtr(ud)),
         ) {
             Ok(util) => {
+                super::bind_finalizers(&st);
                 if let Some(c) = cancel {
                     super::pin_once(&util, c as *const c_void);
                 }
@@ -428,5 +431,39 @@ unsafe extern "C" fn release(h: Handle) -> c_int {
             }
             None => EINVAL,
         }
+    })
+}
+
+/// `setfinalizer`: see `dss2_setfinalizer_fn`.
+///
+/// # Safety
+/// `f`, if given, has the header's signature; `ud` is only handed back.
+pub(super) unsafe extern "C" fn setfinalizer(
+    h: Handle,
+    f: Option<FinalizeFn>,
+    ud: *mut c_void,
+) -> c_int {
+    guard(EINTERNAL, || {
+        let util = match handles::live(h, Version::V2, ECLOSED, ESTALE) {
+            Ok(u) => u,
+            Err(code) => return code,
+        };
+        if let Some(f) = f {
+            super::pin_once(&util, f as *const c_void);
+        }
+        let finalizers = &util.shared.finalizers;
+        finalizers.set(
+            h,
+            f.map(|f| Finalizer {
+                f,
+                h,
+                ud: SendPtr(ud),
+            }),
+        );
+        if util.gone.load(Ordering::SeqCst) {
+            // unreg() raced this call and may have missed it: due now.
+            finalizers.unregistered(h);
+        }
+        OK
     })
 }

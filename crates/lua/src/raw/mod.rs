@@ -117,6 +117,31 @@ pub(crate) unsafe fn registry_field_is_table(
     }
 }
 
+/// Whether `registry[name][1]` is true (`None`: no stack room). Uses 2
+/// slots, cannot raise.
+///
+/// # Safety
+/// `state` is a valid state on its thread.
+pub(crate) unsafe fn registry_flag(state: *mut ffi::lua_State, name: &CStr) -> Option<bool> {
+    // SAFETY: per the contract; the registry and the flag table have no
+    // metatable, so raw reads cannot raise (but for memory, see above).
+    unsafe {
+        if ffi::lua_checkstack(state, 2) == 0 {
+            return None;
+        }
+        ffi::lua_pushstring(state, name.as_ptr());
+        ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
+        let set = ffi::lua_type(state, -1) == ffi::LUA_TTABLE && {
+            ffi::lua_rawgeti(state, -1, 1);
+            let set = ffi::lua_toboolean(state, -1) != 0;
+            ffi::lua_pop(state, 1);
+            set
+        };
+        ffi::lua_pop(state, 1);
+        Some(set)
+    }
+}
+
 /// The main thread of the state `state` belongs to (on 5.1, which keeps
 /// none in the registry, `state` itself: the thread the module is opened
 /// in, as mlua takes it). Uses 1 slot, cannot raise.

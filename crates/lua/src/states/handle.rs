@@ -139,9 +139,9 @@ fn call_with(
         Err(e) => {
             let reason = match e {
                 CallError::TimedOut => "timeout".to_string(),
-                CallError::Closed | CallError::Unregistered | CallError::Cancelled => {
-                    "closed".to_string()
-                }
+                CallError::Closed | CallError::Unregistered => "closed".to_string(),
+                // The other state is alive: its handler dropped the reply.
+                CallError::Cancelled => "cancelled".to_string(),
                 other => other.to_string(),
             };
             Err(format!("darksidesync.states: {what}: {reason}").into())
