@@ -33,6 +33,28 @@ fn post_retrying<T: Send + 'static>(port: &Port<T>, mut item: T, stop: &AtomicBo
     }
 }
 
+/// `producers` threads, producer `p` posting `(p, 0)`, `(p, 1)`, ...
+/// `(p, each - 1)` without waiting (retrying while full) until `stop`.
+fn spawn_producers(
+    port: &Port<(u64, u64)>,
+    producers: u64,
+    each: u64,
+    stop: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..producers)
+        .map(|p| {
+            let (port, stop) = (port.clone(), stop.clone());
+            thread::spawn(move || {
+                for i in 0..each {
+                    if !post_retrying(&port, (p, i), &stop) {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 fn identity_holds(s: &Stats) -> bool {
     s.posted == s.delivered + s.cancelled + s.depth as u64
 }
@@ -104,18 +126,7 @@ fn bound_and_identity_hold(cap: usize) {
         let hub: Hub<(u64, u64)> = Hub::with_capacity(cap);
         let port = hub.register("p", |_| {}).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let (port, stop) = (port.clone(), stop.clone());
-                thread::spawn(move || {
-                    for i in 0..EACH {
-                        if !post_retrying(&port, (p, i), &stop) {
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect();
+        let producers = spawn_producers(&port, PRODUCERS, EACH, &stop);
         let mut next = [0u64; PRODUCERS as usize];
         let mut batch = Batch::new();
         let mut got = 0;
@@ -235,18 +246,7 @@ fn fifo_holds_while_a_signal_handler_posts_on_the_consumer_thread() {
         let consumer = unsafe { libc::pthread_self() } as u64;
         hub.bind_consumer();
         let stop = Arc::new(AtomicBool::new(false));
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let (port, stop) = (port.clone(), stop.clone());
-                thread::spawn(move || {
-                    for i in 0..EACH {
-                        if !post_retrying(&port, (p, i), &stop) {
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect();
+        let producers = spawn_producers(&port, PRODUCERS, EACH, &stop);
         let signaller = {
             let stop = stop.clone();
             thread::spawn(move || {
