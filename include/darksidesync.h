@@ -227,7 +227,7 @@ struct lua_State;
  *   - cancelled items get decoder(NULL, ...) without crashing.
  *   - the queue is bounded (`darksidesync.setcapacity`); on a full queue
  *     a fire-and-forget deliver() returns DSS_ERR_OUT_OF_MEMORY at once
- *     (1.0 promised it never waits), a blocking one waits for room, or
+ *     (1.0 promised it never waits for room), a blocking one waits for room, or
  *     returns DSS_ERR_OUT_OF_MEMORY on the Lua thread.
  *   - a blocking deliver() from the Lua thread returns
  *     DSS_ERR_WOULD_DEADLOCK instead of hanging.
@@ -269,8 +269,9 @@ typedef void *(*DSS_register_1v0_t)(struct lua_State *L, void *libid, DSS_cancel
  * DSS_ERR_UNKNOWN_LIB / DSS_ERR_NO_GLOBALS / DSS_ERR_NOT_STARTED. */
 typedef void *(*DSS_getutilid_1v0_t)(struct lua_State *L, void *libid, int *errcode);
 /* Any thread. Queues an item (see "Life of an item"); pReturn NULL means
- * fire-and-forget, which never waits (DSS_ERR_OUT_OF_MEMORY when the
- * queue is full). Returns DSS_SUCCESS, DSS_ERR_UDP_SEND_FAILED (queued),
+ * fire-and-forget, which never waits for room (DSS_ERR_OUT_OF_MEMORY when
+ * the queue is full; the one wait it can make, for the queue's lock with
+ * a full side ring, is under "Signal handlers"). Returns DSS_SUCCESS, DSS_ERR_UDP_SEND_FAILED (queued),
  * DSS_ERR_INVALID_UTILID, DSS_ERR_NOT_STARTED, DSS_ERR_NO_DECODE_PROVIDED,
  * DSS_ERR_OUT_OF_MEMORY, DSS_ERR_WOULD_DEADLOCK. */
 typedef int (*DSS_deliver_1v0_t)(void *utilid, DSS_decoder_1v0_t pDecode, DSS_return_1v0_t pReturn, void *pData);
