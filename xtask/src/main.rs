@@ -90,7 +90,7 @@ fn usage() -> &'static str {
      \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
      \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
      \x20 bench --readme                                 README.md's performance table from bench/results/results.md\n\
-     \x20 module --lua <5.1|5.2|5.3|5.4|jit> [--out DIR]  build the release Lua module (size printed, < 2 MB) and install it with its Lua files into DIR\n\
+     \x20 module --lua <5.1|5.2|5.3|5.4|jit> [--out DIR]  build the release Lua module (size printed, < 3 MB) and install it with its Lua files into DIR\n\
      \x20   [--lua-interpreter PATH] [--lua-dir DIR]     (the Lua version asked from PATH; the Lua files into another DIR)\n\
      \x20 package                                        cargo package (no verify) for every published crate\n\
      \x20 rocks                                          luarocks make (5.1, 5.4) into target/rocks and a spec with `luarocks path`\n\
