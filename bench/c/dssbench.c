@@ -19,11 +19,13 @@
  *                                          waits: refused on a full queue, tried again)
  *   b.call1(cb, calls, gap_us)    -> job   1v0 blocking deliver(); reply = cb's result
  *   b.post2(cb, producers, per)   -> job   2v0 post(), waiting for room
+ *   b.post2nw(cb, producers, per) -> job   2v0 post(..., 0), never waiting (refused
+ *                                          DSS2_EFULL on a full queue, tried again)
  *   b.call2(cb, calls, gap_us)    -> job   2v0 call(); reply = cb's result
  *   job:wait()                    -> true  joins the job's threads
  *   job:done()                    -> boolean
  *   job:result()                  -> { sent =, failed =, bad_replies =,
- *                                          full_retries = (1v0 deliver refused
+ *                                          full_retries = (a no-wait post refused
  *                                          as full and tried again),
  *                                          p50_us =, p99_us =, max_us =,
  *                                          error = "code (text)" of a failed delivery }
@@ -51,8 +53,36 @@
 
 #include "darksidesync.h"
 
-#if LUA_VERSION_NUM < 503
-#error "dssbench needs Lua 5.3 or newer (lua_rawgetp, lua_isinteger)"
+/* Lua 5.1 and LuaJIT (built against the 5.1 headers, its ABI): the few
+ * 5.2+ calls used here, spelt with 5.1's API. */
+#if LUA_VERSION_NUM < 502
+#define LUA_OK 0
+static void compat_rawgetp(lua_State *L, int idx, const void *p) {
+    lua_pushlightuserdata(L, (void *)p);
+    lua_rawget(L, idx);
+}
+static void compat_rawsetp(lua_State *L, int idx, const void *p) {
+    lua_pushlightuserdata(L, (void *)p);
+    lua_insert(L, -2);
+    lua_rawset(L, idx);
+}
+static void compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+    for (; l->name != NULL; l++) {
+        for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+#define lua_rawgetp(L, idx, p) compat_rawgetp(L, idx, p)
+#define lua_rawsetp(L, idx, p) compat_rawsetp(L, idx, p)
+#define luaL_setfuncs(L, l, nup) compat_setfuncs(L, l, nup)
+#define luaL_setmetatable(L, name) (luaL_getmetatable(L, name), lua_setmetatable(L, -2))
+#define luaL_newlibtable(L, l) lua_createtable(L, 0, (int)(sizeof(l) / sizeof *(l)) - 1)
+#define luaL_newlib(L, l) (luaL_newlibtable(L, l), luaL_setfuncs(L, l, 0))
+/* Every number is a float there: an integral one is the reply's integer. */
+#define lua_isinteger(L, i) \
+    (lua_type(L, i) == LUA_TNUMBER && lua_tonumber(L, i) == (lua_Number)lua_tointeger(L, i))
 #endif
 
 #define MAX_PRODUCERS 16
@@ -72,7 +102,7 @@ typedef struct context {
     dss2_handle handle;
 } context;
 
-typedef enum { POST1, CALL1, POST2, CALL2 } job_kind;
+typedef enum { POST1, CALL1, POST2, POST2NW, CALL2 } job_kind;
 
 typedef struct job {
     job_kind kind;
@@ -84,7 +114,7 @@ typedef struct job {
     int joined;
     atomic_int finished;
     atomic_long sent, failed, bad_replies;
-    atomic_long full_retries; /* 1v0 fire-and-forget refused as full, retried */
+    atomic_long full_retries; /* a no-wait post refused as full, retried */
     atomic_int error; /* the code of the last failed delivery, 0 if none */
     uint64_t *latencies_ns; /* calls only */
 } job;
@@ -176,6 +206,12 @@ static void free2(void *data, int outcome) {
     if (outcome != DSS2_OK) atomic_fetch_add(&cancelled, 1);
 }
 
+/* A no-wait post refused as full is tried again: not a cancellation. */
+static void free2_nowait(void *data, int outcome) {
+    (void)data;
+    if (outcome != DSS2_OK && outcome != DSS2_EFULL) atomic_fetch_add(&cancelled, 1);
+}
+
 static int reply2(lua_State *L, void *data, dss2_handle h, int nresults) {
     call_slot *slot = data;
     (void)h;
@@ -206,6 +242,13 @@ static void *produce(void *arg) {
              * refuses (we keep data) and a 1v0 utility tries again. */
             while ((rc = api1->deliver(j->ctx->utilid, decode1, NULL, data)) ==
                    DSS_ERR_OUT_OF_MEMORY) {
+                retries++;
+                sched_yield();
+            }
+        } else if (j->kind == POST2NW) {
+            /* post(..., 0) never waits either: DSS2_EFULL, tried again. */
+            while ((rc = api2->post(j->ctx->handle, run2, free2_nowait, data, 0)) ==
+                   DSS2_EFULL) {
                 retries++;
                 sched_yield();
             }
@@ -312,6 +355,7 @@ static int start(lua_State *L, job_kind kind) {
 static int l_post1(lua_State *L) { return start(L, POST1); }
 static int l_call1(lua_State *L) { return start(L, CALL1); }
 static int l_post2(lua_State *L) { return start(L, POST2); }
+static int l_post2nw(lua_State *L) { return start(L, POST2NW); }
 static int l_call2(lua_State *L) { return start(L, CALL2); }
 
 static job *check_job(lua_State *L) {
@@ -448,7 +492,8 @@ int luaopen_dssbench(lua_State *L) {
     lua_pop(L, 1);
 
     static const luaL_Reg funcs[] = {{"post1", l_post1}, {"call1", l_call1},
-                                     {"post2", l_post2}, {"call2", l_call2},
+                                     {"post2", l_post2}, {"post2nw", l_post2nw},
+                                     {"call2", l_call2},
                                      {"pcall_loop", l_pcall_loop}, {"cancelled", l_cancelled},
                                      {"now", l_now}, {NULL, NULL}};
     luaL_newlibtable(L, funcs);

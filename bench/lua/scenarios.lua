@@ -3,15 +3,17 @@
 --
 --   lua5.4 bench/lua/scenarios.lua <scenario> [args...]
 --
--- with LUA_PATH/LUA_CPATH pointing at an installed module (`cargo xtask
--- module --lua 5.4 --out DIR`) and, for the public paths, the benchmark
--- utilities dssbench.so (bench/c) and dssbenchrs.so (bench/rust) beside it.
+-- (or lua5.1, luajit: the file is Lua 5.1 as well) with LUA_PATH/LUA_CPATH
+-- pointing at an installed module (`cargo xtask module --lua 5.4 --out
+-- DIR`) and, for the public paths, the benchmark utilities dssbench.so
+-- (bench/c) and dssbenchrs.so (bench/rust), built for that Lua, beside it.
 -- Each prints one line `RESULT key=value key=value ...` that xtask parses.
 --
 -- <source> is where items come from:
 --   internal  darksidesync.benchlib (the module's own Item::call path)
 --   c1        dssbench through DSS API 1v0 (deliver)
---   c2        dssbench through DSS API 2v0 (post / call)
+--   c2        dssbench through DSS API 2v0 (post waiting for room / call)
+--   c2nw      dssbench through DSS API 2v0 post(..., 0), never waiting
 --   rust      dssbenchrs on darksidesync-binding (Dss::post / Dss::call)
 --   rustcb    the same through Dss::post_callback / Dss::call_callback
 --
@@ -19,7 +21,10 @@
 --                                with "timed": darksidesync.timing(true) first, and
 --                                the items' queue waits reported (wait_p50_us ...)
 --   drain      <source> <items>   poll() over a pre-filled queue
---   roundtrip  <source> <wait|luv> <calls> <gap_us>
+--   roundtrip  <source> <wait|luv|cqueues|cqueues_inline> <calls> <gap_us>
+--                                cqueues_inline: a cqueues loop on fd() calling
+--                                dispatch() itself, without the adapter's
+--                                coroutine per item (what cqueues alone costs)
 --   limit_poll <items>           pure Lua: the Lua side of poll() alone
 --   limit_pcall <items>          C calls a Lua function per item via lua_pcall
 --   queued     <items>           resident bytes per item with <items> queued
@@ -31,6 +36,11 @@
 -- integers and fail (non-zero exit) unless each arrived exactly once.
 local scenario = arg[1]
 local unpack = table.unpack or unpack
+-- An argument as an integer (5.3+) or a whole float (5.1, LuaJIT).
+local toint = math.tointeger and function(x) return math.tointeger(tonumber(x)) end
+  or function(x) return tonumber(x) end
+-- x / 2 for an even x, exact below 2^53 (no `//` in 5.1).
+local function half(x) return math.floor(x / 2) end
 
 local function result(t)
   local keys = {}
@@ -55,7 +65,7 @@ local SOURCES = {}
 
 local function distinct_sum(producers, per)
   local t = producers * per
-  return t * (t + 1) // 2
+  return half(t * (t + 1))
 end
 
 local function own_outcome(job)
@@ -68,7 +78,7 @@ function SOURCES.internal()
     post = function(cb, producers, per) return bl.post(cb, per, producers) end,
     call = function(cb, calls, gap) return bl.call(cb, calls, gap) end,
     -- Each producer sends 0 .. per - 1.
-    sum = function(producers, per) return producers * (per * (per - 1) // 2) end,
+    sum = function(producers, per) return producers * half(per * (per - 1)) end,
     outcome = function(job)
       job:wait()
       local r = job:result()
@@ -89,6 +99,11 @@ function SOURCES.c2()
   return { post = b.post2, call = b.call2, sum = distinct_sum, outcome = own_outcome }
 end
 
+function SOURCES.c2nw()
+  local b = require "dssbench"
+  return { post = b.post2nw, sum = distinct_sum, outcome = own_outcome }
+end
+
 function SOURCES.rust()
   local b = require "dssbenchrs"
   return { post = b.post, call = b.call, sum = distinct_sum, outcome = own_outcome }
@@ -103,6 +118,35 @@ end
 function SOURCES.rustfn()
   local b = require "dssbenchrs"
   return { post = b.post_values, sum = distinct_sum, outcome = own_outcome }
+end
+
+-- LuaCallback::post of four scalars (k, k / 2, true, "tick").
+function SOURCES.rustfn4()
+  local b = require "dssbenchrs"
+  return { post = b.post_scalars, sum = distinct_sum, outcome = own_outcome }
+end
+
+-- LuaCallback::post of a table { k = k, name = "tick", path = "/tmp/k" }:
+-- the callback reads the field (one index more than the rows above).
+function SOURCES.rustfnt()
+  local b = require "dssbenchrs"
+  return {
+    post = function(cb, producers, per)
+      return b.post_table(function(t) cb(t.k) end, producers, per)
+    end,
+    sum = distinct_sum, outcome = own_outcome,
+  }
+end
+
+-- The same table made by a post_callback's closure with mlua.
+function SOURCES.rustcbt()
+  local b = require "dssbenchrs"
+  return {
+    post = function(cb, producers, per)
+      return b.post_callback_table(function(t) cb(t.k) end, producers, per)
+    end,
+    sum = distinct_sum, outcome = own_outcome,
+  }
 end
 
 local function source(name)
@@ -141,7 +185,7 @@ local S = {}
 function S.throughput(src_name, mode, producers, per, timed)
   local dss = require "darksidesync"
   local src = source(src_name)
-  producers, per = math.tointeger(producers), math.tointeger(per)
+  producers, per = toint(producers), toint(per)
   timed = timed == "timed"
   dss.timing(timed)
   local total = producers * per
@@ -196,6 +240,7 @@ function S.throughput(src_name, mode, producers, per, timed)
     source = src_name, mode = mode, producers = producers, items = total, secs = secs,
     items_per_s = total / secs, wakeups = wakeups,
     wakeups_per_1000 = wakeups * 1000 / total, peak_depth = s.peak_depth,
+    capacity = dss.capacity(),
     full_retries = r.full_retries, timed = tostring(timed),
   }
   if timed then
@@ -210,7 +255,7 @@ end
 function S.drain(src_name, items)
   local dss = require "darksidesync"
   local src = source(src_name)
-  items = math.tointeger(items)
+  items = toint(items)
   dss.setcapacity(items + 16)
   local callback, count = counting()
   local job = src.post(callback, 1, items)
@@ -231,7 +276,7 @@ function S.drain(src_name, items)
 end
 
 function S.limit_poll(items)
-  items = math.tointeger(items)
+  items = toint(items)
   local callback, count = counting()
   -- What poll() hands back: a count, the callback, a fresh args table with n.
   local left = items
@@ -252,7 +297,7 @@ end
 function S.limit_pcall(items)
   require "darksidesync"
   local b = require "dssbench"
-  items = math.tointeger(items)
+  items = toint(items)
   local callback, count = counting()
   local t0 = now()
   b.pcall_loop(callback, items)
@@ -265,7 +310,7 @@ end
 function S.roundtrip(src_name, mode, calls, gap)
   local dss = require "darksidesync"
   local src = source(src_name)
-  calls, gap = math.tointeger(calls), math.tointeger(gap)
+  calls, gap = toint(calls), toint(gap)
   local function callback(i) return i + 1 end
   local job = src.call(callback, calls, gap)
   if mode == "wait" then
@@ -284,8 +329,29 @@ function S.roundtrip(src_name, mode, calls, gap)
       end
     end)
     uv.run()
+  elseif mode == "cqueues" then
+    local cqueues = require "cqueues"
+    local dsscq = require "darksidesync.cqueues"
+    local cq = cqueues.new()
+    local watcher = dsscq.attach(cq)
+    cq:wrap(function()
+      while not job:done() do cqueues.sleep(0.01) end
+      watcher.detach()
+    end)
+    assert(cq:loop())
+  elseif mode == "cqueues_inline" then
+    local cqueues = require "cqueues"
+    local cq = cqueues.new()
+    local pollable = { pollfd = dss.fd(), events = "r" }
+    cq:wrap(function()
+      while not job:done() do
+        cqueues.poll(pollable, 0.01)
+        dss.dispatch()
+      end
+    end)
+    assert(cq:loop())
   else
-    error("mode must be wait or luv")
+    error("mode must be wait, luv, cqueues or cqueues_inline")
   end
   local r = src.outcome(job)
   assert(r.failed == 0 and r.bad_replies == 0 and r.sent == calls,

@@ -34,6 +34,37 @@ describe("a Rust cdylib using darksidesync-binding", function()
     assert.equal(200, counted, "dispatch() counts each closure it ran")
   end)
 
+  it("names a bad argument's position and the function (darksidesync_binding::function)", function()
+    local ok, e = pcall(function() dssrust.post(nil, 1) end)
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'post': error converting Lua nil to function", e)
+  end)
+
+  it("a callback that a closure calls cannot yield under cqueues: the error reaches the handler", function()
+    -- Closures (Dss::post) are documented as not yieldable; LuaCallback
+    -- and post_callback deliveries are (tests/lua/yielding_spec.lua).
+    -- A plain coroutine.yield: cqueues.sleep itself would not yield here
+    -- but block (the closure's mlua call runs on the main state, where
+    -- cqueues polls synchronously).
+    local cqueues = require "cqueues"
+    local dsscq = require "darksidesync.cqueues"
+    local errors = {}
+    dss.seterrorhandler(function(e) errors[#errors + 1] = tostring(e) end)
+    local cq = cqueues.new()
+    local watcher = dsscq.attach(cq)
+    local reached
+    dssrust.post(function() reached = "before"; coroutine.yield(); reached = "after" end, 1)
+    cq:wrap(function()
+      local deadline = os.time() + PATIENCE
+      while #errors == 0 and os.time() <= deadline do cqueues.sleep(0.01) end
+      watcher.detach()
+    end)
+    assert(cq:loop())
+    assert.equal("before", reached)
+    assert.equal(1, #errors)
+    assert.matches("yield", errors[1])
+  end)
+
   it("returns a call's typed result to the waiting thread", function()
     local job = dssrust.call(function(s) return s .. "!" end, "hi")
     dispatch_until(function() return job:done() end, "the call")

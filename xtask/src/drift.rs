@@ -7,7 +7,9 @@
 //!   CHANGELOG.md's newest entry; the registry's `Version` is the header's;
 //! * a C program generated from `include/darksidesync.h` loads the module
 //!   and checks that every function member of the 1v0 and 2v0 API structs
-//!   it publishes is filled in.
+//!   it publishes is filled in;
+//! * README.md's performance table is the summary of
+//!   `bench/results/results.md` (written by `cargo xtask bench`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -21,6 +23,7 @@ use crate::{lua_doc, module, root};
 /// `cargo xtask drift`: the Lua exports against the reference, the C header
 /// against the module.
 pub fn main() -> Result {
+    crate::bench::check_readme()?;
     let lua = module::version("5.4")?;
     let so = module::build(lua, &module_target(lua), "dev")?;
     let dir = root().join("target/drift");
@@ -28,7 +31,7 @@ pub fn main() -> Result {
     lua_exports(&dir)?;
     versions(&dir)?;
     header_functions(&dir)?;
-    eprintln!("drift: the Lua reference, the header and the module agree");
+    eprintln!("drift: the Lua reference, the header, the module and README's figures agree");
     Ok(())
 }
 

@@ -84,11 +84,12 @@ fn usage() -> &'static str {
      \x20 test                                           the whole suite (installs what it needs)\n\
      \x20 deps                                           install the Debian packages the suite needs\n\
      \x20 hygiene                                        fmt --check, clippy -D warnings, rustdoc -D warnings, drift\n\
-     \x20 drift                                          the module's exports against doc/lua-api.md and the header\n\
+     \x20 drift                                          the module's exports against doc/lua-api.md and the header; README's figures against bench/results\n\
      \x20 lua-doc [--out DIR]                            the Lua reference as HTML (default target/doc/lua)\n\
      \x20 loom                                           the core's loom model checks\n\
      \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
      \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
+     \x20 bench --readme                                 README.md's performance table from bench/results/results.md\n\
      \x20 module --lua <5.1|5.2|5.3|5.4|jit> [--out DIR]  build the release Lua module (size printed, < 2 MB) and install it with its Lua files into DIR\n\
      \x20   [--lua-interpreter PATH] [--lua-dir DIR]     (the Lua version asked from PATH; the Lua files into another DIR)\n\
      \x20 package                                        cargo package (no verify) for every published crate\n\

@@ -13,6 +13,13 @@
 //! local job = b.call_callback(cb, calls, gap_us)
 //! -- through a LuaCallback: the threads post only the integer k
 //! local job = b.post_values(cb, producers, per)
+//! -- the same with four scalars: cb(k, k / 2, true, "tick")
+//! local job = b.post_scalars(cb, producers, per)
+//! -- the same with a table: cb({ k = k, name = "tick", path = "/tmp/k" })
+//! local job = b.post_table(cb, producers, per)
+//! -- the same table made by a post_callback's closure with mlua (the way
+//! -- before ArgTable)
+//! local job = b.post_callback_table(cb, producers, per)
 //! job:wait() --> true     job:done() --> boolean
 //! job:result() --> { sent =, failed =, bad_replies =, p50_us =, p99_us =, max_us = }
 //! ```
@@ -26,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use darksidesync_binding::{Dss, Error, LibId, LuaCallback};
+use darksidesync_binding::{ArgTable, Dss, Error, LibId, LuaCallback};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value};
 
 static LIB: LibId = LibId::new();
@@ -113,6 +120,12 @@ enum Via {
     Callback,
     /// `LuaCallback::post`: the thread posts the integer alone.
     Values,
+    /// `LuaCallback::post` of four scalars: `(k, k / 2, true, "tick")`.
+    Scalars,
+    /// `LuaCallback::post` of an [`ArgTable`] with three named fields.
+    Table,
+    /// `Dss::post_callback` whose closure makes the same table with mlua.
+    CallbackTable,
 }
 
 /// The callback of `key` and the integer, for darksidesync to call.
@@ -131,10 +144,30 @@ enum Target {
 
 fn post_one(dss: &Dss, via: Via, target: &Target, v: i64) -> Result<(), Error> {
     match (via, target) {
+        (Via::Scalars, Target::Kept(cb)) => cb.post((v, v as f64 / 2.0, true, "tick")),
+        (Via::Table, Target::Kept(cb)) => cb.post(
+            ArgTable::new()
+                .field("k", v)
+                .field("name", "tick")
+                .field("path", &b"/tmp/k"[..]),
+        ),
         (_, Target::Kept(cb)) => cb.post(v),
         (Via::Closure, Target::Key(key)) => {
             let key = key.clone();
             dss.post(move |lua| lua.registry_value::<Function>(&key)?.call(v))
+        }
+        (Via::CallbackTable, Target::Key(key)) => {
+            let key = key.clone();
+            dss.post_callback(move |lua| {
+                let t = lua.create_table_with_capacity(0, 3)?;
+                t.raw_set("k", v)?;
+                t.raw_set("name", "tick")?;
+                t.raw_set("path", lua.create_string(b"/tmp/k")?)?;
+                Ok((
+                    lua.registry_value::<Function>(&key)?,
+                    MultiValue::from_iter([Value::Table(t)]),
+                ))
+            })
         }
         (_, Target::Key(key)) => {
             let key = key.clone();
@@ -149,7 +182,7 @@ fn call_one(dss: &Dss, via: Via, key: &RegistryKey, v: i64) -> Result<i64, Error
             |lua| lua.registry_value::<Function>(key)?.call::<i64>(v),
             None,
         ),
-        Via::Callback | Via::Values => dss.call_callback(
+        _ => dss.call_callback(
             |lua| prepared(lua, key, v),
             |_, answer: MultiValue| match answer.front() {
                 Some(Value::Integer(i)) => Ok(*i),
@@ -167,7 +200,7 @@ fn post(lua: &Lua, via: Via, (cb, producers, per): (Function, usize, u64)) -> ml
     }
     let dss = handle(lua)?;
     let target = Arc::new(match via {
-        Via::Values => Target::Kept(dss.callback(lua, cb)?),
+        Via::Values | Via::Scalars | Via::Table => Target::Kept(dss.callback(lua, cb)?),
         _ => Target::Key(Arc::new(lua.create_registry_value(cb)?)),
     });
     let counts = Arc::new(Counts::default());
@@ -256,6 +289,18 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "post_values",
         lua.create_function(|lua, a| post(lua, Via::Values, a))?,
+    )?;
+    t.set(
+        "post_scalars",
+        lua.create_function(|lua, a| post(lua, Via::Scalars, a))?,
+    )?;
+    t.set(
+        "post_table",
+        lua.create_function(|lua, a| post(lua, Via::Table, a))?,
+    )?;
+    t.set(
+        "post_callback_table",
+        lua.create_function(|lua, a| post(lua, Via::CallbackTable, a))?,
     )?;
     t.set(
         "call_callback",

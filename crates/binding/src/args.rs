@@ -1,121 +1,158 @@
-//! The values a [`LuaCallback`](crate::LuaCallback) is called with
-//! ([`Args`], [`Arg`]), pushed through the Lua C API on the Lua thread,
-//! and packed into a post's data word when they fit in 32 bits.
+//! The values a [`LuaCallback`](crate::LuaCallback) is posted: [`Arg`]
+//! (one value) and [`Args`] (none, one, or a tuple of up to four).
+//!
+//! A value is made owned at the sender ([`Args::carry`]), travels in the
+//! item and is pushed through the Lua C API on the Lua thread. Scalars
+//! travel as themselves; byte strings, `Option`s and [`ArgTable`]s as
+//! owned copies. What cannot cross is refused at the sender with
+//! [`Error::Unsupported`]: an integer beyond a Lua integer, a table nested
+//! deeper than [`ArgTable::MAX_DEPTH`].
 
 use std::ffi::{c_char, c_int};
 
 use mlua::ffi::{self as lua, lua_State};
 
-mod sealed {
+pub use crate::arg_table::ArgTable;
+use crate::arg_table::{FALSE, FLOAT, INT, NIL, TRUE};
+use crate::error::Error;
+
+pub(crate) mod sealed {
+    use super::*;
+
     pub trait Sealed {}
+
+    /// One owned value, pushed on the Lua thread.
+    pub trait Push: Send + 'static {
+        /// Pushes the value onto `l`'s stack.
+        ///
+        /// # Safety
+        /// `l` is the running state, on the Lua thread, with room for one
+        /// value.
+        unsafe fn push_onto(self, l: *mut lua_State);
+
+        /// Pushes the value [`Arg::packed_one`] made `bits` of.
+        ///
+        /// # Safety
+        /// As for [`push_onto`](Push::push_onto); `bits` came from `packed_one`.
+        unsafe fn push_packed(bits: u32, l: *mut lua_State) {
+            let _ = (bits, l);
+        }
+    }
+
+    /// The owned values of a post.
+    pub trait Carried: Send + 'static {
+        /// How many values [`push`](Carried::push) pushes.
+        const COUNT: c_int;
+
+        /// Pushes the values.
+        ///
+        /// # Safety
+        /// `l` is the running state, on the Lua thread, with room for
+        /// `COUNT` values.
+        unsafe fn push(self, l: *mut lua_State);
+
+        /// Pushes the values [`Args::packed`] made `bits` of.
+        ///
+        /// # Safety
+        /// As for [`push`](Carried::push); `bits` came from `packed`.
+        unsafe fn push_packed(bits: u32, l: *mut lua_State);
+    }
 }
 
-/// Values a [`LuaCallback`](crate::LuaCallback) is called with: one [`Arg`], `()` (no value)
-/// or a tuple of up to four. Sealed: the values are pushed through the
-/// Lua C API.
-pub trait Args: sealed::Sealed + Send + 'static {
-    /// How many values [`push`](Args::push) pushes.
-    #[doc(hidden)]
-    const COUNT: c_int;
+use sealed::{Carried, Push};
 
-    /// Pushes the values.
-    ///
-    /// # Safety
-    /// `l` is the running state, on the Lua thread, with room for
-    /// `COUNT` values.
+/// Values a [`LuaCallback`](crate::LuaCallback) is called with: one
+/// [`Arg`], `()` (no value) or a tuple of up to four. Sealed: the values
+/// are pushed through the Lua C API.
+pub trait Args: sealed::Sealed + Send {
+    /// The owned values that travel in the item.
     #[doc(hidden)]
-    unsafe fn push(self, l: *mut lua_State);
+    type Carried: Carried;
 
-    /// The values in 32 bits, when they fit (see the module docs).
+    /// Makes the values owned; refuses what cannot cross.
+    #[doc(hidden)]
+    fn carry(self) -> Result<Self::Carried, Error>;
+
+    /// The values in 32 bits, when they fit (see `LuaCallback`).
     #[doc(hidden)]
     fn packed(&self) -> Option<u32> {
         None
     }
-
-    /// Pushes the values [`packed`](Args::packed) made `bits` of.
-    ///
-    /// # Safety
-    /// As for [`push`](Args::push); `bits` came from `packed`.
-    #[doc(hidden)]
-    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
-        let _ = (bits, l);
-    }
 }
 
-/// One value of [`Args`]: `i64`, `i32`, `u32`, `f64`, `bool`, `String`,
-/// `&'static str`.
-pub trait Arg: sealed::Sealed + Send + 'static {
-    /// Pushes the value.
-    ///
-    /// # Safety
-    /// As for [`Args::push`], with room for one value.
+/// One value of [`Args`] (and of an [`ArgTable`]):
+///
+/// | Rust | Lua |
+/// |---|---|
+/// | `i64`, `i32`, `u32`; `u64`, `usize` up to `i64::MAX` | integer (a number before 5.3) |
+/// | `f64`, `f32` | float |
+/// | `bool` | boolean |
+/// | `String`, `&'static str` | string |
+/// | `&[u8]`, `Vec<u8>`, `Box<[u8]>`; on unix `&OsStr`, `OsString`, `&Path`, `PathBuf` (their bytes) | string (any bytes) |
+/// | `Option<T>` | `T`'s value, or `nil` |
+/// | [`ArgTable`] | a table (named fields and a list) |
+///
+/// A borrowed `&str` goes as `s.as_bytes()` (copied) or `s.to_owned()`.
+/// A `u64` or `usize` above `i64::MAX`, or an [`ArgTable`] that cannot
+/// cross, makes the post fail at the sender with [`Error::Unsupported`].
+pub trait Arg: sealed::Sealed + Send {
+    /// The owned value that travels.
     #[doc(hidden)]
-    unsafe fn push_one(self, l: *mut lua_State);
+    type Owned: Push;
+
+    /// Makes the value owned; refuses what cannot cross.
+    #[doc(hidden)]
+    fn own(self) -> Result<Self::Owned, Error>;
+
+    /// Writes the value into an [`ArgTable`].
+    #[doc(hidden)]
+    fn encode(self, into: &mut ArgTable) -> Result<(), Error>;
 
     /// The value in 32 bits, when it fits.
     #[doc(hidden)]
     fn packed_one(&self) -> Option<u32> {
         None
     }
-
-    /// Pushes the value [`packed_one`](Arg::packed_one) made `bits` of.
-    ///
-    /// # Safety
-    /// As for [`push_one`](Arg::push_one); `bits` came from `packed_one`.
-    #[doc(hidden)]
-    unsafe fn push_packed_one(bits: u32, l: *mut lua_State) {
-        let _ = (bits, l);
-    }
 }
 
-macro_rules! arg {
-    ($t:ty, |$v:ident, $l:ident| $push:expr) => {
+/// Pushes bytes as a Lua string.
+///
+/// # Safety
+/// As for [`Push::push_onto`].
+unsafe fn push_bytes(l: *mut lua_State, b: &[u8]) {
+    // SAFETY: the caller's contract; Lua copies the bytes.
+    unsafe { lua::lua_pushlstring(l, b.as_ptr() as *const c_char, b.len()) };
+}
+
+/// An `Arg` that travels as itself.
+macro_rules! itself {
+    ($t:ty, |$v:ident, $into:ident| $encode:expr, |$pv:ident, $l:ident| $push:expr $(, packed |$p:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr)?) => {
         impl sealed::Sealed for $t {}
-        impl Arg for $t {
-            unsafe fn push_one(self, $l: *mut lua_State) {
-                let $v = self;
-                // SAFETY: the caller's contract (a running state with room).
-                unsafe { $push }
-            }
-        }
-        impl Args for $t {
-            const COUNT: c_int = 1;
-            unsafe fn push(self, l: *mut lua_State) {
-                // SAFETY: the caller's contract.
-                unsafe { self.push_one(l) }
-            }
-        }
-    };
-    ($t:ty, |$v:ident, $l:ident| $push:expr, |$pv:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr) => {
-        impl sealed::Sealed for $t {}
-        impl Arg for $t {
-            unsafe fn push_one(self, $l: *mut lua_State) {
-                let $v = self;
-                // SAFETY: the caller's contract (a running state with room).
-                unsafe { $push }
-            }
-            fn packed_one(&self) -> Option<u32> {
+        impl Push for $t {
+            unsafe fn push_onto(self, $l: *mut lua_State) {
                 let $pv = self;
-                $pack
+                // SAFETY: the caller's contract (a running state with room).
+                unsafe { $push }
             }
-            unsafe fn push_packed_one($b: u32, $bl: *mut lua_State) {
+            $(unsafe fn push_packed($b: u32, $bl: *mut lua_State) {
                 // SAFETY: the caller's contract (a running state with room).
                 unsafe { $unpack }
-            }
+            })?
         }
-        impl Args for $t {
-            const COUNT: c_int = 1;
-            unsafe fn push(self, l: *mut lua_State) {
-                // SAFETY: the caller's contract.
-                unsafe { self.push_one(l) }
+        impl Arg for $t {
+            type Owned = $t;
+            #[inline]
+            fn own(self) -> Result<$t, Error> {
+                Ok(self)
             }
-            fn packed(&self) -> Option<u32> {
-                self.packed_one()
+            fn encode(self, $into: &mut ArgTable) -> Result<(), Error> {
+                let $v = self;
+                $encode
             }
-            unsafe fn push_packed(bits: u32, l: *mut lua_State) {
-                // SAFETY: the caller's contract.
-                unsafe { <$t as Arg>::push_packed_one(bits, l) }
-            }
+            $(fn packed_one(&self) -> Option<u32> {
+                let $p = self;
+                $pack
+            })?
         }
     };
 }
@@ -123,83 +160,197 @@ macro_rules! arg {
 /// Pushes an integer packed as an `i32`.
 ///
 /// # Safety
-/// As for [`Arg::push_one`].
+/// As for [`Push::push_onto`].
 unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
     // SAFETY: the caller's contract.
     unsafe { lua::lua_pushinteger(l, bits as i32 as lua::lua_Integer) }
 }
 
-arg!(
+itself!(
     i64,
+    |v, t| t.word(INT, v.to_le_bytes()),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
-    |v| i32::try_from(*v).ok().map(|v| v as u32),
+    packed | v | i32::try_from(*v).ok().map(|v| v as u32),
     |b, l| push_i32_bits(b, l)
 );
-arg!(
+itself!(
     i32,
+    |v, t| t.word(INT, i64::from(v).to_le_bytes()),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
-    |v| Some(*v as u32),
+    packed | v | Some(*v as u32),
     |b, l| push_i32_bits(b, l)
 );
-arg!(
+itself!(
     u32,
+    |v, t| t.word(INT, i64::from(v).to_le_bytes()),
     |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
-    |v| Some(*v),
+    packed | v | Some(*v),
     |b, l| lua::lua_pushinteger(l, b as lua::lua_Integer)
 );
-arg!(
+itself!(
     bool,
+    |v, t| t.tag(if v { TRUE } else { FALSE }),
     |v, l| lua::lua_pushboolean(l, v as c_int),
-    |v| Some(*v as u32),
+    packed | v | Some(*v as u32),
     |b, l| lua::lua_pushboolean(l, (b != 0) as c_int)
 );
-arg!(f64, |v, l| lua::lua_pushnumber(l, v as lua::lua_Number));
-arg!(String, |v, l| push_str(l, &v));
-arg!(&'static str, |v, l| push_str(l, v));
+itself!(f64, |v, t| t.word(FLOAT, v.to_le_bytes()), |v, l| {
+    lua::lua_pushnumber(l, v as lua::lua_Number)
+});
+itself!(String, |v, t| t.string(v.as_bytes()), |v, l| push_bytes(
+    l,
+    v.as_bytes()
+));
+itself!(&'static str, |v, t| t.string(v.as_bytes()), |v, l| {
+    push_bytes(l, v.as_bytes())
+});
+itself!(Vec<u8>, |v, t| t.string(&v), |v, l| push_bytes(l, &v));
+itself!(Box<[u8]>, |v, t| t.string(&v), |v, l| push_bytes(l, &v));
 
-/// # Safety
-/// As for [`Arg::push_one`].
-unsafe fn push_str(l: *mut lua_State, s: &str) {
-    // SAFETY: the caller's contract; Lua copies the bytes.
-    unsafe { lua::lua_pushlstring(l, s.as_ptr() as *const c_char, s.len()) };
+/// An `Arg` that travels as another type (`$o`, which is [`Push`]).
+macro_rules! converted {
+    (<$($lt:lifetime)?> $t:ty => $o:ty, |$v:ident| $own:expr) => {
+        converted!(<$($lt)?> $t => $o, |$v| $own, |v, t| v.own()?.encode(t));
+    };
+    (<$($lt:lifetime)?> $t:ty => $o:ty, |$v:ident| $own:expr, |$ev:ident, $into:ident| $encode:expr) => {
+        impl<$($lt)?> sealed::Sealed for $t {}
+        impl<$($lt)?> Arg for $t {
+            type Owned = $o;
+            fn own(self) -> Result<$o, Error> {
+                let $v = self;
+                $own
+            }
+            fn encode(self, $into: &mut ArgTable) -> Result<(), Error> {
+                let $ev = self;
+                $encode
+            }
+        }
+    };
+}
+
+/// An integer beyond a Lua integer.
+fn too_big(v: impl std::fmt::Display) -> Error {
+    Error::Unsupported(format!("integer {v} does not fit a Lua integer (i64)"))
+}
+
+converted!(<> u64 => i64, |v| i64::try_from(v).map_err(|_| too_big(v)));
+converted!(<> usize => i64, |v| i64::try_from(v).map_err(|_| too_big(v)));
+converted!(<> f32 => f64, |v| Ok(v.into()));
+converted!(<'a> &'a [u8] => Box<[u8]>, |v| Ok(v.into()), |v, t| t.string(v));
+
+#[cfg(unix)]
+mod unix {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    converted!(<'a> &'a OsStr => Box<[u8]>, |v| Ok(v.as_bytes().into()), |v, t| t.string(v.as_bytes()));
+    converted!(<> OsString => Vec<u8>, |v| Ok(v.into_vec()), |v, t| t.string(v.as_bytes()));
+    converted!(<'a> &'a Path => Box<[u8]>, |v| Ok(v.as_os_str().as_bytes().into()),
+        |v, t| t.string(v.as_os_str().as_bytes()));
+    converted!(<> PathBuf => Vec<u8>, |v| Ok(v.into_os_string().into_vec()),
+        |v, t| t.string(v.as_os_str().as_bytes()));
+}
+
+impl<T: Arg> sealed::Sealed for Option<T> {}
+impl<P: Push> Push for Option<P> {
+    unsafe fn push_onto(self, l: *mut lua_State) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Some(v) => v.push_onto(l),
+                None => lua::lua_pushnil(l),
+            }
+        }
+    }
+}
+impl<T: Arg> Arg for Option<T> {
+    type Owned = Option<T::Owned>;
+    fn own(self) -> Result<Self::Owned, Error> {
+        self.map(T::own).transpose()
+    }
+    fn encode(self, into: &mut ArgTable) -> Result<(), Error> {
+        match self {
+            Some(v) => v.encode(into),
+            None => into.tag(NIL),
+        }
+    }
 }
 
 impl sealed::Sealed for () {}
 impl Args for () {
-    const COUNT: c_int = 0;
-    unsafe fn push(self, _l: *mut lua_State) {}
+    type Carried = ();
+    fn carry(self) -> Result<(), Error> {
+        Ok(())
+    }
     fn packed(&self) -> Option<u32> {
         Some(0)
     }
+}
+impl Carried for () {
+    const COUNT: c_int = 0;
+    unsafe fn push(self, _l: *mut lua_State) {}
     unsafe fn push_packed(_bits: u32, _l: *mut lua_State) {}
+}
+
+impl<P: Push> Carried for (P,) {
+    const COUNT: c_int = 1;
+    unsafe fn push(self, l: *mut lua_State) {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.push_onto(l) }
+    }
+    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
+        // SAFETY: the caller's contract.
+        unsafe { P::push_packed(bits, l) }
+    }
+}
+
+/// One value alone is the same post as a 1-tuple of it.
+impl<A: Arg> Args for A {
+    type Carried = (A::Owned,);
+    #[inline]
+    fn carry(self) -> Result<Self::Carried, Error> {
+        Ok((self.own()?,))
+    }
+    fn packed(&self) -> Option<u32> {
+        self.packed_one()
+    }
 }
 
 impl<A: Arg> sealed::Sealed for (A,) {}
 impl<A: Arg> Args for (A,) {
-    const COUNT: c_int = 1;
-    unsafe fn push(self, l: *mut lua_State) {
-        // SAFETY: the caller's contract.
-        unsafe { self.0.push_one(l) }
+    type Carried = (A::Owned,);
+    #[inline]
+    fn carry(self) -> Result<Self::Carried, Error> {
+        Ok((self.0.own()?,))
     }
     fn packed(&self) -> Option<u32> {
         self.0.packed_one()
-    }
-    unsafe fn push_packed(bits: u32, l: *mut lua_State) {
-        // SAFETY: the caller's contract.
-        unsafe { A::push_packed_one(bits, l) }
     }
 }
 
 macro_rules! tuple {
     ($n:expr; $($name:ident),+) => {
-        impl<$($name: Arg),+> sealed::Sealed for ($($name,)+) {}
-        impl<$($name: Arg),+> Args for ($($name,)+) {
+        impl<$($name: Push),+> Carried for ($($name,)+) {
             const COUNT: c_int = $n;
             #[allow(non_snake_case)]
             unsafe fn push(self, l: *mut lua_State) {
                 let ($($name,)+) = self;
                 // SAFETY: the caller's contract, room for all of them.
-                unsafe { $($name.push_one(l);)+ }
+                unsafe { $($name.push_onto(l);)+ }
+            }
+            unsafe fn push_packed(_bits: u32, _l: *mut lua_State) {}
+        }
+        impl<$($name: Arg),+> sealed::Sealed for ($($name,)+) {}
+        impl<$($name: Arg),+> Args for ($($name,)+) {
+            type Carried = ($($name::Owned,)+);
+            #[allow(non_snake_case)]
+            #[inline]
+            fn carry(self) -> Result<Self::Carried, Error> {
+                let ($($name,)+) = self;
+                Ok(($($name.own()?,)+))
             }
         }
     };

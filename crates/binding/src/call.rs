@@ -84,7 +84,9 @@ impl Dss {
     }
 
     /// Runs `f` on the Lua thread and returns its result, blocking until it
-    /// ran, the state closed or `timeout` (for the whole call) passed. `f`
+    /// ran, the state closed or `timeout` (for the whole call) passed.
+    /// Like [`post`](Dss::post)'s, Lua code `f` calls cannot yield: a
+    /// call into a Lua callback is [`call_callback`](Dss::call_callback). `f`
     /// returning `Err` gives [`Error::Lua`] with the message and traceback
     /// apart, and counts in [`Stats::errors`](crate::Stats::errors). Waits for room while the
     /// queue is full.

@@ -33,6 +33,9 @@ pub enum Error {
     Stale,
     /// Another darksidesync result code, with its description.
     Other(i32, String),
+    /// A value that cannot be posted to Lua (see
+    /// [`Arg`](crate::Arg)), refused at the sender: why.
+    Unsupported(String),
 }
 
 impl fmt::Display for Error {
@@ -47,6 +50,7 @@ impl fmt::Display for Error {
             Error::Panicked(m) => write!(f, "the closure panicked: {m}"),
             Error::Stale => f.write_str("the handle was unregistered"),
             Error::Other(code, m) => write!(f, "darksidesync error {code}: {m}"),
+            Error::Unsupported(m) => write!(f, "cannot post this value to Lua: {m}"),
         }
     }
 }

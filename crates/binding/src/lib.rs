@@ -19,8 +19,9 @@
 //!   error handler, `poll()` returns it to the Lua caller (with the reply
 //!   userdata for a call), and a call's answer is the callback's results.
 //! * [`LuaCallback`] ([`Dss::callback`]) keeps a Lua function that any
-//!   thread [posts](LuaCallback::post) plain values to (integers, floats,
-//!   booleans, strings): the cheapest delivery, with no closure and no
+//!   thread [posts](LuaCallback::post) values to (integers, floats,
+//!   booleans, strings and byte strings, nil, small [`ArgTable`]s): the
+//!   cheapest delivery, with no closure and no
 //!   mlua call per item, for the bulk of a library's traffic (a timer
 //!   fired, a line read, a process ended).
 //!
@@ -53,13 +54,15 @@
 //!
 //! `src/lib.rs`: `hello.count(n, f, done)` starts a thread that calls
 //! `f(i)` on the Lua thread for `i = 1..n`, adds up the answers and posts
-//! `done(sum)`.
+//! `done(sum)`. darksidesync calls both functions itself, as it calls its
+//! own deliveries, so they may yield under the coroutine adapters
+//! ([Yielding](#yielding-callbacks)).
 //!
 //! ```rust,ignore
 //! use std::sync::Arc;
 //!
 //! use darksidesync_binding::{Dss, LibId};
-//! use mlua::{Function, Lua, Table};
+//! use mlua::{FromLuaMulti, Function, Lua, MultiValue, Table, Value};
 //!
 //! static LIB: LibId = LibId::new();
 //!
@@ -73,22 +76,29 @@
 //!     let exports = lua.create_table()?;
 //!     let count = move |lua: &Lua, (n, f, done): (i64, Function, Function)| {
 //!         let f = Arc::new(lua.create_registry_value(f)?);
-//!         let done = lua.create_registry_value(done)?;
+//!         // Plain values for one function: the cheapest delivery.
+//!         let done = dss.callback(lua, done)?;
 //!         let hold = dss.hold().map_err(mlua::Error::external)?;
 //!         let dss = dss.clone();
 //!         std::thread::spawn(move || {
 //!             let mut sum = 0;
 //!             for i in 1..=n {
 //!                 let f = f.clone();
-//!                 // Runs on the Lua thread; blocks here for the answer.
-//!                 let got = dss.call(move |lua| lua.registry_value::<Function>(&f)?.call::<i64>(i), None);
+//!                 // On the Lua thread: the function and its arguments,
+//!                 // which darksidesync calls; blocks here for the answer.
+//!                 let got = dss.call_callback(
+//!                     move |lua| Ok((lua.registry_value(&f)?, MultiValue::from_iter([Value::Integer(i)]))),
+//!                     |lua, answer| i64::from_lua_multi(answer, lua),
+//!                     None,
+//!                     false,
+//!                 );
 //!                 match got {
 //!                     Ok(v) => sum += v,
 //!                     Err(e) => return eprintln!("hello: {e}"),
 //!                 }
 //!             }
-//!             // Fire and forget: runs on the Lua thread, later.
-//!             let _ = dss.post(move |lua| lua.registry_value::<Function>(&done)?.call::<()>(sum));
+//!             // Fire and forget: done(sum) on the Lua thread, later.
+//!             let _ = done.post(sum);
 //!             drop(hold);
 //!         });
 //!         Ok(())
@@ -184,7 +194,35 @@
 //! [`function`] makes a Lua function whose errors are plain strings (as
 //! `luaL_error` gives in C), so `pcall(mylib.start, "soon")` returns
 //! `false, "mylib.start: seconds must be a number"` rather than mlua's
-//! error userdata.
+//! error userdata; an argument that does not convert keeps its position
+//! and the name it was called by (`"bad argument #2 to 'watch': error
+//! converting Lua nil to function"`).
+//!
+//! # Yielding callbacks
+//!
+//! Under the coroutine adapters (`darksidesync.cqueues`,
+//! `darksidesync.copas`: `dispatch(max, spawn)`) darksidesync runs each
+//! Lua callback **it calls itself** in a coroutine of its own, so the
+//! callback may yield on the loop's I/O (`cqueues.sleep`, a Copas socket)
+//! before it returns. That holds for every delivery kind that hands
+//! darksidesync a Lua function:
+//!
+//! | delivery | the Lua callback may yield |
+//! |---|---|
+//! | [`LuaCallback::post`] | yes |
+//! | [`post_callback`](Dss::post_callback), [`call_callback`](Dss::call_callback) | yes (the `prepare` closure itself may not) |
+//! | [`post`](Dss::post), [`call`](Dss::call) closures | **no** |
+//!
+//! A closure runs inside `dispatch()` and calls Lua through mlua, a C
+//! call no coroutine can yield across: a callback it calls that yields
+//! fails (`attempt to yield across a C-call boundary`, or `from outside a
+//! coroutine`: mlua may run it on the main state), which reaches the
+//! state's error handler (a post) or the caller as [`Error::Lua`] (a
+//! call); a loop library that polls synchronously outside its coroutines
+//! (cqueues) blocks the whole loop instead. Deliver the callbacks of your
+//! library's users with [`LuaCallback`] or `post_callback` (the libraries
+//! `darksidesync.timer`, `.process` and `.signal` do), and keep closures
+//! for work that stays in Rust.
 //!
 //! # Close notification
 //!
@@ -207,6 +245,7 @@
 //! the caller is blocked, or never.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod arg_table;
 mod args;
 mod call;
 mod callback;
@@ -223,6 +262,7 @@ mod stats;
 mod trampoline;
 mod waits;
 
+pub use arg_table::ArgTable;
 pub use args::{Arg, Args};
 pub use callback::Prepared;
 pub use error::{Error, LuaError};

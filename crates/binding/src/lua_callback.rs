@@ -1,5 +1,5 @@
 //! [`LuaCallback`]: a Lua function kept for background threads, which
-//! post plain values to it ([`LuaCallback::post`]); darksidesync calls it
+//! post values to it ([`LuaCallback::post`]); darksidesync calls it
 //! with them on the Lua thread, as it calls the module's own deliveries.
 //!
 //! The cheapest way for a library to reach Lua: no closure and no mlua
@@ -14,10 +14,13 @@
 //! `data` word when they fit (a 64-bit target, and one value that
 //! [`Args::packed`] fits in 32 bits: an integer that fits in an `i32`, a
 //! boolean, or none), with no allocation and no free callback; otherwise
-//! boxed. Items hold no count on the [`LuaCallback`]: its registry slot
-//! is released by one item that the drop of its last clone queues behind
-//! every post of it (see [`release`]), so the slot cannot be reused for
-//! another value while a post of it is still queued.
+//! boxed, as the owned values [`Args::carry`] made at the sender (byte
+//! strings, `Option`s and [`ArgTable`](crate::ArgTable)s are copied there;
+//! what cannot cross is refused there). Items hold no count on the
+//! [`LuaCallback`]: its registry slot is released by one item that the
+//! drop of its last clone queues behind every post of it (see
+//! [`release`]), so the slot cannot be reused for another value while a
+//! post of it is still queued.
 
 use std::ffi::{c_int, c_long, c_void};
 use std::fmt;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use mlua::ffi::{self as lua, lua_State};
 use mlua::{Function, Lua, RegistryKey};
 
+use crate::args::sealed::Carried;
 use crate::args::Args;
 use crate::error::Error;
 use crate::ffi::{self, Handle};
@@ -187,9 +191,12 @@ impl Dss {
 
 impl LuaCallback {
     /// Queues a call of the function with `args` (a value or a tuple of up
-    /// to four: integers, floats, booleans, strings; `()` for none),
-    /// waiting for room while the queue is full. On the Lua thread itself
-    /// a full queue gives [`Error::WouldDeadlock`] instead of waiting.
+    /// to four: integers, floats, booleans, strings, byte strings and
+    /// paths, `Option`s for nil, [`ArgTable`](crate::ArgTable)s; `()` for
+    /// none: see [`Arg`](crate::Arg)), waiting for room while the queue is
+    /// full. On the Lua thread itself a full queue gives
+    /// [`Error::WouldDeadlock`] instead of waiting. A value that cannot
+    /// cross gives [`Error::Unsupported`], and nothing is queued.
     pub fn post<A: Args>(&self, args: A) -> Result<(), Error> {
         self.post_inner(args, -1)
     }
@@ -208,14 +215,17 @@ impl LuaCallback {
     fn post_inner<A: Args>(&self, args: A, timeout: c_long) -> Result<(), Error> {
         let (id, dss) = (self.inner.id, &self.inner.dss);
         let posted = match packed::<A>(id, &args) {
-            // SAFETY: run_packed::<A> decodes the word made by `packed`;
+            // SAFETY: run_packed::<A::Carried> decodes the word made by
+            // `packed` (A::packed and A::Carried::push_packed agree);
             // nothing to free.
             Some(bits) => unsafe {
-                dss.post_raw(run_packed::<A>, None, bits as *mut c_void, timeout)
+                dss.post_raw(run_packed::<A::Carried>, None, bits as *mut c_void, timeout)
             },
-            // SAFETY: run_boxed::<A> reads `data` as the
-            // Box<Option<(c_int, A)>> that post_boxed makes.
-            None => unsafe { dss.post_boxed((id, args), run_boxed::<A>, timeout) },
+            // SAFETY: run_boxed::<A::Carried> reads `data` as the
+            // Box<Option<(c_int, A::Carried)>> that post_boxed makes.
+            None => unsafe {
+                dss.post_boxed((id, args.carry()?), run_boxed::<A::Carried>, timeout)
+            },
         };
         if posted.is_ok() && dss.has_graves() {
             // Keys whose release was refused earlier go now, behind this.
@@ -236,7 +246,7 @@ fn packed<A: Args>(id: c_int, args: &A) -> Option<usize> {
 }
 
 /// `run` of a packed post: pushes the function and the value.
-unsafe extern "C" fn run_packed<A: Args>(
+unsafe extern "C" fn run_packed<A: Carried>(
     l: *mut lua_State,
     data: *mut c_void,
     _h: Handle,
@@ -262,7 +272,11 @@ unsafe extern "C" fn run_packed<A: Args>(
 }
 
 /// `run` of a boxed post: pushes the function and the values.
-unsafe extern "C" fn run_boxed<A: Args>(l: *mut lua_State, data: *mut c_void, _h: Handle) -> c_int {
+unsafe extern "C" fn run_boxed<A: Carried>(
+    l: *mut lua_State,
+    data: *mut c_void,
+    _h: Handle,
+) -> c_int {
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `data` is the Box<Option<(c_int, A)>> made by
         // post_boxed; the module owns it until free_post, and run is

@@ -55,8 +55,11 @@ fn guard(lua: &Lua) -> mlua::Result<Table> {
 
 /// A Lua function running `f` whose errors reach Lua as plain strings:
 /// `Err(mlua::Error::runtime("timer.after: seconds must be a number"))`
-/// is raised as exactly that text. Arguments that do not convert to `A`
-/// raise mlua's conversion message the same way.
+/// is raised as exactly that text. An argument that does not convert to
+/// `A` raises mlua's conversion message with its position and the name the
+/// function was called by, counted as `luaL_argerror` counts them (from
+/// after `self` for a method call):
+/// `"bad argument #2 to 'watch': error converting Lua nil to function"`.
 pub fn function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
 where
     A: FromLuaMulti,
@@ -64,7 +67,8 @@ where
     F: Fn(&Lua, A) -> mlua::Result<R> + 'static,
 {
     let inner = lua.create_function(move |lua, args: MultiValue| {
-        let result = A::from_lua_multi(args, lua)
+        let result = A::from_lua_args(args, 1, None, lua)
+            .map_err(|e| named_bad_argument(lua, e))
             .and_then(|a| f(lua, a))
             .and_then(|r| r.into_lua_multi(lua));
         Ok(match result {
@@ -84,4 +88,30 @@ where
     lua.load(UNWRAP)
         .set_name("=darksidesync-binding")
         .call((inner, guard(lua)?))
+}
+
+/// A bad argument's text as `luaL_argerror` words it, with the name this
+/// call was made by (the Lua wrapper's frame, one level up) and, for a
+/// method call, the position counted from after `self`.
+fn named_bad_argument(lua: &Lua, e: mlua::Error) -> mlua::Error {
+    let mlua::Error::BadArgument { pos, cause, .. } = &e else {
+        return e;
+    };
+    let (name, method) = lua
+        .inspect_stack(1, |d| {
+            let n = d.names();
+            (
+                n.name.map(|s| s.into_owned()),
+                n.name_what == Some("method"),
+            )
+        })
+        .unwrap_or((None, false));
+    let name = name.unwrap_or_else(|| "?".to_string());
+    let cause = LuaError::from_mlua(cause).message().to_string();
+    let text = match (method, *pos) {
+        (true, 1) => format!("calling '{name}' on bad self: {cause}"),
+        (true, pos) => format!("bad argument #{} to '{name}': {cause}", pos - 1),
+        (false, pos) => format!("bad argument #{pos} to '{name}': {cause}"),
+    };
+    mlua::Error::runtime(text)
 }

@@ -35,6 +35,11 @@ impl Dss {
     ///
     /// On the Lua thread itself a full queue gives [`Error::WouldDeadlock`]
     /// instead of waiting.
+    ///
+    /// `f` runs inside `dispatch()`, not in a coroutine: Lua code it calls
+    /// **cannot yield** (see [Yielding](crate#yielding-callbacks)). To
+    /// deliver a Lua callback, use [`post_callback`](Dss::post_callback)
+    /// or a [`LuaCallback`](crate::LuaCallback).
     pub fn post<F>(&self, f: F) -> Result<(), Error>
     where
         F: FnOnce(&Lua) -> mlua::Result<()> + Send + 'static,
@@ -156,7 +161,9 @@ impl Dss {
     /// returns the Lua function and its arguments; `dispatch()` then calls
     /// it under the state's error handler (which sees the error value as
     /// raised) and `poll()` returns it to its Lua caller. Waits for room
-    /// while the queue is full.
+    /// while the queue is full. The callback may yield under the
+    /// coroutine adapters ([Yielding](crate#yielding-callbacks)); `prepare`
+    /// itself runs inside `dispatch()` and must not call Lua that yields.
     pub fn post_callback<P>(&self, prepare: P) -> Result<(), Error>
     where
         P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
@@ -171,6 +178,17 @@ impl Dss {
         P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
     {
         self.post_callback_inner(prepare, 0)
+    }
+
+    /// Like [`post_callback`](Dss::post_callback), but waits at most
+    /// `timeout` for room in a full queue, then refuses with
+    /// [`Error::Full`] (`prepare` is dropped). For a thread that must not
+    /// stall on one slow state.
+    pub fn post_callback_timeout<P>(&self, prepare: P, timeout: Duration) -> Result<(), Error>
+    where
+        P: FnOnce(&Lua) -> mlua::Result<Prepared> + Send + 'static,
+    {
+        self.post_callback_inner(prepare, timeout_ms(Some(timeout)))
     }
 
     fn post_callback_inner<P>(&self, prepare: P, timeout: c_long) -> Result<(), Error>

@@ -1,7 +1,7 @@
 //! `LuaCallback`: plain values posted to a kept Lua function, which
 //! darksidesync calls itself; and when the function is let go.
 
-use darksidesync_binding::{Dss, Error, LibId, LuaCallback};
+use darksidesync_binding::{ArgTable, Dss, Error, LibId, LuaCallback};
 use mlua::{Function, Lua, Table, Value};
 
 fn open(lua: &Lua) -> Table {
@@ -281,4 +281,121 @@ fn a_callback_is_made_in_the_state_the_library_registered_in() {
         .callback(&lua, lua.load("function() end").eval().unwrap())
         .unwrap();
     assert_eq!(ok.dss(), &dss);
+}
+
+/// A function that describes its arguments in `seen` as Lua sees them:
+/// nil, byte strings (as their byte values), tables (fields sorted, then
+/// the list with `#t`).
+fn describer(lua: &Lua) -> Function {
+    lua.load(
+        r##"
+        seen = {}
+        local function show(v)
+          if type(v) == "string" then
+            return "s[" .. table.concat({ v:byte(1, -1) }, ",") .. "]"
+          elseif type(v) == "table" then
+            local keys, parts = {}, {}
+            for k in pairs(v) do
+              if type(k) == "string" then keys[#keys + 1] = k end
+            end
+            table.sort(keys)
+            for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. show(v[k]) end
+            for i = 1, #v do parts[#parts + 1] = show(v[i]) end
+            return "{" .. table.concat(parts, " ") .. "}#" .. #v
+          end
+          return tostring(v)
+        end
+        return function(...)
+          local parts = { select("#", ...) }
+          for i = 1, select("#", ...) do parts[#parts + 1] = show((select(i, ...))) end
+          seen[#seen + 1] = table.concat(parts, " ")
+        end
+        "##,
+    )
+    .eval()
+    .unwrap()
+}
+
+#[test]
+fn nil_byte_strings_paths_and_tables_arrive_as_lua_values() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    let dss = Dss::register(&lua, &ID, "richer").unwrap();
+    let cb = dss.callback(&lua, describer(&lua)).unwrap();
+    std::thread::spawn(move || {
+        cb.post((None::<i64>, Some(5i64), None::<&'static str>))
+            .unwrap();
+        let borrowed = [0u8, 255, 10].to_vec();
+        cb.post(&borrowed[..]).unwrap(); // any lifetime: copied at the post
+        cb.post(vec![0xc3u8, 0x28]).unwrap(); // not UTF-8
+        cb.post(OsStr::from_bytes(b"/tmp/\xff")).unwrap();
+        cb.post(PathBuf::from("/a")).unwrap();
+        cb.post((u64::MAX >> 1, 1.5f32)).unwrap();
+        let event = ArgTable::new()
+            .field("kind", "create")
+            .field("path", OsStr::from_bytes(b"\xfe"))
+            .field("gone", None::<bool>)
+            .field("paths", ArgTable::list(["a", "b"]))
+            .item(1i64)
+            .item(ArgTable::new().field("deep", true));
+        cb.post((event, "after")).unwrap();
+        cb.post(["x", "y", "z"].into_iter().collect::<ArgTable>())
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(dispatch(&m), 8);
+    let seen = lua.globals().get::<Vec<String>>("seen").unwrap();
+    assert_eq!(
+        seen,
+        [
+            "3 nil 5 nil",
+            "1 s[0,255,10]",
+            "1 s[195,40]",
+            "1 s[47,116,109,112,47,255]",
+            "1 s[47,97]",
+            "2 9223372036854775807 1.5",
+            "2 {kind=s[99,114,101,97,116,101] path=s[254] paths={s[97] s[98]}#2 1 {deep=true}#0}#2 s[97,102,116,101,114]",
+            "1 {s[120] s[121] s[122]}#3",
+        ]
+    );
+}
+
+#[test]
+fn what_cannot_cross_is_refused_at_the_sender_and_nothing_is_queued() {
+    static ID: LibId = LibId::new();
+    let lua = Lua::new();
+    let m = open(&lua);
+    let dss = Dss::register(&lua, &ID, "refused").unwrap();
+    let cb = dss.callback(&lua, describer(&lua)).unwrap();
+    let too_big = cb.post((1i64, u64::MAX)).unwrap_err();
+    assert_eq!(
+        too_big,
+        Error::Unsupported("integer 18446744073709551615 does not fit a Lua integer (i64)".into())
+    );
+    assert!(
+        too_big
+            .to_string()
+            .starts_with("cannot post this value to Lua: "),
+        "{too_big}"
+    );
+    let in_table = cb.post(ArgTable::new().field("n", usize::MAX).field("ok", 1i64));
+    assert!(
+        matches!(in_table, Err(Error::Unsupported(ref m)) if m.contains("does not fit")),
+        "{in_table:?}"
+    );
+    let deep = (1..ArgTable::MAX_DEPTH).fold(ArgTable::new(), |t, _| ArgTable::new().item(t));
+    cb.post(deep.clone()).unwrap(); // MAX_DEPTH levels cross
+    let deeper = cb.post(ArgTable::new().item(deep));
+    assert!(
+        matches!(deeper, Err(Error::Unsupported(ref m)) if m.contains("nested deeper")),
+        "{deeper:?}"
+    );
+    assert_eq!(dispatch(&m), 1);
+    assert_eq!(lua.globals().get::<Vec<String>>("seen").unwrap().len(), 1);
 }

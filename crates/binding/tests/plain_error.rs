@@ -27,3 +27,58 @@ fn errors_reach_lua_as_the_plain_message() {
     assert!(!ok);
     assert!(e.contains("table"), "{e}");
 }
+
+/// An argument that does not convert keeps its position and the name the
+/// function was called by, as mlua's and `luaL_argerror`'s messages do.
+#[test]
+fn a_bad_argument_names_its_position_and_the_function() {
+    let lua = Lua::new();
+    let watch =
+        darksidesync_binding::function(&lua, |_, (_path, _f): (String, mlua::Function)| Ok(()))
+            .unwrap();
+    let lib = lua.create_table().unwrap();
+    lib.set("watch", watch).unwrap();
+    lua.globals().set("mylib", lib).unwrap();
+    let e: String = lua
+        .load("return select(2, pcall(function() mylib.watch('/tmp', nil) end))")
+        .eval()
+        .unwrap();
+    assert_eq!(
+        e,
+        "bad argument #2 to 'watch': error converting Lua nil to function"
+    );
+    // Called as a method, the position counts from after self, as in
+    // luaL_argerror.
+    let on = darksidesync_binding::function(
+        &lua,
+        |_, (_this, _f): (mlua::Table, mlua::Function)| Ok(()),
+    )
+    .unwrap();
+    lua.globals()
+        .get::<mlua::Table>("mylib")
+        .unwrap()
+        .set("on", on)
+        .unwrap();
+    let e: String = lua
+        .load("return select(2, pcall(function() mylib:on('x') end))")
+        .eval()
+        .unwrap();
+    assert_eq!(
+        e,
+        "bad argument #1 to 'on': error converting Lua string to function"
+    );
+    // A bad self reads as such.
+    let check =
+        darksidesync_binding::function(&lua, |_, (_t, _n): (mlua::Table, i64)| Ok(())).unwrap();
+    lua.load("getmetatable('').__index.check = ...")
+        .call::<()>(check)
+        .unwrap();
+    let e: String = lua
+        .load("return select(2, pcall(function() local _ = ('s'):check(1) end))")
+        .eval()
+        .unwrap();
+    assert_eq!(
+        e,
+        "calling 'check' on bad self: error converting Lua string to table"
+    );
+}

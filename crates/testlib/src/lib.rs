@@ -16,6 +16,9 @@
 //! call:result()        --> "replied", {n = ..., ...} | "error", text | "cancelled" | "closed" | "timed out" | "full" | ...
 //! job:result()         --> { posted = n, refused = n, errors = { "full", ... } }
 //! testlib.callhere(callback, ...) --> status of a blocking call made on the Lua thread itself
+//! -- a thread posts to a LuaCallback of `callback`: (nil, "\255\0", 2^40),
+//! -- then { name = "e", path = "/\254", list = { 1, 2.5, true } }
+//! testlib.post_values(callback)
 //! testlib.reset()      --> unregisters the library (cancels its queued items)
 //! ```
 //!
@@ -31,7 +34,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use darksidesync_binding::{function, Dss, Error, LibId, Prepared};
+use darksidesync_binding::{function, ArgTable, Dss, Error, LibId, Prepared};
 use mlua::{
     Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, UserData, UserDataMethods, Value,
 };
@@ -435,6 +438,25 @@ fn callhere(lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     call_result(lua, &result)
 }
 
+/// `post_values(callback)`: a thread posts the values of the module docs
+/// to a `LuaCallback` of `callback` (nil, bytes that are not UTF-8, a
+/// table), so the specs see them on every interpreter.
+fn post_values(lua: &Lua, f: Function) -> mlua::Result<()> {
+    let cb = dss(lua)?
+        .callback(lua, f)
+        .map_err(|e| mlua::Error::runtime(format!("testlib.post_values: {e}")))?;
+    thread::spawn(move || {
+        let _ = cb.post((None::<i64>, &b"\xff\0"[..], 1i64 << 40));
+        let _ = cb.post(
+            ArgTable::new()
+                .field("name", "e")
+                .field("path", b"/\xfe".to_vec())
+                .field("list", ArgTable::new().item(1i64).item(2.5f64).item(true)),
+        );
+    });
+    Ok(())
+}
+
 /// `reset()` → true when the library was registered and is no longer.
 fn reset(lua: &Lua, (): ()) -> mlua::Result<bool> {
     let d = lua
@@ -450,6 +472,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     t.set("call", function(lua, call)?)?;
     t.set("callhere", function(lua, callhere)?)?;
     t.set("reset", function(lua, reset)?)?;
+    t.set("post_values", function(lua, post_values)?)?;
     Ok(t)
 }
 

@@ -95,24 +95,29 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "post",
-        lua.create_function(|lua, (f, n, letgo): (Function, u32, Option<bool>)| {
-            let id = keep_callback(lua, f)?;
-            let dss = handle_of(lua)?;
-            std::thread::spawn(move || {
-                for i in 1..=n {
-                    if dss
-                        .post(move |lua| callback(lua, id)?.call::<()>(i))
-                        .is_err()
-                    {
-                        break;
+        // `function`: a bad argument raises a plain string naming its
+        // position and `post`.
+        darksidesync_binding::function(
+            lua,
+            |lua, (f, n, letgo): (Function, u32, Option<bool>)| {
+                let id = keep_callback(lua, f)?;
+                let dss = handle_of(lua)?;
+                std::thread::spawn(move || {
+                    for i in 1..=n {
+                        if dss
+                            .post(move |lua| callback(lua, id)?.call::<()>(i))
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
-                }
-                if letgo == Some(true) {
-                    dss.unref();
-                }
-            });
-            Ok(())
-        })?,
+                    if letgo == Some(true) {
+                        dss.unref();
+                    }
+                });
+                Ok(())
+            },
+        )?,
     )?;
     t.set(
         "call",

@@ -35,6 +35,11 @@
 //! per scenario, the module built by `lua-specs` (dev profile), results in
 //! `target/bench-smoke/`. It checks that the harness works, not speed.
 //!
+//! A run into `bench/results/` (no `--out`, not `--quick`) also writes
+//! README.md's performance table: the summary at the top of `results.md`,
+//! between markers. `cargo xtask bench --readme` writes it again from the
+//! results file alone; `cargo xtask drift` fails when the two differ.
+//!
 //! `--only a,b,...` runs only the scenarios whose names (as in `raw.txt`)
 //! start with one of the prefixes, e.g. `--only c1_,c2_,dispatch_1,limit_`
 //! to compare the public paths with the internal one and the limits
@@ -49,6 +54,7 @@
 mod fixtures;
 mod profile;
 mod report;
+mod rows;
 mod runner;
 mod scenarios;
 mod svg;
@@ -69,6 +75,9 @@ pub fn main(args: &[String]) -> Result {
         return run(cargo()
             .args(["bench", "-p", "darksidesync-core", "--bench", "core", "--"])
             .args(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("--readme") {
+        return write_readme();
     }
     let (mut quick, mut repeat, mut out, mut perf) = (false, None, None, None);
     let mut only: Vec<String> = Vec::new();
@@ -108,18 +117,25 @@ pub fn main(args: &[String]) -> Result {
     } else {
         &scenarios::FULL
     };
-    let lua = module::version("5.4")?;
-    let fixtures = fixtures::build(lua, quick)?;
+    let lua54 = module::version("5.4")?;
+    let mut others = Vec::new();
+    for (name, prefix) in scenarios::OTHER_LUAS {
+        others.push((module::version(name)?, prefix));
+    }
+    let other_luas: Vec<_> = others.iter().map(|(lua, _)| *lua).collect();
+    let fixtures = fixtures::build(lua54, &other_luas, quick)?;
     let env = Env {
         fixtures: &fixtures,
-        interpreter: lua.interpreter,
+        lua54,
         watchdog: Duration::from_secs(if quick { 60 } else { 900 }),
     };
-    let mut scenarios = scenarios::list(sizes);
+    let mut scenarios = scenarios::list(sizes, lua54, &others);
     if let Some(name) = &perf {
         return profile::main(&env, &scenarios, name, out.as_deref());
     }
     env.check_peers()?;
+    // The README's table follows the results of the repository only.
+    let readme = out.is_none() && !quick;
     let out = out.unwrap_or_else(|| {
         root().join(if quick {
             "target/bench-smoke"
@@ -174,7 +190,32 @@ pub fn main(args: &[String]) -> Result {
     write(&out.join("raw.txt"), &runner::raw(&runs))?;
     println!("{md}");
     println!("wrote {}", out.join("results.md").display());
+    if readme {
+        write_readme()?;
+    }
     Ok(())
+}
+
+const RESULTS: &str = "bench/results/results.md";
+
+fn read(path: &str) -> Result<String> {
+    fs::read_to_string(root().join(path)).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+/// `cargo xtask bench --readme`: README.md's performance table from
+/// `bench/results/results.md`'s summary.
+fn write_readme() -> Result {
+    let results = read(RESULTS)?;
+    let readme = report::with_summary(&read("README.md")?, report::summary(&results)?)?;
+    write(&root().join("README.md"), &readme)?;
+    println!("README.md: performance table from {RESULTS}");
+    Ok(())
+}
+
+/// For `cargo xtask drift`: fails unless README.md's performance table is
+/// the summary of `bench/results/results.md`.
+pub fn check_readme() -> Result {
+    report::check_summary(&read("README.md")?, &read(RESULTS)?)
 }
 
 fn write(path: &Path, text: &str) -> Result {

@@ -29,7 +29,7 @@ pub(super) fn main(env: &Env, scenarios: &[Scenario], name: &str, out: Option<&P
     }
     let data = work.join(format!("perf-{name}.data"));
     let data = data.to_string_lossy();
-    run(&mut env.command(s, &["perf", "record", "-g", "-o", &data]))?;
+    run(&mut env.command(s, &["perf", "record", "-g", "-o", &data])?)?;
     let report = Command::new("perf")
         .args([
             "report",

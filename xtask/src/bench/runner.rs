@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::fixtures::Fixtures;
 use super::scenarios::{Program, Scenario};
 use crate::cmd::Result;
+use crate::module::LuaVersion;
 use crate::root;
 
 /// The figures of one run: the `key=value` pairs of its `RESULT` line
@@ -22,16 +23,18 @@ const PEER_RETRIES: f64 = 20.0;
 
 pub(super) struct Env<'a> {
     pub(super) fixtures: &'a Fixtures,
-    pub(super) interpreter: &'static str,
+    /// The Lua of the peers, the many-states C host and unprefixed rows.
+    pub(super) lua54: LuaVersion,
     /// How long one scenario may run before it counts as hung (a lost
     /// item leaves a dispatch loop waiting forever). Not a speed bound.
     pub(super) watchdog: Duration,
 }
 
 impl Env<'_> {
-    /// Points Lua's module search at the fixtures, and only there.
-    fn lua_env(&self, cmd: &mut Command) {
-        let lib = &self.fixtures.lib;
+    /// Points Lua's module search at `lua`'s fixtures, and only there
+    /// (Debian's luv and cqueues stay reachable through the defaults).
+    fn lua_env(&self, cmd: &mut Command, lua: LuaVersion) -> Result {
+        let lib = self.fixtures.lib(lua)?;
         cmd.env(
             "LUA_PATH",
             format!("{0}/?.lua;{0}/?/init.lua;;", lib.display()),
@@ -40,25 +43,29 @@ impl Env<'_> {
         for v in ["LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT", "LUA_INIT_5_4"] {
             cmd.env_remove(v);
         }
+        Ok(())
     }
 
-    /// The peers come from Debian's lua-luv; without it the run fails
-    /// rather than reporting figures without their peers.
+    /// The peers and event loops come from Debian's lua-luv and
+    /// lua-cqueues; without them the run fails rather than reporting
+    /// figures without them.
     pub(super) fn check_peers(&self) -> Result {
-        let mut cmd = Command::new(self.interpreter);
-        self.lua_env(&mut cmd);
-        let ok = cmd
-            .args(["-e", "require 'luv'"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} cannot require luv (Debian package lua-luv; `cargo xtask deps`)",
-                self.interpreter
-            ))
+        let lua = self.lua54;
+        for (module, pkg) in [("luv", "lua-luv"), ("cqueues", "lua-cqueues")] {
+            let mut cmd = Command::new(lua.interpreter);
+            self.lua_env(&mut cmd, lua)?;
+            let ok = cmd
+                .args(["-e", &format!("require '{module}'")])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!(
+                    "{} cannot require {module} (Debian package {pkg}; `cargo xtask deps`)",
+                    lua.interpreter
+                ));
+            }
         }
+        Ok(())
     }
 
     /// Runs a scenario; a peer's run that crashes (luv's `async:send`
@@ -92,19 +99,21 @@ impl Env<'_> {
 
     /// The command line of scenario `s`, prefixed by `wrapper` (e.g.
     /// `perf record ...`) when it is not empty.
-    pub(super) fn command(&self, s: &Scenario, wrapper: &[&str]) -> Command {
-        let (program, first_args): (PathBuf, Vec<PathBuf>) = match s.program {
-            Program::Lua => (
-                self.interpreter.into(),
+    pub(super) fn command(&self, s: &Scenario, wrapper: &[&str]) -> Result<Command> {
+        let (program, first_args, lua): (PathBuf, Vec<PathBuf>, LuaVersion) = match s.program {
+            Program::Lua(lua) => (
+                lua.interpreter.into(),
                 vec![root().join("bench/lua/scenarios.lua")],
+                lua,
             ),
-            Program::ManyStatesInternal => (self.fixtures.rust_host.clone(), vec![]),
+            Program::ManyStatesInternal => (self.fixtures.rust_host.clone(), vec![], self.lua54),
             Program::ManyStatesC => (
                 self.fixtures.c_host.clone(),
                 vec![
-                    self.fixtures.lib.clone(),
+                    self.fixtures.lib(self.lua54)?.to_path_buf(),
                     root().join("bench/lua/state.lua"),
                 ],
+                self.lua54,
             ),
         };
         let mut cmd = match wrapper.split_first() {
@@ -115,13 +124,13 @@ impl Env<'_> {
             }
             None => Command::new(&program),
         };
-        self.lua_env(&mut cmd);
+        self.lua_env(&mut cmd, lua)?;
         cmd.args(first_args).args(&s.args).current_dir(root());
-        cmd
+        Ok(cmd)
     }
 
     fn run(&self, s: &Scenario) -> Result<Figures> {
-        let mut cmd = self.command(s, &[]);
+        let mut cmd = self.command(s, &[])?;
         let (status, stdout, stderr) =
             watched(&mut cmd, self.watchdog).map_err(|e| format!("scenario {}: {e}", s.name))?;
         if !status.is_some_and(|s| s.success()) {

@@ -1,5 +1,7 @@
 //! The scenarios of one bench run and their sizes.
 
+use crate::module::LuaVersion;
+
 /// One scenario run: a name, the program and its arguments.
 pub(super) struct Scenario {
     pub(super) name: String,
@@ -8,8 +10,9 @@ pub(super) struct Scenario {
 }
 
 pub(super) enum Program {
-    /// `lua5.4 bench/lua/scenarios.lua <args>`.
-    Lua,
+    /// `<interpreter> bench/lua/scenarios.lua <args>`, with that Lua's
+    /// fixtures.
+    Lua(LuaVersion),
     /// The Rust example `many_states` (internal path, one producer).
     ManyStatesInternal,
     /// The C host `bench/c/manystates.c` (2v0, one producer per state).
@@ -73,20 +76,93 @@ const CALL_GAP_US: u64 = 50;
 /// calls it).
 pub(super) const PUBLIC: [&str; 4] = ["c1", "c2", "rust", "rustcb"];
 
-/// Public sources that only post (`LuaCallback::post` of the binding).
-pub(super) const POST_ONLY: [&str; 1] = ["rustfn"];
+/// Public sources that only post (`LuaCallback::post` of the binding: one
+/// integer, four scalars, a table of three fields) and, to compare the
+/// last with, `post_callback` making the same table with mlua.
+pub(super) const POST_ONLY: [&str; 4] = ["rustfn", "rustfn4", "rustfnt", "rustcbt"];
+
+/// The no-wait posts (1v0 fire-and-forget `deliver`, 2v0 `post(..., 0)`)
+/// under contention: their producer counts (peak depth reported against
+/// the capacity).
+pub(super) const NOWAIT: [(&str, u64); 4] = [("c1", 1), ("c1", 4), ("c2nw", 1), ("c2nw", 4)];
+
+/// The interpreters besides Lua 5.4 that run the public paths against
+/// their own limits and internal path; their scenarios' names start with
+/// the prefix (Lua 5.4's have none).
+pub(super) const OTHER_LUAS: [(&str, &str); 2] = [("jit", "jit_"), ("5.1", "lua51_")];
 
 /// The states of the "many states" scenarios.
 pub(super) const STATES: [u64; 2] = [1, 8];
 
-/// Every scenario of a run, in the order of a round.
-pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
-    let lua = |name: String, args: &[&str]| Scenario {
+fn lua_scenario(lua: LuaVersion, name: String, args: &[&str]) -> Scenario {
+    Scenario {
         name,
-        program: Program::Lua,
+        program: Program::Lua(lua),
         args: args.iter().map(|a| a.to_string()).collect(),
-    };
-    let s = |v: u64| v.to_string();
+    }
+}
+
+fn s(v: u64) -> String {
+    v.to_string()
+}
+
+/// Every scenario of a run, in the order of a round: Lua 5.4's (`lua54`),
+/// then the public paths on each of `others` (with their prefix).
+pub(super) fn list(z: &Sizes, lua54: LuaVersion, others: &[(LuaVersion, &str)]) -> Vec<Scenario> {
+    let mut list = list_54(z, lua54);
+    for (lua, prefix) in others {
+        list.extend(public_paths(z, *lua, prefix));
+    }
+    list
+}
+
+/// The public paths on `lua`, each beside that interpreter's limits and
+/// internal path: `poll()` busy and draining (1v0), `dispatch()` (1v0,
+/// 2v0, the binding's closures and `LuaCallback::post`), round trips.
+fn public_paths(z: &Sizes, lua: LuaVersion, prefix: &str) -> Vec<Scenario> {
+    let sc = |name: &str, args: &[&str]| lua_scenario(lua, format!("{prefix}{name}"), args);
+    let mut list = vec![
+        sc("limit_poll", &["limit_poll", &s(z.limit)]),
+        sc("limit_pcall", &["limit_pcall", &s(z.limit)]),
+        sc(
+            "roundtrip_wait",
+            &[
+                "roundtrip",
+                "internal",
+                "wait",
+                &s(z.calls),
+                &s(CALL_GAP_US),
+            ],
+        ),
+        sc("c1_drain", &["drain", "c1", &s(z.drain)]),
+    ];
+    for p in [1u64, 2] {
+        list.push(sc(
+            &format!("dispatch_{p}"),
+            &["throughput", "internal", "dispatch", &s(p), &s(z.items / p)],
+        ));
+        list.push(sc(
+            &format!("c1_poll_{p}"),
+            &["throughput", "c1", "poll", &s(p), &s(z.public_items / p)],
+        ));
+        for src in ["c1", "c2", "rust", "rustfn"] {
+            list.push(sc(
+                &format!("{src}_dispatch_{p}"),
+                &["throughput", src, "dispatch", &s(p), &s(z.public_items / p)],
+            ));
+        }
+    }
+    for src in ["c1", "c2", "rust"] {
+        list.push(sc(
+            &format!("{src}_roundtrip_wait"),
+            &["roundtrip", src, "wait", &s(z.calls), &s(CALL_GAP_US)],
+        ));
+    }
+    list
+}
+
+fn list_54(z: &Sizes, lua54: LuaVersion) -> Vec<Scenario> {
+    let lua = |name: String, args: &[&str]| lua_scenario(lua54, name, args);
     let mut list = vec![
         lua("limit_poll".into(), &["limit_poll", &s(z.limit)]),
         lua("limit_pcall".into(), &["limit_pcall", &s(z.limit)]),
@@ -112,7 +188,7 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
         "drain_internal".into(),
         &["drain", "internal", &s(z.drain)],
     ));
-    for mode in ["wait", "luv"] {
+    for mode in ["wait", "luv", "cqueues", "cqueues_inline"] {
         list.push(lua(
             format!("roundtrip_{mode}"),
             &["roundtrip", "internal", mode, &s(z.calls), &s(CALL_GAP_US)],
@@ -135,6 +211,16 @@ pub(super) fn list(z: &Sizes) -> Vec<Scenario> {
         for p in [1u64, 2] {
             list.push(lua(
                 format!("{src}_dispatch_{p}"),
+                &["throughput", src, "dispatch", &s(p), &s(z.public_items / p)],
+            ));
+        }
+    }
+    // The no-wait posts under contention (c1_dispatch_1 is above).
+    for (src, p) in NOWAIT {
+        let name = format!("{src}_dispatch_{p}");
+        if !list.iter().any(|sc| sc.name == name) {
+            list.push(lua(
+                name,
                 &["throughput", src, "dispatch", &s(p), &s(z.public_items / p)],
             ));
         }

@@ -39,10 +39,16 @@
 //!    posts wait or refuse.
 //! 4. **One wake-up per burst.** `signalled` is true exactly when a wake-up
 //!    was sent that the consumer has not consumed; the descriptor (when one
-//!    exists) is readable exactly when `signalled`. A post sets it only on the
-//!    false→true edge; a drain clears it when it leaves the queue empty. Both
-//!    edges touch the descriptor under the lock, so a clear can never eat the
-//!    wake-up of a post that raced it.
+//!    exists) is readable when `signalled`. A post sets it only on the
+//!    false→true edge; a drain clears it when it leaves the queue empty.
+//!    The edge is decided under the lock, but the post writes the
+//!    descriptor after releasing it (holding its own reference to it), so
+//!    the consumer that write wakes does not find the lock still taken: a
+//!    clear can only come after a drain took the post's item, so it never
+//!    eats a wake-up that is still needed; a write landing after such a
+//!    clear is stale, and the post then sets `fd_late`, which makes the
+//!    next drain that finds the queue empty clear the descriptor again
+//!    (one spurious wake-up at most).
 //!    Posts through the side ring (`push_nowait` finding the lock taken)
 //!    write the descriptor and send the datagram without the lock (through
 //!    the `fd_write` and `udp_*` mirrors) and set `ring_woke`; a drain
@@ -168,7 +174,8 @@ pub(crate) struct State<T> {
     nudged: bool,
     /// Producers sleeping in a full queue.
     pub(crate) blocked_producers: usize,
-    fd: Option<FdSignal>,
+    /// Shared with a post writing it after the lock (invariant 4).
+    fd: Option<Arc<FdSignal>>,
     udp: Option<Arc<UdpNotifier>>,
     pub(crate) counters: Counters,
     /// The hub's waits while timing is on (`waits.rs`).
@@ -217,6 +224,9 @@ pub(crate) struct Shared<T> {
     pub(crate) ring_posts: AtomicU64,
     /// The descriptor a ring post writes to (-1: none), mirroring `fd`.
     fd_write: AtomicI32,
+    /// Set by a post after it wrote the descriptor without the lock
+    /// (invariant 4).
+    fd_late: AtomicBool,
     /// The socket a ring post sends its datagram from (-1: none) and the
     /// loopback port it sends to, mirroring `udp`.
     udp_fd: AtomicI32,
@@ -295,7 +305,9 @@ impl<T> Shared<T> {
         }
         let ring_woke =
             self.ring_woke.load(Ordering::Relaxed) && self.ring_woke.swap(false, Ordering::SeqCst);
-        if !st.signalled && !ring_woke {
+        let late =
+            self.fd_late.load(Ordering::Relaxed) && self.fd_late.swap(false, Ordering::SeqCst);
+        if !st.signalled && !ring_woke && !late {
             return;
         }
         st.signalled = false;
@@ -350,6 +362,7 @@ impl<T> Shared<T> {
             ring_refused: AtomicU64::new(0),
             ring_posts: AtomicU64::new(0),
             fd_write: AtomicI32::new(-1),
+            fd_late: AtomicBool::new(false),
             udp_fd: AtomicI32::new(-1),
             udp_to: AtomicU32::new(0),
             occupied: AtomicUsize::new(0),

@@ -401,15 +401,17 @@ impl<T> Shared<T> {
             self.discard_all(stale, Discarded::Unregistered);
             return Ok(Posted::Queued);
         }
-        // The wake-up edge (invariant 4).
+        // The wake-up edge (invariant 4): the descriptor is written once
+        // the lock is released.
         st.signalled = true;
         st.counters.wakeups += 1;
-        if let Some(fd) = &st.fd {
-            fd.set();
-        }
+        let fd = st.fd.clone();
         let notify = st.consumer_waiting;
         let udp = st.udp.clone();
         drop(st);
+        if let Some(fd) = fd {
+            self.set_fd_unlocked(&fd);
+        }
         self.discard_all(stale, Discarded::Unregistered);
         if notify {
             self.consumer_cv.notify_one();
@@ -548,6 +550,39 @@ mod tests {
         let got: Vec<usize> = std::iter::from_fn(|| batch.pop()).collect();
         assert_eq!(got, (0..total).collect::<Vec<_>>());
         assert_eq!(hub.stats().refused, 0);
+    }
+
+    /// A post writes the descriptor after releasing the lock; a write that
+    /// lands after the drain that took its item cleared the descriptor
+    /// leaves it readable over an empty queue: the next drain clears it
+    /// (else a loop polling `fd()` would spin).
+    #[test]
+    fn a_late_descriptor_write_is_cleared_by_the_next_drain() {
+        let hub: Hub<u32> = Hub::with_capacity(64);
+        let port = hub.register("p", |_| {}).unwrap();
+        let mut batch = Batch::new();
+        hub.fd().unwrap();
+        port.post(1).unwrap();
+        assert_eq!(hub.fd_readable(), Some(true), "the post's edge wrote it");
+        assert_eq!(hub.drain(usize::MAX, &mut batch), 1);
+        assert_eq!(
+            hub.fd_readable(),
+            Some(false),
+            "the drain emptied the queue"
+        );
+        // The write of a post whose item that drain already took, late.
+        let fd = hub.shared.lock().fd.clone().unwrap();
+        hub.shared.set_fd_unlocked(&fd);
+        assert_eq!(hub.fd_readable(), Some(true));
+        assert_eq!(hub.drain(usize::MAX, &mut batch), 0);
+        assert_eq!(
+            hub.fd_readable(),
+            Some(false),
+            "the stale write was cleared"
+        );
+        // And the next post's edge still wakes.
+        port.post(2).unwrap();
+        assert_eq!(hub.fd_readable(), Some(true));
     }
 
     /// A no-wait post that finds the lock free takes what earlier no-wait

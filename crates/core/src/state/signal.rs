@@ -104,12 +104,21 @@ impl<T> Shared<T> {
         if !st.queue.is_empty() {
             st.signalled = true;
         }
-        st.fd = Some(fd);
+        st.fd = Some(Arc::new(fd));
         Ok(raw)
     }
 
     pub(crate) fn fd_readable(&self) -> Option<bool> {
-        self.lock().fd.as_ref().map(FdSignal::is_readable)
+        self.lock().fd.as_deref().map(FdSignal::is_readable)
+    }
+
+    /// A post's wake-up edge, written after the lock was released so the
+    /// consumer it wakes (in epoll on `fd()`) does not find the lock still
+    /// taken and sleep on it again; `fd_late` makes a drain that cleared
+    /// the descriptor before this write clear it again (invariant 4).
+    pub(crate) fn set_fd_unlocked(&self, fd: &FdSignal) {
+        fd.set();
+        self.fd_late.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn set_udp_port(&self, port: Option<u16>) -> io::Result<()> {

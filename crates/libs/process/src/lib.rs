@@ -37,7 +37,10 @@
 //! running (the binding's close notification).
 //!
 //! Built only on `darksidesync-binding` (see `doc/libs.md`); signal names
-//! come from `darksidesync-signal`.
+//! come from `darksidesync-signal`. Deliveries are
+//! [`post_callback`](Dss::post_callback)s: darksidesync calls the
+//! callbacks itself, so under the coroutine adapters (cqueues, Copas) each
+//! runs in a coroutine of its own and may yield on their I/O.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -50,9 +53,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
-use darksidesync_binding::{function, Dss, Hold, LibId};
+use darksidesync_binding::{function, Dss, Hold, LibId, Prepared};
 use darksidesync_signal::names::{name as signal_name, number as signal_number, type_name};
-use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
+use mlua::{
+    AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataFields, Value,
+};
 
 fn fail<T>(message: impl Into<String>) -> mlua::Result<T> {
     Err(mlua::Error::runtime(message.into()))
@@ -124,10 +129,11 @@ enum Event {
     },
 }
 
-/// On the Lua thread: calls the callback the event is for, if any.
-fn deliver(lua: &Lua, id: u64, event: Event) -> mlua::Result<()> {
+/// On the Lua thread: the callback the event is for and its arguments,
+/// or one that does nothing when there is none (darksidesync calls it).
+fn deliver(lua: &Lua, id: u64, event: Event) -> mlua::Result<Prepared> {
     let Some(ps) = existing_state(lua) else {
-        return Ok(());
+        return nothing(lua);
     };
     match event {
         Event::Line { stderr, line } => {
@@ -136,18 +142,27 @@ fn deliver(lua: &Lua, id: u64, event: Event) -> mlua::Result<()> {
                 f.clone().map(|f| (f, cb.handle.clone()))
             });
             match target {
-                Some((f, h)) => f.call((lua.create_string(&line)?, h)),
-                None => Ok(()),
+                Some((f, h)) => Ok((f, (lua.create_string(&line)?, h).into_lua_multi(lua)?)),
+                None => nothing(lua),
             }
         }
         Event::Exit { code, signal } => {
             let cb = ps.live.borrow_mut().remove(&id);
             match cb.and_then(|cb| cb.exit.map(|f| (f, cb.handle))) {
-                Some((f, h)) => f.call((code.map(i64::from), signal.map(signal_name), h)),
-                None => Ok(()),
+                Some((f, h)) => Ok((
+                    f,
+                    (code.map(i64::from), signal.map(signal_name), h).into_lua_multi(lua)?,
+                )),
+                None => nothing(lua),
             }
         }
     }
+}
+
+/// A delivery with nothing to do (counted by `dispatch()` like the event
+/// it stands for).
+fn nothing(lua: &Lua) -> mlua::Result<Prepared> {
+    Ok((lua.create_function(|_, ()| Ok(()))?, MultiValue::new()))
 }
 
 /// A child process handle.
@@ -394,7 +409,10 @@ fn reader(stream: impl Read, dss: Dss, id: u64, stderr: bool) {
                     line.pop();
                 }
                 let event = Event::Line { stderr, line };
-                if dss.post(move |lua| deliver(lua, id, event)).is_err() {
+                if dss
+                    .post_callback(move |lua| deliver(lua, id, event))
+                    .is_err()
+                {
                     break; // the state is gone; dropping the pipe ends the child's writes
                 }
             }
@@ -440,7 +458,7 @@ fn waiter(
         Ok(s) => (s.code(), s.signal()),
         Err(_) => (None, None),
     };
-    let _ = dss.post(move |lua| deliver(lua, id, Event::Exit { code, signal }));
+    let _ = dss.post_callback(move |lua| deliver(lua, id, Event::Exit { code, signal }));
     drop(keep); // after the exit is queued: run() cannot miss it
 }
 

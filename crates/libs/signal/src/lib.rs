@@ -12,10 +12,13 @@
 //! DarkSideSync's `luaexit` ran Lua from a signal handler; here the signal
 //! handler does only what is async-signal-safe. The `signal-hook` crate's
 //! handler writes to a self-pipe; its iterator, on one background thread
-//! per process, reads the pipe and this library posts one closure per
+//! per process, reads the pipe and this library posts one delivery per
 //! subscribed callback to each subscribing Lua state, through
 //! `darksidesync-binding` like any third-party library. The callback runs
-//! on the Lua thread, like any other delivery.
+//! on the Lua thread, like any other delivery: a
+//! [`post_callback`](Dss::post_callback_timeout) that darksidesync calls
+//! itself, so under the coroutine adapters (cqueues, Copas) it runs in a
+//! coroutine of its own and may yield on their I/O.
 //!
 //! Once a signal was subscribed in the process, its handler stays
 //! installed. While no callback is subscribed to it, a signal arriving
@@ -35,8 +38,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use darksidesync_binding::{function, Dss, Hold, LibId};
-use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
+use darksidesync_binding::{function, Dss, Hold, LibId, Prepared};
+use mlua::{
+    AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataFields, Value,
+};
 use signal_hook::iterator::{Handle, Signals};
 
 use names::{name as signal_name, number as signal_number, type_name};
@@ -101,7 +106,7 @@ fn registry() -> Result<MutexGuard<'static, Registry>, String> {
     }
 }
 
-/// On the signal thread: one closure per subscription, or the default
+/// On the signal thread: one delivery per subscription, or the default
 /// action.
 fn deliver(sig: libc::c_int) {
     let targets: Vec<(u64, Dss)> = match registry() {
@@ -119,7 +124,7 @@ fn deliver(sig: libc::c_int) {
     }
     for (id, dss) in targets {
         // A closed or unregistered state just misses it: it is gone.
-        let _ = dss.post_timeout(move |lua| call_back(lua, id, sig), POST_PATIENCE);
+        let _ = dss.post_callback_timeout(move |lua| call_back(lua, id, sig), POST_PATIENCE);
     }
 }
 
@@ -162,12 +167,13 @@ fn existing_state(lua: &Lua) -> Option<Rc<SignalState>> {
     lua.app_data_ref::<Rc<SignalState>>().map(|s| Rc::clone(&s))
 }
 
-/// On the Lua thread: calls the subscription's callback, if still live.
-fn call_back(lua: &Lua, id: u64, sig: libc::c_int) -> mlua::Result<()> {
+/// On the Lua thread: the subscription's callback and its arguments, or
+/// one that does nothing once it was cancelled (darksidesync calls it).
+fn call_back(lua: &Lua, id: u64, sig: libc::c_int) -> mlua::Result<Prepared> {
     let callback = existing_state(lua).and_then(|s| s.live.borrow().get(&id).cloned());
     match callback {
-        Some(f) => f.call((signal_name(sig), i64::from(sig))),
-        None => Ok(()),
+        Some(f) => Ok((f, (signal_name(sig), i64::from(sig)).into_lua_multi(lua)?)),
+        None => Ok((lua.create_function(|_, ()| Ok(()))?, MultiValue::new())),
     }
 }
 

@@ -20,7 +20,11 @@
 //! darksidesync, lets go of `run()` while idle ([`Dss::unref`]) and takes a
 //! [`Hold`] per live timer; the close notification removes the state's
 //! timers; callbacks stay on the Lua thread, in this state's app data,
-//! and ticks carry only a timer id.
+//! and ticks carry only a timer id. A tick is a
+//! [`post_callback`](Dss::try_post_callback): on the Lua thread it only
+//! looks the callback up, and darksidesync calls it like its own
+//! deliveries, so under the coroutine adapters (cqueues, Copas) the
+//! callback runs in a coroutine of its own and may yield on their I/O.
 //!
 //! # The timer thread
 //!
@@ -38,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use darksidesync_binding::{function, Dss, Error, Hold, LibId};
+use darksidesync_binding::{function, Dss, Error, Hold, LibId, Prepared};
 use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, Value};
 
 /// How long a tick refused by a full queue waits before the next attempt.
@@ -221,7 +225,7 @@ fn fire(due: Vec<Due>) -> Vec<(u64, Entry)> {
         }
         let in_flight = d.in_flight.clone();
         let id = d.id;
-        let posted = d.dss.try_post(move |lua| {
+        let posted = d.dss.try_post_callback(move |lua| {
             in_flight.store(false, Ordering::Release);
             tick(lua, id)
         });
@@ -257,11 +261,12 @@ fn existing_state(lua: &Lua) -> Option<Rc<TimerState>> {
     lua.app_data_ref::<Rc<TimerState>>().map(|s| Rc::clone(&s))
 }
 
-/// A tick reached the Lua thread: calls the callback, if the timer is
-/// still live. Its error goes to the state's error handler.
-fn tick(lua: &Lua, id: u64) -> mlua::Result<()> {
+/// A tick reached the Lua thread: the callback to call and its argument,
+/// or one that does nothing when the timer is no longer live.
+/// darksidesync calls it; its error goes to the state's error handler.
+fn tick(lua: &Lua, id: u64) -> mlua::Result<Prepared> {
     let Some(ts) = existing_state(lua) else {
-        return Ok(());
+        return nothing(lua);
     };
     let repeating = lock().entries.get(&id).is_some_and(|e| e.every.is_some());
     let found = if repeating {
@@ -270,9 +275,15 @@ fn tick(lua: &Lua, id: u64) -> mlua::Result<()> {
         ts.live.borrow_mut().remove(&id)
     };
     match found {
-        Some((f, handle)) => f.call(handle),
-        None => Ok(()),
+        Some((f, handle)) => Ok((f, MultiValue::from_iter([Value::UserData(handle)]))),
+        None => nothing(lua),
     }
+}
+
+/// A delivery with nothing to do (counted by `dispatch()` like the tick it
+/// stands for).
+fn nothing(lua: &Lua) -> mlua::Result<Prepared> {
+    Ok((lua.create_function(|_, ()| Ok(()))?, MultiValue::new()))
 }
 
 /// A timer handle.
