@@ -2,12 +2,15 @@
 -- delivering to this Lua state while it waits, with nothing but Rust
 -- installed.
 --
---   cargo run --release -- examples/hello.lua
+--   cargo run --release -- examples/hello.lua     (the embedded host)
+--   lua5.4 examples/hello.lua                     (with the module on package.cpath;
+--                                                  any of lua5.1..5.4 or luajit)
+local dss = require "darksidesync"
 local timer = require "darksidesync.timer"
 local process = require "darksidesync.process"
 
 local t0 = timer.now()
-print("hello from " .. _VERSION .. " in darksidesync-host")
+print("hello from " .. _VERSION)
 
 -- A child process; each line it prints reaches us as a callback, on this
 -- thread, as it arrives.
@@ -24,4 +27,9 @@ timer.every(0.25, function(t)
   if ticks == 3 then t:cancel() end
 end)
 
-print("the script is done; the host now dispatches until nothing can arrive")
+print("callbacks are set up; dispatching until nothing can arrive")
+-- Runs the callbacks on this thread as they arrive; returns once no timer,
+-- process or other keep-alive reference is left (the host would also do
+-- this by itself after the script).
+dss.run()
+print("done")

@@ -3,6 +3,8 @@
 -- stops the children cleanly.
 --
 --   cargo run --release -- examples/processes.lua [rounds]
+--   lua5.4 examples/processes.lua [rounds]    (with the module on package.cpath)
+local dss = require "darksidesync"
 local signal = require "darksidesync.signal"
 local timer = require "darksidesync.timer"
 local process = require "darksidesync.process"
@@ -55,3 +57,4 @@ interrupt = signal.on("INT", function(name)
 end)
 
 print(stamp() .. " started " .. #jobs .. " processes; press Ctrl-C to stop them early")
+dss.run() -- until every process exited and the timers are cancelled

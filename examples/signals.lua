@@ -4,7 +4,9 @@
 -- to a pipe; the Lua callbacks run on the Lua thread.
 --
 --   cargo run --release -- examples/signals.lua
+--   lua5.4 examples/signals.lua     (with the module on package.cpath)
 --   (then press Ctrl-C, or from another terminal: kill -HUP <pid>)
+local dss = require "darksidesync"
 local signal = require "darksidesync.signal"
 local timer = require "darksidesync.timer"
 
@@ -20,7 +22,7 @@ local function shutdown(name)
   print("got " .. name .. ": shutting down cleanly")
   heartbeat:cancel()
   for _, h in ipairs(handlers) do h:cancel() end
-  -- Nothing holds the program any more: run() returns and the host exits 0.
+  -- Nothing holds the program any more: run() below returns.
 end
 
 -- keepalive = true: these handlers alone keep the program running.
@@ -38,3 +40,5 @@ handlers[#handlers + 1] = signal.on("TERM", shutdown, keep)
 -- Flushed at once so a supervisor (or the test) can act on it.
 io.stdout:setvbuf("line")
 print(("ready: pid %d; press Ctrl-C to stop, kill -HUP %d to reload"):format(signal.pid(), signal.pid()))
+dss.run() -- until the handlers are cancelled
+print("bye")

@@ -3,6 +3,7 @@
 -- A loop that falls behind shows it here long before anything is lost.
 --
 --   cargo run --release -- examples/waits.lua
+--   lua5.4 examples/waits.lua     (with the module on package.cpath)
 local dss = require "darksidesync"
 local timer = require "darksidesync.timer"
 local process = require "darksidesync.process"

@@ -4,14 +4,16 @@
 -- this state, and this state never blocks on them.
 --
 --   cargo run --release -- examples/workers.lua [workers] [wanted]
-local host = require "darksidesync.host"
+--   lua5.4 examples/workers.lua [workers] [wanted]   (with the module on package.cpath)
+local dss = require "darksidesync"
+local states = require "darksidesync.states"
 
 local nworkers = tonumber((select(1, ...))) or 4
 local wanted = tonumber((select(2, ...))) or 12
 
 -- The worker: asks for a number, tests it, reports, asks whether to go on.
 local worker_source = [[
-  local host = require "darksidesync.host"
+  local states = require "darksidesync.states"
   local function is_prime(n)
     if n < 2 then return false end
     if n % 2 == 0 then return n == 2 end
@@ -22,13 +24,13 @@ local worker_source = [[
   end
   local tested = 0
   while true do
-    local n = host.parent:call("next")          -- blocks until the main state decides
+    local n = states.parent:call("next")        -- blocks until the main state decides
     if not n then break end
     tested = tested + 1
-    local go_on = host.parent:call("result", n, is_prime(n))
+    local go_on = states.parent:call("result", n, is_prime(n))
     if not go_on then break end
   end
-  host.parent:send("done", tested)
+  states.parent:post("done", tested)            -- dispatched before this state's exit
 ]]
 
 local next_candidate = 1000000000001 -- odd numbers from 10^12 up
@@ -63,7 +65,7 @@ local function report()
 end
 
 for w = 1, nworkers do
-  local child = host.spawn({ source = worker_source, name = "worker " .. w })
+  local child = states.spawn(worker_source)
   child:onmessage(function(...) return decide(w, ...) end)
   child:onexit(function(ok, err)
     assert(ok, err)
@@ -72,3 +74,4 @@ for w = 1, nworkers do
   end)
 end
 print(("%d workers started, looking for %d primes"):format(nworkers, wanted))
+dss.run() -- until every worker ended (a running child holds its parent)

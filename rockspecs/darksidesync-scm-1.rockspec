@@ -3,6 +3,15 @@
 --   luarocks --lua-version 5.4 make rockspecs/darksidesync-scm-1.rockspec
 -- Needs Rust (cargo) and a C compiler; no network once cargo's
 -- dependencies are in its cache (or vendored).
+--
+-- LuaJIT and Lua 5.1 share LuaRocks' lib/lua/5.1, and each needs its own
+-- build: give LuaJIT a tree of its own and point luajit at it:
+--   luarocks --lua-version 5.1 make rockspecs/darksidesync-scm-1.rockspec          (lua5.1)
+--   luarocks --lua-version 5.1 --tree ~/.luarocks-jit make \
+--     rockspecs/darksidesync-scm-1.rockspec LUA=/usr/bin/luajit                    (luajit)
+--   eval "$(luarocks --lua-version 5.1 --tree ~/.luarocks-jit path)"             (in luajit's shell)
+-- A build loaded by the other interpreter refuses with one line naming both
+-- and the command that builds the right one.
 rockspec_format = "3.0"
 package = "darksidesync"
 version = "scm-1"

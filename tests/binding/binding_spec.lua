@@ -21,6 +21,14 @@ describe("a Rust cdylib using darksidesync-binding", function()
     while dss.poll() ~= -1 do end
   end)
 
+  -- Leave nothing that keeps run() waiting (dssrust's registration holds
+  -- it): inside darksidesync-host, where `cargo xtask binding` runs these
+  -- specs too, a run() follows the script's end.
+  teardown(function()
+    dssrust.post(function() end, 1, true)
+    dss.run()
+  end)
+
   it("posts closures that run on the Lua thread, in order", function()
     local got = {}
     local counted = 0
@@ -135,6 +143,8 @@ describe("a Rust cdylib using darksidesync-binding", function()
     assert.equal(1, dssrust.stats().keep_alive)
   end)
 
+  -- #stock: a stock interpreter, where darksidesync is not preloaded and
+  -- no run loop follows the script (not the embedded host).
   local function run_lua(code)
     local lua = assert(os.getenv("DSS_LUA"), "DSS_LUA names the interpreter")
     local p = assert(io.popen(lua .. " -e '" .. code .. "' 2>&1"))
@@ -143,14 +153,14 @@ describe("a Rust cdylib using darksidesync-binding", function()
     return out
   end
 
-  it("loads darksidesync itself when the script did not", function()
+  it("loads darksidesync itself when the script did not #stock", function()
     local out = run_lua([[
       local dssrust = require "dssrust"
       print(type(package.loaded.darksidesync), type(package.loaded.darksidesync.run))]])
     assert.equal("table\tfunction\n", out)
   end)
 
-  it("runs the bundled libraries without a require of darksidesync first", function()
+  it("runs the bundled libraries without a require of darksidesync first #stock", function()
     -- darksidesync.timer is built on darksidesync-binding: it loads the module itself.
     local out = run_lua([[
       local timer = require "darksidesync.timer"
@@ -159,7 +169,7 @@ describe("a Rust cdylib using darksidesync-binding", function()
     assert.equal("tick\nran\t1\n", out, "run() counts a delivery of a library on the binding")
   end)
 
-  it("fails with a clear Lua error when darksidesync cannot be found", function()
+  it("fails with a clear Lua error when darksidesync cannot be found #stock", function()
     local out = run_lua([[
       local so = os.getenv("LUA_CPATH"):match("^(.-)%?%.so") .. "dssrust.so"
       package.cpath = ""

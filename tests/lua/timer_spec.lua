@@ -21,10 +21,17 @@ describe("darksidesync.timer", function()
   end)
 
   it("fires timers in deadline order", function()
+    -- The deadlines are observed, not assumed: on a loaded machine the
+    -- thread may stall between the two calls for longer than their gap.
     local order = {}
-    timer.after(0.05, function() order[#order + 1] = "late" end)
+    local t0 = timer.now()
+    timer.after(0.2, function() order[#order + 1] = "late" end)
     timer.after(0.01, function() order[#order + 1] = "early" end)
+    local t1 = timer.now()
     H.dispatch_until(function() return #order == 2 end, "both timers")
+    -- "early" is due by t1 + 0.01, "late" not before t0 + 0.2; only a
+    -- stall of 190 ms between the calls could make them overlap.
+    assert.is_true(t1 + 0.01 < t0 + 0.2, "the calls stalled; rerun")
     assert.same({ "early", "late" }, order)
   end)
 

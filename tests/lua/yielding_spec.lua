@@ -1,4 +1,5 @@
--- Callbacks of the libraries (timer, process, signal) under the coroutine
+-- Callbacks of the libraries (timer, process, signal) and of a Rust
+-- library's LuaCallback (testlib.post_values) under the coroutine
 -- adapters: each runs in a coroutine of its own and may yield on the
 -- loop's I/O (a real cqueues.sleep, a loopback TCP round trip) before it
 -- returns; an error after a yield reaches the error handler.
@@ -10,6 +11,7 @@ local dss = require "darksidesync"
 local timer = require "darksidesync.timer"
 local process = require "darksidesync.process"
 local signal = require "darksidesync.signal"
+local testlib = require "darksidesync.testlib"
 local H = require "helper"
 
 -- The three libraries, each asked to call `f(tag)` once from its thread.
@@ -30,12 +32,21 @@ local LIBS = {
     end)
     assert.is_true(signal.raise("USR1"))
   end,
+  -- post_values posts twice; the first call does the I/O.
+  luacallback = function(f)
+    local n = 0
+    testlib.post_values(function()
+      n = n + 1
+      if n == 1 then f("luacallback") end
+    end)
+  end,
 }
 
 local EXPECTED = {
   timer = "timer",
   process = "process out",
   signal = "signal SIGUSR1",
+  luacallback = "luacallback",
 }
 
 -- Runs `body(sleep, roundtrip, done)` under a cqueues controller with the
@@ -121,7 +132,7 @@ describe("library callbacks under the coroutine adapters", function()
   after_each(H.reset)
 
   for _, loop in ipairs({ "cqueues", "copas" }) do
-    for _, lib in ipairs({ "timer", "process", "signal" }) do
+    for _, lib in ipairs({ "timer", "process", "signal", "luacallback" }) do
       it(loop .. ": a " .. lib .. " callback sleeps and does a socket round trip before it returns", function()
         local errors = H.collect_errors()
         local steps = {}

@@ -7,11 +7,14 @@
 //! with busted under the stock interpreter. Then does what a new user
 //! does: pastes the binding's rustdoc front page (`Cargo.toml`, `lib.rs`,
 //! the Lua script) into a fresh crate outside the workspace, builds it
-//! and runs the script with stock `lua5.4` next to darksidesync.so.
+//! and runs the script with stock `lua5.4` next to darksidesync.so. The
+//! specs (but those tagged `#stock`) and the script also run inside the
+//! embedded host, which loads such a library as `lua5.4` does.
 
 use std::path::Path;
 use std::process::Command;
 
+use crate::cmd::clear_lua_env;
 use crate::module::{self, LuaVersion};
 use crate::root;
 
@@ -112,35 +115,37 @@ fn front_page_example(lib: &Path) -> Result<(), String> {
     std::fs::copy(&built, lib.join("hello.so"))
         .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
 
-    let out = Command::new("lua5.4")
-        .arg(dir.join("hello.lua"))
-        .env("LUA_CPATH", format!("{}/?.so;;", lib.display()))
-        .env(
-            "LUA_PATH",
-            format!("{0}/?.lua;{0}/?/init.lua;;", lib.display()),
-        )
-        .env_remove("LUA_CPATH_5_4")
-        .env_remove("LUA_PATH_5_4")
-        .env_remove("LUA_INIT")
-        .output()
-        .map_err(|e| format!("cannot run lua5.4: {e}"))?;
     // The script's `--> ` lines are its expected output.
     let expected: Vec<String> = script
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("--> "))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let got: Vec<String> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    if !out.status.success() || got != expected {
-        return Err(format!(
-            "the front-page script printed {got:?} (expected {expected:?}), {}; stderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    let host = crate::examples::host()?;
+    for interpreter in ["lua5.4", &host.to_string_lossy()] {
+        let mut cmd = Command::new(interpreter);
+        clear_lua_env(&mut cmd);
+        cmd.arg(dir.join("hello.lua"))
+            .env("LUA_CPATH", format!("{}/?.so;;", lib.display()))
+            .env(
+                "LUA_PATH",
+                format!("{0}/?.lua;{0}/?/init.lua;;", lib.display()),
+            );
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {interpreter}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let got: Vec<String> = stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        if !out.status.success() || got != expected {
+            return Err(format!(
+                "the front-page script under {interpreter} printed {got:?} (expected {expected:?}), {}; stderr:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("front-page example: ok ({})", expected.join(" | "));
@@ -188,35 +193,39 @@ fn run_one(lua: LuaVersion) -> Result<(), String> {
     std::fs::copy(&built, lib.join("dssrust.so"))
         .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
 
-    println!("== binding specs, {} ==", lua.interpreter);
+    specs(lua.interpreter, &lib, &[])?;
+    if lua.name == "5.4" {
+        // The same library inside the embedded host (which exports the Lua
+        // C API and preloads darksidesync): all but the specs about a stock
+        // interpreter without darksidesync preloaded (tagged #stock).
+        let host = crate::examples::host()?;
+        specs(&host.to_string_lossy(), &lib, &["--exclude-tags=stock"])?;
+    }
+    Ok(())
+}
+
+/// Runs `tests/binding` with busted under `interpreter`, `lib` on the paths.
+fn specs(interpreter: &str, lib: &Path, extra: &[&str]) -> Result<(), String> {
+    println!("== binding specs, {interpreter} ==");
     let lua_path = format!("{0}/?.lua;{0}/?/init.lua;;", lib.display());
     let lua_cpath = format!("{}/?.so;;", lib.display());
-    let mut busted = Command::new(lua.interpreter);
+    let mut busted = Command::new(interpreter);
+    clear_lua_env(&mut busted);
     busted
         .current_dir(root())
         .arg(BUSTED)
         .args(["--output=plainTerminal", "--pattern=_spec"])
+        .args(extra)
         .arg(root().join("tests/binding"))
         .env("LUA_PATH", &lua_path)
         .env("LUA_CPATH", &lua_cpath)
-        .env("DSS_LUA", lua.interpreter);
-    for v in [
-        "LUA_PATH_5_2",
-        "LUA_CPATH_5_2",
-        "LUA_PATH_5_3",
-        "LUA_CPATH_5_3",
-        "LUA_PATH_5_4",
-        "LUA_CPATH_5_4",
-        "LUA_INIT",
-    ] {
-        busted.env_remove(v);
-    }
+        .env("DSS_LUA", interpreter);
     let status = busted
         .status()
-        .map_err(|e| format!("cannot run busted under {}: {e}", lua.interpreter))?;
+        .map_err(|e| format!("cannot run busted under {interpreter}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("binding specs failed under {}", lua.interpreter))
+        Err(format!("binding specs failed under {interpreter}"))
     }
 }

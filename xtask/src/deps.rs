@@ -16,6 +16,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("lua-busted", "/usr/bin/busted"),
     ("lua-luv", "/usr/lib/x86_64-linux-gnu/lua/5.4/luv.so"),
     ("lua-cqueues", "/usr/share/lua/5.4/cqueues.lua"),
+    ("lua-filesystem", "/usr/lib/x86_64-linux-gnu/lua/5.4/lfs.so"),
     ("lua-socket", "/usr/share/lua/5.4/socket.lua"),
     ("lua-copas", "/usr/share/lua/5.1/copas.lua"),
     ("liblua5.4-dev", "/usr/include/lua5.4/lua.h"),

@@ -1,11 +1,16 @@
 //! `cargo xtask examples`
 //!
-//! Builds the embedded host (release) once and runs every `examples/*.lua`
-//! as a user would (`darksidesync-host examples/<name>.lua`), each under a
-//! watchdog that kills it and fails after [`PATIENCE`]. Each example has a
-//! check below: lines its output must contain, in order, and for the
-//! signal examples the signals to send once a given line appeared. An
-//! example without a check fails the stage, so none is left untested.
+//! Builds the embedded host (release) and the module for Lua 5.4 once and
+//! runs every `examples/*.lua` as a user would, unchanged, under both:
+//! `darksidesync-host examples/<name>.lua` and `lua5.4 examples/<name>.lua`
+//! with the module on `package.cpath`. Each run is under a watchdog that
+//! kills it and fails after [`PATIENCE`]. Each example has a check below:
+//! lines its output must contain, in order, and for the signal examples
+//! the signals to send once a given line appeared; both interpreters must
+//! pass it with the same exit status, and for the examples whose output
+//! does not depend on timing ([`SAME_OUTPUT`]) print the same lines (their
+//! numbers aside, in any order). An example without a check fails the
+//! stage, so none is left untested.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,6 +38,8 @@ struct Check {
     signals: &'static [(&'static str, &'static str)],
     /// The exit status expected.
     status: i32,
+    /// Also run under stock `lua5.4` (every check but one, see there).
+    stock: bool,
 }
 
 const CHECKS: &[Check] = &[
@@ -40,13 +47,15 @@ const CHECKS: &[Check] = &[
         file: "hello.lua",
         args: &[],
         expect: &[
-            "hello from Lua 5.4 in darksidesync-host",
-            "the script is done",
+            "hello from Lua 5.4",
+            "callbacks are set up",
             "[process] step 1",
             "[process] exited with status 0",
+            "done",
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "hello.lua",
@@ -54,6 +63,21 @@ const CHECKS: &[Check] = &[
         expect: &["[timer]   tick 1", "[timer]   tick 2", "[timer]   tick 3"],
         signals: &[],
         status: 0,
+        stock: true,
+    },
+    Check {
+        file: "lines.lua",
+        args: &[],
+        expect: &[
+            "got line 1",
+            "got line 2",
+            "got line 3",
+            "exited with status 0",
+            "done",
+        ],
+        signals: &[],
+        status: 0,
+        stock: true,
     },
     Check {
         file: "processes.lua",
@@ -67,6 +91,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "processes.lua",
@@ -78,6 +103,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "processes.lua",
@@ -89,6 +115,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     // Ctrl-C while the children run: the Lua callback stops them.
     Check {
@@ -101,6 +128,28 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[("[slow ] slow line 2", "INT")],
         status: 0,
+        // Not under lua5.4: darksidesync.signal's handler (signal-hook)
+        // chains to the one lua.c installs while a script runs, so
+        // lua5.4 also raises "interrupted!" in the running Lua code.
+        stock: false,
+    },
+    Check {
+        file: "signals.lua",
+        args: &[],
+        expect: &[
+            "ready: pid",
+            "got SIGHUP: reloaded the configuration (now v2)",
+            "status: ",
+            "got SIGTERM: shutting down cleanly",
+            "bye",
+        ],
+        signals: &[
+            ("ready: pid", "HUP"),
+            ("reloaded the configuration", "USR1"),
+            ("status: ", "TERM"),
+        ],
+        status: 0,
+        stock: true,
     },
     Check {
         file: "signals.lua",
@@ -110,6 +159,7 @@ const CHECKS: &[Check] = &[
             "got SIGHUP: reloaded the configuration (now v2)",
             "status: ",
             "got SIGINT: shutting down cleanly",
+            "bye",
         ],
         signals: &[
             ("ready: pid", "HUP"),
@@ -117,6 +167,8 @@ const CHECKS: &[Check] = &[
             ("status: ", "INT"),
         ],
         status: 0,
+        // Ctrl-C: in the host only (see the processes.lua check).
+        stock: false,
     },
     Check {
         file: "workers.lua",
@@ -128,6 +180,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "states.lua",
@@ -139,6 +192,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "states.lua",
@@ -150,6 +204,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "waits.lua",
@@ -164,6 +219,7 @@ const CHECKS: &[Check] = &[
         ],
         signals: &[],
         status: 0,
+        stock: true,
     },
     Check {
         file: "waits.lua",
@@ -171,12 +227,49 @@ const CHECKS: &[Check] = &[
         expect: &["[process] 8 lines, exited with status 0", "the state:"],
         signals: &[],
         status: 0,
+        stock: true,
     },
 ];
 
-pub fn main() -> Result {
+/// Examples whose output lines (numbers masked, order aside) are the same
+/// on every run: under the host and `lua5.4` they must match exactly.
+const SAME_OUTPUT: &[&str] = &["hello.lua", "states.lua", "workers.lua"];
+
+/// How an example is run.
+struct Interpreter {
+    /// For messages.
+    name: &'static str,
+    program: std::path::PathBuf,
+    /// `LUA_PATH`, `LUA_CPATH` (the module's folder) or nothing.
+    env: Vec<(&'static str, String)>,
+}
+
+/// Builds the embedded host (release) and returns its path.
+pub(crate) fn host() -> Result<std::path::PathBuf> {
     run(cargo().args(["build", "--release", "-p", "darksidesync-host"]))?;
-    let host = root().join("target/release/darksidesync-host");
+    Ok(root().join("target/release/darksidesync-host"))
+}
+
+pub fn main() -> Result {
+    let lua = crate::module::version("5.4")?;
+    let so = crate::module::build(lua, &root().join("target/lua-modules/5.4/cargo"), "dev")?;
+    let module_dir = root().join("target/examples/5.4");
+    crate::module::install(&so, &module_dir)?;
+    let interpreters = [
+        Interpreter {
+            name: "darksidesync-host",
+            program: host()?,
+            env: Vec::new(),
+        },
+        Interpreter {
+            name: "lua5.4",
+            program: "lua5.4".into(),
+            env: vec![
+                ("LUA_PATH", format!("{}/?.lua;;", module_dir.display())),
+                ("LUA_CPATH", format!("{}/?.so;;", module_dir.display())),
+            ],
+        },
+    ];
     let dir = root().join("examples");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
@@ -192,22 +285,46 @@ pub fn main() -> Result {
             ));
         }
     }
+    // The README's first Lua example is examples/lines.lua, verbatim.
+    let readme = std::fs::read_to_string(root().join("README.md"))
+        .map_err(|e| format!("cannot read README.md: {e}"))?;
+    let lines = std::fs::read_to_string(dir.join("lines.lua"))
+        .map_err(|e| format!("cannot read examples/lines.lua: {e}"))?;
+    if !readme.contains(&format!("```lua\n{lines}```")) {
+        failures.push("README.md does not show examples/lines.lua verbatim".to_string());
+    }
     let mut passed = 0;
     for check in CHECKS {
-        let started = Instant::now();
-        match run_one(&host, check) {
-            Ok(()) => {
-                passed += 1;
-                eprintln!(
-                    "example {} {:?}: ok ({:.1}s)",
-                    check.file,
-                    check.args,
-                    started.elapsed().as_secs_f64()
-                )
+        let mut outputs = Vec::new();
+        for interpreter in &interpreters {
+            if !check.stock && interpreter.name != "darksidesync-host" {
+                continue;
             }
-            Err(e) => {
-                eprintln!("example {} {:?}: FAILED: {e}", check.file, check.args);
-                failures.push(format!("{} {:?}: {e}", check.file, check.args));
+            let started = Instant::now();
+            let what = format!("{} {:?} under {}", check.file, check.args, interpreter.name);
+            match run_one(interpreter, check) {
+                Ok(lines) => {
+                    passed += 1;
+                    eprintln!(
+                        "example {what}: ok ({:.1}s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                    outputs.push(lines);
+                }
+                Err(e) => {
+                    eprintln!("example {what}: FAILED: {e}");
+                    failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+        if let [host, stock] = &outputs[..] {
+            if SAME_OUTPUT.contains(&check.file) && masked(host) != masked(stock) {
+                failures.push(format!(
+                    "{} prints other lines under the host than under lua5.4:\n{}\n--- lua5.4:\n{}",
+                    check.file,
+                    host.join("\n"),
+                    stock.join("\n")
+                ));
             }
         }
     }
@@ -219,8 +336,32 @@ pub fn main() -> Result {
     }
 }
 
-fn run_one(host: &Path, check: &Check) -> Result {
-    let mut child = Command::new(host)
+/// The lines, sorted, each with its runs of digits as `#`.
+fn masked(lines: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let mut m = String::new();
+            for c in l.chars() {
+                if !c.is_ascii_digit() {
+                    m.push(c);
+                } else if !m.ends_with('#') {
+                    m.push('#');
+                }
+            }
+            m
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs one check under `interpreter`; its output lines when it passed.
+fn run_one(interpreter: &Interpreter, check: &Check) -> Result<Vec<String>> {
+    let mut cmd = Command::new(&interpreter.program);
+    crate::cmd::clear_lua_env(&mut cmd);
+    let mut child = cmd
+        .envs(interpreter.env.iter().map(|(k, v)| (k, v)))
         .current_dir(root())
         .arg(Path::new("examples").join(check.file))
         .args(check.args)
@@ -228,7 +369,7 @@ fn run_one(host: &Path, check: &Check) -> Result {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", host.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", interpreter.name))?;
     let (tx, rx) = mpsc::channel::<String>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
@@ -316,5 +457,5 @@ fn run_one(host: &Path, check: &Check) -> Result {
             }
         }
     }
-    Ok(())
+    Ok(lines)
 }

@@ -1,5 +1,6 @@
 //! The gate that runs first in `cargo xtask test` (`cargo xtask hygiene`):
-//! formatting, clippy, rustdoc without warnings, then the drift check
+//! formatting, clippy, rustdoc without warnings (the workspace, then each
+//! published crate alone as docs.rs builds it), then the drift check
 //! (`drift.rs`).
 
 use crate::cmd::{cargo, output, run, Result};
@@ -60,12 +61,55 @@ pub fn published_crates() -> Result<Vec<String>> {
         .collect())
 }
 
-/// rustdoc of every published crate, warnings as errors.
+/// rustdoc of every published crate, warnings as errors: all of them in
+/// one run (`cargo doc --workspace --no-deps`, as the README says), then
+/// each alone with the features its `[package.metadata.docs.rs]` names, as
+/// docs.rs builds it (`cargo doc -p darksidesync-binding` alone has no Lua
+/// version to give mlua-sys otherwise). In their own target directory, so
+/// the feature sets do not evict the workspace build.
 fn rustdoc() -> Result {
-    let mut cmd = cargo();
-    cmd.args(["doc", "--no-deps"]);
-    for name in published_crates()? {
-        cmd.args(["-p", &name]);
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    for (name, features) in docs_rs_features()? {
+        let features = features.ok_or(format!(
+            "{name}: a published crate needs [package.metadata.docs.rs] features (say [] for none)"
+        ))?;
+        let mut cmd = cargo();
+        cmd.args(["doc", "--no-deps", "-p", &name])
+            .arg("--target-dir")
+            .arg(root().join("target/docs-rs"));
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+        run(cmd.env("RUSTDOCFLAGS", "-D warnings"))?;
     }
-    run(cmd.env("RUSTDOCFLAGS", "-D warnings"))
+    Ok(())
+}
+
+/// Each published crate with its `[package.metadata.docs.rs]` features
+/// (`None` when it names none).
+fn docs_rs_features() -> Result<Vec<(String, Option<Vec<String>>)>> {
+    let published = published_crates()?;
+    let json = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = meta["packages"]
+        .as_array()
+        .ok_or("cargo metadata: no packages")?;
+    Ok(packages
+        .iter()
+        .filter_map(|p| {
+            let name = p["name"].as_str()?.to_string();
+            if !published.contains(&name) {
+                return None;
+            }
+            let features = p["metadata"]["docs"]["rs"]["features"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .collect()
+            });
+            Some((name, features))
+        })
+        .collect())
 }

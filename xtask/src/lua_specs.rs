@@ -24,15 +24,18 @@ const LOOP_LIBS: &str = "require'luv' require'cqueues' require'socket' require'c
 pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let only: Vec<LuaVersion> = match args {
         [] => VERSIONS.to_vec(),
-        [flag, v] if flag == "--lua" => vec![module::version(v)?],
-        _ => return Err("usage: cargo xtask lua-specs [--lua <5.1|5.2|5.3|5.4|jit>]".into()),
+        [flag, v] if flag == "--lua" => v
+            .split(',')
+            .map(module::version)
+            .collect::<Result<_, _>>()?,
+        _ => return Err("usage: cargo xtask lua-specs [--lua <5.1|5.2|5.3|5.4|jit>[,...]]".into()),
     };
     if !Path::new(BUSTED).is_file() {
         return Err(format!("{BUSTED} is missing (Debian package lua-busted)"));
     }
     let mut summary = Vec::new();
     let mut failed = false;
-    for lua in only {
+    for &lua in &only {
         let (ok, line) = match run_one(lua) {
             Ok(line) => (true, line),
             Err(e) => (false, e),
@@ -43,6 +46,20 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
             lua.interpreter,
             if ok { "PASS" } else { "FAIL" },
             line
+        ));
+    }
+    if only.iter().any(|l| l.name == "5.1") && only.iter().any(|l| l.name == "jit") {
+        let (ok, line) = match wrong_build_refused() {
+            Ok(()) => (
+                true,
+                "each refuses the other's build in one line".to_string(),
+            ),
+            Err(e) => (false, e),
+        };
+        failed |= !ok;
+        summary.push(format!(
+            "5.1/jit  {} {line}",
+            if ok { "PASS" } else { "FAIL" }
         ));
     }
     println!("\n== lua-specs summary ==");
@@ -100,6 +117,43 @@ fn provide_pure_lua_modules(
             lua.interpreter,
             src.display()
         );
+    }
+    Ok(())
+}
+
+/// LuaRocks installs LuaJIT's and Lua 5.1's builds into the same
+/// `lib/lua/5.1`: each interpreter, given only the other's build (as
+/// installed by [`run_one`]), must refuse it with one line naming both and
+/// the command that builds the right one, for the module and a library
+/// linked into it.
+fn wrong_build_refused() -> Result<(), String> {
+    let dir = |v: &str| root().join("target/lua-modules").join(v).join("lib");
+    let cases = [
+        ("lua5.1", dir("jit"), "this build is for LuaJIT but Lua 5.1 loaded it; build one for Lua 5.1 (cargo xtask module --lua 5.1 --out DIR, or luarocks --lua-version 5.1 make rockspecs/darksidesync-scm-1.rockspec)"),
+        ("luajit", dir("5.1"), "this build is for Lua 5.1 but LuaJIT loaded it; build one for LuaJIT (cargo xtask module --lua jit --out DIR, or luarocks --lua-version 5.1 --tree TREE make rockspecs/darksidesync-scm-1.rockspec LUA=/usr/bin/luajit)"),
+    ];
+    for (interpreter, lib, says) in cases {
+        for module in ["darksidesync", "darksidesync.timer"] {
+            let mut cmd = Command::new(interpreter);
+            clear_lua_env(&mut cmd);
+            let out = cmd
+                .args(["-e", &format!("require '{module}'")])
+                .env("LUA_CPATH", format!("{}/?.so", lib.display()))
+                .env("LUA_PATH", format!("{}/?.lua", lib.display()))
+                .output()
+                .map_err(|e| format!("cannot run {interpreter}: {e}"))?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let first = stderr.lines().next().unwrap_or_default();
+            let want =
+                format!("{interpreter}: darksidesync: {says} and keep the two in separate folders");
+            if out.status.success() || first != want {
+                return Err(format!(
+                    "{interpreter} given the other build, require '{module}': {}, said:\n{stderr}\nwanted first line:\n{want}",
+                    out.status
+                ));
+            }
+            println!("{interpreter}, the other build, require '{module}': {first}");
+        }
     }
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! * `capi`      — the C-ABI tests (`xtask/src/capi/`).
 //! * `capi-sanitize` — the same under valgrind and AddressSanitizer.
 //! * `binding`   — the Rust binding API end to end: a separate cdylib in stock Lua.
-//! * `examples`  — run every `examples/*.lua` in the embedded host, checked, under a watchdog.
+//! * `examples`  — run every `examples/*.lua` in the embedded host and in lua5.4, checked, under a watchdog.
 
 mod bench;
 mod binding;
@@ -94,9 +94,10 @@ fn usage() -> &'static str {
      \x20   [--lua-interpreter PATH] [--lua-dir DIR]     (the Lua version asked from PATH; the Lua files into another DIR)\n\
      \x20 package                                        cargo package (no verify) for every published crate\n\
      \x20 rocks                                          luarocks make (5.1, 5.4) into target/rocks and a spec with `luarocks path`\n\
-     \x20 lua-specs                                      build the module for every Lua and run the busted specs\n\
+     \x20 lua-specs [--lua 5.1,jit,...]                  build the module for every Lua (or those) and run the busted specs;\n\
+     \x20                                                with 5.1 and jit, each must refuse the other's build\n\
      \x20 capi                                           the C-ABI tests (header, C utility, two-state C host; Lua 5.4, 5.1, LuaJIT)\n\
      \x20 capi-sanitize                                  the C-ABI tests under valgrind and AddressSanitizer\n\
-     \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1\n\
-     \x20 examples                                       run every example in the embedded host and check its output"
+     \x20 binding                                        the Rust binding API: an example cdylib in stock Lua 5.4 and 5.1, and in the host\n\
+     \x20 examples                                       run every example in the embedded host and in lua5.4 and check its output"
 }

@@ -52,6 +52,12 @@
 //! mlua = { version = "0.11", features = ["lua54", "module"] }
 //! ```
 //!
+//! Until `darksidesync-binding` 0.1 is on crates.io, depend on a checkout
+//! of darksidesync instead: `darksidesync-binding = { path =
+//! "../darksidesync/crates/binding" }`, or `{ git = "<the repository's
+//! URL>" }` (Cargo finds the crate in the workspace). `cargo xtask binding`
+//! builds this page's example that way, as a fresh crate.
+//!
 //! `src/lib.rs`: `hello.count(n, f, done)` starts a thread that calls
 //! `f(i)` on the Lua thread for `i = 1..n`, adds up the answers and posts
 //! `done(sum)`. darksidesync calls both functions itself, as it calls its

@@ -22,11 +22,13 @@ pub struct CommandLine {
     pub actions: Vec<Action>,
     /// `-v`/`-V`/`--version` was given.
     pub version: bool,
+    /// `-E`: ignore the `LUA_*` environment variables.
+    pub ignore_env: bool,
     /// The script: a path, or `-` for standard input. `None` when the
     /// command line holds only options.
     pub script: Option<OsString>,
     /// Every argument before the script, the program name first: `arg[-n]`
-    /// .. `arg[-1]` (all of them when there is no script).
+    /// .. `arg[-1]` (without a script: `arg[0]`.., as in `lua5.4`).
     pub before: Vec<String>,
     /// The script's arguments: `arg[1]`.. and the chunk's `...`.
     pub args: Vec<OsString>,
@@ -62,6 +64,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<CommandLine, Stop> {
             "-h" | "--help" => return Err(Stop::Help),
             "-v" | "-V" | "--version" => cl.version = true,
             "-W" => cl.actions.push(Action::Warnings),
+            "-E" => cl.ignore_env = true,
             "-i" => {
                 return Err(Stop::Usage(
                     "-i (interactive mode) is not supported: the host runs an event loop after \

@@ -4,7 +4,8 @@
 -- Arguments: the module, record(text) (keeps the first callback error for
 -- the exit status) and errtext(e) (the text of an mlua error object, or
 -- nil).
--- Returns protect(f, ...): nil, or the error text with its traceback.
+-- Returns protect(f, ...): nil and f's first result, or the error text
+-- with its traceback.
 local dss, record, errtext = ...
 local traceback, tostring, type, getmetatable = debug.traceback, tostring, type, getmetatable
 local find, sub, match, format, gmatch = string.find, string.sub, string.match, string.format, string.gmatch
@@ -25,8 +26,12 @@ local function trim(tb)
   local out, seen_lua = { head }, false
   for line in gmatch(frames, "\n[^\n]*") do
     local is_c = find(line, "^\n\t%[C%]:") ~= nil
-    if seen_lua and ENTRY[line] then break end
-    if not INTERNAL[match(line, "^\n\t([%w%.%-]+):%d+:")] then
+    -- Below the first Lua frame, the entry ends the traceback; above it
+    -- (an error in a C function the host called directly: `-l`'s
+    -- require) the entry is the host's and left out.
+    if ENTRY[line] then
+      if seen_lua then break end
+    elseif not INTERNAL[match(line, "^\n\t([%w%.%-]+):%d+:")] then
       out[#out + 1] = line
       seen_lua = seen_lua or not is_c
     end
@@ -76,9 +81,11 @@ dss.seterrorhandler(function(err)
   dss.stop()
   return err
 end)
--- Runs f(...) and returns nil, or the error text with its traceback.
+-- Runs f(...) and returns nil and f's first result, or the error text
+-- with its traceback.
 return function(f, ...)
   -- Not a tail call: the handler's frame counts in describe's level.
-  local ok, err = xpcall(f, function(e) local text = describe(e, 2); return text end, ...)
-  if not ok then return err end
+  local ok, r = xpcall(f, function(e) local text = describe(e, 2); return text end, ...)
+  if not ok then return r end
+  return nil, r
 end

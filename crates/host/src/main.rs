@@ -9,13 +9,18 @@
 //! | `cli.rs` | the command line, read as `lua5.4` reads it |
 //! | `interrupt.rs` | Ctrl-C raises "interrupted!" as in `lua5.4` |
 //! | `runtime.rs` | one state: preloads, run the command line and script, then `run()` |
+//! | `paths.rs` | `package.path`/`cpath` and `LUA_INIT` as Debian's `lua5.4` reads them |
+//! | `warnings.rs` | `warn()` and `-W` as in `lua5.4` |
+//! | `build.rs` | exports the Lua C API, so C modules (`luv`, `lfs`, ...) load |
 //! | `errors.lua` | messages and tracebacks as `lua5.4` prints them; fatal callback errors |
 //! | `states.rs` | `darksidesync.host`: a Lua layer (`host.lua`) over `darksidesync.states` |
 
 mod cli;
 mod interrupt;
+mod paths;
 mod runtime;
 mod states;
+mod warnings;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -52,10 +57,16 @@ options (as lua5.4's, run in order before SCRIPT):
   -l MOD         MOD = require \"MOD\"
   -l G=MOD       G = require \"MOD\"
   -W             turn warnings on
+  -E             ignore the environment variables below
   -v, -V, --version  show the versions (then run SCRIPT or -e if given)
   SCRIPT may be left out when -e is given.
   -h, --help     show this help and exit
   --             end of options; -  end of options, run standard input
+
+C modules load as in lua5.4 (the host exports the Lua C API); package.path
+and package.cpath are Debian's lua5.4's, changed by LUA_PATH_5_4 or
+LUA_PATH, LUA_CPATH_5_4 or LUA_CPATH (\";;\" stands for the default).
+LUA_INIT_5_4 or LUA_INIT runs first (\"@file\" runs a file).
 
 exit status:
   0  the script and its callbacks finished (or os.exit's status)
@@ -94,6 +105,9 @@ fn main() -> ExitCode {
     if cl.script.is_none() && cl.actions.is_empty() {
         return usage_error("no script given");
     }
+    if cl.ignore_env {
+        paths::ignore_environment();
+    }
     let script = match cl.script.map(|s| load(s, cl.args)).transpose() {
         Ok(s) => s,
         Err(e) => {
@@ -117,8 +131,9 @@ fn main() -> ExitCode {
     };
     match runtime::run_invocation(&lua, &invocation, script.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,
+        // As lua5.4 prints a syntax error: the message alone.
         Err(Failure::Syntax(m)) => {
-            eprintln!("darksidesync-host: syntax error: {m}");
+            eprintln!("darksidesync-host: {m}");
             ExitCode::FAILURE
         }
         Err(Failure::Runtime(m)) => {
@@ -139,7 +154,7 @@ fn load(script: OsString, rest: Vec<OsString>) -> Result<Script, String> {
             .read_to_end(&mut source)
             .map_err(|e| format!("cannot read standard input: {e}"))?;
         return Ok(Script {
-            source,
+            source: as_loadfile_reads(source),
             chunkname: "=stdin".into(),
             arg0: "-".into(),
             args,
@@ -149,11 +164,28 @@ fn load(script: OsString, rest: Vec<OsString>) -> Result<Script, String> {
     let source =
         std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(Script {
-        source,
+        source: as_loadfile_reads(source),
         chunkname: format!("@{}", path.display()),
         arg0: path.display().to_string(),
         args,
     })
+}
+
+/// The text of a script file as `luaL_loadfile` (so `lua5.4`) reads it:
+/// without a UTF-8 byte-order mark, and with a first line starting with `#`
+/// (`#!/usr/bin/env lua`) left out, its newline kept so line numbers hold.
+fn as_loadfile_reads(mut source: Vec<u8>) -> Vec<u8> {
+    if source.starts_with(b"\xEF\xBB\xBF") {
+        source.drain(..3);
+    }
+    if source.first() == Some(&b'#') {
+        let end = source
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(source.len());
+        source.drain(..end);
+    }
+    source
 }
 
 fn lua_version() -> String {
@@ -161,4 +193,18 @@ fn lua_version() -> String {
     lua.globals()
         .get::<String>("_VERSION")
         .unwrap_or_else(|_| "Lua".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_loadfile_reads;
+
+    #[test]
+    fn a_first_line_comment_and_a_bom_are_skipped_as_lua_does() {
+        let read = |s: &[u8]| as_loadfile_reads(s.to_vec());
+        assert_eq!(read(b"#!/usr/bin/lua\nprint(1)\n"), b"\nprint(1)\n");
+        assert_eq!(read(b"\xEF\xBB\xBF#x\nprint(1)"), b"\nprint(1)");
+        assert_eq!(read(b"#only"), b"");
+        assert_eq!(read(b"print(1) -- #\n"), b"print(1) -- #\n");
+    }
 }

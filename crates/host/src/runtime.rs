@@ -13,6 +13,7 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 use crate::cli::Action;
 use crate::interrupt;
 use crate::states;
+use crate::{paths, warnings};
 use darksidesync::states::Portable;
 
 /// A script to run in a state.
@@ -30,7 +31,8 @@ pub struct Script {
 /// How a state's run ended badly.
 #[derive(Debug)]
 pub enum Failure {
-    /// The script does not compile.
+    /// The script does not compile, or (`LUA_INIT=@file`) cannot be read:
+    /// a message without traceback.
     Syntax(String),
     /// An error escaped: from the main chunk, or from a callback while the
     /// host's error handler was installed. Message and traceback.
@@ -61,9 +63,11 @@ pub fn new_state() -> mlua::Result<Lua> {
     // interpreter (tracebacks need it); misuse of `debug` can corrupt only
     // this script's own state, exactly as in the stock interpreter.
     let lua = unsafe { Lua::unsafe_new() };
-    preload(&lua)?;
-    // States started with darksidesync.states get the same preloads.
-    darksidesync::states::set_initializer(preload);
+    // Spawned states copy their parent's paths (darksidesync.states).
+    paths::set(&lua)?;
+    prepare(&lua)?;
+    // States started with darksidesync.states get the same set-up.
+    darksidesync::states::set_initializer(prepare);
     install_error_handling(&lua)?;
     Ok(lua)
 }
@@ -94,6 +98,13 @@ pub fn install_error_handling(lua: &Lua) -> mlua::Result<()> {
         .call((dss, record, error_text))?;
     lua.set_named_registry_value("darksidesync-host.protect", protect)?;
     Ok(())
+}
+
+/// What every state of the host gets: `lua5.4`'s warnings and the
+/// host's preloads.
+fn prepare(lua: &Lua) -> mlua::Result<()> {
+    warnings::install(lua)?;
+    preload(lua)
 }
 
 /// The host's `package.preload` entries.
@@ -146,9 +157,9 @@ pub fn run(lua: &Lua, script: &Script) -> Result<(), Failure> {
     run_invocation(lua, &Invocation::default(), Some(script))
 }
 
-/// Sets `arg`, runs the command line's actions, then `script` (if any),
-/// then `darksidesync.run()`, in the order `lua5.4` does: an action runs
-/// before the script is even compiled.
+/// Sets `arg`, runs `LUA_INIT`, the command line's actions, then `script`
+/// (if any), then `darksidesync.run()`, in the order `lua5.4` does: an
+/// action runs before the script is even compiled.
 pub fn run_invocation(
     lua: &Lua,
     invocation: &Invocation,
@@ -159,6 +170,25 @@ pub fn run_invocation(
     let protect: Function = lua
         .named_registry_value("darksidesync-host.protect")
         .map_err(runtime)?;
+    if let Some((name, init)) = paths::init() {
+        let f = match init.strip_prefix('@') {
+            // lua5.4's dofile: loadfile's own messages ("cannot open x").
+            Some(file) => {
+                let loadfile: Function = lua.globals().get("loadfile").map_err(runtime)?;
+                match loadfile.call::<(Option<Function>, Option<String>)>(file) {
+                    Ok((Some(f), _)) => f,
+                    Ok((None, m)) => return Err(Failure::Syntax(m.unwrap_or_default())),
+                    Err(e) => return Err(runtime(e)),
+                }
+            }
+            None => lua
+                .load(init.as_str())
+                .set_name(name)
+                .into_function()
+                .map_err(|e| Failure::Syntax(syntax_message(&e)))?,
+        };
+        protected(&protect, MultiValue::from_iter([Value::Function(f)]))?;
+    }
     for action in &invocation.actions {
         let f = match action {
             Action::Exec(source) => lua
@@ -166,13 +196,23 @@ pub fn run_invocation(
                 .set_name("=(command line)")
                 .into_function()
                 .map_err(|e| Failure::Syntax(syntax_message(&e)))?,
-            Action::Require { global, module } => lua
-                .load("local g, m = ...; _G[g] = require(m)")
-                .set_name("=(command line)")
-                .into_function()
-                .map_err(runtime)?
-                .bind((global.as_str(), module.as_str()))
-                .map_err(runtime)?,
+            // `require` itself is called, as lua5.4 does: its error has no
+            // chunk position and the traceback no command-line frame.
+            Action::Require { global, module } => {
+                let require: Function = lua.globals().get("require").map_err(runtime)?;
+                let args = MultiValue::from_iter([
+                    Value::Function(require),
+                    Value::String(lua.create_string(module).map_err(runtime)?),
+                ]);
+                match protect.call::<(Option<String>, Value)>(args) {
+                    Ok((None, value)) => {
+                        lua.globals().set(global.as_str(), value).map_err(runtime)?
+                    }
+                    Ok((Some(text), _)) => return Err(Failure::Runtime(text)),
+                    Err(e) => return Err(runtime(e)),
+                }
+                continue;
+            }
             Action::Warnings => lua
                 .load("warn('@on')")
                 .set_name("=(command line)")
@@ -225,10 +265,16 @@ fn syntax_message(e: &mlua::Error) -> String {
 
 /// The stock interpreter's `arg` table: `arg[0]` is the script, its
 /// arguments follow, and what came before it on the command line (the
-/// program name first) has the negative indices.
+/// program name first) has the negative indices. Without a script the
+/// program name is `arg[0]` and the options are `arg[1]`...
 fn set_arg(lua: &Lua, before: &[String], script: Option<&Script>) -> mlua::Result<()> {
     let arg = lua.create_table()?;
-    let n = before.len() as i64;
+    // No script: the program name is arg[0] and the options follow it.
+    let n = if script.is_some() {
+        before.len() as i64
+    } else {
+        0
+    };
     for (i, a) in before.iter().enumerate() {
         arg.raw_set(i as i64 - n, a.as_str())?;
     }

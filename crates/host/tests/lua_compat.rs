@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::{host, host_with, interrupted, run, script};
 
 /// Internal frames a traceback must not show.
@@ -278,4 +280,185 @@ fn a_script_that_handles_sigint_takes_ctrl_c_over() {
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "handled\tSIGINT\n");
+}
+
+/// What `lua5.4` prints and returns for a command line, its program name
+/// (`lua5.4: `) at the start of a line read as the host's.
+fn as_lua54_does(args: &[&str], env: &[(&str, &str)], input: Option<&[u8]>) -> common::Out {
+    let mut out = common::program_env("lua5.4", args, env, input);
+    out.stderr = out
+        .stderr
+        .split_inclusive('\n')
+        .map(|line| match line.strip_prefix("lua5.4: ") {
+            Some(rest) => format!("darksidesync-host: {rest}"),
+            None => line.to_string(),
+        })
+        .collect();
+    out
+}
+
+/// One command line compared with `lua5.4`: arguments, `LUA_*`
+/// variables, standard input.
+struct Case {
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    input: Option<&'static [u8]>,
+}
+
+fn case(args: &[&str], env: &[(&'static str, &str)]) -> Case {
+    Case {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        input: None,
+    }
+}
+
+fn stdin_case(args: &[&str], input: &'static [u8]) -> Case {
+    Case {
+        input: Some(input),
+        ..case(args, &[])
+    }
+}
+
+#[test]
+fn command_lines_read_as_in_lua5_4() {
+    let path = |name: &str, source: &str| script(name, source).display().to_string();
+    let syntax = path("cmp_syntax.lua", "x = = 1\n");
+    let boom = path(
+        "cmp_boom.lua",
+        "local function f() error('boom') end\nf()\n",
+    );
+    let shebang = path(
+        "cmp_shebang.lua",
+        "#!/usr/bin/env lua5.4\nprint(select('#', ...), ...)\nerror('line 3')\n",
+    );
+    let init = format!("@{}", path("cmp_init.lua", "print('init file', ...)\n"));
+    path(
+        "cmp_badmod.lua",
+        "local function g() error('in module') end\ng()\n",
+    );
+    path("cmp_goodmod.lua", "return { answer = 42 }\n");
+    let modpath = format!(
+        "{}/?.lua",
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("host-cli")
+            .display()
+    );
+    let mods = [("LUA_PATH", modpath.as_str())];
+    let nowhere = [
+        ("LUA_PATH", "/nonexistent/?.lua"),
+        ("LUA_CPATH", "/nonexistent/?.so"),
+    ];
+    let e = |code: &str| case(&["-e", code], &[]);
+    let init_then = |env: &[(&'static str, &str)]| case(&["-e", "print(2)"], env);
+    let cases = [
+        // The four that differed (issue 19): syntax errors, -W, warn, -l.
+        case(&[&syntax], &[]),
+        e("x = = 1"),
+        case(&["-W", "-e", "warn('a', 'b', 'c') warn('d')"], &[]),
+        e("warn('hidden') warn('@on') warn('shown') warn('@off') warn('hidden')"),
+        case(&["-lnosuchmodule", "-e", "print(1)"], &nowhere),
+        // Warnings in pieces, and control messages that are not one.
+        case(&["-W", "-e", "warn('@x') warn('@on', 'x') warn('y')"], &[]),
+        // Scripts, errors and tracebacks, exit statuses, `arg`.
+        case(&[&boom], &[]),
+        case(&[&shebang, "a", "b"], &[]),
+        e("error({})"),
+        e("error(setmetatable({}, {__tostring = function() return 'obj' end}))"),
+        e("error(42)"),
+        e("error('no position', 0)"),
+        e("os.exit(7)"),
+        e("os.exit(false)"),
+        e("print(#arg, arg[1], arg[2], arg[-1])"),
+        stdin_case(&["-", "x"], b"print(arg[0], arg[1], ...)\n"),
+        stdin_case(
+            &["-"],
+            b"#!shebang\nprint(debug.getinfo(1, 'l').currentline)\n",
+        ),
+        // -l: a module, into a global of another name, a module that fails.
+        case(&["-lcmp_goodmod", "-e", "print(cmp_goodmod.answer)"], &mods),
+        case(&["-l", "m=cmp_goodmod", "-e", "print(m.answer)"], &mods),
+        case(&["-lcmp_badmod"], &mods),
+        // LUA_INIT: its versioned name first, a file, errors, -E.
+        init_then(&[("LUA_INIT", "print('init', ...)")]),
+        init_then(&[
+            ("LUA_INIT", "print('plain')"),
+            ("LUA_INIT_5_4", "print('versioned')"),
+        ]),
+        init_then(&[("LUA_INIT", &init)]),
+        init_then(&[("LUA_INIT", "@/nonexistent/init.lua")]),
+        init_then(&[("LUA_INIT", "error('in init')")]),
+        init_then(&[("LUA_INIT", "x ==")]),
+        case(
+            &[
+                "-E",
+                "-e",
+                "print(2, package.path:find('nowhere', 1, true))",
+            ],
+            &[
+                ("LUA_INIT", "print('init')"),
+                ("LUA_PATH", "/nowhere/?.lua"),
+            ],
+        ),
+        // LUA_PATH / LUA_CPATH: the versioned name first, ";;" the default.
+        case(
+            &["-e", "print(package.path)"],
+            &[("LUA_PATH", "/a/?.lua;;/b/?.lua")],
+        ),
+        case(
+            &["-e", "print(package.path)"],
+            &[("LUA_PATH", "/a/?.lua"), ("LUA_PATH_5_4", "/v/?.lua")],
+        ),
+        case(
+            &["-e", "print(package.cpath)"],
+            &[("LUA_CPATH_5_4", "/c/?.so")],
+        ),
+        e("print(package.path)"),
+        // C modules from Debian's folders.
+        case(&["-llfs", "-e", "print(type(lfs.attributes))"], &[]),
+        e("print(require('luv').version() > 0)"),
+        e("print(type(require('cqueues').new))"),
+    ];
+    let mut differ = Vec::new();
+    for c in &cases {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = c.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let lua = as_lua54_does(&args, &env, c.input);
+        let host = env!("CARGO_BIN_EXE_darksidesync-host");
+        let ours = common::program_env(host, &args, &env, c.input);
+        if (lua.code, &lua.stdout, &lua.stderr) != (ours.code, &ours.stdout, &ours.stderr) {
+            differ.push(format!(
+                "{args:?} {env:?}\n  lua5.4: {:?} {:?} {:?}\n  host:   {:?} {:?} {:?}",
+                lua.code, lua.stdout, lua.stderr, ours.code, ours.stdout, ours.stderr
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} command lines differ:\n{}",
+        differ.len(),
+        cases.len(),
+        differ.join("\n")
+    );
+}
+
+#[test]
+fn the_default_search_paths_hold_lua5_4_s_in_its_order() {
+    let code = "print(package.path) print(package.cpath)";
+    let lua = common::program_env("lua5.4", &["-e", code], &[], None);
+    let ours = common::host_env(&["-e", code], &[]);
+    assert_eq!(lua.code, Some(0), "{}", lua.stderr);
+    assert_eq!(ours.code, Some(0), "{}", ours.stderr);
+    for (theirs, mine) in lua.stdout.lines().zip(ours.stdout.lines()) {
+        let mine: Vec<&str> = mine.split(';').collect();
+        let mut at = 0;
+        for entry in theirs.split(';') {
+            let found = mine[at..].iter().position(|m| *m == entry);
+            assert!(
+                found.is_some(),
+                "{entry} missing or out of order in {mine:?}"
+            );
+            at += found.unwrap() + 1;
+        }
+    }
 }

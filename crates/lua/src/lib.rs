@@ -20,6 +20,8 @@
 //! | `control.rs` | `setport()`, `getport()`, `setcapacity()`, `capacity()`, `stats()`, `timing()`, `waits()` |
 //! | `raw/` | all raw Lua C API stack work, each helper with its stack contract, and the stack guard |
 //! | `capi/` | the C ABI (DSS 1v0 and 2v0, `include/darksidesync.h`): a thin layer mapping utilities' callbacks, handles and codes onto items |
+//! | `interpreter.rs` | each `luaopen_*` entry first checks the interpreter is the one the build is for (LuaJIT vs Lua 5.1 share LuaRocks' `lib/lua/5.1`) |
+//! | `luajit_only.rs` | (LuaJIT build) stand-ins for LuaJIT-only symbols, so that Lua 5.1 can load the build and be told it is the wrong one |
 //! | `args.rs` | argument checking |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
@@ -61,9 +63,13 @@ mod capi;
 mod control;
 mod data;
 mod dispatch;
+#[cfg(feature = "module")]
+mod interpreter;
 mod item;
 mod item_loop;
 pub mod libs;
+#[cfg(all(feature = "module", feature = "luajit"))]
+mod luajit_only;
 mod poll;
 mod post;
 mod raw;
@@ -183,49 +189,49 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// `require "darksidesync"`: [`open`], with any failure raised as a plain
-/// string (a state without the base library gets a message, not mlua's
-/// error object).
+/// A `luaopen_*` entry of the loadable module: checks that the interpreter
+/// is the one this build is for (`interpreter.rs`), then runs `$open` in
+/// protected mode with any failure raised as a plain string (a state
+/// without the base library gets a message, not mlua's error object).
 #[cfg(feature = "module")]
-#[no_mangle]
-unsafe extern "C-unwind" fn luaopen_darksidesync(state: *mut mlua::lua_State) -> std::ffi::c_int {
-    // SAFETY: Lua calls this as the module's C opener; no Rust value is
-    // alive in this frame.
-    unsafe { raw::open_protected(state, open_module) }
+macro_rules! module_entry {
+    ($entry:ident, $protected:ident, $open:path) => {
+        #[no_mangle]
+        unsafe extern "C-unwind" fn $entry(state: *mut mlua::lua_State) -> std::ffi::c_int {
+            // SAFETY: Lua calls this as the module's C opener; no Rust
+            // value is alive in this frame.
+            unsafe {
+                interpreter::check(state);
+                raw::open_protected(state, $protected)
+            }
+        }
+
+        /// The opener the entry runs in protected mode.
+        unsafe extern "C-unwind" fn $protected(state: *mut mlua::lua_State) -> std::ffi::c_int {
+            // SAFETY: called by Lua through lua_pcall as a C function.
+            unsafe {
+                Lua::entrypoint1(state, |lua| {
+                    lua.skip_memory_check(true);
+                    $open(lua)
+                })
+            }
+        }
+    };
 }
 
-/// The opener [`luaopen_darksidesync`] runs in protected mode.
+// `require "darksidesync"` and the libraries linked into the same file
+// (found by Lua's all-in-one loader as `darksidesync.timer`, ...).
 #[cfg(feature = "module")]
-unsafe extern "C-unwind" fn open_module(state: *mut mlua::lua_State) -> std::ffi::c_int {
-    // SAFETY: called by Lua through lua_pcall as a C function.
-    unsafe {
-        Lua::entrypoint1(state, |lua| {
-            lua.skip_memory_check(true);
-            open(lua)
-        })
-    }
-}
-
+module_entry!(luaopen_darksidesync, open_darksidesync, open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_states", skip_memory_check)]
-fn luaopen_states(lua: &Lua) -> mlua::Result<Table> {
-    states::open(lua)
-}
-
+module_entry!(luaopen_darksidesync_states, open_states, states::open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_timer", skip_memory_check)]
-fn luaopen_timer(lua: &Lua) -> mlua::Result<Table> {
-    libs::timer::open(lua)
-}
-
+module_entry!(luaopen_darksidesync_timer, open_timer, libs::timer::open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_signal", skip_memory_check)]
-fn luaopen_signal(lua: &Lua) -> mlua::Result<Table> {
-    libs::signal::open(lua)
-}
-
+module_entry!(luaopen_darksidesync_signal, open_signal, libs::signal::open);
 #[cfg(feature = "module")]
-#[mlua::lua_module(name = "darksidesync_process", skip_memory_check)]
-fn luaopen_process(lua: &Lua) -> mlua::Result<Table> {
-    libs::process::open(lua)
-}
+module_entry!(
+    luaopen_darksidesync_process,
+    open_process,
+    libs::process::open
+);

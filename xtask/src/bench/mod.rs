@@ -17,12 +17,18 @@
 //!   `call` round trip); 8 states in one C host (`bench/c/manystates.c`),
 //!   each fed by its own 2v0 producer, against 1 state;
 //! * the internal path (`darksidesync.benchlib`, `Item::call`): throughput,
-//!   round trips, wake-ups, memory, 8 states in the Rust example
-//!   `many_states`;
-//! * the peers: luv's `uv.new_work` and `async:send`.
+//!   round trips (Lua in `wait()`, in a luv loop, in a cqueues loop),
+//!   wake-ups, memory, 8 states in the Rust example `many_states`;
+//! * the no-wait posts (1v0 fire-and-forget `deliver`, 2v0 `post(..., 0)`)
+//!   with 1 and 4 producers, their peak queue depth against the capacity;
+//! * the peers: luv's `uv.new_work` and `async:send`;
+//! * the public paths again on LuaJIT and Lua 5.1 (scenario names prefixed
+//!   `jit_`, `lua51_`), each against that interpreter's own limits and
+//!   internal path in the same run.
 //!
-//! The Lua scenarios are `bench/lua/scenarios.lua`, run by `lua5.4`, one
-//! process per run so memory figures start from a clean heap. Every
+//! The Lua scenarios are `bench/lua/scenarios.lua`, run by `lua5.4` (and
+//! `luajit`, `lua5.1`), one process per run so memory figures start from a
+//! clean heap. Every
 //! scenario is repeated `--repeat` times (default 3), interleaved (all
 //! scenarios once, then again), and the median of each figure is reported,
 //! so a burst of load from elsewhere hits all of them alike.

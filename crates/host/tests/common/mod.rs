@@ -36,11 +36,68 @@ pub fn host_with(
     started: impl FnOnce(&mut std::process::Child),
 ) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_darksidesync-host"));
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args);
+    command(cmd, input, started)
+}
+
+/// The `LUA_*` variables `lua5.4` reads: cleared for every program these
+/// tests run, so that the caller's environment cannot change a result.
+pub const LUA_ENV: &[&str] = &[
+    "LUA_INIT",
+    "LUA_INIT_5_4",
+    "LUA_PATH",
+    "LUA_PATH_5_4",
+    "LUA_CPATH",
+    "LUA_CPATH_5_4",
+];
+
+/// Runs `program` (the host or a stock interpreter) with `args` and
+/// exactly the `LUA_*` variables of `env`.
+pub fn program_env(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<&[u8]>,
+) -> Out {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for v in LUA_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.envs(env.iter().copied());
+    command(cmd, input, |_| {})
+}
+
+/// The host, with exactly the `LUA_*` variables of `env`.
+pub fn host_env(args: &[&str], env: &[(&str, &str)]) -> Out {
+    program_env(env!("CARGO_BIN_EXE_darksidesync-host"), args, env, None)
+}
+
+/// The workspace's root folder.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `cmd` (output collected) with `input` on its standard input (if
+/// any) under the watchdog; `started` gets the child first.
+pub fn command(
+    mut cmd: Command,
+    input: Option<&[u8]>,
+    started: impl FnOnce(&mut std::process::Child),
+) -> Out {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for v in LUA_ENV {
+        if cmd.get_envs().all(|(k, _)| k != *v) {
+            cmd.env_remove(v);
+        }
+    }
     if input.is_some() {
         cmd.stdin(Stdio::piped());
     }
-    let mut child = cmd.spawn().unwrap();
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     if let Some(input) = input {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -66,7 +123,7 @@ pub fn host_with(
         }
         if start.elapsed() > PATIENCE {
             child.kill().unwrap();
-            panic!("darksidesync-host {args:?} hung");
+            panic!("{what} hung");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
