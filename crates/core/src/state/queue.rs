@@ -96,29 +96,22 @@ impl<T> Shared<T> {
         let tries = if interrupted { 1 } else { NOWAIT_TRIES };
         for round in 0..tries {
             if let Some(mut st) = self.try_lock() {
-                if st.closed || !self.port_live(port) {
-                    // Refused as `Closed`/`Unregistered`, under the lock.
-                    return self.push_locked(
-                        st,
-                        port,
-                        counters,
-                        item,
-                        posted_at,
-                        WhenFull::Refuse,
-                        None,
-                        false,
-                    );
-                }
-                // Earlier no-wait posts are taken from the ring first when
-                // the buffer has room for all of them, up to a slot still
-                // being written (it may belong to a post this call
-                // interrupted) or an item to discard (its discard path
-                // runs only outside a no-wait post).
-                let pending = self.ring.pending();
-                if pending > 0 && st.queue.len() + pending < st.queue.capacity() {
-                    self.fold_finished(&mut st, None);
-                }
-                if !self.ring.is_pending() && st.queue.len() < st.queue.capacity() {
+                // Refused as `Closed`/`Unregistered` under the lock, or
+                // queued directly when that neither allocates nor passes
+                // an entry still in the ring. Earlier no-wait posts are
+                // taken from the ring first when the buffer has room for
+                // all of them, up to a slot still being written (it may
+                // belong to a post this call interrupted) or an item to
+                // discard (its discard path runs only outside a no-wait
+                // post).
+                let direct = st.closed || !self.port_live(port) || {
+                    let pending = self.ring.pending();
+                    if pending > 0 && st.queue.len() + pending < st.queue.capacity() {
+                        self.fold_finished(&mut st, None);
+                    }
+                    !self.ring.is_pending() && st.queue.len() < st.queue.capacity()
+                };
+                if direct {
                     return self.push_locked(
                         st,
                         port,
@@ -180,24 +173,18 @@ impl<T> Shared<T> {
         // The fences make the Dekker pairing explicit (loom models SeqCst
         // accesses alone as acquire/release).
         fence(Ordering::SeqCst);
-        let result = if self.closed.load(Ordering::SeqCst) {
-            self.refused_without_lock(counters);
-            RingPost::Done(Err(PostError {
-                kind: PostErrorKind::Closed,
-                item,
-            }))
+        let refused = if self.closed.load(Ordering::SeqCst) {
+            Some(PostErrorKind::Closed)
         } else if !self.port_live(port) {
-            self.refused_without_lock(counters);
-            RingPost::Done(Err(PostError {
-                kind: PostErrorKind::Unregistered,
-                item,
-            }))
+            Some(PostErrorKind::Unregistered)
         } else if !self.reserve() {
+            Some(PostErrorKind::Full)
+        } else {
+            None
+        };
+        let result = if let Some(kind) = refused {
             self.refused_without_lock(counters);
-            RingPost::Done(Err(PostError {
-                kind: PostErrorKind::Full,
-                item,
-            }))
+            RingPost::Done(Err(PostError { kind, item }))
         } else {
             match self.ring.push(Entry {
                 port,
