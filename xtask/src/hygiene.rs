@@ -45,18 +45,25 @@ pub fn module_target(lua: module::LuaVersion) -> std::path::PathBuf {
         .join("cargo")
 }
 
-/// The names of the workspace's crates that are published (no
-/// `publish = false`), read from `cargo metadata`.
-pub fn published_crates() -> Result<Vec<String>> {
+/// The workspace's published packages (no `publish = false`), as
+/// `cargo metadata` describes them.
+fn published_packages() -> Result<Vec<serde_json::Value>> {
     let json = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
-    let meta: serde_json::Value =
+    let mut meta: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| format!("cargo metadata: {e}"))?;
     let packages = meta["packages"]
-        .as_array()
+        .as_array_mut()
         .ok_or("cargo metadata: no packages")?;
-    Ok(packages
-        .iter()
+    Ok(std::mem::take(packages)
+        .into_iter()
         .filter(|p| p["publish"].as_array().is_none_or(|a| !a.is_empty()))
+        .collect())
+}
+
+/// The names of the workspace's crates that are published.
+pub fn published_crates() -> Result<Vec<String>> {
+    Ok(published_packages()?
+        .iter()
         .filter_map(|p| p["name"].as_str().map(str::to_string))
         .collect())
 }
@@ -90,20 +97,10 @@ fn rustdoc() -> Result {
 /// Each published crate with its `[package.metadata.docs.rs]` features
 /// (`None` when it names none).
 fn docs_rs_features() -> Result<Vec<(String, Option<Vec<String>>)>> {
-    let published = published_crates()?;
-    let json = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
-    let meta: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("cargo metadata: {e}"))?;
-    let packages = meta["packages"]
-        .as_array()
-        .ok_or("cargo metadata: no packages")?;
-    Ok(packages
+    Ok(published_packages()?
         .iter()
         .filter_map(|p| {
             let name = p["name"].as_str()?.to_string();
-            if !published.contains(&name) {
-                return None;
-            }
             let features = p["metadata"]["docs"]["rs"]["features"].as_array().map(|a| {
                 a.iter()
                     .filter_map(|f| f.as_str().map(str::to_string))
