@@ -163,5 +163,57 @@ describe("library callbacks under the coroutine adapters", function()
       assert.equal(1, #errors)
       assert.matches("after the round trip", errors[1])
     end)
+
+    -- The adapters reuse the coroutines of callbacks that returned: a
+    -- callback still waiting keeps its own, the ones queued after it run
+    -- at once, in order, on reused ones, and each blocking call gets its
+    -- own answer (reply() too) whichever coroutine ran it before.
+    it(loop .. ": callbacks that wait, then ones that do not: FIFO starts, all complete, own replies", function()
+      local errors = H.collect_errors()
+      local started, finished = {}, {}
+      local calls = {}
+      LOOPS[loop](function(_, roundtrip)
+        -- Six items queued before the loop runs: one batch. 1 and 4 wait
+        -- (a round trip through the loop), 3 raises before any wait.
+        H.join(testlib.post(function(_, seq)
+          started[#started + 1] = seq
+          if seq == 1 or seq == 4 then roundtrip("w" .. seq) end
+          if seq == 3 then error("item 3 fails") end
+          finished[#finished + 1] = seq
+        end, 6, 1))
+        for i = 1, 6 do
+          calls[i] = testlib.call(function(x)
+            if x % 2 == 1 then
+              -- Odd calls wait first; 5 answers through reply().
+              local answer = roundtrip("c" .. x)
+              if x == 5 then
+                local r = dss.reply()
+                r(answer, x * 100)
+                return "not the answer"
+              end
+              return answer, x * 10
+            end
+            return "C" .. x, x * 10
+          end, nil, i)
+        end
+      end, function()
+        if #finished < 5 or #errors < 1 then return false end
+        for _, c in ipairs(calls) do
+          if not c:done() then return false end
+        end
+        return true
+      end)
+      assert.same({ 1, 2, 3, 4, 5, 6 }, started)
+      assert.same({ 2, 5, 6 }, { finished[1], finished[2], finished[3] })
+      local waited = { finished[4], finished[5] }
+      table.sort(waited)
+      assert.same({ 1, 4 }, waited)
+      assert.equal(5, #finished)
+      assert.equal(1, #errors)
+      assert.matches("item 3 fails", errors[1])
+      for i, c in ipairs(calls) do
+        assert.same({ "replied", { "C" .. i, i * (i == 5 and 100 or 10), n = 2 } }, { c:result() })
+      end
+    end)
   end
 end)

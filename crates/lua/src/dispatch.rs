@@ -13,11 +13,13 @@ use crate::reply;
 use crate::state::StateHub;
 use crate::ApiResult;
 
-/// Hands one item to `spawn` instead of running it: `spawn(handler)`,
-/// where `handler` (from `prelude.lua`) runs the callback in whatever
-/// coroutine calls it, binds `reply()` to that coroutine and answers the
-/// reply with the callback's results unless it was taken. Returns false
-/// for a skipped item (nothing to call).
+/// Hands one item to `spawn` instead of running it: `spawn(handler)` in
+/// protected mode (`spawn_item` of `prelude.lua`), where `handler` runs
+/// the callback in a coroutine of its own (its yields forwarded to
+/// whatever coroutine calls the handler), binds `reply()` to the
+/// callback's coroutine and answers the reply with the callback's results
+/// unless it was taken. Returns false for a skipped item (nothing to
+/// call).
 fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::Result<bool> {
     let prepared = match item.prepare(lua) {
         Ok(p) => p,
@@ -34,14 +36,12 @@ fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::R
         None => Value::Nil,
     };
     values.push_front(callback);
-    values.push_front(Value::Function(current_handler(st)));
     values.push_front(reply);
-    let handler: Function = st.helpers.make_handler.call(values)?;
+    let handler = current_handler(st);
+    values.push_front(Value::Function(handler));
+    values.push_front(Value::Function(spawn.clone()));
     let _guard = CallbackGuard::enter(st);
-    let _ = st
-        .helpers
-        .xpcall
-        .call::<MultiValue>((spawn.clone(), current_handler(st), handler))?;
+    let _ = st.helpers.spawn_item.call::<MultiValue>(values)?;
     Ok(true)
 }
 

@@ -57,13 +57,14 @@ else
 end
 
 -- Handlers of dispatch(max, spawn). Each runs its callback in a coroutine
--- of its own and forwards that coroutine's yields to whoever resumes the
+-- of its own (for the time the callback runs: see the pool below) and
+-- forwards that coroutine's yields to whoever resumes the
 -- coroutine `spawn` runs the handler in (a Copas thread, a cqueues
 -- coroutine), so the callback may yield on I/O; this also keeps yields
 -- working across the error catching on PUC Lua 5.1, whose pcall cannot
 -- yield.
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
-local co_status, co_running = coroutine.status, coroutine.running
+local co_running = coroutine.running
 local unpack = unpack or table.unpack
 local function pack(...) return { n = select("#", ...), ... } end
 
@@ -79,34 +80,103 @@ local reply_fail -- set by set_reply_fail: fails a reply object with a text
 
 function H.set_reply_fail(f) reply_fail = f end
 
-local function run_forwarding(co)
-  local me, main = co_running()
-  if me and not main then drivers[co] = me end
-  local res = pack(co_resume(co))
-  while res[1] and co_status(co) ~= "dead" do
-    res = pack(co_resume(co, co_yield(unpack(res, 2, res.n))))
+-- Callback coroutines are reused: creating one per item was most of the
+-- cost of dispatch(max, spawn). A pooled coroutine runs one callback at a
+-- time and goes back to the pool only once that callback returned (one
+-- that raised is dead and dropped), so a callback suspended in a yield
+-- keeps its coroutine to itself. Resumed with (GO, f, args...) it calls
+-- f(args...), answers the callback's reply with the results itself (they
+-- never cross a yield), then yields DONE and waits for the next callback
+-- holding nothing of the last one (what the last item referenced stays
+-- collectable). A resume without GO (a stray resumer holding a finished
+-- callback's coroutine) leaves it waiting.
+local DONE, GO = {}, {}
+local serve
+local function await_next() return serve(co_yield(DONE)) end
+-- The reply is marked answered first: should answering raise, the
+-- coroutine dies with that error, which goes to the error handler.
+local function finished(...)
+  local co = co_running()
+  local reply = bound[co]
+  if reply then
+    bound[co] = false
+    reply(...)
   end
-  return res
+  return await_next()
+end
+serve = function(go, f, ...)
+  if go ~= GO then return await_next() end
+  return finished(f(...))
 end
 
-function H.make_handler(reply, errorhandler, callback, ...)
-  local args = pack(...)
-  return function()
-    local co = co_create(function() return callback(unpack(args, 1, args.n)) end)
-    if reply ~= nil then bound[co] = reply end
-    local res = run_forwarding(co)
-    local answer = reply ~= nil and bound[co] ~= false
-    bound[co] = nil
-    if answer then
-      if res[1] then
-        reply(unpack(res, 2, res.n))
-      else
-        reply_fail(reply, tostring(res[2]))
-      end
-    elseif not res[1] then
-      errorhandler(res[2])
-    end
+local idle, n_idle, MAX_IDLE = {}, 0, 8
+
+local function take_coroutine()
+  if n_idle == 0 then return co_create(serve) end
+  local co = idle[n_idle]
+  idle[n_idle] = nil
+  n_idle = n_idle - 1
+  return co
+end
+
+-- Forwards the callback's yields (to whoever resumes the handler's
+-- coroutine) until it finished (DONE) or raised; returns what its last
+-- resume returned.
+local function drive(co, ok, first, ...)
+  if ok and first ~= DONE then
+    return drive(co, co_resume(co, co_yield(first, ...)))
   end
+  return ok, first
+end
+
+local function settle(co, reply, errorhandler, ok, err)
+  if ok then
+    if n_idle < MAX_IDLE then
+      n_idle = n_idle + 1
+      idle[n_idle] = co
+    end
+  elseif reply ~= nil and bound[co] ~= false then
+    reply_fail(reply, tostring(err))
+  else
+    errorhandler(err)
+  end
+end
+
+-- Runs one callback in a pooled coroutine. `bound` and `drivers` entries
+-- of a pooled coroutine are overwritten here, not cleared after each
+-- item: an idle coroutine runs no user code.
+local function run(reply, errorhandler, callback, ...)
+  local co = take_coroutine()
+  bound[co] = reply
+  local me, main = co_running()
+  if main then me = nil end
+  drivers[co] = me
+  return settle(co, reply, errorhandler, drive(co, co_resume(co, GO, callback, ...)))
+end
+
+-- The handler of one item; up to two arguments are kept as upvalues (no
+-- table per item).
+local function make_handler(reply, errorhandler, callback, ...)
+  local n = select("#", ...)
+  if n == 1 then
+    local a = ...
+    return function() return run(reply, errorhandler, callback, a) end
+  elseif n == 0 then
+    return function() return run(reply, errorhandler, callback) end
+  elseif n == 2 then
+    local a, b = ...
+    return function() return run(reply, errorhandler, callback, a, b) end
+  end
+  local args = pack(...)
+  return function() return run(reply, errorhandler, callback, unpack(args, 1, args.n)) end
+end
+
+-- One item of dispatch(max, spawn): spawn(handler) in protected mode, its
+-- own errors (not the callback's: the handler reports those) to the error
+-- handler. One call from Rust per item.
+local xpcall_args = H.xpcall
+function H.spawn_item(spawn, errorhandler, reply, callback, ...)
+  return xpcall_args(spawn, errorhandler, make_handler(reply, errorhandler, callback, ...))
 end
 
 -- The module's reply(): the reply object bound to the running callback

@@ -7,7 +7,7 @@
 //! * Collected uncalled (or dropped at `lua_close`), it drops the sink,
 //!   which releases the waiter as garbage.
 //!
-//! It is a plain full userdata (see [`raw::new_userdata`]), not an mlua
+//! It is a plain full userdata (see [`raw::new_userdata_with`]), not an mlua
 //! one: its `__gc` needs nothing of mlua, and its `__call`/`__tostring`
 //! are Lua functions from `prelude.lua` that check the state's closing
 //! flag first, so a finaliser that calls it during `lua_close` gets the
@@ -36,11 +36,7 @@ const METATABLE_NAME: &str = "darksidesync.reply";
 
 /// Creates a reply userdata holding `sink`.
 pub(crate) fn create(lua: &Lua, sink: Box<dyn ReplySink>) -> mlua::Result<Value> {
-    let value = raw::new_userdata::<ReplyHandle>(lua)?;
-    raw::with_userdata(lua, &value, |handle: &mut ReplyHandle| {
-        handle.sink = Some(sink)
-    });
-    Ok(value)
+    raw::new_userdata_with(lua, ReplyHandle { sink: Some(sink) })
 }
 
 /// `fail(reply, text)`: answers a reply object with an error text, as a

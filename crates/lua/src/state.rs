@@ -38,9 +38,9 @@ pub(crate) struct Helpers {
     pub(crate) wrap: Function,
     /// Wraps a function with the closing check.
     pub(crate) guard: Function,
-    /// `make_handler(reply, errorhandler, callback, args...)`: the handler
-    /// `dispatch(max, spawn)` hands to `spawn`.
-    pub(crate) make_handler: Function,
+    /// `spawn_item(spawn, errorhandler, reply, callback, args...)`: one
+    /// item of `dispatch(max, spawn)`, its handler handed to `spawn`.
+    pub(crate) spawn_item: Function,
     /// `coroutine_reply(raw_reply)`: the module's `reply()`.
     pub(crate) coroutine_reply: Function,
     /// `closing[1]` is true once `lua_close` runs finalisers.
@@ -137,7 +137,7 @@ impl StateHub {
             reply_handler: prelude.get("reply_handler")?,
             wrap: prelude.get("wrap")?,
             guard: prelude.get("guard")?,
-            make_handler: prelude.get("make_handler")?,
+            spawn_item: prelude.get("spawn_item")?,
             coroutine_reply: prelude.get("coroutine_reply")?,
             closing: prelude.get("closing")?,
         };

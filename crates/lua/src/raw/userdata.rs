@@ -6,32 +6,48 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{ffi, Function, Lua, Value};
 
-/// A Rust value kept in a Lua full userdata by [`new_userdata`].
+/// A Rust value kept in a Lua full userdata by [`new_userdata_with`].
 pub(crate) trait RawUserdata: Default {
     /// The registry field holding the type's metatable (its `__gc` is
     /// [`drop_userdata`]); also the type's identity.
     const METATABLE: &'static CStr;
 }
 
-/// Creates a full userdata holding `T::default()` whose metatable is the
+/// Creates a full userdata holding `value` whose metatable is the
 /// registry's field `T::METATABLE` (a table the caller stored there, with
-/// [`gc_metamethod`] as its `__gc`). Pushes nothing (mlua moves the value
-/// to its own reference), can raise out of memory (as an `Err`).
+/// [`gc_metamethod`] as its `__gc`), in one call into Lua. Pushes nothing
+/// (mlua moves the value to its own reference), can raise out of memory
+/// (as an `Err`).
 ///
 /// The block is owned by Lua: `T` is dropped by its `__gc`, never by Rust.
-pub(crate) fn new_userdata<T: RawUserdata>(lua: &Lua) -> mlua::Result<Value> {
+/// `value` goes into the block only once the metatable (and so its
+/// `__gc`) is set: should anything raise before, it is still in this
+/// frame and Rust drops it.
+pub(crate) fn new_userdata_with<T: RawUserdata>(lua: &Lua, value: T) -> mlua::Result<Value> {
+    let mut value = Some(value);
+    let slot = &mut value;
     // SAFETY: runs in mlua's protected call with 3 free slots; uses 2
     // (the userdata, then the metatable that setmetatable pops). The
     // block is initialised right after allocation, before anything else
-    // can raise, and `T::default()` owns no resource a longjmp could leak.
-    unsafe {
+    // can raise, with `T::default()`, which owns no resource a longjmp
+    // could leak; nothing raises after the metatable is set, and only
+    // then is the default (dropped in place, owning nothing) replaced by
+    // `value`, taken out of `slot`: a raise before that leaves `value` in
+    // this frame, which the longjmp does not skip (it stops at mlua's
+    // protected call inside `exec_raw`).
+    let created = unsafe {
         lua.exec_raw::<Value>((), |state| {
             let p = ffi::lua_newuserdata(state, std::mem::size_of::<T>()) as *mut T;
             p.write(T::default());
             ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, T::METATABLE.as_ptr());
             ffi::lua_setmetatable(state, -2);
+            if let Some(v) = slot.take() {
+                *p = v;
+            }
         })
-    }
+    };
+    drop(value);
+    created
 }
 
 /// Creates a full userdata without a metatable holding the pointer `p`:
@@ -74,7 +90,7 @@ pub(crate) unsafe fn clear_cell(state: *mut ffi::lua_State, index: c_int) {
 }
 
 /// Runs `f` on the `T` inside `value` when it is a userdata made by
-/// [`new_userdata`] for `T`; `None` for any other value. `f` must not run
+/// [`new_userdata_with`] for `T`; `None` for any other value. `f` must not run
 /// Lua code (which could reach the same block again): take what you need
 /// out of the block and use it after `f` returns.
 pub(crate) fn with_userdata<T: RawUserdata, R>(
@@ -94,7 +110,7 @@ pub(crate) fn with_userdata<T: RawUserdata, R>(
         })
     };
     checked.ok()?;
-    // SAFETY: the block holds an initialised `T` (made by new_userdata)
+    // SAFETY: the block holds an initialised `T` (made by new_userdata_with)
     // and `value` keeps it alive during `f`; `f` runs no Lua code, so no
     // other reference to the block exists meanwhile.
     unsafe { block.as_mut() }.map(f)
@@ -106,7 +122,7 @@ pub(crate) fn gc_metamethod<T: RawUserdata>(lua: &Lua) -> mlua::Result<Function>
     unsafe { lua.create_c_function(drop_userdata::<T>) }
 }
 
-/// A `__gc` for userdata made by [`new_userdata`]: replaces the block's
+/// A `__gc` for userdata made by [`new_userdata_with`]: replaces the block's
 /// value with `T::default()` and drops the old one, catching a panic (the
 /// drop of a reply sink runs foreign code). Leaves the block valid, so a
 /// finaliser that still holds the userdata at `lua_close` sees an empty
