@@ -44,10 +44,11 @@
  *
  * Callbacks given a lua_State (decoder, return, run, reply, finalize)
  * must not raise. One that does anyway (or runs out of memory pushing)
- * is survived (it runs inside lua_pcall): its error becomes the item's
- * callback, a function raising it, so under dispatch() it goes to the
- * state's error handler and the next items run, and poll() returns that
- * callback. The item counts as run (2v0 free_fn gets DSS2_OK).
+ * is survived (it runs inside lua_pcall): under dispatch() its error
+ * goes to the state's error handler and the next items run; poll()
+ * returns, as the item's callback, a function raising it. The item
+ * counts as run (2v0 free_fn gets DSS2_OK). A decoder or run() starts on
+ * an empty stack: what it pushes first is at index 1.
  * Their C types may be unwound through (Rust: extern "C-unwind"), as a
  * Lua error is on LuaJIT x64.
  *

@@ -31,7 +31,7 @@ pub(crate) fn poll(lua: &Lua, st: &StateHub, _args: MultiValue) -> ApiResult {
         return Ok(MultiValue::from_iter([Value::Integer(-1)]));
     };
     // Prepare before counting, so items a decoder posted are counted too.
-    let prepared = item.prepare(lua);
+    let prepared = item.prepare(lua, st);
     let left = Value::Integer(st.pending() as i64);
     let prepared = prepared?;
     let Some((callback, values)) = prepared.call else {
@@ -236,7 +236,7 @@ unsafe fn poll_post(
         raw::top(state)
     };
     // SAFETY: as above.
-    let n = match unsafe { frame.run_in(state, base) } {
+    let n = match unsafe { frame.run_collect(state, st) } {
         Ran::Call(n) => n,
         // Ran (a closure that did its work) or skipped: the count alone.
         Ran::Done | Ran::Nothing => 0,

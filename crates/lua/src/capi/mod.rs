@@ -246,6 +246,7 @@ pub(crate) fn unregister(h: Handle) -> bool {
     };
     // No callback of it starts from now on (see `running.rs`).
     util.gone.store(true, Ordering::SeqCst);
+    util.shared.running.unregistered();
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();
