@@ -108,17 +108,17 @@ impl Table {
 
     /// Inserts the edge `me → target` unless it closes a cycle.
     fn enter(&mut self, me: u64, target: u64, on: On) -> Result<WaitKey, Cycle> {
-        let stuck = Edge {
+        let edge = Edge {
             target,
-            token: 0,
+            token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
             on,
         };
-        match self.cycle(me, target, stuck.stuck()) {
+        match self.cycle(me, target, edge.stuck()) {
             Cycle::None => {}
             found => return Err(found),
         }
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-        self.0.insert(me, Edge { token, ..stuck });
+        let token = edge.token;
+        self.0.insert(me, edge);
         Ok(WaitKey { me, token })
     }
 
