@@ -274,13 +274,12 @@ unsafe extern "C-unwind" fn close_on_hook(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: upvalue 1 is the cell made in StateHub::get. Its pointer is
     // valid: mlua's app data holds the Rc until its own finaliser, which
     // runs after this one (the flag's guard is newer), or after lua_close.
-    let st =
-        unsafe { crate::raw::cell_pointer(state, ffi::lua_upvalueindex(1)) }.cast::<StateHub>();
+    let st = unsafe { crate::raw::cell_pointer(state, crate::raw::upvalue(1)) }.cast::<StateHub>();
     if st.is_null() {
         return 0;
     }
     // SAFETY: as above; cleared so that it runs once.
-    unsafe { crate::raw::clear_cell(state, ffi::lua_upvalueindex(1)) };
+    unsafe { crate::raw::clear_cell(state, crate::raw::upvalue(1)) };
     // SAFETY: as above. A panic stays here (no unwinding into Lua).
     let _ = catch_unwind(AssertUnwindSafe(|| unsafe { &*st }.close_in(Some(state))));
     0
