@@ -53,8 +53,8 @@ end)
 -- handler) runs it and yields DONE when it returned, then waits for the
 -- next one (a resume without GO leaves it waiting). A handler that waits
 -- on a cqueues object keeps its runner until it returned; only then does
--- the runner go back to the pool. Creating a coroutine per item was most
--- of this adapter's cost per item.
+-- the runner go back to the pool (a new coroutine per item cost more than
+-- a resume of a pooled one).
 local DONE, GO = {}, {}
 local function serve(go, handler)
   if go == GO then

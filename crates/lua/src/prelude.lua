@@ -80,8 +80,8 @@ local reply_fail -- set by set_reply_fail: fails a reply object with a text
 
 function H.set_reply_fail(f) reply_fail = f end
 
--- Callback coroutines are reused: creating one per item was most of the
--- cost of dispatch(max, spawn). A pooled coroutine runs one callback at a
+-- Callback coroutines are reused (a new one per item cost more than a
+-- resume of a pooled one). A pooled coroutine runs one callback at a
 -- time and goes back to the pool only once that callback returned (one
 -- that raised is dead and dropped), so a callback suspended in a yield
 -- keeps its coroutine to itself. Resumed with (GO, f, args...) it calls
