@@ -194,10 +194,12 @@ itself!(String, |v, t| t.string(v.as_bytes()), |v, l| {
 itself!(&'static str, |v, t| t.string(v.as_bytes()), |v, l| {
     raw::push_bytes(l, v.as_bytes())
 });
-itself!(Vec<u8>, |v, t| t.string(&v), |v, l| raw::push_bytes(l, &v));
-itself!(Box<[u8]>, |v, t| t.string(&v), |v, l| raw::push_bytes(
-    l, &v
-));
+itself!(Vec<u8>, |v, t| t.string(&v), |v, l| {
+    raw::push_bytes(l, &v)
+});
+itself!(Box<[u8]>, |v, t| t.string(&v), |v, l| {
+    raw::push_bytes(l, &v)
+});
 
 /// An `Arg` that travels as another type (`$o`, which is [`Push`]).
 macro_rules! converted {

@@ -190,7 +190,7 @@ unsafe fn take_plain(lua: &Lua, l: *mut lua_State, n: c_int) -> Option<mlua::Res
             let v = match raw::plain_value(l, i) {
                 Some(Plain::Boolean(b)) => Value::Boolean(b),
                 Some(Plain::Integer(i)) => Value::Integer(i as mlua::Integer),
-                Some(Plain::Number(x)) => Value::Number(x as mlua::Number),
+                Some(Plain::Number(x)) => Value::Number(x),
                 Some(Plain::Bytes(bytes)) => match lua.create_string(bytes) {
                     Ok(s) => Value::String(s),
                     Err(e) => return Some(Err(e)),
