@@ -41,7 +41,7 @@ mod item;
 mod post;
 mod reply;
 pub(crate) mod running;
-mod turns;
+pub(crate) mod turns;
 pub(crate) mod v1;
 pub(crate) mod v2;
 mod v2_query;
@@ -209,7 +209,7 @@ pub(crate) fn register(
         keep: Mutex::new(Vec::new()),
         cancel,
         pinned: AtomicBool::new(false),
-        gone: AtomicBool::new(false),
+        gone: crate::sync::AtomicBool::new(false),
         shared: st.capi.clone(),
     });
     handles::fill(handle, util.clone());
@@ -245,7 +245,7 @@ pub(crate) fn unregister(h: Handle) -> bool {
         return false;
     };
     // No callback of it starts from now on (see `running.rs`).
-    util.gone.store(true, Ordering::SeqCst);
+    running::Running::forbid(&util.gone);
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();

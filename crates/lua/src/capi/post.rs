@@ -237,7 +237,7 @@ unsafe fn run_guarded(state: *mut ffi::lua_State, post: &mut PostParts, kind: Ki
         return 0;
     };
     let running = &util.shared.running;
-    if !running.enter(&util) {
+    if !running.enter(util.handle, &util.gone) {
         kind.discard(post, Discarded::Unregistered);
         return 0;
     }

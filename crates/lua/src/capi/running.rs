@@ -19,10 +19,8 @@
 //! finaliser) does not wait: it would wait for itself. Neither does one
 //! after the state closed: the Lua thread no longer runs items.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use super::handles::{Handle, Util};
+use super::handles::Handle;
+use crate::sync::{seqcst_pairing, wait_round, AtomicBool, AtomicU64, Ordering};
 
 /// One per state (see the module docs).
 #[derive(Default)]
@@ -32,13 +30,15 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Marks `util`'s callback as about to run; false (and nothing is
-    /// marked) when the utility is gone, whose items must not run. Lua
-    /// thread only. Pair a true answer with [`leave`](Running::leave).
+    /// Marks the callback of utility `h` as about to run; false (and
+    /// nothing is marked) when the utility is `gone`, whose items must not
+    /// run. Lua thread only. Pair a true answer with
+    /// [`leave`](Running::leave).
     #[inline]
-    pub(crate) fn enter(&self, util: &Util) -> bool {
-        self.now.store(util.handle, Ordering::SeqCst);
-        if util.gone.load(Ordering::SeqCst) {
+    pub(crate) fn enter(&self, h: Handle, gone: &AtomicBool) -> bool {
+        self.now.store(h, Ordering::SeqCst);
+        seqcst_pairing();
+        if gone.load(Ordering::SeqCst) {
             self.now.store(0, Ordering::Release);
             return false;
         }
@@ -51,17 +51,20 @@ impl Running {
         self.now.store(0, Ordering::Release);
     }
 
-    /// Waits until no callback of `h` runs (`gone` was set first).
-    /// Callbacks are short (they must not block): yield, then sleep.
+    /// `unreg()`'s first half: no callback of the utility whose flag is
+    /// `gone` starts after this (one running now is waited for with
+    /// [`wait_out`](Running::wait_out)).
+    pub(crate) fn forbid(gone: &AtomicBool) {
+        gone.store(true, Ordering::SeqCst);
+        seqcst_pairing();
+    }
+
+    /// Waits until no callback of `h` runs ([`forbid`](Running::forbid)
+    /// was called first). Callbacks are short (they must not block).
     pub(crate) fn wait_out(&self, h: Handle) {
-        let mut spins = 0u32;
+        let mut round = 0;
         while self.now.load(Ordering::SeqCst) == h {
-            spins += 1;
-            if spins < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
+            wait_round(&mut round);
         }
     }
 }
