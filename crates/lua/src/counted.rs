@@ -1,12 +1,12 @@
 //! [`Counted`]: a value shared between threads by hand-counted handles,
 //! so that a holder of several handles can give them all up with one
-//! atomic operation ([`Counted::release`]).
+//! atomic operation ([`Held`]).
 //!
 //! It is an `Arc` with one more operation: [`Callback`](crate::item::Callback)
-//! uses it so that `dispatch()` releases a run of items' references at once
-//! (see there for why). The value is dropped exactly once, by whoever gives
-//! up the last count, after every other holder's last use (the model:
-//! `loom_models.rs`).
+//! is one, so that the item loop releases a run of items' references at
+//! once (see there for why). The value is dropped exactly once, by whoever
+//! gives up the last count, after every other holder's last use (the
+//! model: `loom_models.rs`).
 
 use std::ptr::NonNull;
 
@@ -50,7 +50,7 @@ impl<T> Counted<T> {
 
     /// Gives up `self` and `extra` more handles to the same value that the
     /// caller forgot (`std::mem::forget`), in one atomic operation.
-    pub(crate) fn release(self, extra: usize) {
+    fn release(self, extra: usize) {
         let ptr = self.0;
         std::mem::forget(self);
         // SAFETY: the caller owned `1 + extra` counts (`self` and the
@@ -93,5 +93,54 @@ impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
         // SAFETY: this handle owns one count and is going away.
         unsafe { release_refs(self.0, 1) }
+    }
+}
+
+/// Handles to one shared value at a time, given up together: the item
+/// loop's held callback (`item_loop.rs`). Consecutive items usually share
+/// a callback; their handles join the held one's count instead of being
+/// released one by one, and all go in one atomic operation when another
+/// value is held or the holder drops. Holding a value also keeps its
+/// address (its identity) from being reused meanwhile.
+pub(crate) struct Held<T>(Option<(Counted<T>, usize)>);
+
+impl<T> Default for Held<T> {
+    fn default() -> Held<T> {
+        Held(None)
+    }
+}
+
+impl<T> Held<T> {
+    /// The held value.
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.0.as_ref().map(|(c, _)| c.get())
+    }
+
+    /// Holds `c`: false when it is a handle to the value already held
+    /// (its count joins the held ones); true when it is another value,
+    /// held now, the handles held before being released.
+    pub(crate) fn hold(&mut self, c: Counted<T>) -> bool {
+        match &mut self.0 {
+            Some((held, extra)) if held.0 == c.0 => {
+                // Released with `held`'s (counted in `extra`).
+                std::mem::forget(c);
+                *extra += 1;
+                false
+            }
+            _ => {
+                if let Some((old, extra)) = self.0.replace((c, 0)) {
+                    old.release(extra);
+                }
+                true
+            }
+        }
+    }
+}
+
+impl<T> Drop for Held<T> {
+    fn drop(&mut self) {
+        if let Some((c, extra)) = self.0.take() {
+            c.release(extra);
+        }
     }
 }

@@ -124,7 +124,7 @@ enum Repr {
 ///
 /// Reference-counted by hand ([`Counted`]) rather than an `Arc`, only so
 /// that `dispatch()` can release the references of a run of items with one
-/// atomic operation (`Callback::release`) instead of one per item: the
+/// atomic operation (`counted::Held`) instead of one per item: the
 /// count's cache line is written by the producer for every post, and a
 /// per-item decrement on the consumer made it bounce between the two cores
 /// (~10% of the `dispatch()` profile).
@@ -147,11 +147,9 @@ impl Callback {
         self.0.get()
     }
 
-    /// Gives up `self` and `extra` more references to the same callback
-    /// whose handles were forgotten (`std::mem::forget`) by the caller, in
-    /// one atomic operation.
-    pub(crate) fn release(self, extra: usize) {
-        self.0.release(extra)
+    /// The counted handle (for the item loop's [`Held`](crate::counted::Held)).
+    pub(crate) fn into_counted(self) -> Counted<RegistryKey> {
+        self.0
     }
 }
 

@@ -11,7 +11,7 @@ use loom::thread;
 
 use crate::capi::running::Running;
 use crate::capi::turns::{Settled, Turns};
-use crate::counted::Counted;
+use crate::counted::{Counted, Held};
 use crate::sync::{AtomicBool, Ordering};
 
 const LIVE: u32 = 1;
@@ -51,49 +51,46 @@ impl Drop for Key {
     }
 }
 
-/// What the item loop does with a batch (`HeldCallback` in `item_loop.rs`):
-/// uses each item's key, keeps the first handle and forgets the others,
-/// then gives them all up in one `release`.
+/// What the item loop does with a batch (`run_items` in `item_loop.rs`):
+/// uses each item's key and hands its handle to the loop's `Held`, which
+/// gives them up together when it drops.
 fn run_batch(batch: Vec<Counted<Key>>) {
-    let mut held: Option<(Counted<Key>, usize)> = None;
+    let mut held = Held::default();
     for cb in batch {
         cb.get().lent.touch();
-        match &mut held {
-            Some((_, extra)) => {
-                std::mem::forget(cb);
-                *extra += 1;
-            }
-            None => held = Some((cb, 0)),
-        }
-    }
-    if let Some((cb, extra)) = held {
-        cb.release(extra);
+        held.hold(cb);
     }
 }
 
-/// A `Callback` cloned into items by two producers while its owner drops
-/// it and the Lua thread runs batches: the key is freed exactly once,
-/// after every use.
+/// Two `Callback`s cloned into items by two producers (one posts with
+/// both) while their owners drop them and the Lua thread runs batches:
+/// each key is freed exactly once, after every use of it.
 #[test]
 fn callback_is_freed_once_after_its_last_use() {
     loom::model(|| {
         let frees = Arc::new(AtomicUsize::new(0));
-        let owner = Counted::new(Key {
-            lent: Lent::new(),
-            frees: frees.clone(),
-        });
+        let key = || {
+            Counted::new(Key {
+                lent: Lent::new(),
+                frees: frees.clone(),
+            })
+        };
+        let owners = [key(), key()];
         let queue = Arc::new(Mutex::new(Vec::new()));
-        let producers: Vec<_> = (0..2)
-            .map(|_| {
-                let cb = owner.clone();
+        let producers: Vec<_> = [&owners[..], &owners[..1]]
+            .into_iter()
+            .map(|cbs| {
+                let cbs = cbs.to_vec();
                 let queue = queue.clone();
                 thread::spawn(move || {
-                    cb.get().lent.touch();
-                    queue.lock().unwrap().push(cb.clone());
+                    for cb in cbs {
+                        cb.get().lent.touch();
+                        queue.lock().unwrap().push(cb.clone());
+                    }
                 })
             })
             .collect();
-        drop(owner);
+        drop(owners);
         let batch = std::mem::take(&mut *queue.lock().unwrap());
         run_batch(batch);
         for p in producers {
@@ -101,7 +98,7 @@ fn callback_is_freed_once_after_its_last_use() {
         }
         let batch = std::mem::take(&mut *queue.lock().unwrap());
         run_batch(batch);
-        assert_eq!(frees.load(Ordering::Relaxed), 1);
+        assert_eq!(frees.load(Ordering::Relaxed), 2);
     });
 }
 
@@ -144,53 +141,153 @@ fn turns_discard_races_deliver() {
     });
 }
 
-/// A decoded 1v0 item whose reply the Lua thread answers (or, having
-/// decoded nothing, declares no answer due) while the thread in `deliver`,
-/// released by a cancellation, settles: the return callback runs at most
-/// once (exactly once when due), and before `deliver` returns.
-fn answer_races_deliver(answer_due: bool) {
+/// How a 1v0 blocking call ended, as the core's `Reply` tells the thread
+/// in `deliver`: the first end wins.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum End {
+    /// `reply.send`: the answer, after the return callback ran.
+    Answered,
+    /// The reply dropped unanswered (no answer was due, or the reply
+    /// userdata was collected): the waiter sees a cancellation.
+    Dropped,
+    /// `unreg()` cancelled it.
+    Cancelled,
+}
+
+/// The core's `Reply` as the glue relies on it: a claim excludes the
+/// call's end (a cancellation waits it out), and a call ends once.
+struct Call(Mutex<Option<End>>);
+
+impl Call {
+    fn end(&self, end: End) {
+        self.0.lock().unwrap().get_or_insert(end);
+    }
+
+    /// `deliver`'s wait (the core's condvar, here a yielding poll).
+    fn wait(&self) -> End {
+        loop {
+            if let Some(end) = *self.0.lock().unwrap() {
+                return end;
+            }
+            thread::yield_now();
+        }
+    }
+}
+
+/// How the Lua thread answers a decoded 1v0 item.
+#[derive(Clone, Copy, PartialEq)]
+enum Answering {
+    /// `CReply::send`: claims the call, runs the return callback, answers.
+    Send,
+    /// `CReply`'s `Drop` (the reply userdata collected uncalled): the
+    /// return callback as garbage, unclaimed, then the reply drops.
+    Collected,
+    /// The decoder pushed nothing: no return callback is due; the reply
+    /// drops.
+    NoneDue,
+}
+
+/// A 1v0 blocking delivery run by the Lua thread (`CItem::prepare`, then
+/// `CReply`) while a worker's `unreg()` cancels the call and the thread in
+/// `deliver` settles (`deliver_blocking`): the decoder runs exactly once;
+/// the return callback once when due (on the Lua thread, or as garbage in
+/// `deliver`), never when the decoder pushed nothing and the Lua thread
+/// ended the call; nothing touches `pData` after `deliver` returned.
+fn deliver_races_unreg(answering: Answering) {
     loom::model(move || {
         let turns = Turns::new();
         let data = Arc::new(Lent::new());
         let calls = Arc::new(Calls::default());
-        // Decoded first, under the claim the cancellation waited out.
-        turns.decode(|| data.touch()).expect("the decoder's turn");
+        let call = Arc::new(Call(Mutex::new(None)));
         let lua = {
-            let (turns, data, calls) = (turns.clone(), data.clone(), calls.clone());
+            let (turns, data, calls, call) =
+                (turns.clone(), data.clone(), calls.clone(), call.clone());
             thread::spawn(move || {
-                if answer_due {
-                    turns.answer(|| {
-                        data.touch();
-                        calls.ret.fetch_add(1, Ordering::Relaxed);
-                    });
-                } else {
-                    turns.no_answer();
+                let decoder = || {
+                    data.touch();
+                    calls.decoder.fetch_add(1, Ordering::Relaxed);
+                };
+                let ret = || {
+                    data.touch();
+                    calls.ret.fetch_add(1, Ordering::Relaxed);
+                };
+                let claim = call.0.lock().unwrap();
+                if claim.is_some() {
+                    // The call ended: the item is cancelled.
+                    drop(claim);
+                    turns.decode_null(decoder);
+                    return;
+                }
+                turns.decode(decoder).expect("the decoder's turn");
+                drop(claim);
+                match answering {
+                    Answering::Send => {
+                        let mut claim = call.0.lock().unwrap();
+                        if claim.is_none() {
+                            turns.answer(ret).expect("the return callback's turn");
+                            *claim = Some(End::Answered);
+                        }
+                    }
+                    Answering::Collected => {
+                        turns.answer(ret);
+                        call.end(End::Dropped);
+                    }
+                    Answering::NoneDue => {
+                        turns.no_answer();
+                        call.end(End::Dropped);
+                    }
                 }
             })
         };
-        let settled = turns.settle(
-            || unreachable!("the decoder ran"),
-            || {
-                data.touch();
-                calls.ret.fetch_add(1, Ordering::Relaxed);
-            },
-        );
+        let unreg = {
+            let call = call.clone();
+            thread::spawn(move || call.end(End::Cancelled))
+        };
+        let end = call.wait();
+        let settled = (end != End::Answered).then(|| {
+            turns.settle(
+                || {
+                    data.touch();
+                    calls.decoder.fetch_add(1, Ordering::Relaxed);
+                },
+                || {
+                    data.touch();
+                    calls.ret.fetch_add(1, Ordering::Relaxed);
+                },
+            )
+        });
         data.free();
         lua.join().unwrap();
+        unreg.join().unwrap();
+        assert_eq!(calls.decoder.load(Ordering::Relaxed), 1);
         let rets = calls.ret.load(Ordering::Relaxed);
-        assert_eq!(rets, usize::from(answer_due || settled == Settled::Garbage));
-        assert!(settled != Settled::Cancelled);
+        match settled {
+            None => assert_eq!(rets, 1),
+            Some(Settled::Cancelled) => assert_eq!(rets, 0),
+            Some(Settled::Garbage) => assert_eq!((rets, end), (1, End::Cancelled)),
+            Some(Settled::Answered) => {
+                assert_eq!(rets, usize::from(answering != Answering::NoneDue))
+            }
+        }
+        if end == End::Dropped {
+            assert_eq!(settled, Some(Settled::Answered));
+        }
     });
 }
 
 #[test]
-fn turns_answer_races_deliver() {
-    answer_races_deliver(true);
+fn turns_send_races_unreg() {
+    deliver_races_unreg(Answering::Send);
 }
 
 #[test]
-fn turns_no_answer_races_deliver() {
-    answer_races_deliver(false);
+fn turns_collected_reply_races_unreg() {
+    deliver_races_unreg(Answering::Collected);
+}
+
+#[test]
+fn turns_no_answer_races_unreg() {
+    deliver_races_unreg(Answering::NoneDue);
 }
 
 /// `unreg()` from a worker while the Lua thread runs two items of the
