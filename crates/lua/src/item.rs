@@ -122,7 +122,7 @@ enum Repr {
 /// made with [`Item::call`] refer to it; the function stays referenced (in
 /// the registry) until the last clone and the last such item are gone.
 ///
-/// Reference-counted by hand ([`Counted`]) rather than an `Arc`, only so
+/// Reference-counted by hand (`counted.rs`) rather than an `Arc`, only so
 /// that `dispatch()` can release the references of a run of items with one
 /// atomic operation (`counted::Held`) instead of one per item: the
 /// count's cache line is written by the producer for every post, and a
