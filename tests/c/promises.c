@@ -20,6 +20,13 @@
  *   p.raise(api, where) posts one item from the Lua thread whose decoder
  *                     (1) or run (2) raises "promises: raised in <where>"
  *   p.raise_counts()  -> { freed_ok = n, freed_other = n }
+ *   p.raise_mixed(api, "oxo..") posts one item per character (numbered
+ *                     from 1) with the same utility: 'o' pushes the global
+ *                     promises_ran, its number and the stack top it found
+ *                     (0: it started on an empty stack), 'x' raises "promises:
+ *                     raised at <n>"; returns how many posts failed
+ *   p.raise_unreg_from_thread(api) unreg()s that utility from a new
+ *                     thread; false when it did not return within 10 s
  *   p.finalizer_start(cb, items) registers a 2v0 utility with a Lua-thread
  *                     finalizer, keeps cb in the registry, starts a worker
  *                     posting `items` items that call cb, then unreg()s
@@ -30,6 +37,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +327,86 @@ static int l_raise(lua_State *L) {
     return 1;
 }
 
+/* A run of items, some of which raise: pattern "oxo..." posts one item
+ * per character, numbered from 1; an 'o' item's decoder/run pushes the
+ * global promises_ran and its number, an 'x' item's raises "promises:
+ * raised at <n>". The number and the kind travel in the data pointer. */
+static int mixed_decode(lua_State *L, void *d, void *u) {
+    intptr_t v = (intptr_t)d;
+    int top;
+    (void)u;
+    if (L == NULL) return 0;
+    top = lua_gettop(L); /* the header: an empty stack */
+    lua_pushstring(L, "pushed before the error");
+    if (v & 1) return luaL_error(L, "promises: raised at %d", (int)(v >> 1));
+    lua_settop(L, 0);
+    lua_getglobal(L, "promises_ran");
+    lua_pushinteger(L, (lua_Integer)(v >> 1));
+    lua_pushinteger(L, top);
+    return 3;
+}
+
+static int mixed_run(lua_State *L, void *d, dss2_handle h) {
+    (void)h;
+    return mixed_decode(L, d, NULL);
+}
+
+static int l_raise_mixed(lua_State *L) {
+    int api = (int)luaL_checkinteger(L, 1);
+    size_t len, i;
+    const char *pattern = luaL_checklstring(L, 2, &len);
+    int ec = 0, failed = 0;
+    if (api1 == NULL) fetch_apis(L);
+    if (api == 1 && raise_utilid == NULL) raise_utilid = api1->reg(L, (void *)&libid_raise1, noop_cancel1, &ec);
+    if (api == 2 && raise_handle == 0) (void)api2->reg(L, &libid_raise2, "promises.raise", NULL, NULL, &raise_handle);
+    for (i = 0; i < len; i++) {
+        void *d = (void *)(intptr_t)(((intptr_t)(i + 1) << 1) | (pattern[i] == 'x'));
+        int code = api == 1 ? api1->deliver(raise_utilid, mixed_decode, NULL, d)
+                            : api2->post(raise_handle, mixed_run, raise_free, d, 0);
+        if (code != (api == 1 ? -100 : DSS2_OK)) failed++;
+    }
+    lua_pushinteger(L, failed);
+    return 1;
+}
+
+/* unreg() of the raising utility from another thread: true when it
+ * returned within 10 s (a running mark left behind by a callback that
+ * raised would keep it waiting). */
+static int unreg_done;
+static void *unreg_worker(void *arg) {
+    int api = (int)(intptr_t)arg;
+    if (api == 1)
+        (void)api1->unreg(raise_utilid);
+    else
+        (void)api2->unreg(raise_handle);
+    STORE(&unreg_done, 1);
+    return NULL;
+}
+
+static int l_raise_unreg_from_thread(lua_State *L) {
+    int api = (int)luaL_checkinteger(L, 1);
+    pthread_t t;
+    int i;
+    STORE(&unreg_done, 0);
+    if (pthread_create(&t, NULL, unreg_worker, (void *)(intptr_t)api) != 0) return luaL_error(L, "promises: pthread_create");
+    for (i = 0; i < 10000 && !LOAD(&unreg_done); i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    if (!LOAD(&unreg_done)) {
+        pthread_detach(t); /* still waiting: the test fails; exit ends it */
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    pthread_join(t, NULL);
+    if (api == 1)
+        raise_utilid = NULL;
+    else
+        raise_handle = 0;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_raise_counts(lua_State *L) {
     lua_newtable(L);
     SETINT("freed_ok", raise_freed_ok);
@@ -435,6 +523,8 @@ static const luaL_Reg funcs[] = {
     {"race_counts", l_race_counts},
     {"raise", l_raise},
     {"raise_counts", l_raise_counts},
+    {"raise_mixed", l_raise_mixed},
+    {"raise_unreg_from_thread", l_raise_unreg_from_thread},
     {"finalizer_start", l_finalizer_start},
     {"finalizer_counts", l_finalizer_counts},
     {"has_finalizer", l_has_finalizer},

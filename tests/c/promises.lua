@@ -96,17 +96,65 @@ for _, api in ipairs({ 1, 2 }) do
         -- and the state goes on
         eq(dss.queuesize(), 0, "queue")
     end)
-    test(api .. "v0 " .. what .. " that raises: poll() returns a callback that raises it", function()
+    test(api .. "v0 " .. what .. "s that raise amid a run: FIFO, each error to the handler in its place, max counts them, empty stacks, unreg() from a thread returns", function()
+        local log = {}
+        local tops = {}
+        promises_ran = function(i, top)
+            log[#log + 1] = "o" .. i
+            if top ~= 0 then tops[#tops + 1] = i .. ":" .. top end
+        end
+        dss.seterrorhandler(function(e)
+            log[#log + 1] = "x" .. (tostring(e):match("promises: raised at (%d+)") or "?")
+        end)
+        local before = p.raise_counts()
+        eq(p.raise_mixed(api, "oxooxxo"), 0, "posts refused")
+        eq(dss.dispatch(3), 3, "dispatch(3): an item that raised counts")
+        eq(table.concat(log, " "), "o1 x2 o3", "the first three, in order")
+        eq(dss.queuesize(), 4, "left")
+        eq(dss.dispatch(), 4, "the rest")
+        eq(table.concat(log, " "), "o1 x2 o3 o4 x5 x6 o7", "every item once, in order")
+        eq(table.concat(tops, " "), "", "decoders/runs that did not start on an empty stack")
+        eq(p.raise_mixed(api, "xx"), 0, "posts refused")
+        eq(dss.dispatch(), 2, "two that raise in a row")
+        eq(table.concat(log, " ", 8), "x1 x2", "both errors handled")
+        if api == 2 then
+            local after = p.raise_counts()
+            eq(after.freed_ok - before.freed_ok, 9, "free_fn(data, DSS2_OK), once per item")
+            eq(after.freed_other - before.freed_other, 0, "free_fn with another outcome")
+        end
+        -- poll() too runs a decoder/run on an empty stack.
+        eq(p.raise_mixed(api, "o"), 0, "post refused")
+        local _, cb, args = dss.poll()
+        cb((table.unpack or unpack)(args, 1, args.n))
+        eq(log[#log], "o1", "polled")
+        eq(table.concat(tops, " "), "", "a polled decoder/run that did not start on an empty stack")
+        -- No running mark is left behind by the callbacks that raised.
+        eq(p.raise_unreg_from_thread(api), true, "unreg() from another thread returned")
+        promises_ran = nil
+    end)
+    test(api .. "v0 " .. what .. " that raises: poll() raises it; the next call finishes the item; unreg() from a thread returns", function()
         local before = p.raise_counts()
         p.raise(api, "poll")
-        local _, cb, args = dss.poll()
-        local ok, err = pcall(cb, (table.unpack or unpack)(args, 1, args.n))
-        eq(ok, false, "the callback raised")
+        local ok, err = pcall(dss.poll)
+        eq(ok, false, "poll() raised")
         assert(tostring(err):find("promises: raised in poll", 1, true), "it raised " .. tostring(err))
         eq(dss.poll(), -1, "nothing left")
         if api == 2 then
-            eq(p.raise_counts().freed_ok - before.freed_ok, 1, "free_fn(data, DSS2_OK)")
+            eq(p.raise_counts().freed_ok - before.freed_ok, 1, "free_fn(data, DSS2_OK), by the next call")
+            eq(p.raise_counts().freed_other - before.freed_other, 0, "free_fn with another outcome")
         end
+        -- One that raises, then one that runs: FIFO, and polled on.
+        promises_ran = function() end
+        eq(p.raise_mixed(api, "xo"), 0, "posts refused")
+        ok, err = pcall(dss.poll)
+        eq(ok, false, "poll() raised")
+        assert(tostring(err):find("promises: raised at 1", 1, true), "it raised " .. tostring(err))
+        local n, cb, args = dss.poll()
+        eq(n, 0, "count")
+        eq(args[1], 2, "the next item")
+        promises_ran = nil
+        -- The running mark went with the next call: unreg() does not wait.
+        eq(p.raise_unreg_from_thread(api), true, "unreg() from another thread returned")
     end)
 end
 

@@ -355,6 +355,157 @@ describe("darksidesync.states", function()
       h:join(H.PATIENCE)
     end)
 
+    it("refuses a post that closes a cycle of full queues; dispatching then posting again delivers", function()
+      -- Queues of one item: the child posts "a" (our queue is full) and
+      -- "b" (waits for us); we post "x" (its queue is full) and "y" (waits
+      -- for it). Both sides waiting would never end: exactly one of the
+      -- two posts is refused, and its side does what doc/states.md says
+      -- (dispatch what arrived, post again).
+      dss.setcapacity(1)
+      local h = states.spawn([[
+        local dss = require "darksidesync"
+        local states = require "darksidesync.states"
+        local H = require "helper"
+        dss.setcapacity(1)
+        local got = {}
+        states.parent:onmessage(function(x) got[#got + 1] = x end)
+        local refused = 0
+        local function post(x)
+          H.until_true(function()
+            local ok, why = states.parent:post(x)
+            if ok then return true end
+            assert(why == "would deadlock", why)
+            refused = refused + 1
+            dss.dispatch()
+          end, nil, "the child's post")
+        end
+        post("a")
+        post("b")
+        H.until_true(function() return #got == 2 end, function()
+          if dss.wait(0.05) then dss.dispatch() end
+        end, "x and y")
+        return refused, got[1], got[2]
+      ]])
+      local got = {}
+      h:onmessage(function(x) got[#got + 1] = x end)
+      H.until_true(function() return dss.queuesize() == 1 end, function()
+        dss.wait(0.01)
+      end, "the child's first post")
+      local refused = 0
+      local function post(x)
+        H.until_true(function()
+          local ok, why = h:post(x)
+          if ok then return true end
+          assert.equal("would deadlock", why)
+          refused = refused + 1
+          dss.dispatch()
+        end, nil, "our post")
+      end
+      post("x")
+      post("y")
+      H.dispatch_until(function() return #got == 2 end, "a and b")
+      local child_refused, x, y = h:join(H.PATIENCE)
+      assert.same({ "a", "b" }, got)
+      assert.equal("x", x)
+      assert.equal("y", y)
+      assert.equal(1, refused + child_refused)
+    end)
+
+    it("a parent and two children exchange 2,000 posts and calls each way through queues of 4", function()
+      -- Every side sends without dispatching between sends, so the
+      -- queues fill up and cycles of full queues form again and again;
+      -- each is refused ("would deadlock") at once and its side
+      -- dispatches, then sends again (doc/states.md). Each side's watchdog
+      -- gives its whole exchange H.PATIENCE: with a refusal taking 100 ms
+      -- this did not finish.
+      local N, CAP = 2000, 4
+      local SENDER = [[
+        local dss = require "darksidesync"
+        local H = require "helper"
+        -- Sends message i to `peer`: a post when i is odd, a call
+        -- (answered with -i) when even; a send refused because it would
+        -- deadlock is sent again after a dispatch. Returns the refusals.
+        local deadline = os.time() + H.PATIENCE
+        return function(peer, i)
+          local refused = 0
+          while true do
+            if os.time() > deadline then
+              error("gave up: the exchange took more than " .. H.PATIENCE .. " s (sending " .. i .. ")")
+            end
+            local ok, why
+            if i % 2 == 1 then
+              ok, why = peer:post("post", i)
+            else
+              local okc, r = pcall(peer.call, peer, "call", i)
+              if okc then assert(r == -i, "a wrong reply") end
+              ok, why = okc, r
+            end
+            if ok then return refused end
+            assert(tostring(why):find("would deadlock", 1, true), why)
+            refused = refused + 1
+            dss.dispatch()
+          end
+        end
+      ]]
+      -- Counts what one peer sends: in order, calls answered with -i.
+      local function receiver()
+        local r = { got = 0, in_order = true }
+        function r.handler(kind, i)
+          if i ~= r.got + 1 then r.in_order = false end
+          r.got = r.got + 1
+          if kind == "call" then return -i end
+        end
+        return r
+      end
+      dss.setcapacity(CAP)
+      local kids = {}
+      for k = 1, 2 do
+        local h = states.spawn([[
+          local dss = require "darksidesync"
+          local states = require "darksidesync.states"
+          local H = require "helper"
+          local N, CAP, SENDER = ...
+          local send = assert((loadstring or load)(SENDER))()
+          dss.setcapacity(CAP)
+          local got, in_order = 0, true
+          states.parent:onmessage(function(kind, i)
+            if i ~= got + 1 then in_order = false end
+            got = got + 1
+            if kind == "call" then return -i end
+          end)
+          local refused = 0
+          for i = 1, N do refused = refused + send(states.parent, i) end
+          H.until_true(function() return got == N end, function()
+            if dss.wait(0.05) then dss.dispatch() end
+          end, "the parent's messages")
+          return got, in_order, refused
+        ]], N, CAP, SENDER)
+        local r = receiver()
+        h:onmessage(r.handler)
+        kids[k] = { h = h, r = r }
+      end
+      local send = assert((loadstring or load)(SENDER))()
+      local refused = 0
+      for i = 1, N do
+        for k = 1, 2 do refused = refused + send(kids[k].h, i) end
+      end
+      H.dispatch_until(function()
+        return kids[1].r.got == N and kids[2].r.got == N
+      end, "the children's messages")
+      local child_refused = 0
+      for k = 1, 2 do
+        local got, in_order, n = kids[k].h:join(H.PATIENCE)
+        assert(got ~= nil, "child " .. k .. ": " .. tostring(in_order))
+        assert.equal(N, got)
+        assert.is_true(in_order)
+        assert.equal(N, kids[k].r.got)
+        assert.is_true(kids[k].r.in_order)
+        child_refused = child_refused + n
+      end
+      -- the cycles did form (the test exercises the refusal)
+      assert.is_true(refused + child_refused > 0)
+    end)
+
     it("refuses values that cannot be copied, at the sender", function()
       local h = states.spawn([[
         require("darksidesync.states").parent:onmessage(function() end)

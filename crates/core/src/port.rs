@@ -184,6 +184,22 @@ impl<T: Send + 'static> Port<T> {
         )
     }
 
+    /// True when a post would find room in the queue now (another
+    /// producer may take it first). Takes no lock.
+    pub fn has_room(&self) -> bool {
+        self.shared.has_room()
+    }
+
+    /// Waits until a post would find room in the queue, at most `timeout`
+    /// (`None`: no limit), taking none: `Ok(false)` on timeout. For a
+    /// producer that must post with [`post_if_room`](Port::post_if_room)
+    /// itself (to record the post elsewhere as it happens) but wait as
+    /// [`post`](Port::post) does. Fails as `post` would: `Closed`,
+    /// `Unregistered`, `WouldDeadlock` on the consumer thread.
+    pub fn wait_room(&self, timeout: Option<Duration>) -> Result<bool, PostErrorKind> {
+        self.shared.wait_room(self.key, timeout.map(deadline))
+    }
+
     /// Queues the item built by `make` around a [`Reply`] and blocks until
     /// the consumer answers it, waiting for room when the queue is full.
     /// `timeout` bounds the whole call (room and answer).

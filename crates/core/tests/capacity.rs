@@ -112,3 +112,36 @@ fn try_call_refuses_when_full() {
         assert_eq!(t.join().unwrap(), Err(CallError::Full));
     });
 }
+
+#[test]
+fn wait_room_waits_for_a_drain_and_takes_no_room() {
+    within(HANG, || {
+        let hub: Hub<u8> = Hub::with_capacity(1);
+        let port = hub.register("p", |_| {}).unwrap();
+        assert!(port.has_room());
+        assert_eq!(port.wait_room(Some(Duration::ZERO)), Ok(true));
+        port.post(1).unwrap();
+        assert!(!port.has_room());
+        assert_eq!(
+            port.wait_room(Some(Duration::ZERO)),
+            Err(PostErrorKind::WouldDeadlock),
+            "on the consumer thread, as a blocking post"
+        );
+        let p2 = port.clone();
+        let timed = thread::spawn(move || p2.wait_room(Some(Duration::from_millis(10))));
+        assert_eq!(timed.join().unwrap(), Ok(false), "nobody drained");
+        let p2 = port.clone();
+        let waiting = thread::spawn(move || p2.wait_room(None));
+        let end = std::time::Instant::now() + HANG;
+        while hub.blocked_producers() == 0 {
+            assert!(std::time::Instant::now() < end, "never waited");
+            thread::yield_now();
+        }
+        hub.drain(usize::MAX, &mut Batch::new());
+        assert_eq!(waiting.join().unwrap(), Ok(true));
+        assert_eq!(hub.len(), 0, "waiting took no room");
+        assert!(port.has_room());
+        hub.close();
+        assert_eq!(port.wait_room(None), Err(PostErrorKind::Closed));
+    });
+}

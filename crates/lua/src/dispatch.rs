@@ -19,7 +19,7 @@ use crate::ApiResult;
 /// reply with the callback's results unless it was taken. Returns false
 /// for a skipped item (nothing to call).
 fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::Result<bool> {
-    let prepared = match item.prepare(lua) {
+    let prepared = match item.prepare(lua, st) {
         Ok(p) => p,
         Err(e) => {
             report(st, Value::String(lua.create_string(e.to_string())?))?;

@@ -57,6 +57,7 @@ use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
 use crate::counted::Counted;
 use crate::data::Data;
 use crate::post::Post;
+use crate::state::StateHub;
 
 /// One unit of work from a background thread, run on the Lua thread.
 ///
@@ -187,8 +188,8 @@ impl Item {
         }
     }
 
-    /// Prepares the task (Lua thread only).
-    pub(crate) fn prepare(self, lua: &Lua) -> mlua::Result<Prepared> {
+    /// Prepares the task (on `st`'s Lua thread only).
+    pub(crate) fn prepare(self, lua: &Lua, st: &StateHub) -> mlua::Result<Prepared> {
         match self.0 {
             Repr::Task(task) => task.prepare(lua),
             Repr::Call(callback, arg) => {
@@ -198,7 +199,7 @@ impl Item {
                     reply: None,
                 })
             }
-            Repr::Post(post) => post.prepare(lua),
+            Repr::Post(post) => post.prepare(lua, st),
         }
     }
 

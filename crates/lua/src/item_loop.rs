@@ -21,8 +21,11 @@
 //! * a scalar [`Item::call`]: pushes the argument and calls the function
 //!   with `lua_pcall` (what `xpcall` does, without mlua's call machinery);
 //! * an inline post (`post.rs`): counts it as ran, lets the producer push
-//!   the callback and its arguments, and calls them with `lua_pcall` (or
-//!   nothing, when the producer's code did the work itself);
+//!   the callback and its arguments and calls them with `lua_pcall` (or
+//!   nothing, when the producer's code did the work itself); the posts
+//!   that follow it run in the same protected call, which catches a
+//!   producer's error once per run instead of once per item
+//!   (`post_run.rs`);
 //! * anything else: [`run_item`], through mlua.
 //!
 //! A [`StackGuard`](crate::raw::StackGuard) puts the stack back after each
@@ -35,7 +38,8 @@ use mlua::{ffi, Function, Lua, MultiValue, RegistryKey, Value};
 use crate::counted::Held;
 use crate::data::Data;
 use crate::item::{Callback, Item};
-use crate::post::{PostFrame, Ran, RanCounter};
+use crate::post::{PostFrame, RanCounter};
+use crate::post_run::run_posts;
 use crate::raw;
 use crate::state::StateHub;
 use darksidesync_core::Batch;
@@ -138,7 +142,7 @@ pub(crate) fn take_front(
 /// Errors of the callback never escape; an `Err` here is a failure of the
 /// Lua machinery itself (out of memory).
 pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<bool> {
-    let prepared = match item.prepare(lua) {
+    let prepared = match item.prepare(lua, st) {
         Ok(p) => p,
         Err(e) => {
             // Reported to the error handler, as a failing callback is.
@@ -260,17 +264,18 @@ fn run_frame(
     let mut failure = None;
     // SAFETY: the closure runs on this state's thread inside mlua's
     // protected call, with the handler at stack index 1; index 2 holds
-    // the held callback's function (nil until one is held). LUA_MINSTACK
-    // free slots above it are reserved for a producer's pushes (what a C
-    // function is promised) and two for a call. Per item the stack is put
-    // back by a StackGuard. None of the raw calls in the loop raises:
-    // pcall catches the callbacks' errors and a producer must not raise
-    // (its contract); the batch is not borrowed while a callback runs.
+    // the held callback's function (nil until one is held). Three free
+    // slots above it are reserved for a call (a producer's code gets a
+    // fresh frame of its own inside PostFrame::call). Per item the stack
+    // is put back by a StackGuard. None of the raw calls in the loop
+    // raises: pcall catches the callbacks' errors and the producers'
+    // (whose code runs inside PostFrame::call's pcall); the batch is not
+    // borrowed while a callback runs.
     // The general path runs through mlua, which keeps its own stack
     // discipline above this frame.
     let called = unsafe {
         lua.exec_raw::<()>(handler, |state| {
-            if !raw::reserve(state, ffi::LUA_MINSTACK + 3) {
+            if !raw::reserve(state, 3) {
                 failure = Some(mlua::Error::runtime("darksidesync: stack overflow"));
                 return;
             }
@@ -292,8 +297,9 @@ fn run_frame(
                 // A callback runs (a general item's guard is run_item's,
                 // which does not cover its task's `prepare`, as before).
                 let guard = match front {
-                    Front::Call(..) | Front::Post(_) => Some(CallbackGuard::enter(st)),
-                    Front::Empty | Front::General => None,
+                    Front::Call(..) => Some(CallbackGuard::enter(st)),
+                    // run_posts counts its callbacks itself.
+                    Front::Empty | Front::General | Front::Post(_) => None,
                 };
                 match front {
                     Front::Empty => break,
@@ -302,14 +308,8 @@ fn run_frame(
                         raw::pcall_scalar(state, 2, 1, &arg);
                         *ran += 1;
                     }
-                    Front::Post(post) => match post.run_in(state, stack.top()) {
-                        Ran::Call(n) => {
-                            raw::pcall_top(state, n, 1);
-                            *ran += 1;
-                        }
-                        Ran::Done => *ran += 1,
-                        Ran::Nothing => {}
-                    },
+                    // This post and those after it, in one protected call.
+                    Front::Post(post) => run_posts(state, st, post, 1, ran, max),
                     Front::General => {
                         let item = st.batch.borrow_mut().pop();
                         let Some(item) = item else { break };

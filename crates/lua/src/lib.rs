@@ -12,6 +12,7 @@
 //! | `state.rs` | one [`StateHub`] per Lua state: the hub, the local batch, the error handler, closed at `lua_close` |
 //! | `item.rs` | what the hub carries: an [`Item`] (a boxed [`Task`], an inline scalar call, an inline post); [`ReplySink`] for blocking deliveries |
 //! | `post.rs` | inline posts: a producer's run function, its data and the port to count against (C utilities, Rust cdylibs) |
+//! | `post_run.rs` | a run of inline posts in one protected call: a producer's error caught once per run, not per item |
 //! | `item_loop.rs` | the one loop that runs items (`dispatch()`, `run()`, `yield()`) and the one way to take the front item (`poll()` too) |
 //! | `poll.rs` | `poll()`, `queuesize()` (DSS 1.0) |
 //! | `reply.rs` | the callable reply object of `poll()` and `reply()` (a plain userdata, see `raw/`) |
@@ -77,6 +78,7 @@ mod loom_models;
 mod luajit_only;
 mod poll;
 mod post;
+mod post_run;
 mod raw;
 mod reply;
 mod state;

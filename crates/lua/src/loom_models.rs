@@ -291,8 +291,9 @@ fn turns_no_answer_races_unreg() {
 }
 
 /// `unreg()` from a worker while the Lua thread runs two items of the
-/// utility: every callback that starts runs before `unreg()` returns (and
-/// the utility frees its context), none after.
+/// utility (`CItem::prepare`: `Running::enter` with the `gone` flag):
+/// every callback that starts runs before `unreg()` returns (and the
+/// utility frees its context), none after.
 #[test]
 fn unreg_waits_out_a_running_callback() {
     const H: u64 = 7;
@@ -311,7 +312,42 @@ fn unreg_waits_out_a_running_callback() {
                 }
             })
         };
-        Running::forbid(&gone);
+        running.forbid(&gone);
+        running.wait_out(H);
+        context.free();
+        lua.join().unwrap();
+    });
+}
+
+/// The same for posts (`Running::enter_live`: the handle table's answer,
+/// kept while no `unreg()` of the state happened): the Lua thread runs
+/// three posts, of the utility and of another one, while `unreg()` makes
+/// the handle stale (the table, modelled by a flag), forbids, and waits.
+#[test]
+fn unreg_waits_out_a_running_post() {
+    const H: u64 = 7;
+    const OTHER: u64 = 9;
+    loom::model(|| {
+        let running = Arc::new(Running::default());
+        let gone = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(AtomicBool::new(true));
+        let context = Arc::new(Lent::new());
+        let lua = {
+            let (running, live, context) = (running.clone(), live.clone(), context.clone());
+            thread::spawn(move || {
+                for h in [H, OTHER, H] {
+                    let is_live = |h| h == OTHER || live.load(Ordering::SeqCst);
+                    if running.enter_if_live(h, is_live) {
+                        if h == H {
+                            context.touch();
+                        }
+                        running.leave();
+                    }
+                }
+            })
+        };
+        live.store(false, Ordering::SeqCst);
+        running.forbid(&gone);
         running.wait_out(H);
         context.free();
         lua.join().unwrap();

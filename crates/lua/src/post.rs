@@ -9,9 +9,18 @@
 //! utility's data pointer, or a Rust closure itself), and the owner whose
 //! port counts it. The item loop takes one ([`Post::take`]), counts it as
 //! ran against its owner's port through the state's [`RanCounter`], and
-//! calls [`PostFrame::run_in`], which pushes the Lua callback and its
-//! arguments on the loop's own frame; `poll()` takes the same frame and
-//! builds its `args` table around what was pushed.
+//! runs it ([`PostFrame::run_raw`]): the producer's code pushes the Lua
+//! callback and its arguments, which the loop calls. `poll()` runs the
+//! producer's code on its own frame and builds its `args` table around
+//! what was pushed.
+//!
+//! A producer's code that raises (against its contract; a C decoder out of
+//! memory) is survived at no cost per item, and its producer is told
+//! ([`PostOps::unwound`]) so that it finishes what its `run` would have:
+//! the item loop runs a whole run of posts inside one protected call
+//! (`post_run.rs`) and tells it there; under `poll()`, whose caller gets
+//! the error, the state's next call tells it
+//! ([`StateHub::keep_unfinished`]).
 //!
 //! Exactly once: a post is either run ([`PostOps::run`], which also
 //! releases its data) or told why it will not run ([`PostOps::discard`]):
@@ -27,6 +36,7 @@ use mlua::{ffi, Lua};
 
 use crate::item::{Item, Prepared};
 use crate::raw;
+use crate::state::StateHub;
 
 /// A producer's code, as the producer's [`PostOps`] knows it: a function
 /// pointer of its own type, stored as a generic one (transmuted back only
@@ -83,12 +93,18 @@ impl PostParts {
 
 /// How the posts of one kind of producer run: a static table.
 pub(crate) struct PostOps {
-    /// Runs the post on the Lua thread, once: pushes the Lua callback then
-    /// its arguments on `state` and returns how many values that is (0:
-    /// nothing to call; [`RAN`]: it did the work itself), then releases
-    /// the post's data. Must not raise a Lua error (the producers'
-    /// contracts say so).
-    pub(crate) run: unsafe fn(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int,
+    /// Runs the post on the Lua thread of `st`, once, in a fresh frame of
+    /// `state`: pushes the Lua callback then its arguments and returns how
+    /// many values that is (0: nothing to call; [`RAN`]: it did the work
+    /// itself), then releases the post's data. The producer's code may
+    /// raise a Lua error (against its contract): the glue calls `run` only
+    /// inside a protected call, and then calls [`unwound`](PostOps::unwound).
+    /// Nothing with a destructor may be alive across the producer's code.
+    pub(crate) run:
+        unsafe fn(state: *mut ffi::lua_State, st: &StateHub, post: &mut PostParts) -> c_int,
+    /// `run` raised: does what it would have done after the producer's
+    /// code (releases the data, clears its marks).
+    pub(crate) unwound: fn(st: &StateHub, post: &mut PostParts),
     /// The post will not run (refused, discarded, or dropped: `None`), on
     /// whatever thread gave it up; runs at most once.
     pub(crate) discard: fn(post: &mut PostParts, why: Option<Discarded>),
@@ -136,7 +152,7 @@ impl Post {
     }
 
     /// The post is about to run on the Lua thread: counts it as ran and
-    /// returns what to run ([`PostFrame::run_in`]).
+    /// returns what to run ([`PostFrame::run_raw`]).
     pub(crate) fn take(self, ran: &RanCounter) -> PostFrame {
         let frame = self.into_frame();
         ran.count(&frame);
@@ -151,26 +167,39 @@ impl Post {
 
     /// The general path (`dispatch(max, spawn)`, a `poll()` that cannot
     /// take the fast path): runs the producer's code in a fresh frame and
-    /// collects the callback and arguments it pushed.
-    /// A post whose code did the work itself ([`RAN`]) has nothing to
-    /// call.
-    pub(crate) fn prepare(self, lua: &Lua) -> mlua::Result<Prepared> {
+    /// collects the callback and arguments it pushed. A post whose code
+    /// did the work itself ([`RAN`]) has nothing to call. A producer's
+    /// code that raised is finished ([`PostOps::unwound`]) and its error
+    /// returned.
+    pub(crate) fn prepare(self, lua: &Lua, st: &StateHub) -> mlua::Result<Prepared> {
         let mut frame = self.into_frame();
-        let mut ran = false;
-        // SAFETY: `run` uses only the fresh frame it is given and must not
-        // raise (PostOps contract); the closure owns nothing to drop.
+        let (mut ran, mut returned) = (false, false);
+        // SAFETY: call_pushing's contract: the closure uses only the fresh
+        // frame it is given (empty, LUA_MINSTACK free slots) and holds
+        // references and flags only, nothing to drop when the producer's
+        // error unwinds it to exec_raw's boundary.
         let values = unsafe {
             raw::call_pushing(lua, |state| {
                 ran = true;
-                (frame.ops.run)(state, &mut frame.parts).max(0)
+                let left = frame.run_raw(state, st, 0);
+                returned = true;
+                match left {
+                    Ran::Call(n) => n,
+                    Ran::Done | Ran::Nothing => 0,
+                }
             })
         };
         if !ran {
             // The frame could not be made (no memory): not run, so told.
             (frame.ops.discard)(&mut frame.parts, None);
-        } else if let Some(port) = (frame.ops.port)(frame.parts.owner) {
-            // The general path: this Lua thread is the consumer.
-            port.count_ran(1);
+        } else {
+            if !returned {
+                frame.unwound(st);
+            }
+            if let Some(port) = (frame.ops.port)(frame.parts.owner) {
+                // The general path: this Lua thread is the consumer.
+                port.count_ran(1);
+            }
         }
         let mut values = values?;
         let call = values.pop_front().map(|callback| (callback, values));
@@ -185,7 +214,7 @@ impl Drop for Post {
     }
 }
 
-/// What running a post on a frame left ([`PostFrame::run_in`]).
+/// What running a post left ([`PostFrame::run_raw`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Ran {
     /// The callback and its arguments, this many values on top.
@@ -197,26 +226,40 @@ pub(crate) enum Ran {
 }
 
 impl PostFrame {
-    /// Runs the post on `state` (see [`PostOps::run`]); the values it
-    /// pushed that count (the callback then its arguments) are clamped to
-    /// what it really pushed above `base` (the top before).
+    /// Runs the post on the current frame (see [`PostOps::run`]) and says
+    /// what it left on top. Its producer's code may raise: the caller then
+    /// calls [`unwound`](PostFrame::unwound) with the same frame.
     ///
     /// # Safety
-    /// `state` is the post's state, running on its thread, with at least
-    /// `LUA_MINSTACK` free slots (what a C function is promised); no Rust
-    /// value with a destructor is alive in frames a Lua error raised by
-    /// the producer's code (against its contract) would skip.
-    pub(crate) unsafe fn run_in(self, state: *mut ffi::lua_State, base: c_int) -> Ran {
-        let mut parts = self.parts;
+    /// `state` is `st`'s state, running on its thread inside a protected
+    /// call, with LUA_MINSTACK free slots above `base` (the top now); no
+    /// Rust value with a destructor is alive in the frames up to that
+    /// protected call.
+    pub(crate) unsafe fn run_raw(
+        &mut self,
+        state: *mut ffi::lua_State,
+        st: &StateHub,
+        base: c_int,
+    ) -> Ran {
         // SAFETY: per the contract; the post was taken, so it runs once.
-        let n = unsafe { (self.ops.run)(state, &mut parts) };
+        let n = unsafe { (self.ops.run)(state, st, &mut self.parts) };
         // SAFETY: reading the top of a running state.
-        let pushed = unsafe { raw::top(state) } - base;
-        match n.clamp(0, pushed.max(0)) {
-            0 if n == RAN => Ran::Done,
-            0 => Ran::Nothing,
-            n => Ran::Call(n),
-        }
+        ran_of(n, unsafe { raw::top(state) } - base)
+    }
+
+    /// [`run_raw`](PostFrame::run_raw) raised: lets the producer finish.
+    pub(crate) fn unwound(&mut self, st: &StateHub) {
+        (self.ops.unwound)(st, &mut self.parts);
+    }
+}
+
+/// What a producer's `run` returning `n` with `pushed` values on its fresh
+/// frame means.
+fn ran_of(n: c_int, pushed: c_int) -> Ran {
+    match n.clamp(0, pushed.max(0)) {
+        0 if n == RAN => Ran::Done,
+        0 => Ran::Nothing,
+        n => Ran::Call(n),
     }
 }
 

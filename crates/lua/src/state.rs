@@ -21,7 +21,7 @@ use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_C
 use mlua::{ffi, Function, Lua, Table};
 
 use crate::item::{Item, ReplySink};
-use crate::post::RanCounter;
+use crate::post::{PostFrame, RanCounter};
 
 /// Most items `poll()` moves from the hub to the local batch at once.
 pub(crate) const POLL_BATCH: usize = 256;
@@ -84,6 +84,13 @@ pub struct StateHub {
     pub(crate) purged: Cell<u64>,
     /// Where the inline posts this state runs are counted as ran.
     pub(crate) ran: RanCounter,
+    /// A post whose producer's code runs on `poll()`'s own frame, without
+    /// a protected call of its own; still set after that code raised (the
+    /// error left `poll()`), so that the next call finishes it. See
+    /// [`StateHub::keep_unfinished`].
+    unfinished: Cell<Option<PostFrame>>,
+    /// Whether `unfinished` is set (read per item; the frame is larger).
+    has_unfinished: Cell<bool>,
     /// What the C ABI keeps for this state (the running mark, finalizers).
     pub(crate) capi: Arc<crate::capi::PerState>,
     pub(crate) helpers: Helpers,
@@ -113,6 +120,7 @@ impl StateHub {
     /// Closes the state's side (see the module docs); `state`, while
     /// `lua_close` runs finalisers, lets the C finalizers run. Idempotent.
     fn close_in(&self, state: Option<*mut ffi::lua_State>) {
+        self.finish_unfinished();
         // Close first so that the items still in the batch release their
         // callers with `Closed`, not `Cancelled`.
         self.hub.close();
@@ -164,6 +172,8 @@ impl StateHub {
             hub_left: Cell::new(0),
             purged: Cell::new(0),
             ran: RanCounter::default(),
+            unfinished: Cell::new(None),
+            has_unfinished: Cell::new(false),
             capi: Arc::default(),
             helpers,
         })
@@ -213,6 +223,7 @@ impl StateHub {
     /// Discards the batch's items of libraries unregistered since they were
     /// drained (they never run), counting them for `stats()`.
     pub(crate) fn purge_stale(&self, batch: &mut Batch<Item>) {
+        self.finish_unfinished();
         // A finalizer's wake-up refused by a full queue goes again.
         self.capi.finalizers.retry();
         let before = batch.len();
@@ -220,6 +231,35 @@ impl StateHub {
         let gone = before - batch.len();
         if gone > 0 {
             self.purged.set(self.purged.get() + gone as u64);
+        }
+    }
+
+    /// `post`'s producer's code is about to run unprotected (`poll()`);
+    /// [`finished`](StateHub::finished) when it returned. If it raises
+    /// instead, the next purge (every call that takes or counts items) or
+    /// the close tells the producer ([`PostFrame::unwound`]): a 2v0
+    /// `free(data, OK)`, and the end of the running mark an `unreg()` from
+    /// another thread waits on until then.
+    pub(crate) fn keep_unfinished(&self, post: PostFrame) {
+        self.unfinished.set(Some(post));
+        self.has_unfinished.set(true);
+    }
+
+    /// The post kept by [`keep_unfinished`](StateHub::keep_unfinished)
+    /// returned.
+    pub(crate) fn finished(&self) {
+        self.has_unfinished.set(false);
+        self.unfinished.set(None);
+    }
+
+    /// Finishes a post whose producer's code raised out of `poll()`.
+    #[inline]
+    fn finish_unfinished(&self) {
+        if self.has_unfinished.get() {
+            self.has_unfinished.set(false);
+            if let Some(mut post) = self.unfinished.take() {
+                post.unwound(self);
+            }
         }
     }
 
@@ -274,13 +314,12 @@ unsafe extern "C-unwind" fn close_on_hook(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: upvalue 1 is the cell made in StateHub::get. Its pointer is
     // valid: mlua's app data holds the Rc until its own finaliser, which
     // runs after this one (the flag's guard is newer), or after lua_close.
-    let st =
-        unsafe { crate::raw::cell_pointer(state, ffi::lua_upvalueindex(1)) }.cast::<StateHub>();
+    let st = unsafe { crate::raw::cell_pointer(state, crate::raw::upvalue(1)) }.cast::<StateHub>();
     if st.is_null() {
         return 0;
     }
     // SAFETY: as above; cleared so that it runs once.
-    unsafe { crate::raw::clear_cell(state, ffi::lua_upvalueindex(1)) };
+    unsafe { crate::raw::clear_cell(state, crate::raw::upvalue(1)) };
     // SAFETY: as above. A panic stays here (no unwinding into Lua).
     let _ = catch_unwind(AssertUnwindSafe(|| unsafe { &*st }.close_in(Some(state))));
     0

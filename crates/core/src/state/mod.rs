@@ -438,6 +438,12 @@ impl<T> Shared<T> {
         }
     }
 
+    /// True when a post would find room now (it may be gone by the time
+    /// one is made). Lock-free.
+    pub(crate) fn has_room(&self) -> bool {
+        self.occupied.load(Ordering::Acquire) < self.capacity_now.load(Ordering::Relaxed)
+    }
+
     /// Gives back the room of `n` items that left the queue or the ring.
     pub(crate) fn release(&self, n: usize) {
         if n > 0 {

@@ -157,6 +157,45 @@ impl<T> Shared<T> {
         )
     }
 
+    /// Waits until a post would find room (taking none), until `deadline`
+    /// (false then). Refuses as a blocking post does: `Closed`,
+    /// `Unregistered`, or `WouldDeadlock` on the consumer thread.
+    pub(crate) fn wait_room(
+        &self,
+        port: PortKey,
+        deadline: Option<Instant>,
+    ) -> Result<bool, PostErrorKind> {
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return Err(PostErrorKind::Closed);
+            }
+            if !self.port_live(port) {
+                return Err(PostErrorKind::Unregistered);
+            }
+            if self.has_room() {
+                return Ok(true);
+            }
+            if self.on_consumer_thread() {
+                return Err(PostErrorKind::WouldDeadlock);
+            }
+            // Counted as a blocked producer: a drain then wakes it.
+            st.blocked_producers += 1;
+            st = match deadline {
+                None => st.wait(&self.room_cv),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        st.blocked_producers -= 1;
+                        return Ok(false);
+                    }
+                    st.wait_timeout(&self.room_cv, deadline - now)
+                }
+            };
+            st.blocked_producers -= 1;
+        }
+    }
+
     fn push_ring(
         &self,
         port: PortKey,

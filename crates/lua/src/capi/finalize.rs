@@ -21,7 +21,6 @@
 //!
 //! Each runs once: it is moved out of `set`/`pending` under the lock.
 
-use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -31,6 +30,7 @@ use mlua::{ffi, Lua};
 
 use super::handles::{Handle, SendPtr};
 use crate::item::{Item, Prepared};
+use crate::raw;
 
 /// A finalizer and what it is called with.
 #[derive(Clone, Copy)]
@@ -170,7 +170,7 @@ fn run_pending(lua: &Lua) {
         let result = unsafe {
             lua.exec_raw::<()>((), |state| {
                 (f.f)(state.cast(), f.h, f.ud.0);
-                ffi::lua_settop(state, 0);
+                raw::set_top(state, 0);
             })
         };
         if let Err(e) = result {
@@ -184,23 +184,17 @@ fn run_pending(lua: &Lua) {
 /// # Safety
 /// `state` is a valid state on its thread with two free stack slots.
 unsafe fn call_protected(state: *mut ffi::lua_State, f: Finalizer) {
-    unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
-        // SAFETY: argument 1 is the light userdata pushed below, pointing
-        // to a `Finalizer` alive for the whole protected call.
-        unsafe {
-            let f = *ffi::lua_touserdata(state, 1).cast::<Finalizer>();
-            ffi::lua_settop(state, 0);
-            (f.f)(state.cast(), f.h, f.ud.0);
-        }
+    let mut body = |state: *mut ffi::lua_State| {
+        // SAFETY: a fresh frame on the state's thread; the finalizer is
+        // the utility's, called as its contract says.
+        unsafe { (f.f)(state.cast(), f.h, f.ud.0) };
         0
-    }
-    // SAFETY: per the contract; the pcall pops the function and its
-    // argument and leaves nothing or an error value, which is popped.
+    };
+    // SAFETY: per the contract; `body` holds a copy of `f` (plain values:
+    // nothing to drop when an error unwinds it).
     unsafe {
-        let top = ffi::lua_gettop(state);
-        ffi::lua_pushcfunction(state, trampoline);
-        ffi::lua_pushlightuserdata(state, (&f as *const Finalizer).cast_mut().cast::<c_void>());
-        let _ = ffi::lua_pcall(state, 1, 0, 0);
-        ffi::lua_settop(state, top);
+        let top = raw::top(state);
+        let _ = raw::pcall_body(state, &[], 0, 0, &mut body);
+        raw::set_top(state, top);
     }
 }

@@ -172,6 +172,12 @@ pub(crate) fn get(h: Handle) -> Option<Arc<Util>> {
     TABLE.get(SlotKey::from_bits(h)?)
 }
 
+/// Whether `h` is live (or closed) now, not yet released: one SeqCst
+/// load, nothing written.
+pub(crate) fn is_live(h: Handle) -> bool {
+    SlotKey::from_bits(h).is_some_and(|k| TABLE.is_live(k))
+}
+
 /// A utility record borrowed from the table (see [`borrow`]).
 pub(crate) type Borrowed = SlotRef<'static, Util>;
 

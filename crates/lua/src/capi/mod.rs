@@ -14,6 +14,7 @@
 //! | `finalize.rs` | 2v0 Lua-thread finalizers (`setfinalizer()`), run after `unreg()` or at close |
 //! | `v1.rs` | `DSS_api_1v0_t` |
 //! | `v2.rs` | `dss_api_2v0_t`: registration, deliveries, keep-alive |
+//! | `v2_post.rs` | 2v0's `post` and `post_inline`, and the queueing they share |
 //! | `v2_query.rs` | 2v0's `stats`, `waits`, `status`, `strerror` |
 //!
 //! This layer is thin: the glue runs its items (an inline post, a
@@ -44,6 +45,7 @@ pub(crate) mod running;
 pub(crate) mod turns;
 pub(crate) mod v1;
 pub(crate) mod v2;
+mod v2_post;
 mod v2_query;
 
 use std::ffi::c_void;
@@ -245,7 +247,7 @@ pub(crate) fn unregister(h: Handle) -> bool {
         return false;
     };
     // No callback of it starts from now on (see `running.rs`).
-    running::Running::forbid(&util.gone);
+    util.shared.running.forbid(&util.gone);
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();

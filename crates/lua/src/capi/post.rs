@@ -25,10 +25,12 @@ use mlua::ffi;
 use super::handles::{self, Handle};
 use crate::item::Item;
 use crate::post::{self, Code, Post, PostOps, PostParts, POST_BYTES};
+use crate::state::StateHub;
 
 /// A 1v0 `deliver` without a return callback: `code[0]` is the decoder.
 static DELIVER1: PostOps = PostOps {
     run: run_deliver1,
+    unwound: unwound_deliver1,
     discard: discard_deliver1,
     port: port_of,
 };
@@ -36,6 +38,7 @@ static DELIVER1: PostOps = PostOps {
 /// A 2v0 `post`: `code` is `run`, then `free` (or none).
 static POST2: PostOps = PostOps {
     run: run_post2,
+    unwound: unwound_post2,
     discard: discard_post2,
     port: port_of,
 };
@@ -43,6 +46,7 @@ static POST2: PostOps = PostOps {
 /// A 2v0 `post_inline`: `code` as [`POST2`], the data being bytes.
 static POST2_INLINE: PostOps = PostOps {
     run: run_post2_inline,
+    unwound: unwound_post2_inline,
     discard: discard_post2_inline,
     port: port_of,
 };
@@ -107,7 +111,7 @@ fn decoder(post: &PostParts) -> Option<DecoderFn> {
     post.code[0].map(|c| unsafe { std::mem::transmute::<Code, DecoderFn>(c) })
 }
 
-fn run2(post: &PostParts) -> Option<RunFn> {
+fn run_fn(post: &PostParts) -> Option<RunFn> {
     // SAFETY: POST2's `code[0]` is the RunFn `post2` stored.
     post.code[0].map(|c| unsafe { std::mem::transmute::<Code, RunFn>(c) })
 }
@@ -129,9 +133,25 @@ pub(crate) fn closed(h: Handle) -> bool {
 
 /// # Safety
 /// As [`PostOps::run`].
-unsafe fn run_deliver1(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
-    // SAFETY: as run_guarded's contract.
-    unsafe { run_guarded(state, post, Kind::Deliver1) }
+unsafe fn run_deliver1(state: *mut ffi::lua_State, st: &StateHub, post: &mut PostParts) -> c_int {
+    if !st.capi.running.enter_live(post.owner) {
+        discard_deliver1(post, Some(Discarded::Unregistered));
+        return 0;
+    }
+    let n = match decoder(post) {
+        // SAFETY: the 1v0 contract: the decoder gets the state, on its
+        // thread, with a fresh frame (PostOps::run's contract).
+        Some(decoder) => unsafe {
+            decoder(state.cast(), post.pointer(), handles::to_utilid(post.owner))
+        },
+        None => 0,
+    };
+    st.capi.running.leave();
+    n.max(0) // only an inline post's run may answer DSS2_RAN
+}
+
+fn unwound_deliver1(st: &StateHub, _post: &mut PostParts) {
+    st.capi.running.leave();
 }
 
 fn discard_deliver1(post: &mut PostParts, why: Option<Discarded>) {
@@ -153,137 +173,72 @@ fn discard_deliver1(post: &mut PostParts, why: Option<Discarded>) {
 
 /// # Safety
 /// As [`PostOps::run`].
-unsafe fn run_post2(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
-    // SAFETY: as run_guarded's contract.
-    unsafe { run_guarded(state, post, Kind::Post2) }
+unsafe fn run_post2(state: *mut ffi::lua_State, st: &StateHub, post: &mut PostParts) -> c_int {
+    let data = post.pointer();
+    // SAFETY: as run2's contract.
+    unsafe { run2(state, st, post, data) }.max(0) // DSS2_RAN: inline only
 }
 
 /// # Safety
 /// As [`PostOps::run`].
-unsafe fn run_post2_inline(state: *mut ffi::lua_State, post: &mut PostParts) -> c_int {
-    // SAFETY: as run_guarded's contract.
-    unsafe { run_guarded(state, post, Kind::Post2Inline) }
+unsafe fn run_post2_inline(
+    state: *mut ffi::lua_State,
+    st: &StateHub,
+    post: &mut PostParts,
+) -> c_int {
+    let data = post.bytes_ptr();
+    // SAFETY: as run2's contract.
+    unsafe { run2(state, st, post, data) }
 }
 
-/// Which post a [`run_guarded`] runs.
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Deliver1,
-    Post2,
-    Post2Inline,
-}
-
-impl Kind {
-    /// What the post's callbacks take.
-    fn data(self, post: &mut PostParts) -> *mut c_void {
-        match self {
-            Kind::Deliver1 | Kind::Post2 => post.pointer(),
-            Kind::Post2Inline => post.bytes_ptr(),
-        }
-    }
-
-    fn discard(self, post: &mut PostParts, why: Discarded) {
-        match self {
-            Kind::Deliver1 => discard_deliver1(post, Some(why)),
-            Kind::Post2 => discard_post2(post, Some(why)),
-            Kind::Post2Inline => discard_post2_inline(post, Some(why)),
-        }
-    }
-}
-
-/// What the protected call of [`run_guarded`] gets.
-struct Guarded<'a> {
-    post: &'a mut PostParts,
-    kind: Kind,
-    /// What the decoder or `run` returned.
-    n: c_int,
-}
-
-/// Runs a C post: marks its utility running (see `running.rs`: an item of
-/// a utility being unregistered is discarded instead), calls its decoder
-/// or `run` inside `lua_pcall`, then the 2v0 `free(data, OK)`, then
-/// unmarks. A decoder or `run` that raises (against its contract) is
-/// survived: its error comes back as the callback `raise(err)`, so the
-/// item loop hands it to the error handler and `poll()`'s caller gets a
-/// callback that raises it.
+/// A 2v0 post's `run(L, data, h)` then `free(data, DSS2_OK)`, marked as
+/// running (see `running.rs`: an item of a utility being unregistered is
+/// discarded instead). A `run` that raises, against its contract, is
+/// finished by [`unwound_post2`].
 ///
 /// # Safety
-/// As [`PostOps::run`], with 2 more free slots.
-unsafe fn run_guarded(state: *mut ffi::lua_State, post: &mut PostParts, kind: Kind) -> c_int {
-    unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
-        // SAFETY: argument 1 is the light userdata pushed below, pointing
-        // to a `Guarded` alive for the whole protected call; the callback
-        // gets a fresh C frame (LUA_MINSTACK slots) and no Rust value with
-        // a destructor is alive here.
-        unsafe {
-            let g = &mut *ffi::lua_touserdata(state, 1).cast::<Guarded>();
-            ffi::lua_settop(state, 0);
-            let data = g.kind.data(g.post);
-            g.n = match g.kind {
-                Kind::Deliver1 => match decoder(g.post) {
-                    Some(decoder) => decoder(state.cast(), data, handles::to_utilid(g.post.owner)),
-                    None => 0,
-                },
-                Kind::Post2 | Kind::Post2Inline => match run2(g.post) {
-                    Some(run) => run(state.cast(), data, g.post.owner),
-                    None => 0,
-                },
-            };
-            g.n.clamp(0, ffi::lua_gettop(state))
-        }
-    }
-    let Some(util) = handles::get(post.owner) else {
-        kind.discard(post, Discarded::Unregistered);
-        return 0;
-    };
-    let running = &util.shared.running;
-    if !running.enter(util.handle, &util.gone) {
-        kind.discard(post, Discarded::Unregistered);
+/// As [`PostOps::run`]; `data` is what the post's callbacks take.
+unsafe fn run2(
+    state: *mut ffi::lua_State,
+    st: &StateHub,
+    post: &mut PostParts,
+    data: *mut c_void,
+) -> c_int {
+    if !st.capi.running.enter_live(post.owner) {
+        free_unrun(post, data, Some(Discarded::Unregistered));
         return 0;
     }
-    let mut g = Guarded { post, kind, n: 0 };
-    // SAFETY: per the contract: 2 slots for the function and its
-    // argument; the pcall leaves the results or one error value.
-    let (raised, pushed) = unsafe {
-        let base = ffi::lua_gettop(state);
-        ffi::lua_pushcfunction(state, trampoline);
-        ffi::lua_pushlightuserdata(state, (&mut g as *mut Guarded).cast());
-        let raised = ffi::lua_pcall(state, 1, ffi::LUA_MULTRET, 0) != 0;
-        (raised, ffi::lua_gettop(state) - base)
+    let n = match run_fn(post) {
+        // SAFETY: the 2v0 contract: `run` gets the state, on its thread,
+        // with a fresh frame (PostOps::run's contract).
+        Some(run) => unsafe { run(state.cast(), data, post.owner) },
+        None => 0,
     };
-    let (post, n) = (g.post, g.n);
-    if kind != Kind::Deliver1 {
-        if let Some(free) = free2(post) {
-            let data = kind.data(post);
-            // SAFETY: 2v0 contract: run was called (or raised); `data` is
-            // freed exactly once (the post was taken).
-            unsafe { free(data, OK) };
-        }
-    }
-    running.leave();
-    if raised {
-        // SAFETY: the error value is on top; one slot is free (the pcall
-        // popped two values and pushed one).
-        unsafe {
-            ffi::lua_pushcfunction(state, raise_arg);
-            ffi::lua_insert(state, -2);
-        }
-        return 2;
-    }
-    if n == crate::post::RAN && pushed == 0 {
-        return n;
-    }
-    pushed
+    free_ran(post, data);
+    st.capi.running.leave();
+    n
 }
 
-/// The callback of a post whose decoder or `run` raised: raises its
-/// argument (the error), so the error reaches the error handler.
-unsafe extern "C-unwind" fn raise_arg(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: called by Lua with the error as argument 1; no Rust value
-    // with a destructor is alive here.
-    unsafe {
-        ffi::lua_settop(state, 1);
-        ffi::lua_error(state)
+/// `run` raised: its `free(data, DSS2_OK)`, then the mark cleared.
+fn unwound_post2(st: &StateHub, post: &mut PostParts) {
+    let data = post.pointer();
+    free_ran(post, data);
+    st.capi.running.leave();
+}
+
+/// As [`unwound_post2`], the data being the post's bytes.
+fn unwound_post2_inline(st: &StateHub, post: &mut PostParts) {
+    let data = post.bytes_ptr();
+    free_ran(post, data);
+    st.capi.running.leave();
+}
+
+/// `free(data, DSS2_OK)` of a post whose `run` was called (or raised).
+fn free_ran(post: &PostParts, data: *mut c_void) {
+    if let Some(free) = free2(post) {
+        // SAFETY: 2v0 contract: run was called; `data` is freed exactly
+        // once (the post was taken).
+        unsafe { free(data, OK) };
     }
 }
 

@@ -223,3 +223,134 @@ unsafe fn keep_top(state: *mut ffi::lua_State, n: c_int) {
         ffi::lua_settop(state, keep);
     }
 }
+
+/// Runs `body` as a C function called in protected mode from `state`'s
+/// current frame: `body` gets a fresh, empty frame (LUA_MINSTACK free
+/// slots) whose upvalues 2, 3, ... are copies of the values at the
+/// absolute indices `upvalues`, and returns how many of the values on its
+/// frame's top are its results. With `handler` (an absolute index, 0 for
+/// none) as the message handler, a Lua error raised inside `body` (by code
+/// it calls) ends the call. Returns false when it did, the error value
+/// then on top (`nresults` is ignored); otherwise `nresults` results are
+/// on top (`LUA_MULTRET`: all). One `lua_pcall` whatever `body` does: how
+/// the glue runs producers' code that may raise, and many items per
+/// protected call. Without upvalues nothing is allocated (a light C
+/// function); with them, one closure.
+///
+/// # Safety
+/// `state` is running on this thread with `upvalues.len() + 2` free
+/// slots; `body` owns nothing that needs dropping whenever it calls code
+/// that may raise (a Lua error unwinds it), and only uses the frame it is
+/// given.
+pub(crate) unsafe fn pcall_body<F>(
+    state: *mut ffi::lua_State,
+    upvalues: &[c_int],
+    nresults: c_int,
+    handler: c_int,
+    body: &mut F,
+) -> bool
+where
+    F: FnMut(*mut ffi::lua_State) -> c_int,
+{
+    /// `body` as argument 1 (a light C function: nothing allocated).
+    unsafe extern "C-unwind" fn with_argument<F>(state: *mut ffi::lua_State) -> c_int
+    where
+        F: FnMut(*mut ffi::lua_State) -> c_int,
+    {
+        // SAFETY: argument 1 is the light userdata pcall_body pushed,
+        // pointing to its `body`, alive (borrowed) for the whole call;
+        // once it is popped the frame is empty. No Rust value with a
+        // destructor lives in this frame.
+        unsafe {
+            let body = &mut *ffi::lua_touserdata(state, 1).cast::<F>();
+            ffi::lua_settop(state, 0);
+            let n = body(state);
+            n.clamp(0, ffi::lua_gettop(state))
+        }
+    }
+    /// `body` as upvalue 1 of a closure.
+    unsafe extern "C-unwind" fn with_upvalue<F>(state: *mut ffi::lua_State) -> c_int
+    where
+        F: FnMut(*mut ffi::lua_State) -> c_int,
+    {
+        // SAFETY: upvalue 1 is the light userdata pcall_body pushed, as
+        // above; the closure is called with no arguments.
+        unsafe {
+            let body = &mut *ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<F>();
+            let n = body(state);
+            n.clamp(0, ffi::lua_gettop(state))
+        }
+    }
+    // SAFETY: per the contract: slots for the function, its light
+    // userdata and the upvalues; pcall pops the function (and its
+    // argument) and leaves the results or the error.
+    unsafe {
+        if upvalues.is_empty() {
+            ffi::lua_pushcfunction(state, with_argument::<F>);
+            ffi::lua_pushlightuserdata(state, (body as *mut F).cast());
+            return ffi::lua_pcall(state, 1, nresults, handler) == 0;
+        }
+        ffi::lua_pushlightuserdata(state, (body as *mut F).cast());
+        for &i in upvalues {
+            ffi::lua_pushvalue(state, i);
+        }
+        ffi::lua_pushcclosure(state, with_upvalue::<F>, upvalues.len() as c_int + 1);
+        ffi::lua_pcall(state, 0, nresults, handler) == 0
+    }
+}
+
+/// Calls the top `n` values (a function then `n - 1` arguments) with the
+/// message handler at `handler` (any index, an upvalue's too), and drops
+/// their results or the error: pops the `n` values, cannot raise.
+///
+/// # Safety
+/// `state` is running with `n >= 1` values on top.
+pub(crate) unsafe fn pcall_top_with(state: *mut ffi::lua_State, n: c_int, handler: c_int) {
+    // SAFETY: per the contract: the handler goes below the function, at
+    // an absolute index; pcall pops the function and its arguments and
+    // leaves nothing or an error value, which goes with the handler.
+    // Without room for the handler (out of memory), the call has none.
+    unsafe {
+        if ffi::lua_checkstack(state, 1) == 0 {
+            if ffi::lua_pcall(state, n - 1, 0, 0) != 0 {
+                ffi::lua_pop(state, 1);
+            }
+            return;
+        }
+        ffi::lua_pushvalue(state, handler);
+        ffi::lua_insert(state, -(n + 1));
+        let at = ffi::lua_gettop(state) - n;
+        if ffi::lua_pcall(state, n - 1, 0, at) != 0 {
+            ffi::lua_pop(state, 1);
+        }
+        ffi::lua_pop(state, 1);
+    }
+}
+
+/// Calls the function at `handler` with the value on top (an error) and
+/// drops what it returns or raises: pops the error, cannot raise.
+///
+/// # Safety
+/// `state` is running with the error on top and a free slot; `handler`
+/// is absolute.
+pub(crate) unsafe fn call_handler_with_top(state: *mut ffi::lua_State, handler: c_int) {
+    // SAFETY: per the contract: handler, error; pcall pops both and
+    // leaves nothing or an error value, which is popped.
+    unsafe {
+        ffi::lua_pushvalue(state, handler);
+        ffi::lua_insert(state, -2);
+        if ffi::lua_pcall(state, 1, 0, 0) != 0 {
+            ffi::lua_pop(state, 1);
+        }
+    }
+}
+
+/// Sets the top of the current frame to `top` (drops the values above
+/// it): cannot raise.
+///
+/// # Safety
+/// `state` is running; `top` is at most the current top.
+pub(crate) unsafe fn set_top(state: *mut ffi::lua_State, top: c_int) {
+    // SAFETY: per the contract.
+    unsafe { ffi::lua_settop(state, top) }
+}

@@ -52,11 +52,6 @@ impl StackGuard {
         let top = unsafe { ffi::lua_gettop(state) };
         StackGuard { state, top }
     }
-
-    /// The top it restores.
-    pub(crate) fn top(&self) -> c_int {
-        self.top
-    }
 }
 
 impl Drop for StackGuard {
@@ -272,23 +267,6 @@ pub(crate) unsafe fn pcall_scalar(
     }
 }
 
-/// Calls the top `n` values (a function then `n - 1` arguments) with the
-/// message handler at `handler`, and drops their results or the error:
-/// pops the `n` values, cannot raise. Returns false when the call failed.
-///
-/// # Safety
-/// `state` is running, `n >= 1` values are on top, `handler` is absolute.
-pub(crate) unsafe fn pcall_top(state: *mut ffi::lua_State, n: c_int, handler: c_int) -> bool {
-    // SAFETY: per the contract; pcall pops the function and its
-    // arguments and leaves only an error value, which is popped.
-    unsafe {
-        if ffi::lua_pcall(state, n - 1, 0, handler) != 0 {
-            ffi::lua_pop(state, 1);
-            return false;
-        }
-        true
-    }
-}
 /// Pushes an integer: pushes 1, cannot raise.
 ///
 /// # Safety

@@ -93,12 +93,9 @@ fn post(lua: &Lua, _st: &StateHub, mut a: MultiValue) -> ApiResult {
     };
     // The queue is full: wait for room, unless the other state waits for
     // this one (it would never drain).
-    let Some(_waiting) = deadlock::wait_for(p.me, p.peer) else {
-        return failure(lua, "would deadlock");
-    };
-    match p.port.post(item) {
-        Ok(_) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
-        Err(e) => failure(lua, closed_or(e.kind)),
+    match deadlock::post_when_room(p.me, p.peer, &p.port, item) {
+        Ok(()) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
+        Err(kind) => failure(lua, closed_or(kind)),
     }
 }
 
