@@ -321,7 +321,7 @@ fn unreg_waits_out_a_running_callback() {
 
 /// The same for posts (`Running::enter_live`: the handle table's answer,
 /// kept while no `unreg()` of the state happened): the Lua thread runs
-/// three posts, of the utility and of another one, while `unreg()` makes
+/// three posts (another utility's, then two of the utility), while `unreg()` makes
 /// the handle stale (the table, modelled by a flag), forbids, and waits.
 #[test]
 fn unreg_waits_out_a_running_post() {
@@ -335,7 +335,7 @@ fn unreg_waits_out_a_running_post() {
         let lua = {
             let (running, live, context) = (running.clone(), live.clone(), context.clone());
             thread::spawn(move || {
-                for h in [H, OTHER, H] {
+                for h in [OTHER, H, H] {
                     let is_live = |h| h == OTHER || live.load(Ordering::SeqCst);
                     if running.enter_if_live(h, is_live) {
                         if h == H {
