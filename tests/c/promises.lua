@@ -103,8 +103,11 @@ for _, api in ipairs({ 1, 2 }) do
             log[#log + 1] = "o" .. i
             if top ~= 0 then tops[#tops + 1] = i .. ":" .. top end
         end
+        local nested = 0
         dss.seterrorhandler(function(e)
             log[#log + 1] = "x" .. (tostring(e):match("promises: raised at (%d+)") or "?")
+            -- The handler runs within the item, as for a callback's error.
+            if pcall(dss.dispatch) then nested = nested + 1 end
         end)
         local before = p.raise_counts()
         eq(p.raise_mixed(api, "oxooxxo"), 0, "posts refused")
@@ -114,6 +117,7 @@ for _, api in ipairs({ 1, 2 }) do
         eq(dss.dispatch(), 4, "the rest")
         eq(table.concat(log, " "), "o1 x2 o3 o4 x5 x6 o7", "every item once, in order")
         eq(table.concat(tops, " "), "", "decoders/runs that did not start on an empty stack")
+        eq(nested, 0, "dispatch() calls the handler could make")
         eq(p.raise_mixed(api, "xx"), 0, "posts refused")
         eq(dss.dispatch(), 2, "two that raise in a row")
         eq(table.concat(log, " ", 8), "x1 x2", "both errors handled")

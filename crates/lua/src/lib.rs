@@ -63,6 +63,10 @@
 
 mod args;
 mod capi;
+/// The producer layer's per-state record, which the state's hub keeps
+/// (`StateHub::producers`): the C ABI's, told when the state purges and
+/// closes.
+pub(crate) type Producers = capi::PerState;
 mod control;
 mod counted;
 mod data;

@@ -85,14 +85,20 @@ pub(crate) unsafe fn run_posts(
         if unsafe { raw::pcall_body(state, &[handler], 0, 0, &mut body) } {
             break;
         }
-        // A producer's code raised (the body itself raises nothing else).
-        if let Some(mut post) = run.current.take() {
+        // A producer's code raised (the body itself raises nothing else):
+        // the producer finishes, and its error goes to the handler while
+        // the item still counts as a running callback (as a callback's
+        // error does).
+        let raised = run.current.take();
+        if let Some(mut post) = raised {
             post.unwound(st);
-            st.in_callback.set(st.in_callback.get() - 1);
-            run.ran += 1;
         }
         // SAFETY: the error is on top and the handler at `handler`.
         unsafe { raw::call_handler_with_top(state, handler) };
+        if raised.is_some() {
+            st.in_callback.set(st.in_callback.get() - 1);
+            run.ran += 1;
+        }
         if !run.go_on() {
             break;
         }

@@ -91,8 +91,11 @@ pub struct StateHub {
     unfinished: Cell<Option<PostFrame>>,
     /// Whether `unfinished` is set (read per item; the frame is larger).
     has_unfinished: Cell<bool>,
-    /// What the C ABI keeps for this state (the running mark, finalizers).
-    pub(crate) capi: Arc<crate::capi::PerState>,
+    /// What the producer layer keeps for this state (the C ABI's running
+    /// mark and finalizers, [`crate::Producers`]): here so that its posts
+    /// reach it without a lookup per item; the glue only tells it when the
+    /// state purges and closes.
+    pub(crate) producers: Arc<crate::Producers>,
     pub(crate) helpers: Helpers,
 }
 
@@ -128,7 +131,7 @@ impl StateHub {
             self.hub.discard_batch(&mut batch);
         }
         // Last: every C utility's items are gone and its cancel ran.
-        self.capi.finalizers.run_at_close(state);
+        self.producers.closing(state);
     }
 
     fn new(lua: &Lua) -> mlua::Result<StateHub> {
@@ -152,11 +155,6 @@ impl StateHub {
         crate::reply::register_metatable(lua, &helpers.guard)?;
         // Read by darksidesync-binding's async functions (see prelude.lua).
         lua.set_named_registry_value("darksidesync.drivers", prelude.get::<Table>("drivers")?)?;
-        // The C ABI's entry points read the closing flag raw (capi/mod.rs).
-        lua.set_named_registry_value(
-            crate::capi::CLOSING_KEY.to_str().unwrap_or_default(),
-            helpers.closing.clone(),
-        )?;
         prelude
             .get::<Function>("set_reply_fail")?
             .call::<()>(crate::reply::make_fail(lua)?)?;
@@ -174,7 +172,7 @@ impl StateHub {
             ran: RanCounter::default(),
             unfinished: Cell::new(None),
             has_unfinished: Cell::new(false),
-            capi: Arc::default(),
+            producers: Arc::default(),
             helpers,
         })
     }
@@ -224,8 +222,7 @@ impl StateHub {
     /// drained (they never run), counting them for `stats()`.
     pub(crate) fn purge_stale(&self, batch: &mut Batch<Item>) {
         self.finish_unfinished();
-        // A finalizer's wake-up refused by a full queue goes again.
-        self.capi.finalizers.retry();
+        self.producers.purged();
         let before = batch.len();
         self.hub.purge_stale(batch);
         let gone = before - batch.len();

@@ -160,7 +160,7 @@ fn run_pending(lua: &Lua) {
     else {
         return;
     };
-    let due = st.capi.finalizers.take_pending();
+    let due = st.producers.finalizers.take_pending();
     for f in due {
         // SAFETY: exec_raw runs the closure on this state's thread in a
         // protected C frame with free slots; the finalizer is the

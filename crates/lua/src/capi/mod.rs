@@ -93,6 +93,22 @@ pub(crate) struct PerState {
     pub(crate) finalizers: finalize::Finalizers,
 }
 
+impl PerState {
+    /// The Lua thread purges its batch (it takes or counts items): a
+    /// finalizer's wake-up refused by a full queue goes again.
+    #[inline]
+    pub(crate) fn purged(&self) {
+        self.finalizers.retry();
+    }
+
+    /// The state closes, its items gone and its utilities cancelled: the
+    /// finalizers still due run (with `state`, while `lua_close` runs
+    /// finalisers).
+    pub(crate) fn closing(&self, state: Option<*mut mlua::ffi::lua_State>) {
+        self.finalizers.run_at_close(state);
+    }
+}
+
 /// Registry key of the state's closing flag (`prelude.lua`'s `closing`
 /// table), which the entry points taking a `lua_State*` read raw: once
 /// lua_close runs finalisers mlua's per-state data may be gone.
@@ -118,6 +134,12 @@ pub(crate) fn publish(lua: &Lua) -> mlua::Result<()> {
             main,
         });
     }
+    // The entry points taking a lua_State* read the closing flag raw.
+    let st = crate::state::StateHub::get(lua)?;
+    lua.set_named_registry_value(
+        CLOSING_KEY.to_str().unwrap_or_default(),
+        st.helpers.closing.clone(),
+    )?;
     let t: Table = lua.create_table()?;
     t.raw_set(sys::VERSION_KEY, sys::VERSION)?;
     t.raw_set(
@@ -212,7 +234,7 @@ pub(crate) fn register(
         cancel,
         pinned: AtomicBool::new(false),
         gone: crate::sync::AtomicBool::new(false),
-        shared: st.capi.clone(),
+        shared: st.producers.clone(),
     });
     handles::fill(handle, util.clone());
     Ok(util)
@@ -264,7 +286,7 @@ pub(crate) fn unregister(h: Handle) -> bool {
 /// Gives the state's finalizers their wake-up port (registered on first
 /// use: one port per state with a 2v0 utility).
 pub(crate) fn bind_finalizers(st: &StateHub) {
-    st.capi
+    st.producers
         .finalizers
         .bind_port(|| st.hub.register("darksidesync.finalizers", |_| {}).ok());
 }

@@ -134,7 +134,7 @@ pub(crate) fn closed(h: Handle) -> bool {
 /// # Safety
 /// As [`PostOps::run`].
 unsafe fn run_deliver1(state: *mut ffi::lua_State, st: &StateHub, post: &mut PostParts) -> c_int {
-    if !st.capi.running.enter_live(post.owner) {
+    if !st.producers.running.enter_live(post.owner) {
         discard_deliver1(post, Some(Discarded::Unregistered));
         return 0;
     }
@@ -146,12 +146,12 @@ unsafe fn run_deliver1(state: *mut ffi::lua_State, st: &StateHub, post: &mut Pos
         },
         None => 0,
     };
-    st.capi.running.leave();
+    st.producers.running.leave();
     n.max(0) // only an inline post's run may answer DSS2_RAN
 }
 
 fn unwound_deliver1(st: &StateHub, _post: &mut PostParts) {
-    st.capi.running.leave();
+    st.producers.running.leave();
 }
 
 fn discard_deliver1(post: &mut PostParts, why: Option<Discarded>) {
@@ -204,7 +204,7 @@ unsafe fn run2(
     post: &mut PostParts,
     data: *mut c_void,
 ) -> c_int {
-    if !st.capi.running.enter_live(post.owner) {
+    if !st.producers.running.enter_live(post.owner) {
         free_unrun(post, data, Some(Discarded::Unregistered));
         return 0;
     }
@@ -215,7 +215,7 @@ unsafe fn run2(
         None => 0,
     };
     free_ran(post, data);
-    st.capi.running.leave();
+    st.producers.running.leave();
     n
 }
 
@@ -223,14 +223,14 @@ unsafe fn run2(
 fn unwound_post2(st: &StateHub, post: &mut PostParts) {
     let data = post.pointer();
     free_ran(post, data);
-    st.capi.running.leave();
+    st.producers.running.leave();
 }
 
 /// As [`unwound_post2`], the data being the post's bytes.
 fn unwound_post2_inline(st: &StateHub, post: &mut PostParts) {
     let data = post.bytes_ptr();
     free_ran(post, data);
-    st.capi.running.leave();
+    st.producers.running.leave();
 }
 
 /// `free(data, DSS2_OK)` of a post whose `run` was called (or raised).
