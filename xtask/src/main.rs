@@ -6,7 +6,7 @@
 //! * `drift`     — the Lua reference, versions and the C header against the built module.
 //! * `lua-doc`   — the Lua reference as HTML (`lua_doc.rs`).
 //! * `deps`      — only the install step of `test`.
-//! * `loom`      — the core's loom model checks.
+//! * `loom`      — the loom model checks (the core's hand-offs, the glue's counted and ordered types).
 //! * `bench`     — every benchmark scenario, this project and its peers in one run.
 //! * `module`    — build the Lua module for one Lua version into a folder.
 //! * `package`   — `cargo package` for every published crate.
@@ -86,7 +86,7 @@ fn usage() -> &'static str {
      \x20 hygiene                                        fmt --check, clippy -D warnings, rustdoc -D warnings, drift\n\
      \x20 drift                                          the module's exports against doc/lua-api.md and the header; README's figures against bench/results\n\
      \x20 lua-doc [--out DIR]                            the Lua reference as HTML (default target/doc/lua)\n\
-     \x20 loom                                           the core's loom model checks\n\
+     \x20 loom                                           loom model checks (core hand-offs, glue counts)\n\
      \x20 bench [--quick] [--repeat N] [--out DIR]       all scenarios, this project and its peers; tables in bench/results\n\
      \x20 bench --criterion [criterion args]             the core's criterion benchmarks\n\
      \x20 bench --readme                                 README.md's performance table from bench/results/results.md\n\

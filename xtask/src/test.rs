@@ -32,9 +32,17 @@ pub fn all() -> Result {
     Ok(())
 }
 
-/// loom model checks of the core's hand-offs, in their own target dir so the
-/// `--cfg loom` build does not evict the normal one.
+/// loom model checks: the core's hand-offs, then the glue's hand-counted
+/// and hand-ordered types (`crates/lua/src/loom_models.rs`), each in its
+/// own target dir so the model builds evict neither the normal build nor
+/// each other (their `RUSTFLAGS` differ: tokio, under the bundled
+/// libraries, does not build with `--cfg loom`, so the glue's switch is
+/// `--cfg darksidesync_loom`).
 pub fn loom() -> Result {
+    // Every interleaving with up to 4 preemptions per model (as tokio
+    // runs its models): the no-wait models explore for hours unbounded,
+    // about 16 s at this bound.
+    let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "4".into());
     run(cargo()
         .args([
             "test",
@@ -47,11 +55,18 @@ pub fn loom() -> Result {
             "target/loom",
         ])
         .env("RUSTFLAGS", "--cfg loom")
-        // Every interleaving with up to 4 preemptions per model (as tokio
-        // runs its models): the no-wait models explore for hours unbounded,
-        // about 16 s at this bound.
-        .env(
-            "LOOM_MAX_PREEMPTIONS",
-            std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "4".into()),
-        ))
+        .env("LOOM_MAX_PREEMPTIONS", &preemptions))?;
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "darksidesync-lua",
+            "--lib",
+            "--release",
+            "--target-dir",
+            "target/loom-glue",
+            "loom_models::",
+        ])
+        .env("RUSTFLAGS", "--cfg darksidesync_loom")
+        .env("LOOM_MAX_PREEMPTIONS", &preemptions))
 }

@@ -13,9 +13,9 @@
 //! [`ArgTable`] writes it; the reader stops at anything else.
 
 use std::borrow::Cow;
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 
-use mlua::ffi::{self as lua, lua_State};
+use crate::raw::{self, lua_State};
 
 use crate::args::sealed::{self, Push};
 use crate::args::Arg;
@@ -241,14 +241,14 @@ unsafe fn push_table(l: *mut lua_State, narr: u32, nrec: u32, body: &[u8]) {
     // fresh, without a metatable: raw sets only. Pushing raises only on
     // memory exhaustion.
     unsafe {
-        if lua::lua_checkstack(l, 2) == 0 {
-            lua::lua_pushnil(l);
+        if !raw::reserve(l, 2) {
+            raw::push_nil(l);
             return;
         }
         let sizes = |n: u32| c_int::try_from(n).unwrap_or(0);
-        lua::lua_createtable(l, sizes(narr), sizes(nrec));
+        raw::push_new_table(l, sizes(narr), sizes(nrec));
         let mut r = Reader(body);
-        let mut index: lua::lua_Integer = 0;
+        let mut index: i64 = 0;
         while let Some(entry) = r.byte() {
             match entry {
                 ITEM => {
@@ -256,16 +256,16 @@ unsafe fn push_table(l: *mut lua_State, narr: u32, nrec: u32, body: &[u8]) {
                         break;
                     }
                     index += 1;
-                    lua::lua_rawseti(l, -2, index as _);
+                    raw::set_index(l, -2, index);
                 }
                 FIELD => {
                     let Some(name) = r.bytes() else { break };
-                    lua::lua_pushlstring(l, name.as_ptr() as *const c_char, name.len());
+                    raw::push_bytes(l, name);
                     if !push_value(l, &mut r) {
-                        lua::lua_pop(l, 1);
+                        raw::pop(l, 1);
                         break;
                     }
-                    lua::lua_rawset(l, -3);
+                    raw::set_field(l, -3);
                 }
                 _ => break,
             }
@@ -282,21 +282,19 @@ unsafe fn push_value(l: *mut lua_State, r: &mut Reader<'_>) -> bool {
     // SAFETY: the caller's contract (room for one value).
     unsafe {
         match r.byte() {
-            Some(NIL) => lua::lua_pushnil(l),
-            Some(TRUE) => lua::lua_pushboolean(l, 1),
-            Some(FALSE) => lua::lua_pushboolean(l, 0),
+            Some(NIL) => raw::push_nil(l),
+            Some(TRUE) => raw::push_boolean(l, true),
+            Some(FALSE) => raw::push_boolean(l, false),
             Some(INT) => match r.word() {
-                Some(w) => lua::lua_pushinteger(l, i64::from_le_bytes(w) as lua::lua_Integer),
+                Some(w) => raw::push_integer(l, i64::from_le_bytes(w)),
                 None => return false,
             },
             Some(FLOAT) => match r.word() {
-                Some(w) => lua::lua_pushnumber(l, f64::from_le_bytes(w) as lua::lua_Number),
+                Some(w) => raw::push_number(l, f64::from_le_bytes(w)),
                 None => return false,
             },
             Some(BYTES) => match r.bytes() {
-                Some(b) => {
-                    lua::lua_pushlstring(l, b.as_ptr() as *const c_char, b.len());
-                }
+                Some(b) => raw::push_bytes(l, b),
                 None => return false,
             },
             Some(TABLE) => {

@@ -8,9 +8,9 @@
 //! [`Error::Unsupported`]: an integer beyond a Lua integer, a table nested
 //! deeper than [`ArgTable::MAX_DEPTH`].
 
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 
-use mlua::ffi::{self as lua, lua_State};
+use crate::raw::{self, lua_State};
 
 pub use crate::arg_table::ArgTable;
 use crate::arg_table::{FALSE, FLOAT, INT, NIL, TRUE};
@@ -115,15 +115,6 @@ pub trait Arg: sealed::Sealed + Send {
     }
 }
 
-/// Pushes bytes as a Lua string.
-///
-/// # Safety
-/// As for [`Push::push_onto`].
-unsafe fn push_bytes(l: *mut lua_State, b: &[u8]) {
-    // SAFETY: the caller's contract; Lua copies the bytes.
-    unsafe { lua::lua_pushlstring(l, b.as_ptr() as *const c_char, b.len()) };
-}
-
 /// An `Arg` that travels as itself.
 macro_rules! itself {
     ($t:ty, |$v:ident, $into:ident| $encode:expr, |$pv:ident, $l:ident| $push:expr $(, packed |$p:ident| $pack:expr, |$b:ident, $bl:ident| $unpack:expr)?) => {
@@ -163,49 +154,52 @@ macro_rules! itself {
 /// As for [`Push::push_onto`].
 unsafe fn push_i32_bits(bits: u32, l: *mut lua_State) {
     // SAFETY: the caller's contract.
-    unsafe { lua::lua_pushinteger(l, bits as i32 as lua::lua_Integer) }
+    unsafe { raw::push_integer(l, i64::from(bits as i32)) }
 }
 
 itself!(
     i64,
     |v, t| t.word(INT, v.to_le_bytes()),
-    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
+    |v, l| raw::push_integer(l, v),
     packed | v | i32::try_from(*v).ok().map(|v| v as u32),
     |b, l| push_i32_bits(b, l)
 );
 itself!(
     i32,
     |v, t| t.word(INT, i64::from(v).to_le_bytes()),
-    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
+    |v, l| raw::push_integer(l, i64::from(v)),
     packed | v | Some(*v as u32),
     |b, l| push_i32_bits(b, l)
 );
 itself!(
     u32,
     |v, t| t.word(INT, i64::from(v).to_le_bytes()),
-    |v, l| lua::lua_pushinteger(l, v as lua::lua_Integer),
+    |v, l| raw::push_integer(l, i64::from(v)),
     packed | v | Some(*v),
-    |b, l| lua::lua_pushinteger(l, b as lua::lua_Integer)
+    |b, l| raw::push_integer(l, i64::from(b))
 );
 itself!(
     bool,
     |v, t| t.tag(if v { TRUE } else { FALSE }),
-    |v, l| lua::lua_pushboolean(l, v as c_int),
+    |v, l| raw::push_boolean(l, v),
     packed | v | Some(*v as u32),
-    |b, l| lua::lua_pushboolean(l, (b != 0) as c_int)
+    |b, l| raw::push_boolean(l, b != 0)
 );
 itself!(f64, |v, t| t.word(FLOAT, v.to_le_bytes()), |v, l| {
-    lua::lua_pushnumber(l, v as lua::lua_Number)
+    raw::push_number(l, v)
 });
-itself!(String, |v, t| t.string(v.as_bytes()), |v, l| push_bytes(
-    l,
-    v.as_bytes()
-));
+itself!(String, |v, t| t.string(v.as_bytes()), |v, l| {
+    raw::push_bytes(l, v.as_bytes())
+});
 itself!(&'static str, |v, t| t.string(v.as_bytes()), |v, l| {
-    push_bytes(l, v.as_bytes())
+    raw::push_bytes(l, v.as_bytes())
 });
-itself!(Vec<u8>, |v, t| t.string(&v), |v, l| push_bytes(l, &v));
-itself!(Box<[u8]>, |v, t| t.string(&v), |v, l| push_bytes(l, &v));
+itself!(Vec<u8>, |v, t| t.string(&v), |v, l| {
+    raw::push_bytes(l, &v)
+});
+itself!(Box<[u8]>, |v, t| t.string(&v), |v, l| {
+    raw::push_bytes(l, &v)
+});
 
 /// An `Arg` that travels as another type (`$o`, which is [`Push`]).
 macro_rules! converted {
@@ -261,7 +255,7 @@ impl<P: Push> Push for Option<P> {
         unsafe {
             match self {
                 Some(v) => v.push_onto(l),
-                None => lua::lua_pushnil(l),
+                None => raw::push_nil(l),
             }
         }
     }

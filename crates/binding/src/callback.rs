@@ -9,15 +9,14 @@
 //! Values cross between mlua and the raw stack through one registry slot
 //! (`MAILBOX`), filled and emptied within one callback on the Lua thread.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mlua::ffi::{self as lua, lua_State};
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::error::{panic_text, Error, LuaError};
 use crate::ffi::Handle;
-use crate::trampoline::push_raise;
+use crate::raw::{self, lua_State, push_raise, Plain, StackGuard};
 
 /// The registry slot values pass through (this crate's copy only).
 const MAILBOX: &str = "darksidesync-binding.mailbox";
@@ -55,8 +54,8 @@ unsafe fn push_prepared(
     // values onto `l` itself, references and all, with no mailbox.
     // `exec_raw_lua` is mlua's (hidden) door to its raw pushes.
     let fv = Value::Function(f);
-    let pushed = lua.exec_raw_lua(|raw| {
-        if raw.state() != l {
+    let pushed = lua.exec_raw_lua(|mlua_raw| {
+        if mlua_raw.state() != l {
             return None;
         }
         // SAFETY: `l` is running on this thread (the caller's contract);
@@ -64,13 +63,13 @@ unsafe fn push_prepared(
         // checked first; pushing a function, a reference or a plain value
         // raises only on memory exhaustion.
         unsafe {
-            if lua::lua_checkstack(l, 2 * count + 1) == 0 {
+            if !raw::reserve(l, 2 * count + 1) {
                 return Some(Err("Lua stack overflow".to_string()));
             }
-            let base = lua::lua_gettop(l);
+            let base = raw::top(l);
             for v in std::iter::once(&fv).chain(&args) {
-                if let Err(e) = raw.push_value(v) {
-                    lua::lua_settop(l, base);
+                if let Err(e) = mlua_raw.push_value(v) {
+                    raw::set_top(l, base);
                     return Some(Err(LuaError::from_mlua(&e).to_string()));
                 }
             }
@@ -100,12 +99,10 @@ unsafe fn push_prepared(
         // The mailbox holds the function; pushing plain values raises
         // only on memory exhaustion.
         unsafe {
-            if lua::lua_checkstack(l, count + 1) == 0 {
+            if !raw::reserve(l, count + 1) {
                 return Err("Lua stack overflow".into());
             }
-            lua::lua_getfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
-            lua::lua_pushnil(l);
-            lua::lua_setfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
+            raw::take_registry_field(l, MAILBOX_C);
             for v in &args {
                 push_plain(l, v);
             }
@@ -120,17 +117,10 @@ unsafe fn push_prepared(
     // arguments included: create_sequence_from sets every index, and
     // rawgeti of a missing index pushes nil all the same).
     unsafe {
-        if lua::lua_checkstack(l, count + 1) == 0 {
+        if !raw::reserve(l, count + 1) {
             return Err("Lua stack overflow".into());
         }
-        lua::lua_getfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
-        let table = lua::lua_gettop(l);
-        for i in 1..=count {
-            lua::lua_rawgeti(l, table, i as _);
-        }
-        lua::lua_remove(l, table);
-        lua::lua_pushnil(l);
-        lua::lua_setfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
+        raw::take_registry_sequence(l, MAILBOX_C, count);
     }
     Ok(count)
 }
@@ -143,14 +133,14 @@ unsafe fn push_plain(l: *mut lua_State, v: &Value) {
     // SAFETY: per the contract; Lua copies a string's bytes.
     unsafe {
         match v {
-            Value::Boolean(b) => lua::lua_pushboolean(l, *b as c_int),
-            Value::Integer(i) => lua::lua_pushinteger(l, *i as lua::lua_Integer),
-            Value::Number(x) => lua::lua_pushnumber(l, *x as lua::lua_Number),
-            Value::String(s) => {
-                let bytes = s.as_bytes();
-                lua::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
-            }
-            _ => lua::lua_pushnil(l),
+            Value::Boolean(b) => raw::push_boolean(l, *b),
+            // mlua::Integer is the C API's lua_Integer: i32 on a 32-bit
+            // Lua 5.1 build, i64 elsewhere.
+            #[allow(clippy::unnecessary_cast)]
+            Value::Integer(i) => raw::push_integer(l, *i as i64),
+            Value::Number(x) => raw::push_number(l, *x),
+            Value::String(s) => raw::push_bytes(l, &s.as_bytes()),
+            _ => raw::push_nil(l),
         }
     }
 }
@@ -168,15 +158,10 @@ unsafe fn take_values(lua: &Lua, l: *mut lua_State, n: c_int) -> mlua::Result<Mu
     // move into a fresh table (t[k] = v_k, popping from the top), which
     // goes to the mailbox.
     unsafe {
-        if lua::lua_checkstack(l, 2) == 0 {
+        if !raw::reserve(l, 2) {
             return Err(mlua::Error::runtime("Lua stack overflow"));
         }
-        lua::lua_createtable(l, n, 0);
-        lua::lua_insert(l, -(n + 1));
-        for k in (1..=n).rev() {
-            lua::lua_rawseti(l, -(k + 1), k as _);
-        }
-        lua::lua_setfield(l, lua::LUA_REGISTRYINDEX, MAILBOX_C.as_ptr());
+        raw::set_registry_sequence(l, MAILBOX_C, n);
     }
     let t: Table = lua.named_registry_value(MAILBOX)?;
     lua.unset_named_registry_value(MAILBOX)?;
@@ -191,60 +176,30 @@ unsafe fn take_values(lua: &Lua, l: *mut lua_State, n: c_int) -> mlua::Result<Mu
 /// As for [`take_values`].
 unsafe fn take_plain(lua: &Lua, l: *mut lua_State, n: c_int) -> Option<mlua::Result<MultiValue>> {
     // SAFETY: per the contract, indices first..=top are the n values;
-    // reading them raises nothing (no conversions: lua_tolstring is only
-    // called on strings), and the string bytes are copied before the pop.
+    // reading them raises nothing (`plain_value`), and the guard pops
+    // them only after their bytes were copied into mlua strings.
     unsafe {
-        let top = lua::lua_gettop(l);
+        let top = raw::top(l);
         let first = top - n + 1;
-        let plain = (first..=top).all(|i| {
-            matches!(
-                lua::lua_type(l, i),
-                lua::LUA_TNIL | lua::LUA_TBOOLEAN | lua::LUA_TNUMBER | lua::LUA_TSTRING
-            )
-        });
-        if !plain {
+        if !(first..=top).all(|i| raw::plain_value(l, i).is_some()) {
             return None;
         }
+        let _pop = StackGuard::popping(l, n);
         let mut values = Vec::with_capacity(n as usize);
         for i in first..=top {
-            let v = match lua::lua_type(l, i) {
-                lua::LUA_TBOOLEAN => Value::Boolean(lua::lua_toboolean(l, i) != 0),
-                lua::LUA_TNUMBER => number(l, i),
-                lua::LUA_TSTRING => {
-                    let mut len = 0usize;
-                    let p = lua::lua_tolstring(l, i, &mut len);
-                    let bytes = std::slice::from_raw_parts(p as *const u8, len);
-                    match lua.create_string(bytes) {
-                        Ok(s) => Value::String(s),
-                        Err(e) => {
-                            lua::lua_settop(l, first - 1);
-                            return Some(Err(e));
-                        }
-                    }
-                }
-                _ => Value::Nil,
+            let v = match raw::plain_value(l, i) {
+                Some(Plain::Boolean(b)) => Value::Boolean(b),
+                Some(Plain::Integer(i)) => Value::Integer(i as mlua::Integer),
+                Some(Plain::Number(x)) => Value::Number(x),
+                Some(Plain::Bytes(bytes)) => match lua.create_string(bytes) {
+                    Ok(s) => Value::String(s),
+                    Err(e) => return Some(Err(e)),
+                },
+                Some(Plain::Nil) | None => Value::Nil,
             };
             values.push(v);
         }
-        lua::lua_settop(l, first - 1);
         Some(Ok(MultiValue::from_iter(values)))
-    }
-}
-
-/// The number at `i` as mlua converts it: the integer subtype (5.3+), or
-/// on older Luas a float that is exactly an integer (mlua-sys's
-/// `lua_isinteger` is that test there), is an integer.
-///
-/// # Safety
-/// `l` is the running state; `i` holds a number.
-unsafe fn number(l: *mut lua_State, i: c_int) -> Value {
-    // SAFETY: per the contract.
-    unsafe {
-        if lua::lua_isinteger(l, i) != 0 {
-            Value::Integer(lua::lua_tointeger(l, i) as mlua::Integer)
-        } else {
-            Value::Number(lua::lua_tonumber(l, i) as mlua::Number)
-        }
     }
 }
 

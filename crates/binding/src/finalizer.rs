@@ -8,12 +8,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mlua::ffi::lua_State;
 use mlua::Lua;
 
 use crate::error::{error_of, Error};
 use crate::ffi::{self, Handle};
 use crate::handle::Dss;
+use crate::raw::lua_State;
 
 /// A library's finalizer (see [`Dss::on_finalize`]).
 type Finalize = Box<dyn FnOnce(Option<&Lua>) + Send>;

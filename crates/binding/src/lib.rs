@@ -277,6 +277,22 @@
 //! the caller is blocked, or never.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+// Source layout (for maintainers; not rendered):
+//
+// | file | concept |
+// | --- | --- |
+// | `handle.rs` | `Dss`: registration through the 2v0 API, status, stats, waits, unregister |
+// | `discovery.rs` | finding the published 2v0 API in the registry |
+// | `ffi.rs` | the DSS API 2v0 (the C ABI of `include/darksidesync.h`), from `darksidesync-sys` |
+// | `post.rs`, `call.rs`, `trampoline.rs` | closures posted and called, and the `extern "C"` functions that carry them |
+// | `callback.rs` | `post_callback`, `call_callback`: deliveries darksidesync calls itself |
+// | `lua_callback.rs`, `args.rs`, `arg_table.rs` | `LuaCallback` and the values it is posted |
+// | `notice.rs`, `finalizer.rs`, `keep_alive.rs` | `on_close`, `on_finalize`, keeping `run()` alive (`Hold`) |
+// | `error.rs`, `plain_error.rs` | `Error`, `LuaError`; functions that raise plain string errors |
+// | `stats.rs`, `waits.rs` | `Stats`, `Waits` |
+// | `future/` | tasks: `create_async_function`, `spawn_local` |
+// | `raw/` | all raw Lua C API work (the only `mlua::ffi` calls), each helper with its stack contract |
+
 mod arg_table;
 mod args;
 mod call;
@@ -292,6 +308,7 @@ mod lua_callback;
 mod notice;
 mod plain_error;
 mod post;
+mod raw;
 mod stats;
 mod trampoline;
 mod waits;

@@ -28,7 +28,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use mlua::ffi::{self as lua, lua_State};
 use mlua::{Function, Lua, RegistryKey};
 
 use crate::args::sealed::Carried;
@@ -36,6 +35,7 @@ use crate::args::Args;
 use crate::error::Error;
 use crate::ffi::{self, Handle};
 use crate::handle::Dss;
+use crate::raw::{self, lua_State};
 
 /// A Lua function that any thread can hand values to: made on the Lua
 /// thread with [`Dss::callback`], then [`post`](LuaCallback::post)ed to
@@ -264,10 +264,10 @@ unsafe extern "C-unwind" fn run_packed<A: Carried>(
         // item queued behind this one ran. Room is checked first; pushing
         // raises only on memory exhaustion.
         unsafe {
-            if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
+            if !raw::reserve(l, A::COUNT + 1) {
                 return 0;
             }
-            lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
+            raw::push_registry_ref(l, id);
             A::push_packed(word as u32, l);
         }
         A::COUNT + 1
@@ -290,10 +290,10 @@ unsafe extern "C-unwind" fn run_boxed<A: Carried>(
             let Some((id, args)) = (*(data as *mut Option<(c_int, A)>)).take() else {
                 return 0;
             };
-            if lua::lua_checkstack(l, A::COUNT + 1) == 0 {
+            if !raw::reserve(l, A::COUNT + 1) {
                 return 0;
             }
-            lua::lua_rawgeti(l, lua::LUA_REGISTRYINDEX, id as _);
+            raw::push_registry_ref(l, id);
             args.push(l);
         }
         A::COUNT + 1

@@ -2,14 +2,14 @@
 //! the C ABI: compiled into the binding author's library, called back by
 //! the module on the Lua thread (`run`) or wherever an item ends (`free`).
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mlua::ffi::{self as lua, lua_State};
 use mlua::Lua;
 
 use crate::error::{panic_text, Error, LuaError};
 use crate::ffi::{self as dss, Handle};
+use crate::raw::{lua_State, push_nothing, push_raise};
 
 /// Whether a `V` travels inside the item (2v0 `post_inline`): at most
 /// `DSS2_INLINE_MAX` bytes, aligned to at most 8 (what the copy is).
@@ -72,42 +72,6 @@ pub(crate) struct CallSlot<F, R> {
     pub(crate) result: Option<Result<R, Error>>,
 }
 
-/// The callback `run` pushes when the closure succeeded: darksidesync
-/// calls it (and counts the delivery) and answers a call with its (no)
-/// results; the closure already ran in `run`.
-unsafe extern "C-unwind" fn nothing(_l: *mut lua_State) -> c_int {
-    0
-}
-
-/// The callback `run` pushes when the closure failed: raises its
-/// argument, so a post's message reaches the state's error handler and a
-/// call is answered as failed (and counted in `Stats::errors`).
-unsafe extern "C-unwind" fn raise_arg(l: *mut lua_State) -> c_int {
-    // SAFETY: called by Lua with our one string argument; lua_error raises
-    // the value on top. No Rust value with a destructor is live here.
-    unsafe {
-        lua::lua_settop(l, 1);
-        lua::lua_error(l)
-    }
-}
-
-/// Pushes `raise_arg, message`; returns how many values were pushed.
-///
-/// # Safety
-/// `l` is the running state, on the Lua thread.
-pub(crate) unsafe fn push_raise(l: *mut lua_State, message: &str) -> c_int {
-    // SAFETY: per the contract; two slots are checked for first. Pushing a
-    // C function and a string only raises on memory exhaustion.
-    unsafe {
-        if lua::lua_checkstack(l, 2) == 0 {
-            return 0;
-        }
-        lua::lua_pushcfunction(l, raise_arg);
-        lua::lua_pushlstring(l, message.as_ptr() as *const c_char, message.len());
-    }
-    2
-}
-
 /// `run` of a post: runs the closure with `&Lua`.
 pub(crate) unsafe extern "C-unwind" fn run_post<F>(
     l: *mut lua_State,
@@ -141,21 +105,6 @@ where
         Ok(Some(message)) => unsafe { push_raise(l, &message) },
         Err(_) => 0,
     }
-}
-
-/// Pushes the callback with no effect; returns how many values were pushed.
-///
-/// # Safety
-/// `l` is the running state, on the Lua thread.
-unsafe fn push_nothing(l: *mut lua_State) -> c_int {
-    // SAFETY: per the contract; one slot is checked for first.
-    unsafe {
-        if lua::lua_checkstack(l, 1) == 0 {
-            return 0;
-        }
-        lua::lua_pushcfunction(l, nothing);
-    }
-    1
 }
 
 /// `free` of a post: drops the box (and the closure if it never ran).

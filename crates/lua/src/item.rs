@@ -51,12 +51,10 @@
 //! closure travels as a 2v0 post whose `run` is a monomorphised trampoline
 //! in the library's crate.
 
-use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
-
 use darksidesync_core::{Discarded, Reply};
 use mlua::{Function, Lua, MultiValue, RegistryKey, Value};
 
+use crate::counted::Counted;
 use crate::data::Data;
 use crate::post::Post;
 use crate::state::StateHub;
@@ -125,100 +123,34 @@ enum Repr {
 /// made with [`Item::call`] refer to it; the function stays referenced (in
 /// the registry) until the last clone and the last such item are gone.
 ///
-/// Reference-counted by hand rather than an `Arc`, only so that
-/// `dispatch()` can release the references of a run of items with one
-/// atomic operation (`Callback::release`) instead of one per item: the
+/// Reference-counted by hand (`counted.rs`) rather than an `Arc`, only so
+/// that `dispatch()` can release the references of a run of items with one
+/// atomic operation (`counted::Held`) instead of one per item: the
 /// count's cache line is written by the producer for every post, and a
 /// per-item decrement on the consumer made it bounce between the two cores
 /// (~10% of the `dispatch()` profile).
-pub struct Callback(NonNull<CallbackInner>);
-
-struct CallbackInner {
-    refs: AtomicUsize,
-    key: RegistryKey,
-}
-
-// SAFETY: the shared part is an atomic count and a `RegistryKey`, which is
-// `Send + Sync`; it is freed exactly once, by whoever drops the count to
-// zero (see `release`), so handles may move and be shared across threads
-// like an `Arc<RegistryKey>`.
-unsafe impl Send for Callback {}
-// SAFETY: as above; `&Callback` only reads the key or bumps the count.
-unsafe impl Sync for Callback {}
+#[derive(Clone)]
+pub struct Callback(Counted<RegistryKey>);
 
 impl Callback {
     /// Keeps `f` for use from other threads.
     pub fn new(lua: &Lua, f: Function) -> mlua::Result<Callback> {
-        let inner = Box::new(CallbackInner {
-            refs: AtomicUsize::new(1),
-            key: lua.create_registry_value(f)?,
-        });
-        Ok(Callback(NonNull::from(Box::leak(inner))))
-    }
-
-    fn inner(&self) -> &CallbackInner {
-        // SAFETY: `self` holds one of the counted references, so the
-        // allocation is live for as long as `self` is.
-        unsafe { self.0.as_ref() }
+        Ok(Callback(Counted::new(lua.create_registry_value(f)?)))
     }
 
     /// The registry slot, valid in the owning state only.
     pub(crate) fn key(&self) -> &RegistryKey {
-        &self.inner().key
+        self.0.get()
     }
 
     /// Identity of the shared key, to skip repeated ownership checks.
     pub(crate) fn id(&self) -> *const RegistryKey {
-        &self.inner().key
+        self.0.get()
     }
 
-    /// Gives up `self` and `extra` more references to the same callback
-    /// whose handles were forgotten (`std::mem::forget`) by the caller, in
-    /// one atomic operation.
-    pub(crate) fn release(self, extra: usize) {
-        let ptr = self.0;
-        std::mem::forget(self);
-        // SAFETY: the caller owned `1 + extra` counted references (`self`
-        // and the handles it forgot), and gives them all up here.
-        unsafe { release_refs(ptr, 1 + extra) }
-    }
-}
-
-/// Drops `n` counted references to `ptr`, freeing it with the last one.
-///
-/// # Safety
-/// The caller owns `n` counted references (no handle that will drop them
-/// again remains).
-unsafe fn release_refs(ptr: NonNull<CallbackInner>, n: usize) {
-    // SAFETY: the count is at least `n`, so the allocation is live until
-    // this decrement. Release orders this thread's uses before the free;
-    // the acquire fence orders every other thread's uses before it (as
-    // `Arc` does). Only the thread that takes the count to zero frees it,
-    // once, as the `Box` it was leaked from.
-    unsafe {
-        if ptr.as_ref().refs.fetch_sub(n, Ordering::Release) == n {
-            fence(Ordering::Acquire);
-            drop(Box::from_raw(ptr.as_ptr()));
-        }
-    }
-}
-
-impl Clone for Callback {
-    fn clone(&self) -> Callback {
-        // Relaxed as in `Arc::clone`: a new reference is made from an
-        // existing one, which keeps the allocation alive meanwhile.
-        let old = self.inner().refs.fetch_add(1, Ordering::Relaxed);
-        if old > isize::MAX as usize {
-            std::process::abort();
-        }
-        Callback(self.0)
-    }
-}
-
-impl Drop for Callback {
-    fn drop(&mut self) {
-        // SAFETY: this handle owns one reference and is going away.
-        unsafe { release_refs(self.0, 1) }
+    /// The counted handle (for the item loop's [`Held`](crate::counted::Held)).
+    pub(crate) fn into_counted(self) -> Counted<RegistryKey> {
+        self.0
     }
 }
 

@@ -35,6 +35,7 @@
 
 use mlua::{ffi, Function, Lua, MultiValue, RegistryKey, Value};
 
+use crate::counted::Held;
 use crate::data::Data;
 use crate::item::{Callback, Item};
 use crate::post::{PostFrame, RanCounter};
@@ -198,18 +199,17 @@ pub(crate) fn run_item(lua: &Lua, st: &StateHub, item: Item) -> mlua::Result<boo
     Ok(true)
 }
 
-/// The callback whose function sits at stack index 2, and how many more
-/// references to it were taken from items and forgotten, to be released
-/// with it: consecutive items usually share a callback, so its function is
-/// fetched once, and the references go in one atomic operation on a count
-/// the producer keeps writing instead of one per item. Holding it keeps
-/// its address from being reused while it is the cached identity.
+/// The callback whose function sits at stack index 2, and the references
+/// to it taken from items, released together (see [`Held`]): consecutive
+/// items usually share a callback, so its function is fetched once, and
+/// the references go in one atomic operation on a count the producer keeps
+/// writing instead of one per item.
 #[derive(Default)]
-struct HeldCallback(Option<(Callback, usize)>);
+struct HeldCallback(Held<RegistryKey>);
 
 impl HeldCallback {
     fn id(&self) -> Option<*const RegistryKey> {
-        self.0.as_ref().map(|(c, _)| c.id())
+        self.0.get().map(|key| key as *const RegistryKey)
     }
 
     /// Makes `cb` the held callback, its function at index 2.
@@ -217,25 +217,11 @@ impl HeldCallback {
     /// # Safety
     /// `state` is the loop's frame, with a free slot; `cb` belongs to it.
     unsafe fn hold(&mut self, state: *mut ffi::lua_State, cb: Callback) {
-        match &mut self.0 {
-            Some((c, extra)) if c.id() == cb.id() => {
-                // Its reference is released with `c`'s (counted).
-                std::mem::forget(cb);
-                *extra += 1;
+        if self.0.hold(cb.into_counted()) {
+            if let Some(key) = self.0.get() {
+                // SAFETY: per the contract; the key is alive (held).
+                unsafe { raw::replace_with_registry_value(state, 2, key) };
             }
-            _ => {
-                // SAFETY: per the contract; the key is alive (`cb`).
-                unsafe { raw::replace_with_registry_value(state, 2, cb.key()) };
-                if let Some((old, extra)) = self.0.replace((cb, 0)) {
-                    old.release(extra);
-                }
-            }
-        }
-    }
-
-    fn release(self) {
-        if let Some((c, extra)) = self.0 {
-            c.release(extra);
         }
     }
 }
@@ -260,7 +246,7 @@ pub(crate) fn run_items(lua: &Lua, st: &StateHub, max: usize) -> mlua::Result<us
             Err(e) => break Err(e),
         }
     };
-    held.release();
+    drop(held);
     result
 }
 
@@ -294,7 +280,7 @@ fn run_frame(
                 return;
             }
             raw::push_nil(state); // index 2: the held callback
-            if let Some(cb) = held.0.as_ref().map(|(c, _)| c.key()) {
+            if let Some(cb) = held.0.get() {
                 raw::replace_with_registry_value(state, 2, cb);
             }
             while *ran < max {

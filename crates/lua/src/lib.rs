@@ -24,6 +24,8 @@
 //! | `interpreter.rs` | each `luaopen_*` entry first checks the interpreter is the one the build is for (LuaJIT vs Lua 5.1 share LuaRocks' `lib/lua/5.1`) |
 //! | `luajit_only.rs` | (LuaJIT build) stand-ins for LuaJIT-only symbols, so that Lua 5.1 can load the build and be told it is the wrong one |
 //! | `args.rs` | argument checking |
+//! | `counted.rs` | `Counted`, an `Arc` whose holder can give up several handles in one atomic operation (what a [`Callback`] is) |
+//! | `sync.rs` | `std` or `loom` atomics for the hand-counted and hand-ordered types; their loom models are in `loom_models.rs` (`cargo xtask loom`) |
 //! | `data.rs` | [`Data`], Lua scalars that can cross threads |
 //! | `states/` | `darksidesync.states`: Lua states on their own threads, messages between them (see `doc/states.md`) |
 //! | `libs/` | re-exports the example libraries `darksidesync.timer`, `.signal`, `.process`, own crates on `darksidesync-binding` (`crates/libs/*`, `doc/libs.md`), for the thin `luaopen` entries below |
@@ -66,6 +68,7 @@ mod capi;
 /// closes.
 pub(crate) type Producers = capi::PerState;
 mod control;
+mod counted;
 mod data;
 mod dispatch;
 #[cfg(feature = "module")]
@@ -73,6 +76,8 @@ mod interpreter;
 mod item;
 mod item_loop;
 pub mod libs;
+#[cfg(all(test, darksidesync_loom))]
+mod loom_models;
 #[cfg(all(feature = "module", feature = "luajit"))]
 mod luajit_only;
 mod poll;
@@ -82,6 +87,7 @@ mod raw;
 mod reply;
 mod state;
 pub mod states;
+mod sync;
 mod wait;
 
 use std::ffi::c_void;

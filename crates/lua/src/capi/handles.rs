@@ -91,7 +91,7 @@ pub(crate) struct Util {
     pub(crate) pinned: AtomicBool,
     /// Set by `unreg()` before it waits for a running callback (see
     /// `running.rs`): no callback of the utility starts afterwards.
-    pub(crate) gone: AtomicBool,
+    pub(crate) gone: crate::sync::AtomicBool,
     /// What the C ABI keeps for the utility's state.
     pub(crate) shared: Arc<super::PerState>,
 }
@@ -278,7 +278,7 @@ mod tests {
             keep: Mutex::new(Vec::new()),
             cancel: Cancel::V2(None, SendPtr(std::ptr::null_mut())),
             pinned: AtomicBool::new(false),
-            gone: AtomicBool::new(false),
+            gone: crate::sync::AtomicBool::new(false),
             shared: Arc::default(),
         })
     }

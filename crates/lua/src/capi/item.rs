@@ -101,11 +101,18 @@ impl CItem {
             return;
         }
         if let Callbacks::Deliver1 { decoder, .. } = self.callbacks {
-            if self.turns.as_ref().map_or(true, |t| t.decoder_turn()) {
+            let (data, id) = (self.data, self.id());
+            let decoder_null = || {
                 // SAFETY: 1v0 contract: a cancelled item gets its decoder
                 // with a NULL state, exactly once (`done` and the turn
                 // guard it).
-                unsafe { decoder(std::ptr::null_mut(), self.data, self.id()) };
+                unsafe { decoder(std::ptr::null_mut(), data, id) };
+            };
+            match &self.turns {
+                Some(turns) => {
+                    turns.decode_null(decoder_null);
+                }
+                None => decoder_null(),
             }
         }
         // `self.reply` drops with the item, after the callbacks above
@@ -140,7 +147,7 @@ impl Task for CItem {
         // Marked running before its callbacks run (see `running.rs`); a
         // utility being unregistered gets its item discarded instead,
         // before a claimed call is let go (its data is still lent).
-        let util = handles::get(handle).filter(|u| u.shared.running.enter(u));
+        let util = handles::get(handle).filter(|u| u.shared.running.enter(u.handle, &u.gone));
         let Some(util) = util else {
             let why = if closed(handle) {
                 Discarded::Closed
@@ -157,12 +164,7 @@ impl Task for CItem {
             });
         };
         self.done = true;
-        if let Some(turns) = &self.turns {
-            // Claimed: the thread in `deliver` cannot have taken it.
-            turns.decoder_turn();
-            turns.set_decoded();
-        }
-        let result = match self.callbacks {
+        let call = || match self.callbacks {
             // SAFETY: the decoder is the utility's, called as its 1v0
             // contract says: on the Lua thread, with a valid state; it
             // uses only its frame and must not raise.
@@ -175,6 +177,12 @@ impl Task for CItem {
                 raw::call_pushing(lua, |state| run(state.cast(), data, handle))
             },
         };
+        let result = match &self.turns {
+            // Claimed: the thread in `deliver` cannot have taken the turn
+            // (if it had, nothing is called and nothing is due).
+            Some(turns) => turns.decode(call).unwrap_or_else(|| Ok(Default::default())),
+            None => call(),
+        };
         util.shared.running.leave();
         if let Some(reply) = &self.reply {
             reply.unclaim();
@@ -186,7 +194,7 @@ impl Task for CItem {
             // Nothing to call: the 1v0 return callback is never due, and
             // dropping the reply releases the waiter.
             if let Some(turns) = &self.turns {
-                turns.return_turn();
+                turns.no_answer();
             }
             return Ok(Prepared {
                 call: None,

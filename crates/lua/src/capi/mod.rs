@@ -42,7 +42,7 @@ mod item;
 mod post;
 mod reply;
 pub(crate) mod running;
-mod turns;
+pub(crate) mod turns;
 pub(crate) mod v1;
 pub(crate) mod v2;
 mod v2_post;
@@ -233,7 +233,7 @@ pub(crate) fn register(
         keep: Mutex::new(Vec::new()),
         cancel,
         pinned: AtomicBool::new(false),
-        gone: AtomicBool::new(false),
+        gone: crate::sync::AtomicBool::new(false),
         shared: st.producers.clone(),
     });
     handles::fill(handle, util.clone());
@@ -269,8 +269,7 @@ pub(crate) fn unregister(h: Handle) -> bool {
         return false;
     };
     // No callback of it starts from now on (see `running.rs`).
-    util.gone.store(true, Ordering::SeqCst);
-    util.shared.running.unregistered();
+    util.shared.running.forbid(&util.gone);
     // Queued items are cancelled here, on this thread; blocked callers
     // are released. The port's cancel notification sees `Unregistered`.
     util.port.unregister();

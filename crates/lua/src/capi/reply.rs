@@ -53,9 +53,13 @@ impl CReply {
         }
     }
 
-    /// Whether this side calls the 1v0 return callback (once per item).
-    fn my_turn(&self) -> bool {
-        self.turns.as_ref().map_or(true, |t| t.return_turn())
+    /// Runs `answer` unless the 1v0 return callback's turn was taken (it
+    /// runs once per item); `None` then.
+    fn once<R>(&self, answer: impl FnOnce() -> R) -> Option<R> {
+        match &self.turns {
+            Some(turns) => turns.answer(answer),
+            None => Some(answer()),
+        }
     }
 }
 
@@ -67,23 +71,27 @@ impl ReplySink for CReply {
         let Some(reply) = self.reply.take() else {
             return Ok(MultiValue::new());
         };
-        if !reply.claim() || !self.my_turn() {
+        let result = if reply.claim() {
+            self.once(|| match self.answer {
+                // SAFETY: 1v0 contract: the return callback runs on the Lua
+                // thread with the answer on an otherwise empty stack; it
+                // uses only that frame and must not raise.
+                Answer::Return1(ret) => unsafe {
+                    raw::call_with_values(lua, values, |state, _| ret(state.cast(), data, id, 0))
+                },
+                // SAFETY: 2v0 contract, likewise; `data` is lent (claimed).
+                Answer::Reply2(Some(f)) => unsafe {
+                    raw::call_with_values(lua, values, |state, n| f(state.cast(), data, handle, n))
+                },
+                Answer::Reply2(None) => Ok(MultiValue::new()),
+            })
+        } else {
+            None
+        };
+        let Some(result) = result else {
             // The call ended (2v0 timeout, unreg, close): its data is gone,
             // or the return callback already ran. Answer nothing.
             return Ok(MultiValue::new());
-        }
-        let result = match self.answer {
-            // SAFETY: 1v0 contract: the return callback runs on the Lua
-            // thread with the answer on an otherwise empty stack; it uses
-            // only that frame and must not raise.
-            Answer::Return1(ret) => unsafe {
-                raw::call_with_values(lua, values, |state, _| ret(state.cast(), data, id, 0))
-            },
-            // SAFETY: 2v0 contract, likewise; `data` is lent (claimed).
-            Answer::Reply2(Some(f)) => unsafe {
-                raw::call_with_values(lua, values, |state, n| f(state.cast(), data, handle, n))
-            },
-            Answer::Reply2(None) => Ok(MultiValue::new()),
         };
         match &result {
             Ok(_) => {
@@ -101,16 +109,17 @@ impl ReplySink for CReply {
             return;
         };
         if let Answer::Return1(ret) = self.answer {
-            if reply.claim() && self.my_turn() {
+            if reply.claim() {
                 // 1v0 cannot carry the error: the return callback sees garbage.
                 let data = self.data;
                 let id = handles::to_utilid(self.handle);
-                // SAFETY: 1v0 contract, on the Lua thread with a valid state.
-                let _ = unsafe {
+                // SAFETY: 1v0 contract, on the Lua thread with a valid
+                // state; called once (`once`).
+                self.once(|| unsafe {
                     raw::call_with_values(lua, MultiValue::new(), |state, _| {
                         ret(state.cast(), data, id, 1)
                     })
-                };
+                });
             }
         }
         let _ = reply.fail(message);
@@ -123,20 +132,20 @@ impl Drop for CReply {
             return; // answered
         };
         if let Answer::Return1(ret) = self.answer {
-            if !reply.is_abandoned() && self.my_turn() {
+            if !reply.is_abandoned() {
                 // Collected uncalled, on the Lua thread: garbage, with the
                 // state, as DarkSideSync 1.0 did from its `__gc`.
                 // SAFETY: 1v0 contract; `main` is this state's main thread
                 // (valid while the state is, and collection runs inside
-                // it); called once (`my_turn`).
-                unsafe {
+                // it); called once (`once`).
+                self.once(|| unsafe {
                     ret(
                         self.main.cast(),
                         self.data,
                         handles::to_utilid(self.handle),
                         1,
                     )
-                };
+                });
             }
         }
         // `reply` drops next, releasing the waiter.

@@ -21,10 +21,8 @@
 //! finaliser) does not wait: it would wait for itself. Neither does one
 //! after the state closed: the Lua thread no longer runs items.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use super::handles::{self, Handle, Util};
+use super::handles::{self, Handle};
+use crate::sync::{seqcst_pairing, wait_round, AtomicBool, AtomicU64, Ordering};
 
 /// One per state (see the module docs).
 #[derive(Default)]
@@ -42,13 +40,15 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Marks `util`'s callback as about to run; false (and nothing is
-    /// marked) when the utility is gone, whose items must not run. Lua
-    /// thread only. Pair a true answer with [`leave`](Running::leave).
+    /// Marks the callback of utility `h` as about to run; false (and
+    /// nothing is marked) when the utility is `gone`, whose items must not
+    /// run. Lua thread only. Pair a true answer with
+    /// [`leave`](Running::leave).
     #[inline]
-    pub(crate) fn enter(&self, util: &Util) -> bool {
-        self.now.store(util.handle, Ordering::SeqCst);
-        if util.gone.load(Ordering::SeqCst) {
+    pub(crate) fn enter(&self, h: Handle, gone: &AtomicBool) -> bool {
+        self.now.store(h, Ordering::SeqCst);
+        seqcst_pairing();
+        if gone.load(Ordering::SeqCst) {
             self.now.store(0, Ordering::Release);
             return false;
         }
@@ -66,14 +66,22 @@ impl Running {
     /// SeqCst, against `unreg()`'s `unregs`, then `now`.
     #[inline]
     pub(crate) fn enter_live(&self, h: Handle) -> bool {
+        self.enter_if_live(h, handles::is_live)
+    }
+
+    /// [`enter_live`](Running::enter_live) with the handle table's answer
+    /// given as `is_live` (the loom model's stand-in for the table).
+    #[inline]
+    pub(crate) fn enter_if_live(&self, h: Handle, is_live: impl FnOnce(Handle) -> bool) -> bool {
         self.now.store(h, Ordering::SeqCst);
+        seqcst_pairing();
         let unregs = self.unregs.load(Ordering::SeqCst);
         if self.live_handle.load(Ordering::Relaxed) == h
             && self.live_at.load(Ordering::Relaxed) == unregs
         {
             return true;
         }
-        if !handles::is_live(h) {
+        if !is_live(h) {
             self.now.store(0, Ordering::Release);
             return false;
         }
@@ -82,28 +90,28 @@ impl Running {
         true
     }
 
-    /// `unreg()` made a handle of this state stale (before it waits).
-    pub(crate) fn unregistered(&self) {
-        self.unregs.fetch_add(1, Ordering::SeqCst);
-    }
-
     /// The callback returned (or raised).
     #[inline]
     pub(crate) fn leave(&self) {
         self.now.store(0, Ordering::Release);
     }
 
-    /// Waits until no callback of `h` runs (`gone` was set first).
-    /// Callbacks are short (they must not block): yield, then sleep.
+    /// `unreg()`'s first half, once the utility's handle went stale: no
+    /// callback of it starts after this (its `gone` flag is set, and
+    /// `unregs` moves); one running now is waited for with
+    /// [`wait_out`](Running::wait_out).
+    pub(crate) fn forbid(&self, gone: &AtomicBool) {
+        gone.store(true, Ordering::SeqCst);
+        self.unregs.fetch_add(1, Ordering::SeqCst);
+        seqcst_pairing();
+    }
+
+    /// Waits until no callback of `h` runs ([`forbid`](Running::forbid)
+    /// was called first). Callbacks are short (they must not block).
     pub(crate) fn wait_out(&self, h: Handle) {
-        let mut spins = 0u32;
+        let mut round = 0;
         while self.now.load(Ordering::SeqCst) == h {
-            spins += 1;
-            if spins < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
+            wait_round(&mut round);
         }
     }
 }

@@ -14,7 +14,7 @@ pub(crate) use darksidesync_sys::v1::*;
 
 use super::handles::{self, Cancel, Util, Version};
 use super::item::{CItem, Callbacks};
-use super::turns::Turns;
+use super::turns::{Settled, Turns};
 use super::{guard, StateError};
 use crate::item::Item;
 
@@ -225,36 +225,33 @@ fn deliver_blocking(
         Err(CallError::Unregistered) => ERR_INVALID_UTILID,
         Err(e @ (CallError::Cancelled | CallError::Closed)) => {
             let closed = e == CallError::Closed;
-            if turns.decoder_turn() {
-                // Ended before it ran, wherever the item sits: cancelled
-                // now, while `data` is surely alive (the queued item will
-                // not call the decoder again).
-                // SAFETY: 1v0 contract: decoder(NULL) once per cancelled item.
-                unsafe { decoder(std::ptr::null_mut(), data, id) };
-                return if closed {
-                    ERR_NOT_STARTED
-                } else {
-                    ERR_INVALID_UTILID
-                };
-            }
-            if !turns.decoded() {
-                // Discarded before it ran: decoder(NULL) ran there.
-                return if closed {
-                    ERR_NOT_STARTED
-                } else {
-                    ERR_INVALID_UTILID
-                };
-            }
-            if turns.return_turn() {
+            // Ended before the answer: whatever is still due for `data`
+            // runs now, while it is surely alive (a queued item will not
+            // call the decoder again), and what a discarding thread or the
+            // Lua thread is running is waited out.
+            let settled = turns.settle(
+                || {
+                    // SAFETY: 1v0 contract: decoder(NULL) once per
+                    // cancelled item (`settle` runs it at most once).
+                    unsafe { decoder(std::ptr::null_mut(), data, id) };
+                },
+                || {
+                    // SAFETY: 1v0 contract; called once (`settle`).
+                    unsafe { ret(std::ptr::null_mut(), data, id, 1) };
+                },
+            );
+            match settled {
+                Settled::Cancelled if closed => ERR_NOT_STARTED,
+                Settled::Cancelled => ERR_INVALID_UTILID,
                 // The answer was pending when the utility unregistered or
                 // the state closed: garbage, without a state, at once (as
                 // DarkSideSync 1.0 did at unreg).
-                // SAFETY: 1v0 contract; called once (`return_turn`).
-                unsafe { ret(std::ptr::null_mut(), data, id, 1) };
-                return if closed { SUCCESS } else { ERR_INVALID_UTILID };
+                Settled::Garbage if closed => SUCCESS,
+                Settled::Garbage => ERR_INVALID_UTILID,
+                // Decoder returned 0, or the reply was answered (or as
+                // garbage) on the Lua thread.
+                Settled::Answered => SUCCESS,
             }
-            // Decoder returned 0, or the reply was answered as garbage.
-            SUCCESS
         }
     }
 }
