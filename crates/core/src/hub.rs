@@ -12,7 +12,6 @@ use crate::stats::Stats;
 use crate::sync::far_future;
 use crate::sync::Arc;
 use crate::waits::{WaitCache, Waits};
-use crate::waker::FdSignal;
 
 /// The consumer's end of a FIFO that any number of threads post into.
 ///
@@ -189,20 +188,6 @@ impl<T: Send + 'static> Hub<T> {
         self.shared.drain(max, &mut batch.entries, &mut batch.waits)
     }
 
-    /// [`drain`](Self::drain) for a consumer that runs the moved items at
-    /// once: clearing the descriptor (a `read(2)`, when a drain leaves the
-    /// queue empty) waits until the returned [`ClearLater`] drops, after
-    /// them, instead of sitting between the wake-up and the first item.
-    /// Until then the descriptor stays readable; a post meanwhile keeps it
-    /// readable after the clear.
-    pub fn drain_clear_later(&self, max: usize, batch: &mut Batch<T>) -> (usize, ClearLater<T>) {
-        let (n, fd) = self
-            .shared
-            .drain_clear_later(max, &mut batch.entries, &mut batch.waits);
-        let later = ClearLater(fd.map(|fd| (self.shared.clone(), fd)));
-        (n, later)
-    }
-
     /// Blocks until an item is queued (true) or the timeout passes, the hub
     /// closes or the last keep-alive reference is released (false).
     /// `None` waits without a time limit; `Some(Duration::ZERO)` only checks.
@@ -340,18 +325,5 @@ impl<T: Send + 'static> Default for Hub<T> {
 impl<T> Drop for Hub<T> {
     fn drop(&mut self) {
         self.shared.close();
-    }
-}
-
-/// The descriptor clear a [`Hub::drain_clear_later`] left to do: done when
-/// this drops (the items it moved ran, or the caller gave up on them).
-#[must_use = "the clear happens when this drops: hold it while the items run"]
-pub struct ClearLater<T>(Option<(Arc<Shared<T>>, Arc<FdSignal>)>);
-
-impl<T> Drop for ClearLater<T> {
-    fn drop(&mut self) {
-        if let Some((shared, fd)) = self.0.take() {
-            shared.finish_clear(&fd);
-        }
     }
 }

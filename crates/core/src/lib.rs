@@ -71,7 +71,7 @@ mod waits;
 pub mod waker;
 
 pub use error::{CallError, CancelReason, Discarded, PostError, PostErrorKind};
-pub use hub::{Batch, ClearLater, Hub};
+pub use hub::{Batch, Hub};
 pub use port::{KeepAlive, Port};
 pub use reply::Reply;
 pub use slots::{SlotKey, SlotRef, Slots};

@@ -29,43 +29,6 @@ fn the_descriptor_is_readable_exactly_while_work_is_pending() {
     assert!(poll_readable(fd, 0), "a new burst wakes again");
 }
 
-/// `drain_clear_later`: the clear waits for the returned value, and a post
-/// made meanwhile (whose write the clear may eat) still leaves the
-/// descriptor readable, with a wake-up it consumes when it empties the
-/// queue again.
-#[test]
-fn a_clear_left_for_later_never_eats_a_post_made_meanwhile() {
-    let hub: Hub<u32> = Hub::new();
-    let port = hub.register("p", |_| {}).unwrap();
-    let fd = hub.fd().unwrap();
-    let mut batch = Batch::new();
-    port.post(1).unwrap();
-    let (n, clear) = hub.drain_clear_later(usize::MAX, &mut batch);
-    assert_eq!(n, 1);
-    assert!(poll_readable(fd, 0), "not cleared while the items run");
-    drop(clear);
-    assert!(!poll_readable(fd, 0), "cleared once they ran");
-
-    port.post(2).unwrap();
-    let (_, clear) = hub.drain_clear_later(usize::MAX, &mut batch);
-    port.post(3).unwrap(); // its edge: the queue was empty again
-    drop(clear);
-    assert!(poll_readable(fd, 0), "the post made meanwhile still wakes");
-    let (n, clear) = hub.drain_clear_later(usize::MAX, &mut batch);
-    assert_eq!(n, 1);
-    drop(clear);
-    assert!(!poll_readable(fd, 0), "and the drain that took it clears");
-    let got: Vec<u32> = std::iter::from_fn(|| batch.pop()).collect();
-    assert_eq!(got, vec![1, 2, 3]);
-
-    // Items left queued (a drain of 1 of 2): the descriptor stays readable.
-    port.post(4).unwrap();
-    port.post(5).unwrap();
-    let (_, clear) = hub.drain_clear_later(1, &mut batch);
-    drop(clear);
-    assert!(poll_readable(fd, 0), "one item is still pending");
-}
-
 #[test]
 fn a_descriptor_created_after_posts_starts_readable() {
     let hub: Hub<u32> = Hub::new();

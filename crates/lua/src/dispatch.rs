@@ -12,7 +12,6 @@ use crate::item_loop::{current_handler, report, run_items, CallbackGuard};
 use crate::reply;
 use crate::state::StateHub;
 use crate::ApiResult;
-use darksidesync_core::ClearLater;
 
 /// Hands one item to `spawn` instead of running it: `spawn(handler)` in
 /// protected mode (`spawn_item` of `prelude.lua`), where `handler` runs
@@ -54,28 +53,27 @@ fn spawn_item(lua: &Lua, st: &StateHub, item: Item, spawn: &Function) -> mlua::R
 pub(crate) fn dispatch_n(lua: &Lua, st: &StateHub, max: Option<usize>) -> mlua::Result<usize> {
     // "All queued now" is what one drain of everything finds: one lock
     // acquisition, not a count and then a drain.
-    let (max, _clear) = match max {
-        Some(max) => (max, take_up_to(st, max)),
+    let max = match max {
+        Some(max) => {
+            take_up_to(st, max);
+            max
+        }
         None => {
-            let clear = take_up_to(st, usize::MAX);
-            (st.batch_len(), clear)
+            take_up_to(st, usize::MAX);
+            st.batch_len()
         }
     };
     run_items(lua, st, max)
 }
 
-/// Drains the hub so that the batch holds up to `max` items. The items run
-/// at once: the descriptor's clear waits until the returned value drops,
-/// after them (so the first callback does not wait for a `read(2)`).
-fn take_up_to(st: &StateHub, max: usize) -> Option<ClearLater<Item>> {
+/// Drains the hub so that the batch holds up to `max` items.
+fn take_up_to(st: &StateHub, max: usize) {
     let mut batch = st.batch.borrow_mut();
     let have = batch.len();
-    if have >= max {
-        return None;
+    if have < max {
+        st.hub.drain(max - have, &mut batch);
+        st.hub_left.set(0);
     }
-    let (_, clear) = st.hub.drain_clear_later(max - have, &mut batch);
-    st.hub_left.set(0);
-    Some(clear)
 }
 
 /// `dispatch(max, spawn)`: hands up to `max` items to `spawn` (see
@@ -83,7 +81,7 @@ fn take_up_to(st: &StateHub, max: usize) -> Option<ClearLater<Item>> {
 fn spawn_n(lua: &Lua, st: &StateHub, max: Option<usize>, spawn: &Function) -> mlua::Result<usize> {
     let max = max.unwrap_or_else(|| st.pending());
     let mut ran = 0;
-    let _clear = take_up_to(st, max);
+    take_up_to(st, max);
     while ran < max {
         let item = {
             let mut batch = st.batch.borrow_mut();

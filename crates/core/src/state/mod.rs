@@ -49,12 +49,6 @@
 //!    clear is stale, and the post then sets `fd_late`, which makes the
 //!    next drain that finds the queue empty clear the descriptor again
 //!    (one spurious wake-up at most).
-//!    A drain whose items run at once (`Hub::drain_clear_later`, what
-//!    `dispatch()` uses) consumes the wake-up under the lock but clears the
-//!    descriptor only after they ran (`finish_clear`), so the `read(2)` is
-//!    not between the wake-up and the first callback; that clear then
-//!    takes the lock and makes the descriptor readable again (with
-//!    `signalled`) if a post took the edge meanwhile or items are queued.
 //!    Posts through the side ring (`push_nowait` finding the lock taken)
 //!    write the descriptor and send the datagram without the lock (through
 //!    the `fd_write` and `udp_*` mirrors) and set `ring_woke`; a drain
@@ -306,67 +300,27 @@ impl<T> State<T> {
 impl<T> Shared<T> {
     /// Keeps invariant 4 after items left the queue.
     fn settle_signal(&self, st: &mut State<T>) {
-        if let Some(fd) = self.settle_begin(st) {
-            if let Some(fd) = &fd {
-                fd.clear();
-            }
-            // A ring post that reserved before this check may have written
-            // the descriptor before the clear above: keep the wake-up.
-            if self.ring.is_pending() {
-                st.signalled = true;
-                if let Some(fd) = &fd {
-                    fd.set();
-                }
-            }
-        }
-    }
-
-    /// The decision of [`settle_signal`](Self::settle_signal): `None` when
-    /// nothing is to settle, else the wake-up is consumed (`signalled`
-    /// false) and the descriptor to clear, if there is one, is returned.
-    fn settle_begin(&self, st: &mut State<T>) -> Option<Option<Arc<FdSignal>>> {
         if !st.queue.is_empty() {
-            return None;
+            return;
         }
         let ring_woke =
             self.ring_woke.load(Ordering::Relaxed) && self.ring_woke.swap(false, Ordering::SeqCst);
         let late =
             self.fd_late.load(Ordering::Relaxed) && self.fd_late.swap(false, Ordering::SeqCst);
         if !st.signalled && !ring_woke && !late {
-            return None;
+            return;
         }
         st.signalled = false;
-        Some(st.fd.clone())
-    }
-
-    /// [`settle_signal`](Self::settle_signal) for a drain whose items run
-    /// at once: the descriptor's clear (a `read(2)`) is returned, to be
-    /// done by [`finish_clear`](Self::finish_clear) once they ran, so it is
-    /// not on the way from the wake-up to the first callback.
-    fn settle_signal_later(&self, st: &mut State<T>) -> Option<Arc<FdSignal>> {
-        match self.settle_begin(st)? {
-            Some(fd) => Some(fd),
-            None => {
-                if self.ring.is_pending() {
-                    st.signalled = true;
-                }
-                None
-            }
+        if let Some(fd) = &st.fd {
+            fd.clear();
         }
-    }
-
-    /// Clears a descriptor [`settle_signal_later`](Self::settle_signal_later)
-    /// left readable, then keeps invariant 4: a post since that drain took
-    /// the wake-up edge (`signalled`) and may have written the descriptor
-    /// before this clear, as may a ring post; either way it is made
-    /// readable again, with `signalled` set, so the next drain that empties
-    /// the queue clears it.
-    pub(crate) fn finish_clear(&self, fd: &FdSignal) {
-        fd.clear();
-        let mut st = self.lock();
-        if st.signalled || !st.queue.is_empty() || self.ring.is_pending() {
+        // A ring post that reserved before this check may have written the
+        // descriptor before the clear above: keep the wake-up.
+        if self.ring.is_pending() {
             st.signalled = true;
-            fd.set();
+            if let Some(fd) = &st.fd {
+                fd.set();
+            }
         }
     }
 }

@@ -22,10 +22,9 @@ use super::{Entry, Locked, PortKey, Posted, Shared, State, WhenFull, PRUNE_FIRST
 use crate::error::{Discarded, PostError, PostErrorKind};
 use crate::reply::PendingCall;
 use crate::stats::PortCounters;
-use crate::sync::Arc;
 use crate::sync::{fence, yield_now, InCore, Ordering};
 use crate::waits::{self, WaitCache};
-use crate::waker::{self, FdSignal};
+use crate::waker;
 
 /// Rounds of "try the lock, else the ring" before a no-wait post that
 /// finds the ring full stops trying: one that may wait (no hub call of its
@@ -459,30 +458,6 @@ impl<T> Shared<T> {
         out: &mut VecDeque<Entry<T>>,
         cache: &mut WaitCache,
     ) -> usize {
-        let (n, fd) = self.drain_with(max, out, cache, false);
-        debug_assert!(fd.is_none());
-        n
-    }
-
-    /// [`drain`](Self::drain) that leaves the descriptor's clear to the
-    /// caller (see `settle_signal_later`): the descriptor to hand to
-    /// `finish_clear` once the items ran.
-    pub(crate) fn drain_clear_later(
-        &self,
-        max: usize,
-        out: &mut VecDeque<Entry<T>>,
-        cache: &mut WaitCache,
-    ) -> (usize, Option<Arc<FdSignal>>) {
-        self.drain_with(max, out, cache, true)
-    }
-
-    fn drain_with(
-        &self,
-        max: usize,
-        out: &mut VecDeque<Entry<T>>,
-        cache: &mut WaitCache,
-        clear_later: bool,
-    ) -> (usize, Option<Arc<FdSignal>>) {
         let mut st = self.lock();
         Self::refresh_cache(&st, cache);
         let mut stale = Vec::new();
@@ -492,7 +467,7 @@ impl<T> Shared<T> {
             self.settle_signal(&mut st);
             drop(st);
             self.discard_all(stale, Discarded::Unregistered);
-            return (0, None);
+            return 0;
         }
         if out.is_empty() && n == st.queue.len() {
             std::mem::swap(&mut st.queue, out);
@@ -501,19 +476,14 @@ impl<T> Shared<T> {
         }
         st.counters.delivered += n as u64;
         self.release(n);
-        let clear = if clear_later {
-            self.settle_signal_later(&mut st)
-        } else {
-            self.settle_signal(&mut st);
-            None
-        };
+        self.settle_signal(&mut st);
         let room = st.blocked_producers > 0;
         drop(st);
         self.discard_all(stale, Discarded::Unregistered);
         if room {
             self.room_cv.notify_all();
         }
-        (n, clear)
+        n
     }
 }
 
