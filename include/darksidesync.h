@@ -44,15 +44,11 @@
  *
  * Callbacks given a lua_State (decoder, return, run, reply, finalize)
  * must not raise. One that does anyway (or runs out of memory pushing)
- * is survived: under dispatch() (which runs items inside lua_pcall) its
- * error goes to the state's error handler and the next items run; under
- * poll() it raises out of poll(), as in DarkSideSync 1.0, and the next
- * poll() takes the next item. The item counts as run; what it still owes
- * (2v0 free_fn(.., DSS2_OK), and the end of the run an unreg() from
- * another thread waits for) is done by dispatch() at once and, after
- * poll(), by the state's next darksidesync call (or its close). A
- * decoder or run() starts on an empty stack: what it pushes first is at
- * index 1.
+ * is survived (it runs inside lua_pcall): under dispatch() its error
+ * goes to the state's error handler and the next items run; poll()
+ * returns, as the item's callback, a function raising it. The item
+ * counts as run (2v0 free_fn gets DSS2_OK). A decoder or run() starts on
+ * an empty stack: what it pushes first is at index 1.
  * Their C types may be unwound through (Rust: extern "C-unwind"), as a
  * Lua error is on LuaJIT x64.
  *

@@ -22,8 +22,11 @@
  *   p.raise_counts()  -> { freed_ok = n, freed_other = n }
  *   p.raise_mixed(api, "oxo..") posts one item per character (numbered
  *                     from 1) with the same utility: 'o' pushes the global
- *                     promises_ran, its number and the stack top it found
- *                     (0: it started on an empty stack), 'x' raises "promises:
+ *                     promises_ran, its number, the stack top it found
+ *                     (0: it started on an empty stack) and false; 'n'
+ *                     does the same after calling the global
+ *                     promises_nested, with true if its data was released
+ *                     meanwhile (2v0); 'x' raises "promises:
  *                     raised at <n>"; returns how many posts failed
  *   p.raise_unreg_from_thread(api) unreg()s that utility from a new
  *                     thread; false when it did not return within 10 s
@@ -337,13 +340,22 @@ static int mixed_decode(lua_State *L, void *d, void *u) {
     (void)u;
     if (L == NULL) return 0;
     top = lua_gettop(L); /* the header: an empty stack */
+    int nested = (v & 2) != 0, freed_before = raise_freed_ok, early = 0;
     lua_pushstring(L, "pushed before the error");
-    if (v & 1) return luaL_error(L, "promises: raised at %d", (int)(v >> 1));
+    if (v & 1) return luaL_error(L, "promises: raised at %d", (int)(v >> 2));
+    if (nested) {
+        /* Calls back into darksidesync while running: its data must not
+         * be released under it. */
+        lua_getglobal(L, "promises_nested");
+        lua_call(L, 0, 0);
+        early = raise_freed_ok != freed_before;
+    }
     lua_settop(L, 0);
     lua_getglobal(L, "promises_ran");
-    lua_pushinteger(L, (lua_Integer)(v >> 1));
+    lua_pushinteger(L, (lua_Integer)(v >> 2));
     lua_pushinteger(L, top);
-    return 3;
+    lua_pushboolean(L, early);
+    return 4;
 }
 
 static int mixed_run(lua_State *L, void *d, dss2_handle h) {
@@ -360,7 +372,7 @@ static int l_raise_mixed(lua_State *L) {
     if (api == 1 && raise_utilid == NULL) raise_utilid = api1->reg(L, (void *)&libid_raise1, noop_cancel1, &ec);
     if (api == 2 && raise_handle == 0) (void)api2->reg(L, &libid_raise2, "promises.raise", NULL, NULL, &raise_handle);
     for (i = 0; i < len; i++) {
-        void *d = (void *)(intptr_t)(((intptr_t)(i + 1) << 1) | (pattern[i] == 'x'));
+        void *d = (void *)(intptr_t)(((intptr_t)(i + 1) << 2) | (pattern[i] == 'x') | ((pattern[i] == 'n') << 1));
         int code = api == 1 ? api1->deliver(raise_utilid, mixed_decode, NULL, d)
                             : api2->post(raise_handle, mixed_run, raise_free, d, 0);
         if (code != (api == 1 ? -100 : DSS2_OK)) failed++;

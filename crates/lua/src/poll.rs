@@ -209,16 +209,12 @@ fn items_left(st: &StateHub) -> i64 {
 }
 
 /// `poll()` of an inline post taken by [`fast_take`]: runs it on this
-/// frame, emptied first (a C utility's decoder or `run` starts on an empty
-/// stack, as DarkSideSync 1.0's did), and returns `count`, or `count,
-/// callback, args` built from what it pushed.
+/// frame (a C utility's decoder or `run`, say) and returns `count`, or
+/// `count, callback, args` built from what it pushed.
 ///
-/// The producer's code runs unprotected: one that raises (against its
-/// contract) raises out of `poll()`, as it did in DarkSideSync 1.0, and
-/// what the post still owes (a 2v0 `free(OK)`, the end of its running
-/// mark) is done at the state's next call ([`StateHub::keep_unfinished`]).
-/// A `lua_pcall` per polled item to do it at once would cost about a fifth
-/// of `poll()`'s time.
+/// A nonzero count is pushed before the post runs: when it pushed exactly
+/// what it returned, the results then lie in place and only the `args`
+/// table is built around the arguments.
 ///
 /// # Safety
 /// `state` is the running state of a call into [`poll_c`], `st` its hub,
@@ -227,20 +223,26 @@ fn items_left(st: &StateHub) -> i64 {
 unsafe fn poll_post(
     state: *mut ffi::lua_State,
     st: &StateHub,
-    mut frame: PostFrame,
+    frame: PostFrame,
     left: usize,
 ) -> c_int {
-    // SAFETY: per the contract (poll's arguments, if any, are dropped).
-    unsafe { raw::set_top(state, 0) };
-    st.keep_unfinished(frame);
-    // SAFETY: as above: LUA_MINSTACK free slots on an empty frame.
-    let ran = unsafe { frame.run_raw(state, st, 0) };
-    st.finished();
-    let n = match ran {
+    let placed = left > 0;
+    // SAFETY: per the contract: 1 slot for the count, then LUA_MINSTACK
+    // for the decoder/run.
+    let base = unsafe {
+        if placed {
+            raw::push_integer(state, left as i64);
+        }
+        raw::top(state)
+    };
+    // SAFETY: as above.
+    let n = match unsafe { frame.run_collect(state, st) } {
         Ran::Call(n) => n,
         // Ran (a closure that did its work) or skipped: the count alone.
         Ran::Done | Ran::Nothing => 0,
     };
+    // SAFETY: reading the top of a running state.
+    let pushed = unsafe { raw::top(state) } - base;
     let left = match left {
         // A decoder may have posted: count after it ran.
         0 => catch_unwind(AssertUnwindSafe(|| items_left(st))).unwrap_or(0),
@@ -262,6 +264,10 @@ unsafe fn poll_post(
         }
         raw::args_table_of_top(state, n - 1, raw::upvalue(2));
         // ..., callback, args
+        if placed && pushed == n {
+            // The count pushed before the decoder is right below.
+            return 3;
+        }
         raw::push_integer(state, left);
         raw::insert(state, -3);
     }

@@ -10,17 +10,17 @@
 //! port counts it. The item loop takes one ([`Post::take`]), counts it as
 //! ran against its owner's port through the state's [`RanCounter`], and
 //! runs it ([`PostFrame::run_raw`]): the producer's code pushes the Lua
-//! callback and its arguments, which the loop calls. `poll()` runs the
-//! producer's code on its own frame and builds its `args` table around
-//! what was pushed.
+//! callback and its arguments, which the loop calls.
+//! `poll()` runs the producer's code alone ([`PostFrame::run_collect`])
+//! and builds its `args` table around what was pushed.
 //!
 //! A producer's code that raises (against its contract; a C decoder out of
-//! memory) is survived at no cost per item, and its producer is told
-//! ([`PostOps::unwound`]) so that it finishes what its `run` would have:
-//! the item loop runs a whole run of posts inside one protected call
-//! (`post_run.rs`) and tells it there; under `poll()`, whose caller gets
-//! the error, the state's next call tells it
-//! ([`StateHub::keep_unfinished`]).
+//! memory) is survived, and its producer is told ([`PostOps::unwound`]) so
+//! that it finishes what its `run` would have: the item loop runs a whole
+//! run of posts inside one protected call (`post_run.rs`); `poll()` pays
+//! one per polled post ([`PostFrame::run_collect`]), since the post must
+//! be finished before `poll()` returns (a later call could not tell a
+//! producer that raised from one still running that called back in).
 //!
 //! Exactly once: a post is either run ([`PostOps::run`], which also
 //! releases its data) or told why it will not run ([`PostOps::discard`]):
@@ -167,23 +167,18 @@ impl Post {
 
     /// The general path (`dispatch(max, spawn)`, a `poll()` that cannot
     /// take the fast path): runs the producer's code in a fresh frame and
-    /// collects the callback and arguments it pushed. A post whose code
-    /// did the work itself ([`RAN`]) has nothing to call. A producer's
-    /// code that raised is finished ([`PostOps::unwound`]) and its error
-    /// returned.
+    /// collects the callback and arguments it pushed (see
+    /// [`PostFrame::run_collect`]). A post whose code did the work itself
+    /// ([`RAN`]) has nothing to call.
     pub(crate) fn prepare(self, lua: &Lua, st: &StateHub) -> mlua::Result<Prepared> {
-        let mut frame = self.into_frame();
-        let (mut ran, mut returned) = (false, false);
-        // SAFETY: call_pushing's contract: the closure uses only the fresh
-        // frame it is given (empty, LUA_MINSTACK free slots) and holds
-        // references and flags only, nothing to drop when the producer's
-        // error unwinds it to exec_raw's boundary.
+        let frame = self.into_frame();
+        let mut ran = false;
+        // SAFETY: run_collect's contract: the fresh frame has LUA_MINSTACK
+        // free slots; it raises nothing; the closure owns nothing to drop.
         let values = unsafe {
             raw::call_pushing(lua, |state| {
                 ran = true;
-                let left = frame.run_raw(state, st, 0);
-                returned = true;
-                match left {
+                match frame.run_collect(state, st) {
                     Ran::Call(n) => n,
                     Ran::Done | Ran::Nothing => 0,
                 }
@@ -191,15 +186,11 @@ impl Post {
         };
         if !ran {
             // The frame could not be made (no memory): not run, so told.
-            (frame.ops.discard)(&mut frame.parts, None);
-        } else {
-            if !returned {
-                frame.unwound(st);
-            }
-            if let Some(port) = (frame.ops.port)(frame.parts.owner) {
-                // The general path: this Lua thread is the consumer.
-                port.count_ran(1);
-            }
+            let mut parts = frame.parts;
+            (frame.ops.discard)(&mut parts, None);
+        } else if let Some(port) = (frame.ops.port)(frame.parts.owner) {
+            // The general path: this Lua thread is the consumer.
+            port.count_ran(1);
         }
         let mut values = values?;
         let call = values.pop_front().map(|callback| (callback, values));
@@ -214,7 +205,7 @@ impl Drop for Post {
     }
 }
 
-/// What running a post left ([`PostFrame::run_raw`]).
+/// What running a post left ([`PostFrame::run_raw`], [`PostFrame::run_collect`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Ran {
     /// The callback and its arguments, this many values on top.
@@ -250,6 +241,44 @@ impl PostFrame {
     /// [`run_raw`](PostFrame::run_raw) raised: lets the producer finish.
     pub(crate) fn unwound(&mut self, st: &StateHub) {
         (self.ops.unwound)(st, &mut self.parts);
+    }
+
+    /// Runs the post in a protected call and leaves the callback and its
+    /// arguments on top: [`Ran::Call`]`(n)`, `n` values. When the
+    /// producer's code raised, it is [`unwound`](PostOps::unwound) and the
+    /// values are a callback that raises the same error and that error
+    /// (`Ran::Call(2)`). Cannot raise.
+    ///
+    /// # Safety
+    /// `state` is `st`'s state, running on its thread, with LUA_MINSTACK
+    /// free slots.
+    pub(crate) unsafe fn run_collect(self, state: *mut ffi::lua_State, st: &StateHub) -> Ran {
+        let mut parts = self.parts;
+        let mut code = None;
+        let mut body = |state: *mut ffi::lua_State| {
+            // SAFETY: a fresh frame (pcall_body), inside its protected call.
+            let n = unsafe { (self.ops.run)(state, st, &mut parts) };
+            // SAFETY: reading the top of the running frame.
+            let ran = ran_of(n, unsafe { raw::top(state) });
+            code = Some(ran);
+            match ran {
+                Ran::Call(n) => n,
+                Ran::Done | Ran::Nothing => 0,
+            }
+        };
+        // SAFETY: per the contract (2 slots for the call); the results
+        // (or the error) replace them.
+        let ok = unsafe { raw::pcall_body(state, &[], ffi::LUA_MULTRET, 0, &mut body) };
+        if ok {
+            return code.unwrap_or(Ran::Nothing);
+        }
+        if code.is_none() {
+            (self.ops.unwound)(st, &mut parts);
+        }
+        // SAFETY: the error is on top, and a slot is free (the call's two
+        // were replaced by one value).
+        unsafe { raw::push_raiser_below_top(state) };
+        Ran::Call(2)
     }
 }
 

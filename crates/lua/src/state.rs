@@ -21,7 +21,7 @@ use darksidesync_core::{Batch, CancelReason, Hub, Port, PostErrorKind, DEFAULT_C
 use mlua::{ffi, Function, Lua, Table};
 
 use crate::item::{Item, ReplySink};
-use crate::post::{PostFrame, RanCounter};
+use crate::post::RanCounter;
 
 /// Most items `poll()` moves from the hub to the local batch at once.
 pub(crate) const POLL_BATCH: usize = 256;
@@ -84,13 +84,6 @@ pub struct StateHub {
     pub(crate) purged: Cell<u64>,
     /// Where the inline posts this state runs are counted as ran.
     pub(crate) ran: RanCounter,
-    /// A post whose producer's code runs on `poll()`'s own frame, without
-    /// a protected call of its own; still set after that code raised (the
-    /// error left `poll()`), so that the next call finishes it. See
-    /// [`StateHub::keep_unfinished`].
-    unfinished: Cell<Option<PostFrame>>,
-    /// Whether `unfinished` is set (read per item; the frame is larger).
-    has_unfinished: Cell<bool>,
     /// What the producer layer keeps for this state (the C ABI's running
     /// mark and finalizers, [`crate::Producers`]): here so that its posts
     /// reach it without a lookup per item; the glue only tells it when the
@@ -123,7 +116,6 @@ impl StateHub {
     /// Closes the state's side (see the module docs); `state`, while
     /// `lua_close` runs finalisers, lets the C finalizers run. Idempotent.
     fn close_in(&self, state: Option<*mut ffi::lua_State>) {
-        self.finish_unfinished();
         // Close first so that the items still in the batch release their
         // callers with `Closed`, not `Cancelled`.
         self.hub.close();
@@ -170,8 +162,6 @@ impl StateHub {
             hub_left: Cell::new(0),
             purged: Cell::new(0),
             ran: RanCounter::default(),
-            unfinished: Cell::new(None),
-            has_unfinished: Cell::new(false),
             producers: Arc::default(),
             helpers,
         })
@@ -221,42 +211,12 @@ impl StateHub {
     /// Discards the batch's items of libraries unregistered since they were
     /// drained (they never run), counting them for `stats()`.
     pub(crate) fn purge_stale(&self, batch: &mut Batch<Item>) {
-        self.finish_unfinished();
         self.producers.purged();
         let before = batch.len();
         self.hub.purge_stale(batch);
         let gone = before - batch.len();
         if gone > 0 {
             self.purged.set(self.purged.get() + gone as u64);
-        }
-    }
-
-    /// `post`'s producer's code is about to run unprotected (`poll()`);
-    /// [`finished`](StateHub::finished) when it returned. If it raises
-    /// instead, the next purge (every call that takes or counts items) or
-    /// the close tells the producer ([`PostFrame::unwound`]): a 2v0
-    /// `free(data, OK)`, and the end of the running mark an `unreg()` from
-    /// another thread waits on until then.
-    pub(crate) fn keep_unfinished(&self, post: PostFrame) {
-        self.unfinished.set(Some(post));
-        self.has_unfinished.set(true);
-    }
-
-    /// The post kept by [`keep_unfinished`](StateHub::keep_unfinished)
-    /// returned.
-    pub(crate) fn finished(&self) {
-        self.has_unfinished.set(false);
-        self.unfinished.set(None);
-    }
-
-    /// Finishes a post whose producer's code raised out of `poll()`.
-    #[inline]
-    fn finish_unfinished(&self) {
-        if self.has_unfinished.get() {
-            self.has_unfinished.set(false);
-            if let Some(mut post) = self.unfinished.take() {
-                post.unwound(self);
-            }
         }
     }
 

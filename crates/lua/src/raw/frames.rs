@@ -354,3 +354,28 @@ pub(crate) unsafe fn set_top(state: *mut ffi::lua_State, top: c_int) {
     // SAFETY: per the contract.
     unsafe { ffi::lua_settop(state, top) }
 }
+
+/// Puts the function [`raise_arg`] below the value on top (an error):
+/// the two make a call that raises that error again. Uses 1 slot, cannot
+/// raise.
+///
+/// # Safety
+/// `state` is running with a value on top and a free slot.
+pub(crate) unsafe fn push_raiser_below_top(state: *mut ffi::lua_State) {
+    // SAFETY: per the contract.
+    unsafe {
+        ffi::lua_pushcfunction(state, raise_arg);
+        ffi::lua_insert(state, -2);
+    }
+}
+
+/// A C function that raises its first argument: what `poll()` hands back
+/// for a producer's code that raised, so its caller gets the error.
+unsafe extern "C-unwind" fn raise_arg(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: called by Lua with the error as argument 1; no Rust value
+    // with a destructor is alive here.
+    unsafe {
+        ffi::lua_settop(state, 1);
+        ffi::lua_error(state)
+    }
+}
