@@ -322,6 +322,11 @@ impl<T> Shared<T> {
             },
         );
         self.release(gone);
+        if gone > 0 && st.blocked_producers > 0 {
+            // Room given back: a producer waiting for it may post now
+            // (every other release that can free room wakes them too).
+            self.room_cv.notify_all();
+        }
         let depth = st.queue.len();
         st.counters.peak_depth = st.counters.peak_depth.max(depth);
         if n > gone && !st.signalled {
@@ -528,6 +533,53 @@ mod tests {
         );
         let s = hub.stats();
         assert_eq!((s.posted, s.refused, s.depth, s.peak_depth), (3, 2, 3, 3));
+    }
+
+    /// Room given back by a fold that drops a stale port's ring entries
+    /// wakes a producer blocked on the full hub. The interleaving: `b`
+    /// waits on a full hub; room is freed, but a ring post of `a` takes it
+    /// before `b` wakes (simulated: the queued item is removed without a
+    /// word), then `a` goes stale with its entry still in the ring (its
+    /// post checked `a` live before the unregister). `stats()` folds the
+    /// ring and drops that entry: its room must wake `b`, which slept
+    /// until its timeout before.
+    #[test]
+    fn room_freed_by_dropping_stale_ring_entries_wakes_a_blocked_producer() {
+        let hub: Hub<u32> = Hub::with_capacity(1);
+        let a = hub.register("a", |_| {}).unwrap();
+        let b = hub.register("b", |_| {}).unwrap();
+        let c = hub.register("c", |_| {}).unwrap();
+        c.post(0).unwrap();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                let start = Instant::now();
+                let posted = b.post_timeout(3, Duration::from_secs(30)).is_ok();
+                (posted, start.elapsed())
+            });
+            observe("b's post blocked on the full hub", || {
+                hub.blocked_producers() == 1
+            });
+            {
+                let mut st = hub.shared.lock();
+                assert_eq!(st.queue.len(), 1);
+                st.queue.pop_front();
+                hub.shared.release(1);
+                std::thread::scope(|s| {
+                    s.spawn(|| a.post_nowait(1).unwrap()).join().unwrap();
+                });
+                assert_eq!(hub.shared.ring.pending(), 1, "a's post went to the ring");
+                hub.shared.ports.remove(a.key());
+            }
+            // Folds the ring, dropping a's entry: one unit of room.
+            let _ = hub.stats();
+            let (posted, waited) = t.join().unwrap();
+            assert!(posted, "b's post went in");
+            assert!(
+                waited < Duration::from_secs(20),
+                "b was woken by the fold, not by its 30 s timeout ({waited:?})"
+            );
+        });
+        assert_eq!(hub.stats().depth, 1);
     }
 
     /// A no-wait post made while this thread holds the hub's lock (what
