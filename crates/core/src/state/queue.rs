@@ -179,21 +179,35 @@ impl<T> Shared<T> {
             if self.on_consumer_thread() {
                 return Err(PostErrorKind::WouldDeadlock);
             }
-            // Counted as a blocked producer: a drain then wakes it.
-            st.blocked_producers += 1;
-            st = match deadline {
-                None => st.wait(&self.room_cv),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        st.blocked_producers -= 1;
-                        return Ok(false);
-                    }
-                    st.wait_timeout(&self.room_cv, deadline - now)
-                }
+            st = match self.wait_for_room(st, deadline) {
+                Ok(st) => st,
+                Err(_) => return Ok(false),
             };
-            st.blocked_producers -= 1;
         }
+    }
+
+    /// One wait for room, counted as a blocked producer (so that whatever
+    /// frees room wakes it), until `deadline`: `Err` with the lock back
+    /// when the deadline had already passed.
+    fn wait_for_room<'a>(
+        &self,
+        mut st: Locked<'a, T>,
+        deadline: Option<Instant>,
+    ) -> Result<Locked<'a, T>, Locked<'a, T>> {
+        st.blocked_producers += 1;
+        let mut st = match deadline {
+            None => st.wait(&self.room_cv),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    st.blocked_producers -= 1;
+                    return Err(st);
+                }
+                st.wait_timeout(&self.room_cv, deadline - now)
+            }
+        };
+        st.blocked_producers -= 1;
+        Ok(st)
     }
 
     fn push_ring(
@@ -390,19 +404,10 @@ impl<T> Shared<T> {
                 }
                 WhenFull::Block(deadline) => deadline,
             };
-            st.blocked_producers += 1;
-            st = match deadline {
-                None => st.wait(&self.room_cv),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        st.blocked_producers -= 1;
-                        return refuse(st, stale, PostErrorKind::Full, item);
-                    }
-                    st.wait_timeout(&self.room_cv, deadline - now)
-                }
+            st = match self.wait_for_room(st, deadline) {
+                Ok(st) => st,
+                Err(st) => return refuse(st, stale, PostErrorKind::Full, item),
             };
-            st.blocked_producers -= 1;
             // The wait for room is not a wait in the queue.
             if posted_at != 0 {
                 posted_at = waits::now_ns();
