@@ -119,8 +119,8 @@ pub(crate) fn take_front(
         return Front::Empty;
     };
     if front.is_post() {
-        return match batch.pop().and_then(Item::into_post) {
-            Some(post) => Front::Post(post.take(ran)),
+        return match take_post(batch, ran) {
+            Some(post) => Front::Post(post),
             None => Front::Empty, // not reached: the front was checked
         };
     }
@@ -134,6 +134,14 @@ pub(crate) fn take_front(
         Some((cb, arg)) => Front::Call(cb, arg),
         None => Front::Empty, // not reached: the front was checked
     }
+}
+
+/// Takes the front item when it is an inline post, counted as ran.
+pub(crate) fn take_post(batch: &mut Batch<Item>, ran: &RanCounter) -> Option<PostFrame> {
+    if !batch.front()?.is_post() {
+        return None;
+    }
+    Some(batch.pop().and_then(Item::into_post)?.take(ran))
 }
 
 /// Runs one item through mlua (the general path). Returns false when the

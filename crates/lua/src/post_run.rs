@@ -27,6 +27,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::ffi;
 
+use crate::item_loop::take_post;
 use crate::post::{PostFrame, Ran};
 use crate::raw;
 use crate::state::StateHub;
@@ -163,11 +164,7 @@ impl Run<'_> {
                 return;
             };
             st.purge_stale(&mut batch);
-            if batch.front().is_some_and(|item| item.is_post()) {
-                if let Some(post) = batch.pop().and_then(|item| item.into_post()) {
-                    *current = Some(post.take(&st.ran));
-                }
-            }
+            *current = take_post(&mut batch, &st.ran);
         }));
     }
 }
