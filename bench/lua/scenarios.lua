@@ -560,27 +560,21 @@ function S.async_poll_sleep(calls, ms)
   result { calls = calls, secs = now() - t0, cpu_secs = os.clock() - c0, wait_cpu_secs = os.clock() - c1 }
 end
 
-function S.async_ready(calls)
+-- `calls` calls of dssbenchrs's `fname` (each returns its argument + 1).
+local function calls_of(fname, calls)
   local b = require "dssbenchrs"
   calls = tonumber(calls)
-  local ready, sum = b.ready, 0
+  local f, sum = b[fname], 0
   local t0 = now()
-  for i = 1, calls do sum = sum + ready(i) end
+  for i = 1, calls do sum = sum + f(i) end
   local secs = now() - t0
   assert(sum == calls * (calls + 1) / 2 + calls, "wrong results") -- no // : 5.1 and LuaJIT load this file
   result { calls = calls, secs = secs, calls_per_s = calls / secs }
 end
 
-function S.plain_call(calls)
-  local b = require "dssbenchrs"
-  calls = tonumber(calls)
-  local plain, sum = b.plain, 0
-  local t0 = now()
-  for i = 1, calls do sum = sum + plain(i) end
-  local secs = now() - t0
-  assert(sum == calls * (calls + 1) / 2 + calls, "wrong results") -- no // : 5.1 and LuaJIT load this file
-  result { calls = calls, secs = secs, calls_per_s = calls / secs }
-end
+function S.async_ready(calls) calls_of("ready", calls) end
+
+function S.plain_call(calls) calls_of("plain", calls) end
 
 function S.async_echo(coroutines, requests)
   local dss = require "darksidesync"

@@ -114,6 +114,20 @@ fn gated(lua: &Lua, dss: &Dss, gate: &Gate) -> Function {
     .unwrap()
 }
 
+/// `pending()`: never completes; `w` counts its futures alive.
+fn pending(lua: &Lua, dss: &Dss, w: &Witness) -> Function {
+    let w = w.clone();
+    dss.create_async_function(lua, move |_, ()| {
+        let alive = w.alive();
+        async move {
+            let _alive = alive;
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    })
+    .unwrap()
+}
+
 fn exec(lua: &Lua, code: &str) {
     lua.load(code).exec().unwrap()
 }
@@ -297,17 +311,7 @@ fn coroutine_close_drops_the_future_at_once() {
     static ID: LibId = LibId::new();
     let (lua, dss) = state(&ID);
     let w = Witness::default();
-    let w2 = w.clone();
-    let f = dss
-        .create_async_function(&lua, move |_, ()| {
-            let alive = w2.alive();
-            async move {
-                let _alive = alive;
-                std::future::pending::<()>().await;
-                Ok(())
-            }
-        })
-        .unwrap();
+    let f = pending(&lua, &dss, &w);
     lua.globals().set("f", f).unwrap();
     exec(
         &lua,
@@ -329,17 +333,7 @@ fn a_coroutine_parked_by_a_scheduler_and_dropped_drops_its_future_when_collected
     static ID: LibId = LibId::new();
     let (lua, dss) = state(&ID);
     let w = Witness::default();
-    let w2 = w.clone();
-    let f = dss
-        .create_async_function(&lua, move |_, ()| {
-            let alive = w2.alive();
-            async move {
-                let _alive = alive;
-                std::future::pending::<()>().await;
-                Ok(())
-            }
-        })
-        .unwrap();
+    let f = pending(&lua, &dss, &w);
     lua.globals().set("f", f).unwrap();
     // A scheduler's parker: it holds the coroutine (here: nobody does).
     exec(
